@@ -1,0 +1,37 @@
+// HttpClient: outbound HTTP(S) over libcurl, used by the CLI, by the root to call provider
+// adapters, and by adapters/clusters/nodes to call the tier above. Thread-safe: each thread reuses
+// its own connection cache (keep-alive).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+
+#include "common/result.h"
+
+namespace canopy::net {
+
+struct ClientRequest {
+  std::string method = "GET";
+  std::string url;
+  std::map<std::string, std::string> headers;
+  std::string body;
+  std::chrono::milliseconds timeout{30000};
+  std::chrono::milliseconds connect_timeout{5000};
+};
+
+struct ClientResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-cased names
+  std::string body;
+};
+
+class HttpClient {
+ public:
+  // Any HTTP status is a successful Result. Transport failures: connection refused/reset ->
+  // kUnavailable, timeout -> kDeadlineExceeded, bad URL -> kInvalidArgument. Messages never
+  // include request headers or bodies (they may carry secrets).
+  Result<ClientResponse> Do(const ClientRequest& req) const;
+};
+
+}  // namespace canopy::net

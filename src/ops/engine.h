@@ -1,0 +1,97 @@
+// Operations engine: runs persisted, step-wise operations (create cluster, add workers, ...).
+// Each kind is a state machine of named steps. Workers (std::jthread) claim due operations under a
+// lease, renew it while working, run one step at a time and persist every transition with a
+// compare-and-swap on `version`. Delivery is at-least-once: a step may run again after a crash,
+// so steps must be idempotent. Engine is thread-safe.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/result.h"
+#include "core/types.h"
+#include "store/store.h"
+
+namespace canopy::ops {
+
+// What a step tells the engine.
+struct StepResult {
+  enum class Kind {
+    kNext,     // step done: advance (or succeed after the last step)
+    kWait,     // not done yet, nothing failed (e.g. waiting for a VM): run again after `delay`
+    kSucceed,  // the whole operation is done now (skip remaining steps)
+  };
+  Kind kind = Kind::kNext;
+  std::chrono::milliseconds delay{0};
+
+  static StepResult Next() { return {Kind::kNext, {}}; }
+  static StepResult Wait(std::chrono::milliseconds d) { return {Kind::kWait, d}; }
+  static StepResult Succeed() { return {Kind::kSucceed, {}}; }
+};
+
+// Passed to a step. `op.data` may be changed by the step; it is persisted with the transition.
+struct StepContext {
+  core::Operation& op;
+  store::Store& store;
+  const Clock& clock;
+  std::stop_token stop;  // requested when the engine stops; long steps should check it
+};
+
+// One operation kind. A step returning an error: retryable codes (IsRetryable) are retried with
+// capped exponential backoff and jitter up to max_attempts; other codes fail the operation.
+class OperationKind {
+ public:
+  virtual ~OperationKind() = default;
+  virtual std::string Name() const = 0;
+  virtual std::vector<std::string> Steps() const = 0;
+  virtual Result<StepResult> RunStep(size_t step, StepContext& ctx) = 0;
+  // Called once when the operation fails terminally (cleanup hook; must be idempotent).
+  virtual void OnFailed(StepContext& /*ctx*/) {}
+  virtual int MaxAttempts() const { return 8; }
+};
+using OperationKindPtr = std::unique_ptr<OperationKind>;
+
+struct EngineOptions {
+  std::string owner;                                  // lease owner id (unique per process)
+  size_t workers = 4;
+  std::chrono::milliseconds lease{15000};
+  std::chrono::milliseconds poll_interval{500};
+  std::chrono::milliseconds backoff_base{500};
+  std::chrono::milliseconds backoff_max{60000};
+};
+
+class Engine {
+ public:
+  Engine(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, EngineOptions opts);
+  ~Engine();  // Stop()s
+
+  // kAlreadyExists for a duplicate name. Call before Start().
+  Status Register(OperationKindPtr kind);
+  bool HasKind(const std::string& name) const;
+
+  // Builds a new pending operation of `kind` for `target_id` with `data` and stores it through
+  // `tx` (so handlers can create it in the same transaction as the desired state). kNotFound for
+  // an unknown kind. Call Wake() after the transaction commits.
+  Result<core::Operation> Enqueue(store::Store& tx, const std::string& kind,
+                                  const std::string& target_id, Json data) const;
+
+  void Start();
+  void Stop();
+  void Wake();  // new work is due: skip the poll wait
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// JSON view of an operation for the API: {id,kind,target_id,state,step,steps:[...],error?,...}.
+Json OperationToJson(const core::Operation& op);
+
+}  // namespace canopy::ops

@@ -1,0 +1,110 @@
+// Store: one repository interface per resource, behind which SQLite (store/sqlite) and later
+// PostgreSQL implementations sit. No SQL lives outside src/store/. Implementations are thread-safe.
+// The store never invents ids or timestamps: callers pass them in (Nomad's rule).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "core/types.h"
+
+namespace canopy::store {
+
+/// Users. Usernames are unique (Create of a taken name -> kAlreadyExists).
+class UserRepo {
+ public:
+  virtual ~UserRepo() = default;
+  virtual Status Create(const core::User& u) = 0;
+  /// kNotFound when absent.
+  virtual Result<core::User> Get(const std::string& id) = 0;
+  virtual Result<core::User> GetByUsername(const std::string& username) = 0;
+  /// Ordered by created_at, then id.
+  virtual Result<std::vector<core::User>> List() = 0;
+  /// kNotFound when absent.
+  virtual Status Delete(const std::string& id) = 0;
+  virtual Result<int64_t> Count() = 0;
+};
+
+/// Provider registration tokens (stored hashed).
+class ProviderTokenRepo {
+ public:
+  virtual ~ProviderTokenRepo() = default;
+  virtual Status Create(const core::ProviderToken& t) = 0;
+  /// Atomically marks the token with this hash used at `now`, if it exists, is unused and has not
+  /// expired; returns it. Otherwise kUnauthenticated (one message for all cases, so callers
+  /// cannot probe which tokens exist).
+  virtual Result<core::ProviderToken> Consume(const std::string& token_hash, TimePoint now) = 0;
+};
+
+/// Registered provider adapters.
+class ProviderRepo {
+ public:
+  virtual ~ProviderRepo() = default;
+  virtual Status Create(const core::ProviderRecord& p) = 0;
+  virtual Result<core::ProviderRecord> Get(const std::string& id) = 0;
+  /// Ordered by registered_at, then id.
+  virtual Result<std::vector<core::ProviderRecord>> List() = 0;
+  /// Records a heartbeat. kNotFound when absent.
+  virtual Status Touch(const std::string& id, TimePoint now) = 0;
+  /// Updates url, capabilities and version (re-registration of a known adapter).
+  virtual Status Update(const core::ProviderRecord& p) = 0;
+  virtual Status Delete(const std::string& id) = 0;
+};
+
+/// Cloud credentials (secret stored encrypted by the caller). Names are unique.
+class CredentialRepo {
+ public:
+  virtual ~CredentialRepo() = default;
+  virtual Status Create(const core::Credential& c) = 0;
+  virtual Result<core::Credential> Get(const std::string& id) = 0;
+  virtual Result<core::Credential> GetByName(const std::string& name) = 0;
+  virtual Result<std::vector<core::Credential>> List() = 0;
+  virtual Status Delete(const std::string& id) = 0;
+};
+
+/// Persisted operations (see ops/engine.h).
+class OperationRepo {
+ public:
+  virtual ~OperationRepo() = default;
+  /// Stores `op` as given (version as given, normally 1).
+  virtual Status Create(const core::Operation& op) = 0;
+  virtual Result<core::Operation> Get(const std::string& id) = 0;
+  /// Newest first.
+  virtual Result<std::vector<core::Operation>> ListByTarget(const std::string& target_id) = 0;
+  virtual Result<std::vector<core::Operation>> List(size_t limit) = 0;
+  /// Claims up to `limit` operations that are pending or running, due (next_run_at <= now), and
+  /// whose lease is free or expired (lease_until <= now): sets lease_owner/lease_until, bumps
+  /// version, and returns them as stored after the claim. Atomic across threads and processes.
+  virtual Result<std::vector<core::Operation>> ClaimDue(const std::string& owner, TimePoint now,
+                                                        TimePoint lease_until, size_t limit) = 0;
+  /// Extends the lease if `owner` still holds it; kConflict otherwise.
+  virtual Status RenewLease(const std::string& id, const std::string& owner,
+                            TimePoint lease_until) = 0;
+  /// Compare-and-swap: writes every mutable field of `op` if the stored version equals
+  /// op.version, storing op.version + 1. kConflict when the version moved on.
+  virtual Status Update(const core::Operation& op) = 0;
+};
+
+/// The whole store. Transaction() runs `fn` atomically (all or nothing); repositories reached
+/// through the Store& passed to `fn` take part in it. Nested calls join the outer transaction.
+class Store {
+ public:
+  virtual ~Store() = default;
+  virtual UserRepo& users() = 0;
+  virtual ProviderTokenRepo& provider_tokens() = 0;
+  virtual ProviderRepo& providers() = 0;
+  virtual CredentialRepo& credentials() = 0;
+  virtual OperationRepo& operations() = 0;
+  virtual Status Transaction(const std::function<Status(Store&)>& fn) = 0;
+};
+using StorePtr = std::unique_ptr<Store>;
+
+/// Opens the store described by `url`: a filesystem path or "sqlite:PATH" for SQLite
+/// (migrations are applied on open); "postgres://..." is reserved for the PostgreSQL store.
+Result<StorePtr> OpenStore(const std::string& url);
+
+}  // namespace canopy::store
