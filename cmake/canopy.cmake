@@ -29,3 +29,15 @@ function(canopy_test file)
     CANOPY_BIN_DIR="${CMAKE_BINARY_DIR}/bin" CANOPY_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   gtest_discover_tests(${target} PROPERTIES LABELS ${label} DISCOVERY_TIMEOUT 60)
 endfunction()
+
+# canopy_embed(TARGET SYMBOL FILE): compiles FILE's text into TARGET as
+# `extern const char SYMBOL[]` (so daemons need no source tree at run time).
+function(canopy_embed target symbol file)
+  file(READ ${file} content)
+  set(out ${CMAKE_BINARY_DIR}/generated/${symbol}.cpp)
+  file(CONFIGURE OUTPUT ${out}
+       CONTENT "extern const char ${symbol}[];\nconst char ${symbol}[] = R\"canopy_embed(@content@)canopy_embed\";\n"
+       @ONLY)
+  set_property(DIRECTORY ${PROJECT_SOURCE_DIR} APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${file})
+  target_sources(${target} PRIVATE ${out})
+endfunction()

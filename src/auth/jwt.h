@@ -3,8 +3,11 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -13,13 +16,22 @@
 
 namespace canopy::auth {
 
+// Value of the "iss" claim; Verify rejects any other issuer.
+inline constexpr std::string_view kJwtIssuer = "canopy";
+// Verify rejects longer tokens before any decoding; Sign refuses claims that would exceed it.
+inline constexpr size_t kMaxJwtBytes = 8 * 1024;
+// Clock skew tolerated on "nbf"/"iat" (a token minted by a root whose clock runs slightly ahead).
+// "exp" gets no leeway: a token is never accepted after its expiry (valid while now < exp).
+inline constexpr std::chrono::seconds kJwtNotBeforeLeeway{30};
+
 struct Claims {
   std::string subject;   // user id
   std::string username;
   std::vector<std::string> roles;
   int64_t issued_at = 0;   // unix seconds
   int64_t expires_at = 0;  // unix seconds
-  std::string token_id;    // jti
+  std::string token_id;    // jti; Sign generates a random one when empty
+  // "nbf" is always set equal to "iat" by Sign.
 };
 
 class JwtKeys {

@@ -23,6 +23,14 @@ std::string_view ErrorCodeName(ErrorCode code) {
   return "internal";
 }
 
+ErrorCode ParseErrorCode(std::string_view name) {
+  for (int i = 0; i <= static_cast<int>(ErrorCode::kDeadlineExceeded); ++i) {
+    auto c = static_cast<ErrorCode>(i);
+    if (ErrorCodeName(c) == name) return c;
+  }
+  return ErrorCode::kInternal;
+}
+
 bool IsRetryable(ErrorCode code) {
   return code == ErrorCode::kUnavailable || code == ErrorCode::kDeadlineExceeded ||
          code == ErrorCode::kResourceExhausted;

@@ -28,6 +28,9 @@ enum class ErrorCode {
 // Stable snake_case name used in API error bodies ("invalid_argument", ...).
 std::string_view ErrorCodeName(ErrorCode code);
 
+// Inverse of ErrorCodeName; kInternal for unknown names.
+ErrorCode ParseErrorCode(std::string_view name);
+
 // Whether an operation failing with this code may succeed if retried later.
 bool IsRetryable(ErrorCode code);
 

@@ -1,8 +1,167 @@
-// canopy: the command-line client.
+// canopy: the command-line client. Only the CLI11 wiring lives here; the commands are plain
+// functions in src/cli/commands.h.
 #include <CLI/CLI.hpp>
 
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/api_client.h"
+#include "cli/commands.h"
+#include "cli/config.h"
+#include "cli/output.h"
+#include "cli/terminal.h"
+#include "common/clock.h"
+
+namespace {
+
+using canopy::cli::Context;
+using Action = std::function<int(Context&)>;
+
+// An option whose presence matters (std::optional), which CLI11 2.1 does not bind directly.
+CLI::Option* AddOptional(CLI::App* app, const std::string& name, std::optional<std::string>* out,
+                         const std::string& description) {
+  return app->add_option_function<std::string>(
+      name, [out](const std::string& v) { *out = v; }, description);
+}
+
+// Registers `sub` so that choosing it selects `action`.
+void OnRun(CLI::App* sub, Action* selected, Action action) {
+  sub->callback([selected, action = std::move(action)]() { *selected = action; });
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  namespace cli = canopy::cli;
   CLI::App app{"canopy - Canopy command-line client"};
-  CLI11_PARSE(app, argc, argv);
-  return 0;
+  app.require_subcommand(1);
+  // Subcommands created below inherit this: global options may follow the subcommand.
+  app.fallthrough();
+
+  std::optional<std::string> root;
+  std::string output = "table";
+  AddOptional(&app, "--root", &root, "Root URL (default: CANOPY_ROOT, then the login's root)");
+  app.add_option("-o,--output", output, "Output format: table or json")
+      ->check(CLI::IsMember({"table", "json"}));
+
+  Action action;
+
+  // login / logout
+  auto* login = app.add_subcommand("login", "Log in to a root and keep the token");
+  auto login_opts = std::make_shared<cli::LoginOptions>();
+  AddOptional(login, "--username,-u", &login_opts->username, "User name");
+  AddOptional(login, "--password", &login_opts->password,
+              "Password (default: CANOPY_PASSWORD, then a prompt)");
+  OnRun(login, &action, [login_opts](Context& c) { return cli::Login(c, *login_opts); });
+  auto* logout = app.add_subcommand("logout", "Forget the stored token");
+  OnRun(logout, &action, [](Context& c) { return cli::Logout(c); });
+
+  // user
+  auto* user = app.add_subcommand("user", "Manage users (admin)");
+  user->require_subcommand(1);
+  auto* user_create = user->add_subcommand("create", "Create a user");
+  auto user_opts = std::make_shared<cli::UserCreateOptions>();
+  user_create->add_option("username", user_opts->username, "User name")->required();
+  user_create->add_option("--role", user_opts->roles, "Role: admin, infra or app (repeatable)")
+      ->delimiter(',');
+  AddOptional(user_create, "--password", &user_opts->password,
+              "Password (default: CANOPY_NEW_PASSWORD, then a prompt)");
+  OnRun(user_create, &action, [user_opts](Context& c) { return cli::UserCreate(c, *user_opts); });
+  auto* user_list = user->add_subcommand("list", "List users");
+  OnRun(user_list, &action, [](Context& c) { return cli::UserList(c); });
+  auto* user_delete = user->add_subcommand("delete", "Delete a user");
+  auto user_id = std::make_shared<std::string>();
+  user_delete->add_option("id", *user_id, "User id")->required();
+  OnRun(user_delete, &action, [user_id](Context& c) { return cli::UserDelete(c, *user_id); });
+
+  // provider
+  auto* provider = app.add_subcommand("provider", "Manage provider adapters (infra)");
+  provider->require_subcommand(1);
+  auto* provider_token = provider->add_subcommand("token", "Create a provider registration token");
+  OnRun(provider_token, &action, [](Context& c) { return cli::ProviderToken(c); });
+  auto* provider_list = provider->add_subcommand("list", "List provider adapters");
+  OnRun(provider_list, &action, [](Context& c) { return cli::ProviderList(c); });
+  auto* provider_detach = provider->add_subcommand("detach", "Detach a provider adapter");
+  auto provider_id = std::make_shared<std::string>();
+  provider_detach->add_option("id", *provider_id, "Provider id")->required();
+  OnRun(provider_detach, &action,
+        [provider_id](Context& c) { return cli::ProviderDetach(c, *provider_id); });
+
+  // credential
+  auto* credential = app.add_subcommand("credential", "Manage cloud credentials (infra)");
+  credential->require_subcommand(1);
+  auto* credential_add = credential->add_subcommand("add", "Add a credential");
+  auto cred_opts = std::make_shared<cli::CredentialAddOptions>();
+  credential_add->add_option("name", cred_opts->name, "Credential name")->required();
+  credential_add->add_option("--provider", cred_opts->provider, "Provider type")->required();
+  auto* secret_file = AddOptional(credential_add, "--secret-file", &cred_opts->secret_file,
+                                  "File holding the secret as a JSON object");
+  auto* secret_stdin = credential_add->add_flag(
+      "--secret-stdin", cred_opts->secret_stdin, "Read the secret JSON from standard input");
+  auto* secret_json = AddOptional(credential_add, "--secret", &cred_opts->secret_json,
+                                  "The secret as a JSON object");
+  secret_file->excludes(secret_stdin)->excludes(secret_json);
+  secret_stdin->excludes(secret_json);
+  OnRun(credential_add, &action,
+        [cred_opts](Context& c) { return cli::CredentialAdd(c, *cred_opts); });
+  auto* credential_list = credential->add_subcommand("list", "List credentials");
+  OnRun(credential_list, &action, [](Context& c) { return cli::CredentialList(c); });
+  auto* credential_show = credential->add_subcommand("show", "Show a credential");
+  auto credential_id = std::make_shared<std::string>();
+  credential_show->add_option("id", *credential_id, "Credential id")->required();
+  OnRun(credential_show, &action,
+        [credential_id](Context& c) { return cli::CredentialShow(c, *credential_id); });
+  auto* credential_delete = credential->add_subcommand("delete", "Delete a credential");
+  credential_delete->add_option("id", *credential_id, "Credential id")->required();
+  OnRun(credential_delete, &action,
+        [credential_id](Context& c) { return cli::CredentialDelete(c, *credential_id); });
+
+  // operation
+  auto* operation = app.add_subcommand("operation", "Inspect long-running operations");
+  operation->require_subcommand(1);
+  auto* operation_show = operation->add_subcommand("show", "Show an operation and its steps");
+  auto operation_id = std::make_shared<std::string>();
+  operation_show->add_option("id", *operation_id, "Operation id")->required();
+  OnRun(operation_show, &action,
+        [operation_id](Context& c) { return cli::OperationShow(c, *operation_id); });
+  auto* operation_list = operation->add_subcommand("list", "List operations");
+  auto op_list_opts = std::make_shared<cli::OperationListOptions>();
+  AddOptional(operation_list, "--target", &op_list_opts->target,
+              "Only operations on this resource id");
+  OnRun(operation_list, &action,
+        [op_list_opts](Context& c) { return cli::OperationList(c, *op_list_opts); });
+
+  Context ctx{std::cout,
+              std::cerr,
+              std::cin,
+              cli::ProcessEnv(),
+              cli::PromptPasswordOnTerminal,
+              nullptr,
+              std::make_shared<canopy::SystemClock>(),
+              {}};
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) {
+      return app.exit(e);  // --help
+    }
+    cli::ReportError(ctx, e.what());
+    return 2;
+  }
+
+  auto format = cli::ParseOutputFormat(output);
+  if (!format) {
+    return cli::ReportError(ctx, format.error().message);
+  }
+  ctx.global.root = root;
+  ctx.global.output = *format;
+  ctx.transport = cli::HttpTransport();
+  if (!action) {
+    return cli::ReportError(ctx, "no command given; run canopy --help");
+  }
+  return action(ctx);
 }

@@ -27,7 +27,7 @@ struct Request {
   std::map<std::string, std::string> headers; // header names lower-cased
   std::map<std::string, std::string> params;  // path parameters from the route pattern
   std::string body;
-  std::string remote_addr;
+  std::string remote_addr;                    // peer IP address, without the port
   std::string route;                          // the matched pattern, e.g. "/api/v1/users/{id}"
 
   // Header by lower-case name, "" if absent.
@@ -51,10 +51,19 @@ using Handler = std::function<Response(const Request&)>;
 using Responder = std::function<void(Response)>;
 using AsyncHandler = std::function<void(const Request&, Responder)>;
 // Turns an Error into the API's JSON error response (supplied by api/ which owns the status table).
+// Called from I/O and worker threads: must be thread-safe. For "method not allowed" the server
+// forces status 405 (plus an Allow header) and for an oversized header 431, whatever it returns.
 using ErrorRenderer = std::function<Response(const Error&)>;
 
 // Maps METHOD + path pattern to handlers. Patterns are literal segments and "{name}" segments
 // ("/api/v1/users/{id}"); literal segments win over parameters.
+// Matching is strict and per method: the path is the decoded path; "/a/b/" does not match "/a/b"
+// (no redirect; a trailing or doubled slash gives 404); "{name}" matches one non-empty segment.
+// Among the routes of the request's method the most specific pattern wins (the leftmost position
+// where one has a literal and the other a parameter decides), so "GET /users/me" beats
+// "GET /users/{id}" while "DELETE /users/me" still reaches "DELETE /users/{id}".
+// Add/AddAsync abort on a malformed pattern or a duplicate (method, pattern): programmer errors.
+// A Request passed to a handler lives only during the call; async handlers copy what they keep.
 class Router {
  public:
   void Add(std::string method, std::string pattern, Handler h);
@@ -68,6 +77,8 @@ class Router {
   // kNotFound for an unknown path; kConflict-free: unknown method on a known path gives an
   // Error with message "method not allowed" and code kInvalidArgument (rendered as 405).
   Result<Match> Find(std::string_view method, std::string_view path) const;
+  // Methods registered for patterns matching `path`, sorted (for the Allow header of a 405).
+  std::vector<std::string> AllowedMethods(std::string_view path) const;
   // All (method, pattern) pairs, for tests that walk every route.
   std::vector<std::pair<std::string, std::string>> Routes() const;
 
@@ -101,7 +112,9 @@ struct ServerOptions {
   size_t worker_threads = 8;
   size_t max_body_bytes = 1 << 20;            // larger bodies get 413
   std::chrono::seconds idle_timeout{120};     // idle keep-alive connections are closed after this
-  std::chrono::seconds read_timeout{30};      // a started request must arrive within this
+  std::chrono::seconds read_timeout{30};      // a started request must arrive within this (and
+                                              // a response be written within this)
+  // Fixed limits: request header 16 KiB (431 beyond). Handlers that throw get 500 "internal error".
 };
 
 class HttpServer {
@@ -114,7 +127,8 @@ class HttpServer {
                                                    std::shared_ptr<Metrics> metrics);
   virtual ~HttpServer() = default;
   virtual uint16_t port() const = 0;
-  // Stops accepting, closes connections, joins threads. Idempotent.
+  // Stops accepting, closes connections (idle ones and ones waiting for a handler), joins
+  // threads. Idempotent. Responders called afterwards do nothing. Do not call from a handler.
   virtual void Stop() = 0;
 };
 

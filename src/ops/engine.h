@@ -46,20 +46,30 @@ struct StepContext {
 
 // One operation kind. A step returning an error: retryable codes (IsRetryable) are retried with
 // capped exponential backoff and jitter up to max_attempts; other codes fail the operation.
+// One instance serves every operation of its kind from all workers at once: it must be
+// thread-safe (keep per-operation state in op.data, not in members).
 class OperationKind {
  public:
   virtual ~OperationKind() = default;
   virtual std::string Name() const = 0;
   virtual std::vector<std::string> Steps() const = 0;
+  // The step names of one operation with this `data`, fixed at Enqueue and persisted with the
+  // operation (the engine never calls Steps() for a stored operation). Kinds whose step list
+  // depends on their input override this; it also validates `data` (kInvalidArgument), so a bad
+  // request fails at Enqueue rather than in a worker. Defaults to Steps().
+  virtual Result<std::vector<std::string>> StepsFor(const Json& /*data*/) const { return Steps(); }
   virtual Result<StepResult> RunStep(size_t step, StepContext& ctx) = 0;
   // Called once when the operation fails terminally (cleanup hook; must be idempotent).
   virtual void OnFailed(StepContext& /*ctx*/) {}
+  // Tries of one step before a retryable error becomes terminal (attempt + 1 < MaxAttempts).
   virtual int MaxAttempts() const { return 8; }
 };
 using OperationKindPtr = std::unique_ptr<OperationKind>;
 
 struct EngineOptions {
-  std::string owner;                                  // lease owner id (unique per process)
+  // Lease owner id (unique per process; generated when empty). Worker i holds leases as
+  // "<owner>/w<i>", so two workers of one engine never share a lease.
+  std::string owner;
   size_t workers = 4;
   std::chrono::milliseconds lease{15000};
   std::chrono::milliseconds poll_interval{500};
@@ -91,7 +101,12 @@ class Engine {
   std::unique_ptr<Impl> impl_;
 };
 
-// JSON view of an operation for the API: {id,kind,target_id,state,step,steps:[...],error?,...}.
+// JSON view of an operation for the API:
+//   {id, kind, target_id, state, step, step_index, steps:[{name,state,started_at,finished_at}],
+//    attempt, created_at, updated_at, error?:{code,message}, last_error?:{code,message}}
+// `step` is the name of the current step (for a failed operation, the step that failed), null once
+// every step is done. Timestamps are RFC 3339, null when unset. `error` appears only when the
+// operation failed; `last_error` only while it is retrying after an error. op.data never appears.
 Json OperationToJson(const core::Operation& op);
 
 }  // namespace canopy::ops

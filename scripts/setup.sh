@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every Debian package Canopy needs to build, test and run. Idempotent; run as root on
+# Debian 12. Skips apt entirely when everything is already installed.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libboost-dev libssl-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libssh-dev libargon2-dev
+  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  iproute2 nftables openssh-server openssh-client procps curl wrk python3
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages: ${missing[*]}; run as root (or with sudo) to install them" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "setup: all packages present"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test: the full suite (unit, integration, e2e) on a normal build,
+# then unit + integration tests on an AddressSanitizer + UndefinedBehaviorSanitizer build.
+# Set CANOPY_SKIP_SANITIZE=1 to skip the sanitizer pass during development.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+echo "== build (RelWithDebInfo)"
+BUILD_DIR=build scripts/build.sh
+echo "== tests (all labels)"
+ctest --test-dir build --output-on-failure --timeout 300 -j 2
+
+if [ "${CANOPY_SKIP_SANITIZE:-0}" != "1" ]; then
+  echo "== build (ASan + UBSan)"
+  BUILD_DIR=build-asan BUILD_TYPE=Debug scripts/build.sh -DCANOPY_SANITIZE=ON -DCANOPY_BUILD_BENCH=OFF
+  echo "== tests under sanitizers (unit, integration)"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure --timeout 600 -j 2 -L 'unit|integration'
+fi
+echo "== all tests passed"

@@ -1,0 +1,66 @@
+// The root's REST API v1: builds the router with every route, its access rule and handler.
+// Handlers validate input and answer errors as {"error":{"code","message"}} (net/error_mapping).
+// The returned Router is immutable; handlers are thread-safe (they share only thread-safe deps).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "auth/jwt.h"
+#include "auth/secret_box.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "core/types.h"
+#include "net/http.h"
+#include "ops/engine.h"
+#include "store/store.h"
+
+namespace canopy::api {
+
+struct ApiOptions {
+  std::chrono::seconds token_ttl{3600};
+  std::chrono::seconds provider_token_ttl{3600};
+  std::chrono::seconds heartbeat_interval{5};
+  int missed_heartbeats_for_down = 3;
+  bool enable_test_ops = false;
+  std::string test_ops_marker_file;  // where test.steps operations write their markers
+};
+
+struct ApiDeps {
+  store::Store* store = nullptr;
+  auth::JwtKeys* jwt = nullptr;
+  auth::SecretBox* secrets = nullptr;
+  ops::Engine* engine = nullptr;
+  ClockPtr clock;
+  IdGeneratorPtr ids;
+  std::shared_ptr<net::Metrics> metrics;
+  ApiOptions options;
+};
+
+// Who may call a route.
+enum class Access {
+  kPublic,    // no token
+  kAdapter,   // a provider adapter's key (checked by the handler)
+  kAnyUser,   // any valid user token
+  kAdmin,
+  kInfra,     // admin or infra
+  kApp,       // admin or app
+  kInfraOrApp,
+};
+
+struct RouteInfo {
+  std::string method;
+  std::string pattern;
+  Access access;
+};
+
+std::shared_ptr<net::Router> BuildRouter(const ApiDeps& deps);
+// Every route with its access rule (for the role-matrix tests and the OpenAPI check).
+std::vector<RouteInfo> RouteTable(const ApiOptions& options);
+
+// The OpenAPI 3 document served at /api/v1/openapi.json.
+const std::string& OpenApiDocument();
+
+}  // namespace canopy::api

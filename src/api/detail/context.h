@@ -1,0 +1,55 @@
+// Internal to api/: the handler signature, the caller's identity and shared helpers.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "api/api.h"
+#include "common/json.h"
+#include "core/types.h"
+#include "net/error_mapping.h"
+#include "net/http.h"
+
+namespace canopy::api::detail {
+
+struct Principal {
+  std::string user_id;
+  std::string username;
+  std::vector<core::Role> roles;
+};
+
+using HandlerFn = Result<net::Response> (*)(const ApiDeps&, const net::Request&, const Principal&);
+
+struct RouteDef {
+  const char* method;
+  const char* pattern;
+  Access access;
+  HandlerFn fn;
+  bool test_only = false;
+};
+
+// Handlers, one group per resource (each in its own <resource>_handlers.cpp).
+std::vector<RouteDef> SystemRoutes();
+std::vector<RouteDef> AuthRoutes();
+std::vector<RouteDef> UserRoutes();
+std::vector<RouteDef> ProviderRoutes();
+std::vector<RouteDef> CredentialRoutes();
+std::vector<RouteDef> OperationRoutes();
+
+// JSON helpers.
+inline net::Response JsonResponse(int status, const Json& j) { return net::Response::FromJson(status, j); }
+Result<Json> ParseBody(const net::Request& req);
+std::string Iso(TimePoint t);
+
+// Names of users, credentials, clusters: 1-64 of [A-Za-z0-9._-], starting alphanumeric.
+bool IsValidName(std::string_view s);
+// Provider type names: 1-32 of [a-z0-9_-], starting with a letter.
+bool IsValidTypeName(std::string_view s);
+// http(s)://host[:port][/path] with no spaces or control characters.
+bool IsValidHttpUrl(std::string_view s);
+
+// Finds a live adapter of `type`; kFailedPrecondition when none is live.
+Result<core::ProviderRecord> FindLiveAdapter(const ApiDeps& deps, const std::string& type);
+core::ProviderStatus StatusOf(const ApiDeps& deps, const core::ProviderRecord& p);
+
+}  // namespace canopy::api::detail

@@ -1,0 +1,62 @@
+// ApiClient: the CLI's view of the root's REST API v1 (base URL + bearer token). Turns API error
+// bodies {"error":{"code","message"}} and transport failures into canopy::Error values whose
+// message is ready for the user. Used by cli/commands. Thread-compatible.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/json.h"
+#include "common/result.h"
+#include "common/secret.h"
+#include "net/client.h"
+
+namespace canopy::cli {
+
+// Sends one HTTP request. Production code uses HttpTransport() (net::HttpClient); tests pass fakes.
+using Transport = std::function<Result<net::ClientResponse>(const net::ClientRequest&)>;
+
+// A Transport over net::HttpClient (defined in http_transport.cpp so that code not sending real
+// requests does not need canopy_net's implementation).
+Transport HttpTransport();
+
+// Checks that `url` is http(s)://host[:port][/prefix] and strips trailing slashes.
+// kInvalidArgument otherwise.
+Result<std::string> NormalizeRootUrl(std::string_view url);
+
+// The ErrorCode for an API error code name ("not_found"); nullopt for names Canopy does not know.
+std::optional<ErrorCode> ErrorCodeFromName(std::string_view name);
+// Fallback when an error body carries no usable code.
+ErrorCode ErrorCodeFromHttpStatus(int status);
+
+// Builds the Error for a non-2xx response. message is "<api message> (<code>, HTTP <status>)",
+// made one line and bounded in length; the code string is the API's own even when unknown here.
+Error ApiErrorFromResponse(int status, std::string_view body);
+
+// Percent-encodes one path segment or query value (RFC 3986 unreserved characters kept).
+std::string EscapeUrlComponent(std::string_view s);
+
+class ApiClient {
+ public:
+  // `root` must already be normalised (NormalizeRootUrl). An empty token sends no Authorization.
+  ApiClient(std::string root, SecretString token, Transport transport);
+
+  // `path` starts with "/" ("/api/v1/users"). On 2xx returns the parsed body, or an empty object
+  // when the body is empty (204). Transport failures give "cannot reach root at <root>: <why>"
+  // with the transport's code; other failures come from ApiErrorFromResponse.
+  Result<Json> Get(std::string_view path) const;
+  Result<Json> Post(std::string_view path, const Json& body) const;
+  Result<Json> Delete(std::string_view path) const;
+  Result<Json> Send(std::string_view method, std::string_view path, const Json* body) const;
+
+  const std::string& root() const { return root_; }
+
+ private:
+  std::string root_;
+  SecretString token_;
+  Transport transport_;
+};
+
+}  // namespace canopy::cli

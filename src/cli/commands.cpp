@@ -1,0 +1,675 @@
+#include "cli/commands.h"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <istream>
+#include <ostream>
+#include <utility>
+
+#include "common/json.h"
+
+namespace canopy::cli {
+
+namespace {
+
+// Secrets larger than this are refused rather than read into memory.
+constexpr size_t kMaxSecretBytes = 1 << 20;
+
+// ---------------------------------------------------------------------------------------------
+// Resources: how each kind of API object is listed and shown. Adding a resource is adding one of
+// these and the few command functions that use the generic helpers below.
+
+struct Resource {
+  std::string_view noun;         // "user", used in messages
+  std::string_view path;         // collection path, "/api/v1/users"
+  std::vector<Column> list;      // columns of `list`
+  std::vector<Column> details;   // key/value lines of `show` (and of create results)
+  std::vector<std::string> hidden;  // members removed before printing (defence in depth)
+};
+
+const Resource& Users() {
+  static const Resource r{
+      "user",
+      "/api/v1/users",
+      {{"ID", "id"}, {"USERNAME", "username"}, {"ROLES", "roles"}, {"CREATED", "created_at"}},
+      {{"ID", "id"}, {"Username", "username"}, {"Roles", "roles"}, {"Created", "created_at"}},
+      {"password", "password_hash"},
+  };
+  return r;
+}
+
+const Resource& Providers() {
+  static const Resource r{
+      "provider",
+      "/api/v1/providers",
+      {{"ID", "id"},
+       {"TYPE", "type"},
+       {"URL", "url"},
+       {"STATUS", "status"},
+       {"LAST SEEN", "last_seen"}},
+      {{"ID", "id"},
+       {"Type", "type"},
+       {"URL", "url"},
+       {"Status", "status"},
+       {"Last seen", "last_seen"}},
+      {},
+  };
+  return r;
+}
+
+const Resource& Credentials() {
+  static const Resource r{
+      "credential",
+      "/api/v1/credentials",
+      {{"ID", "id"}, {"NAME", "name"}, {"PROVIDER", "provider"}, {"CREATED", "created_at"}},
+      {{"ID", "id"}, {"Name", "name"}, {"Provider", "provider"}, {"Created", "created_at"}},
+      {"secret"},
+  };
+  return r;
+}
+
+std::string OperationTarget(const Json& op) {
+  std::string t = FieldText(op, "target_id");
+  return t == "-" ? FieldText(op, "target") : t;
+}
+
+// `error` is {"code","message"} in the contract; a plain string is shown as given.
+std::string OperationError(const Json& op) {
+  if (!op.is_object()) {
+    return "-";
+  }
+  auto e = op.find("error");
+  if (e == op.end() || e->is_null()) {
+    return "-";
+  }
+  if (e->is_object() && e->contains("message")) {
+    std::string msg = FieldText(*e, "message");
+    std::string code = FieldText(*e, "code");
+    return code == "-" ? msg : fmt::format("{} ({})", msg, code);
+  }
+  return CellText(*e);
+}
+
+const Resource& Operations() {
+  static const Resource r{
+      "operation",
+      "/api/v1/operations",
+      {{"ID", "id"},
+       {"KIND", "kind"},
+       {"TARGET", "", OperationTarget},
+       {"STATE", "state"},
+       {"STEP", "step"},
+       {"CREATED", "created_at"}},
+      {{"ID", "id"},
+       {"Kind", "kind"},
+       {"Target", "", OperationTarget},
+       {"State", "state"},
+       {"Step", "step"},
+       {"Error", "", OperationError}},
+      {},
+  };
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session: the root URL, the stored login and an ApiClient for it.
+
+std::string LoginCommand(std::string_view root, std::string_view username) {
+  return fmt::format("canopy login --root {} --username {}", root.empty() ? "URL" : root,
+                     username.empty() ? "U" : username);
+}
+
+// The root: --root, else CANOPY_ROOT, else the stored login's root.
+Result<std::string> ResolveRoot(const Context& ctx, const Config& cfg) {
+  if (ctx.global.root) {
+    return NormalizeRootUrl(*ctx.global.root);
+  }
+  std::optional<std::string> env = ctx.env("CANOPY_ROOT");
+  if (env && !env->empty()) {
+    return NormalizeRootUrl(*env);
+  }
+  if (!cfg.root.empty()) {
+    return NormalizeRootUrl(cfg.root);
+  }
+  return Error::InvalidArgument(
+      fmt::format("no root URL given; run {} or pass --root URL", LoginCommand("", "")));
+}
+
+class Session {
+ public:
+  Session(ApiClient api, std::string username)
+      : api_(std::move(api)), username_(std::move(username)) {}
+
+  Result<Json> Get(std::string_view path) const { return Hint(api_.Get(path)); }
+  Result<Json> Post(std::string_view path, const Json& body) const {
+    return Hint(api_.Post(path, body));
+  }
+  Result<Json> Delete(std::string_view path) const { return Hint(api_.Delete(path)); }
+
+ private:
+  // A 401 means the token is no longer accepted (expired, revoked, root re-keyed).
+  Result<Json> Hint(Result<Json> r) const {
+    if (!r && r.error().code == ErrorCode::kUnauthenticated) {
+      Error e = std::move(r).error();
+      e.message += fmt::format("; log in again with {}", LoginCommand(api_.root(), username_));
+      return e;
+    }
+    return r;
+  }
+
+  ApiClient api_;
+  std::string username_;
+};
+
+Result<Session> Connect(const Context& ctx) {
+  CANOPY_ASSIGN_OR_RETURN(auto path, ConfigPath(ctx.env));
+  CANOPY_ASSIGN_OR_RETURN(Config cfg, LoadConfig(path));
+  CANOPY_ASSIGN_OR_RETURN(std::string root, ResolveRoot(ctx, cfg));
+  Result<std::string> stored_root = NormalizeRootUrl(cfg.root);
+  // The token is only ever sent to the root that issued it.
+  if (!cfg.HasToken() || !stored_root || *stored_root != root) {
+    std::string user = (stored_root && *stored_root == root) ? cfg.username : "";
+    return Error::Unauthenticated(
+        fmt::format("not logged in; run {}", LoginCommand(root, user)));
+  }
+  if (!cfg.expires_at.empty()) {
+    std::optional<TimePoint> exp = ParseRfc3339(cfg.expires_at);
+    if (exp && ctx.clock->Now() >= *exp) {
+      return Error::Unauthenticated(fmt::format("your login expired at {}; run {}",
+                                                cfg.expires_at, LoginCommand(root, cfg.username)));
+    }
+  }
+  return Session(ApiClient(root, cfg.token, ctx.transport), cfg.username);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output helpers.
+
+int Finish(Context& ctx, const Status& st) {
+  if (!st) {
+    return ReportError(ctx, st.error().message);
+  }
+  return kExitOk;
+}
+
+Json WithoutHidden(Json j, const Resource& r) {
+  auto strip = [&r](Json& obj) {
+    if (obj.is_object()) {
+      for (const auto& h : r.hidden) {
+        obj.erase(h);
+      }
+    }
+  };
+  strip(j);
+  if (j.is_array()) {
+    for (Json& e : j) {
+      strip(e);
+    }
+  } else if (j.is_object()) {
+    for (auto& [key, value] : j.items()) {
+      if (value.is_array()) {
+        for (Json& e : value) {
+          strip(e);
+        }
+      }
+    }
+  }
+  return j;
+}
+
+void RenderDetails(std::ostream& out, const std::vector<Column>& columns, const Json& obj) {
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (const Column& c : columns) {
+    rows.emplace_back(c.header, c.render ? c.render(obj) : FieldText(obj, c.field));
+  }
+  RenderKeyValues(out, rows);
+}
+
+std::string ItemPath(const Resource& r, std::string_view id) {
+  return fmt::format("{}/{}", r.path, EscapeUrlComponent(id));
+}
+
+Status ListResource(Context& ctx, const Resource& r, std::string_view query = "") {
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json resp, s.Get(fmt::format("{}{}", r.path, query)));
+  resp = WithoutHidden(std::move(resp), r);
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, resp);
+  } else {
+    RenderTable(ctx.out, r.list, ListItems(resp));
+  }
+  return OkStatus();
+}
+
+Status ShowResource(Context& ctx, const Resource& r, const std::string& id) {
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json resp, s.Get(ItemPath(r, id)));
+  resp = WithoutHidden(std::move(resp), r);
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, resp);
+  } else {
+    RenderDetails(ctx.out, r.details, resp);
+  }
+  return OkStatus();
+}
+
+Status DeleteResource(Context& ctx, const Resource& r, const std::string& id,
+                      std::string_view done_verb) {
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json resp, s.Delete(ItemPath(r, id)));
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, WithoutHidden(std::move(resp), r));
+  } else {
+    ctx.out << fmt::format("{} {} {}\n", done_verb, r.noun, id);
+  }
+  return OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passwords and secrets.
+
+// Overwrites every string inside `j` (request bodies holding passwords or secrets) before the
+// memory is released.
+void WipeStrings(Json& j) {
+  if (j.is_string()) {
+    auto& s = j.get_ref<std::string&>();
+    OPENSSL_cleanse(s.data(), s.size());
+  } else if (j.is_structured()) {
+    for (auto& e : j) {
+      WipeStrings(e);
+    }
+  }
+}
+
+// From the option, else the environment variable, else the terminal (asked twice if `confirm`).
+Result<SecretString> ObtainPassword(Context& ctx, const std::optional<std::string>& option,
+                                    const char* env_name, std::string_view prompt, bool confirm) {
+  if (option) {
+    if (option->empty()) {
+      return Error::InvalidArgument("the password must not be empty");
+    }
+    return SecretString(*option);
+  }
+  std::optional<std::string> env = ctx.env(env_name);
+  if (env && !env->empty()) {
+    return SecretString(std::move(*env));
+  }
+  Result<SecretString> first = ctx.prompt(prompt);
+  if (!first) {
+    return Error::FailedPrecondition(fmt::format(
+        "no password given: use --password, set {}, or run in a terminal", env_name));
+  }
+  if (first->Reveal().empty()) {
+    return Error::InvalidArgument("the password must not be empty");
+  }
+  if (confirm) {
+    CANOPY_ASSIGN_OR_RETURN(SecretString again, ctx.prompt("Repeat the password: "));
+    if (!(again == *first)) {
+      return Error::InvalidArgument("the passwords do not match");
+    }
+  }
+  return first;
+}
+
+Result<std::string> ReadLimited(int fd, std::string_view what) {
+  std::string data;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      OPENSSL_cleanse(data.data(), data.size());
+      return Error::FailedPrecondition(fmt::format("cannot read {}: {}", what, strerror(errno)));
+    }
+    if (n == 0) {
+      break;
+    }
+    data.append(buf, static_cast<size_t>(n));
+    OPENSSL_cleanse(buf, sizeof buf);
+    if (data.size() > kMaxSecretBytes) {
+      OPENSSL_cleanse(data.data(), data.size());
+      return Error::InvalidArgument(
+          fmt::format("{} is larger than {} bytes", what, kMaxSecretBytes));
+    }
+  }
+  return data;
+}
+
+// The secret as a JSON object. Error messages say where the secret came from, never what it holds.
+Result<Json> ObtainSecret(Context& ctx, const CredentialAddOptions& opts) {
+  int sources = (opts.secret_file ? 1 : 0) + (opts.secret_stdin ? 1 : 0) +
+                (opts.secret_json ? 1 : 0);
+  if (sources != 1) {
+    return Error::InvalidArgument(
+        "give the secret exactly once: --secret-file FILE, --secret-stdin or --secret JSON");
+  }
+  std::string text;
+  std::string what;
+  if (opts.secret_json) {
+    what = "the --secret value";
+    text = *opts.secret_json;
+  } else if (opts.secret_stdin) {
+    what = "the secret on standard input";
+    std::string data;
+    char buf[4096];
+    while (ctx.in.read(buf, sizeof buf) || ctx.in.gcount() > 0) {
+      data.append(buf, static_cast<size_t>(ctx.in.gcount()));
+      if (data.size() > kMaxSecretBytes) {
+        OPENSSL_cleanse(data.data(), data.size());
+        return Error::InvalidArgument(
+            fmt::format("{} is larger than {} bytes", what, kMaxSecretBytes));
+      }
+    }
+    OPENSSL_cleanse(buf, sizeof buf);
+    text = std::move(data);
+  } else {
+    what = fmt::format("secret file {}", *opts.secret_file);
+    int fd = open(opts.secret_file->c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return Error::FailedPrecondition(fmt::format("cannot read {}: {}", what, strerror(errno)));
+    }
+    Result<std::string> data = ReadLimited(fd, what);
+    close(fd);
+    if (!data) {
+      return std::move(data).error();
+    }
+    text = std::move(*data);
+  }
+  Result<Json> parsed = ParseJson(text);
+  OPENSSL_cleanse(text.data(), text.size());
+  if (!parsed) {
+    return Error::InvalidArgument(fmt::format("{} is not valid JSON", what));
+  }
+  if (!parsed->is_object()) {
+    return Error::InvalidArgument(fmt::format("{} must be a JSON object", what));
+  }
+  return parsed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands.
+
+Status DoLogin(Context& ctx, const LoginOptions& opts) {
+  CANOPY_ASSIGN_OR_RETURN(auto path, ConfigPath(ctx.env));
+  CANOPY_ASSIGN_OR_RETURN(Config cfg, LoadConfig(path));
+  CANOPY_ASSIGN_OR_RETURN(std::string root, ResolveRoot(ctx, cfg));
+  std::string username;
+  if (opts.username && !opts.username->empty()) {
+    username = *opts.username;
+  } else if (NormalizeRootUrl(cfg.root).value_or("") == root) {
+    username = cfg.username;
+  }
+  if (username.empty()) {
+    return Error::InvalidArgument(
+        fmt::format("no username given; run {}", LoginCommand(root, "")));
+  }
+  CANOPY_ASSIGN_OR_RETURN(
+      SecretString password,
+      ObtainPassword(ctx, opts.password, "CANOPY_PASSWORD",
+                     fmt::format("Password for {} at {}: ", username, root), false));
+
+  ApiClient api(root, SecretString(), ctx.transport);
+  Json body = {{"username", username}, {"password", password.Reveal()}};
+  Result<Json> resp = api.Post("/api/v1/auth/login", body);
+  WipeStrings(body);
+  if (!resp) {
+    return std::move(resp).error();
+  }
+  Json& r = *resp;
+  auto token = r.is_object() ? r.find("access_token") : r.end();
+  if (!r.is_object() || token == r.end() || !token->is_string() ||
+      token->get_ref<const std::string&>().empty()) {
+    return Error::Internal("the root's login response has no access_token");
+  }
+  Config updated;
+  updated.root = root;
+  updated.username = username;
+  updated.token = SecretString(token->get<std::string>());
+  WipeStrings(*token);
+  r.erase("access_token");
+  auto expires_in = r.find("expires_in");
+  if (expires_in != r.end() && expires_in->is_number_integer()) {
+    updated.expires_at =
+        FormatRfc3339(ctx.clock->Now() + std::chrono::seconds(expires_in->get<int64_t>()));
+  }
+  CANOPY_TRY(SaveConfig(path, updated));
+
+  if (ctx.global.output == OutputFormat::kJson) {
+    // The token itself stays in the config file: stdout often ends up in logs.
+    r["root"] = root;
+    r["username"] = username;
+    r["expires_at"] = updated.expires_at.empty() ? Json(nullptr) : Json(updated.expires_at);
+    PrintJson(ctx.out, r);
+  } else if (updated.expires_at.empty()) {
+    ctx.out << fmt::format("Logged in to {} as {}\n", root, username);
+  } else {
+    ctx.out << fmt::format("Logged in to {} as {} (until {})\n", root, username,
+                           updated.expires_at);
+  }
+  return OkStatus();
+}
+
+Status DoLogout(Context& ctx) {
+  CANOPY_ASSIGN_OR_RETURN(auto path, ConfigPath(ctx.env));
+  CANOPY_ASSIGN_OR_RETURN(Config cfg, LoadConfig(path));
+  bool had_token = cfg.HasToken();
+  if (had_token) {
+    cfg.token = SecretString();
+    cfg.expires_at.clear();
+    CANOPY_TRY(SaveConfig(path, cfg));
+  }
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, Json{{"logged_out", had_token}});
+  } else if (had_token) {
+    ctx.out << fmt::format("Logged out of {}\n", cfg.root);
+  } else {
+    ctx.out << "Not logged in\n";
+  }
+  return OkStatus();
+}
+
+Status DoUserCreate(Context& ctx, const UserCreateOptions& opts) {
+  if (opts.username.empty()) {
+    return Error::InvalidArgument("the username must not be empty");
+  }
+  if (opts.roles.empty()) {
+    return Error::InvalidArgument("give at least one --role (admin, infra or app)");
+  }
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(
+      SecretString password,
+      ObtainPassword(ctx, opts.password, "CANOPY_NEW_PASSWORD",
+                     fmt::format("Password for the new user {}: ", opts.username), true));
+  Json body = {{"username", opts.username}, {"password", password.Reveal()}, {"roles", opts.roles}};
+  Result<Json> resp = s.Post(Users().path, body);
+  WipeStrings(body);
+  if (!resp) {
+    return std::move(resp).error();
+  }
+  Json user = WithoutHidden(std::move(*resp), Users());
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, user);
+  } else {
+    RenderDetails(ctx.out, Users().details, user);
+  }
+  return OkStatus();
+}
+
+Status DoProviderToken(Context& ctx) {
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json resp, s.Post("/api/v1/provider-tokens", Json::object()));
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, resp);
+  } else {
+    RenderKeyValues(ctx.out, {{"Token", FieldText(resp, "token")},
+                              {"Expires", FieldText(resp, "expires_at")}});
+  }
+  return OkStatus();
+}
+
+Status DoCredentialAdd(Context& ctx, const CredentialAddOptions& opts) {
+  if (opts.name.empty() || opts.provider.empty()) {
+    return Error::InvalidArgument("the credential needs a NAME and --provider");
+  }
+  CANOPY_ASSIGN_OR_RETURN(Json secret, ObtainSecret(ctx, opts));
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  Json body = {{"name", opts.name}, {"provider", opts.provider}, {"secret", std::move(secret)}};
+  Result<Json> sent = s.Post(Credentials().path, body);
+  WipeStrings(body);
+  CANOPY_ASSIGN_OR_RETURN(Json resp, std::move(sent));
+  resp = WithoutHidden(std::move(resp), Credentials());
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, resp);
+  } else {
+    RenderDetails(ctx.out, Credentials().details, resp);
+  }
+  return OkStatus();
+}
+
+Status DoOperationShow(Context& ctx, const std::string& id) {
+  const Resource& r = Operations();
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json op, s.Get(ItemPath(r, id)));
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, op);
+    return OkStatus();
+  }
+  RenderDetails(ctx.out, r.details, op);
+  if (op.is_object() && op.contains("steps") && op["steps"].is_array() && !op["steps"].empty()) {
+    ctx.out << '\n';
+    RenderTable(ctx.out,
+                {{"STEP", "name"},
+                 {"STATE", "state"},
+                 {"STARTED", "started_at"},
+                 {"FINISHED", "finished_at"}},
+                op["steps"]);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+int ReportError(Context& ctx, std::string_view message) {
+  ctx.err << FormatErrorLine(message) << '\n';
+  return kExitError;
+}
+
+std::optional<TimePoint> ParseRfc3339(std::string_view s) {
+  // YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)
+  auto digits = [&s](size_t pos, size_t n, int* out) {
+    if (pos + n > s.size()) {
+      return false;
+    }
+    int v = 0;
+    for (size_t i = pos; i < pos + n; ++i) {
+      if (s[i] < '0' || s[i] > '9') {
+        return false;
+      }
+      v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+  };
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  if (s.size() < 20 || !digits(0, 4, &year) || s[4] != '-' || !digits(5, 2, &month) ||
+      s[7] != '-' || !digits(8, 2, &day) || (s[10] != 'T' && s[10] != 't') ||
+      !digits(11, 2, &hour) || s[13] != ':' || !digits(14, 2, &minute) || s[16] != ':' ||
+      !digits(17, 2, &second)) {
+    return std::nullopt;
+  }
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
+    return std::nullopt;
+  }
+  size_t pos = 19;
+  int64_t millis = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    size_t start = pos;
+    int64_t scale = 100;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+      millis += (s[pos] - '0') * scale;
+      scale /= 10;
+      ++pos;
+    }
+    if (pos == start) {
+      return std::nullopt;
+    }
+  }
+  int offset_minutes = 0;
+  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
+    ++pos;
+  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+    int oh = 0, om = 0;
+    if (!digits(pos + 1, 2, &oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+        !digits(pos + 4, 2, &om)) {
+      return std::nullopt;
+    }
+    offset_minutes = (oh * 60 + om) * (s[pos] == '-' ? -1 : 1);
+    pos += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (pos != s.size()) {
+    return std::nullopt;
+  }
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  time_t t = timegm(&tm);
+  int64_t unix_ms = (static_cast<int64_t>(t) - offset_minutes * 60) * 1000 + millis;
+  return FromUnixMillis(unix_ms);
+}
+
+int Login(Context& ctx, const LoginOptions& opts) { return Finish(ctx, DoLogin(ctx, opts)); }
+int Logout(Context& ctx) { return Finish(ctx, DoLogout(ctx)); }
+
+int UserCreate(Context& ctx, const UserCreateOptions& opts) {
+  return Finish(ctx, DoUserCreate(ctx, opts));
+}
+int UserList(Context& ctx) { return Finish(ctx, ListResource(ctx, Users())); }
+int UserDelete(Context& ctx, const std::string& id) {
+  return Finish(ctx, DeleteResource(ctx, Users(), id, "Deleted"));
+}
+
+int ProviderToken(Context& ctx) { return Finish(ctx, DoProviderToken(ctx)); }
+int ProviderList(Context& ctx) { return Finish(ctx, ListResource(ctx, Providers())); }
+int ProviderDetach(Context& ctx, const std::string& id) {
+  return Finish(ctx, DeleteResource(ctx, Providers(), id, "Detached"));
+}
+
+int CredentialAdd(Context& ctx, const CredentialAddOptions& opts) {
+  return Finish(ctx, DoCredentialAdd(ctx, opts));
+}
+int CredentialList(Context& ctx) { return Finish(ctx, ListResource(ctx, Credentials())); }
+int CredentialShow(Context& ctx, const std::string& id) {
+  return Finish(ctx, ShowResource(ctx, Credentials(), id));
+}
+int CredentialDelete(Context& ctx, const std::string& id) {
+  return Finish(ctx, DeleteResource(ctx, Credentials(), id, "Deleted"));
+}
+
+int OperationShow(Context& ctx, const std::string& id) {
+  return Finish(ctx, DoOperationShow(ctx, id));
+}
+int OperationList(Context& ctx, const OperationListOptions& opts) {
+  std::string query;
+  if (opts.target) {
+    query = "?target=" + EscapeUrlComponent(*opts.target);
+  }
+  return Finish(ctx, ListResource(ctx, Operations(), query));
+}
+
+}  // namespace canopy::cli

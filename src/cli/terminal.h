@@ -1,0 +1,16 @@
+// Password prompt on the controlling terminal with echo turned off. Used by src/exe/canopy.cpp as
+// the cli::PasswordPrompt. Not thread-safe (changes terminal modes and signal handlers).
+#pragma once
+
+#include <string_view>
+
+#include "common/result.h"
+#include "common/secret.h"
+
+namespace canopy::cli {
+
+// Writes `prompt` to stderr and reads one line from stdin with echo off. kFailedPrecondition when
+// stdin is not a terminal. Echo is restored even if the user interrupts with Ctrl-C.
+Result<SecretString> PromptPasswordOnTerminal(std::string_view prompt);
+
+}  // namespace canopy::cli

@@ -1,0 +1,218 @@
+#include "providers/adapter/adapter_service.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/ids.h"
+#include "net/client.h"
+#include "net/error_mapping.h"
+
+namespace canopy::providers::adapter {
+namespace {
+
+Status WriteFileAtomic0600(const std::string& path, const std::string& content) {
+  std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Error::Internal("cannot write adapter identity file");
+  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ok = ok && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return Error::Internal("cannot write adapter identity file");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+AdapterService::AdapterService(ProviderPtr provider, AdapterOptions opts)
+    : provider_(std::move(provider)), opts_(std::move(opts)) {
+  while (!opts_.root_url.empty() && opts_.root_url.back() == '/') opts_.root_url.pop_back();
+}
+
+AdapterService::~AdapterService() { Stop(); }
+
+uint16_t AdapterService::port() const { return server_ ? server_->port() : 0; }
+
+bool AdapterService::Authorized(const net::Request& req) const {
+  std::string h = req.Header("authorization");
+  if (h.rfind("Bearer ", 0) != 0 || key_.Reveal().empty()) return false;
+  return ConstantTimeEquals(h.substr(7), key_.Reveal());
+}
+
+Status AdapterService::Start() {
+  CANOPY_ASSIGN_OR_RETURN(auto hp, net::ParseHostPort(opts_.listen));
+  auto router = std::make_shared<net::Router>();
+  router->Add("GET", "/healthz", [](const net::Request&) {
+    return net::Response::FromJson(200, {{"status", "ok"}});
+  });
+  router->Add("GET", "/v1/info", [this](const net::Request& req) {
+    if (!Authorized(req)) return net::ErrorResponse(Error::Unauthenticated("missing or wrong adapter key"));
+    ProviderInfo info = provider_->Info();
+    return net::Response::FromJson(200, {{"type", info.type},
+                                         {"adapter_version", info.adapter_version},
+                                         {"contract_versions", info.contract_versions},
+                                         {"capabilities", info.capabilities}});
+  });
+  router->Add("POST", "/v1/credentials/validate", [this](const net::Request& req) {
+    if (!Authorized(req)) return net::ErrorResponse(Error::Unauthenticated("missing or wrong adapter key"));
+    auto body = ParseJsonObject(req.body);
+    if (!body) return net::ErrorResponse(body.error());
+    if (!body->contains("secret")) {
+      return net::ErrorResponse(Error::InvalidArgument("field 'secret' is required"));
+    }
+    CredentialSecret secret((*body)["secret"]);
+    SPDLOG_INFO("Validating credential provider={}", provider_->Info().type);
+    auto st = provider_->ValidateCredential(secret);
+    if (!st) {
+      SPDLOG_INFO("Credential rejected provider={} code={}", provider_->Info().type,
+                  ErrorCodeName(st.error().code));
+      return net::ErrorResponse(st.error());
+    }
+    return net::Response::FromJson(200, {{"valid", true}});
+  });
+  net::ServerOptions so;
+  so.host = hp.first;
+  so.port = hp.second;
+  so.worker_threads = 4;
+  auto server = net::HttpServer::Start(so, router, net::ErrorResponse, nullptr);
+  if (!server) return std::move(server).error();
+  server_ = std::move(*server);
+  if (opts_.advertise_url.empty()) {
+    opts_.advertise_url = fmt::format("http://{}:{}", hp.first, server_->port());
+  }
+  SPDLOG_INFO("Provider adapter listening type={} url={}", provider_->Info().type, opts_.advertise_url);
+
+  if (LoadIdentity()) {
+    auto hb = Heartbeat();
+    if (hb) {
+      SPDLOG_INFO("Resumed registration provider={}", id_);
+      return OkStatus();
+    }
+    if (hb.error().code != ErrorCode::kNotFound && hb.error().code != ErrorCode::kUnauthenticated) {
+      // The root may be down for now; keep the identity and heartbeat later.
+      SPDLOG_WARN("Root not reachable yet error={}", hb.error().ToString());
+      return OkStatus();
+    }
+    SPDLOG_WARN("Root no longer knows this adapter; registering again");
+  }
+  return Register();
+}
+
+Status AdapterService::Register() {
+  if (opts_.token.empty()) {
+    return Error::Unauthenticated("no registration token: pass --token from `canopy provider token`");
+  }
+  ProviderInfo info = provider_->Info();
+  net::ClientRequest req;
+  req.method = "POST";
+  req.url = opts_.root_url + "/api/v1/providers/register";
+  req.headers["Content-Type"] = "application/json";
+  req.body = DumpJson({{"token", opts_.token},
+                       {"type", info.type},
+                       {"url", opts_.advertise_url},
+                       {"version", info.adapter_version},
+                       {"contract_versions", info.contract_versions},
+                       {"capabilities", info.capabilities}});
+  net::HttpClient http;
+  auto resp = http.Do(req);
+  if (!resp) return Error::Unavailable(fmt::format("cannot reach root at {}", opts_.root_url));
+  if (resp->status != 201 && resp->status != 200) return net::ErrorFromResponse(*resp);
+  auto j = ParseJsonObject(resp->body);
+  if (!j) return Error::Internal("root sent a malformed registration answer");
+  auto id = GetString(*j, "id");
+  auto key = GetString(*j, "adapter_key");
+  if (!id || !key) return Error::Internal("root sent a malformed registration answer");
+  id_ = *id;
+  key_ = SecretString(*key);
+  auto hb = GetOptInt(*j, "heartbeat_interval_seconds", 1, 3600);
+  if (hb && *hb) heartbeat_ = std::chrono::seconds(**hb);
+  SPDLOG_INFO("Registered with root provider={} heartbeat_s={}", id_, heartbeat_.count());
+  return SaveIdentity();
+}
+
+bool AdapterService::LoadIdentity() {
+  if (opts_.data_dir.empty()) return false;
+  std::ifstream f(opts_.data_dir + "/identity.json");
+  if (!f) return false;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto j = ParseJsonObject(ss.str());
+  if (!j) return false;
+  auto id = GetString(*j, "id");
+  auto key = GetString(*j, "adapter_key");
+  auto root = GetOptString(*j, "root_url");
+  if (!id || !key) return false;
+  if (root && *root && **root != opts_.root_url) return false;  // a different root
+  id_ = *id;
+  key_ = SecretString(*key);
+  auto hb = GetOptInt(*j, "heartbeat_interval_seconds", 1, 3600);
+  if (hb && *hb) heartbeat_ = std::chrono::seconds(**hb);
+  return true;
+}
+
+Status AdapterService::SaveIdentity() const {
+  if (opts_.data_dir.empty()) return OkStatus();
+  std::error_code ec;
+  std::filesystem::create_directories(opts_.data_dir, ec);
+  ::chmod(opts_.data_dir.c_str(), 0700);
+  Json j = {{"id", id_},
+            {"adapter_key", key_.Reveal()},
+            {"root_url", opts_.root_url},
+            {"heartbeat_interval_seconds", heartbeat_.count()}};
+  return WriteFileAtomic0600(opts_.data_dir + "/identity.json", DumpJson(j));
+}
+
+Status AdapterService::Heartbeat() {
+  net::ClientRequest req;
+  req.method = "POST";
+  req.url = fmt::format("{}/api/v1/providers/{}/heartbeat", opts_.root_url, id_);
+  req.headers["Authorization"] = "Bearer " + key_.Reveal();
+  req.headers["Content-Type"] = "application/json";
+  req.body = DumpJson({{"url", opts_.advertise_url}});
+  req.timeout = std::chrono::milliseconds(5000);
+  net::HttpClient http;
+  auto resp = http.Do(req);
+  if (!resp) return Error::Unavailable(fmt::format("cannot reach root at {}", opts_.root_url));
+  if (resp->status != 200) return net::ErrorFromResponse(*resp);
+  return OkStatus();
+}
+
+void AdapterService::Run() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stop_) {
+    cv_.wait_for(l, heartbeat_, [this] { return stop_; });
+    if (stop_) break;
+    l.unlock();
+    auto st = Heartbeat();
+    if (!st) {
+      SPDLOG_WARN("Heartbeat failed error={}", st.error().ToString());
+      if (st.error().code == ErrorCode::kNotFound || st.error().code == ErrorCode::kUnauthenticated) {
+        auto reg = Register();
+        if (!reg) SPDLOG_ERROR("Re-registration failed error={}", reg.error().ToString());
+      }
+    }
+    l.lock();
+  }
+}
+
+void AdapterService::Stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (server_) server_->Stop();
+}
+
+}  // namespace canopy::providers::adapter

@@ -1,0 +1,147 @@
+#include "root/root_daemon.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "api/api.h"
+#include "auth/jwt.h"
+#include "auth/password.h"
+#include "auth/secret_box.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "net/error_mapping.h"
+#include "net/http.h"
+#include "ops/engine.h"
+#include "ops/test_kind.h"
+#include "store/store.h"
+
+namespace canopy::root {
+namespace {
+
+Status WriteFile0600(const std::string& path, const std::string& content) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Error::Internal(fmt::format("cannot write {}", path));
+  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ::fchmod(fd, 0600);
+  ::close(fd);
+  if (!ok) return Error::Internal(fmt::format("cannot write {}", path));
+  return OkStatus();
+}
+
+// Creates user "admin" on first start (no users yet).
+Status BootstrapAdmin(store::Store& store, const RootOptions& opts, const Clock& clock, IdGenerator& ids) {
+  CANOPY_ASSIGN_OR_RETURN(int64_t n, store.users().Count());
+  if (n > 0) return OkStatus();
+  const char* env = std::getenv("CANOPY_ADMIN_PASSWORD");
+  std::string password = env != nullptr ? env : "";
+  bool generated = password.empty();
+  if (generated) password = RandomToken(18);
+  CANOPY_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(SecretString(password)));
+  core::User u;
+  u.id = ids.NewId("usr");
+  u.username = "admin";
+  u.password_hash = hash;
+  u.roles = {core::Role::kAdmin, core::Role::kInfra, core::Role::kApp};
+  u.created_at = clock.Now();
+  if (generated) {
+    CANOPY_TRY(WriteFile0600(opts.data_dir + "/admin-password", password + "\n"));
+    SPDLOG_INFO("Created user admin; its generated password is in {}/admin-password", opts.data_dir);
+  } else {
+    SPDLOG_INFO("Created user admin with the password from CANOPY_ADMIN_PASSWORD");
+  }
+  return store.users().Create(u);
+}
+
+}  // namespace
+
+int RunRoot(const RootOptions& opts) {
+  log::Init("root", opts.log_level);
+  std::error_code ec;
+  std::filesystem::create_directories(opts.data_dir, ec);
+  if (ec) {
+    SPDLOG_ERROR("Cannot create data dir dir={} error={}", opts.data_dir, ec.message());
+    return 1;
+  }
+  ::chmod(opts.data_dir.c_str(), 0700);
+
+  // Block the stop signals before any thread starts, so only sigwait below sees them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto fail = [](const Error& e) {
+    SPDLOG_ERROR("Root failed to start: {}", e.message);
+    return 1;
+  };
+  std::string db_url = opts.database.empty() ? "sqlite:" + opts.data_dir + "/canopy.db" : opts.database;
+  auto store = store::OpenStore(db_url);
+  if (!store) return fail(store.error());
+  auto jwt = auth::JwtKeys::LoadOrCreate(opts.data_dir + "/jwt-ed25519.pem");
+  if (!jwt) return fail(jwt.error());
+  const char* mk = std::getenv("CANOPY_MASTER_KEY");
+  auto secrets = auth::SecretBox::LoadOrCreate(opts.data_dir + "/master.key", mk != nullptr ? mk : "");
+  if (!secrets) return fail(secrets.error());
+
+  auto clock = std::make_shared<SystemClock>();
+  auto ids = std::make_shared<RandomIdGenerator>();
+  if (auto st = BootstrapAdmin(**store, opts, *clock, *ids); !st) return fail(st.error());
+
+  ops::EngineOptions eo;
+  eo.owner = fmt::format("root-{}-{}", ::getpid(), RandomHex(4));
+  eo.workers = opts.op_workers;
+  eo.lease = opts.op_lease;
+  ops::Engine engine(**store, clock, ids, eo);
+  api::ApiOptions ao;
+  ao.token_ttl = opts.token_ttl;
+  ao.heartbeat_interval = opts.heartbeat_interval;
+  ao.enable_test_ops = opts.enable_test_ops;
+  if (opts.enable_test_ops) {
+    ao.test_ops_marker_file = opts.data_dir + "/test-ops.log";
+    (void)engine.Register(std::make_unique<ops::TestStepsKind>());
+  }
+
+  auto hp = net::ParseHostPort(opts.listen);
+  if (!hp) return fail(hp.error());
+  api::ApiDeps deps;
+  deps.store = store->get();
+  deps.jwt = jwt->get();
+  deps.secrets = secrets->get();
+  deps.engine = &engine;
+  deps.clock = clock;
+  deps.ids = ids;
+  deps.metrics = std::make_shared<net::Metrics>();
+  deps.options = ao;
+  net::ServerOptions so;
+  so.host = hp->first;
+  so.port = hp->second;
+  so.worker_threads = opts.http_workers;
+  auto server = net::HttpServer::Start(so, api::BuildRouter(deps), net::ErrorResponse, deps.metrics);
+  if (!server) return fail(server.error());
+  engine.Start();
+  std::string url = fmt::format("http://{}:{}", hp->first.find(':') != std::string::npos
+                                                    ? "[" + hp->first + "]" : hp->first,
+                                (*server)->port());
+  (void)WriteFile0600(opts.data_dir + "/root.url", url + "\n");
+  SPDLOG_INFO("Root listening url={} data_dir={}", url, opts.data_dir);
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  SPDLOG_INFO("Stopping root signal={}", sig);
+  (*server)->Stop();
+  engine.Stop();
+  return 0;
+}
+
+}  // namespace canopy::root

@@ -1,0 +1,29 @@
+// RootDaemon: wires the root control plane (store, auth keys, master key, operations engine,
+// REST API, HTTP server) and runs it until a signal. Used by `canopyd root`. Not copyable.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "common/result.h"
+
+namespace canopy::root {
+
+struct RootOptions {
+  std::string listen = "127.0.0.1:8080";
+  std::string data_dir = "./canopy-data";
+  std::string database;  // "" -> SQLite file in data_dir
+  std::string log_level = "info";
+  std::chrono::seconds token_ttl{3600};
+  std::chrono::seconds heartbeat_interval{5};
+  std::chrono::milliseconds op_lease{15000};
+  size_t op_workers = 4;
+  size_t http_workers = 8;
+  bool enable_test_ops = false;
+};
+
+// Runs until SIGINT/SIGTERM. Returns a process exit code.
+int RunRoot(const RootOptions& opts);
+
+}  // namespace canopy::root

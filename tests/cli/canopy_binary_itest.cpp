@@ -1,0 +1,208 @@
+// The `canopy` binary end to end against the fake root over HTTP: argument parsing, exit status,
+// stdout holding only JSON with -o json, and exactly one stderr line on failure.
+// Needs the `canopy` target built (build/bin/canopy).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cli/fake_root.h"
+#include "support/test_util.h"
+
+namespace canopy::cli {
+namespace {
+
+using fake::FakeRoot;
+
+struct RunResult {
+  int rc = -1;
+  std::string out;
+  std::string err;
+};
+
+class CanopyBinaryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(std::filesystem::exists(binary_))
+        << binary_ << " is missing: build the `canopy` target first";
+    ASSERT_OK(root_.StartServer());
+  }
+
+  // Runs canopy with a clean environment (HOME and XDG_CONFIG_HOME inside the temp dir), stdin
+  // from a file (not a terminal), stdout and stderr captured separately.
+  RunResult Run(std::vector<std::string> args, std::vector<std::string> env = {},
+                const std::string& stdin_data = "") {
+    std::string in_path = (dir_.path() / "stdin").string();
+    {
+      std::ofstream f(in_path, std::ios::trunc);
+      f << stdin_data;
+    }
+    std::string out_path = (dir_.path() / "stdout").string();
+    std::string err_path = (dir_.path() / "stderr").string();
+    env.push_back("HOME=" + dir_.str());
+    env.push_back("XDG_CONFIG_HOME=" + (dir_.path() / "xdg").string());
+    env.push_back("PATH=/usr/bin:/bin");
+    args.insert(args.begin(), binary_);
+    pid_t pid = fork();
+    if (pid == 0) {
+      int in = open(in_path.c_str(), O_RDONLY);
+      int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      dup2(in, 0);
+      dup2(out, 1);
+      dup2(err, 2);
+      std::vector<char*> argv;
+      for (auto& a : args) {
+        argv.push_back(a.data());
+      }
+      argv.push_back(nullptr);
+      std::vector<char*> envp;
+      for (auto& e : env) {
+        envp.push_back(e.data());
+      }
+      envp.push_back(nullptr);
+      execve(argv[0], argv.data(), envp.data());
+      _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    RunResult r;
+    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = testing::ReadFile(out_path);
+    r.err = testing::ReadFile(err_path);
+    return r;
+  }
+
+  void LogIn() {
+    RunResult r = Run({"login", "--root", root_.url(), "--username", FakeRoot::kUser,
+                       "--password", FakeRoot::kPassword});
+    ASSERT_EQ(r.rc, 0) << r.err;
+  }
+
+  static void ExpectOneErrorLine(const RunResult& r, const std::string& expected) {
+    EXPECT_NE(r.rc, 0);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, expected + "\n");
+  }
+
+  std::string binary_ = std::string(CANOPY_BIN_DIR) + "/canopy";
+  testing::TempDir dir_;
+  FakeRoot root_;
+};
+
+TEST_F(CanopyBinaryTest, LoginWritesPrivateConfig) {
+  LogIn();
+  std::filesystem::path cfg = dir_.path() / "xdg" / "canopy" / "config.json";
+  struct stat st {};
+  ASSERT_EQ(stat(cfg.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat(cfg.parent_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+}
+
+TEST_F(CanopyBinaryTest, JsonOutputIsOnlyJsonWherever_oIsGiven) {
+  LogIn();
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"provider", "list", "-o", "json"},
+           {"-o", "json", "provider", "list"},
+           {"provider", "-o", "json", "list"},
+           {"provider", "list", "--output=json", "--root", root_.url()}}) {
+    RunResult r = Run(args);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    auto j = ParseJson(r.out);
+    ASSERT_OK(j);
+    ASSERT_TRUE(j->is_array());
+    EXPECT_EQ((*j)[1]["id"], "prv-2222");
+  }
+}
+
+TEST_F(CanopyBinaryTest, TableOutputByDefault) {
+  LogIn();
+  RunResult r = Run({"credential", "list"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "ID      NAME    PROVIDER   CREATED\n"
+            "crd-1   local   local      2026-11-28T13:00:00Z\n");
+}
+
+TEST_F(CanopyBinaryTest, ApiErrorIsOneLineWithNonZeroExit) {
+  LogIn();
+  ExpectOneErrorLine(Run({"user", "delete", "usr-9", "-o", "json"}),
+                     "error: user usr-9 not found (not_found, HTTP 404)");
+}
+
+TEST_F(CanopyBinaryTest, NotLoggedInMessage) {
+  ExpectOneErrorLine(Run({"user", "list", "--root", root_.url()}),
+                     "error: not logged in; run canopy login --root " + root_.url() +
+                         " --username U");
+}
+
+TEST_F(CanopyBinaryTest, RootFromEnvironment) {
+  ExpectOneErrorLine(Run({"credential", "list"}, {"CANOPY_ROOT=" + root_.url()}),
+                     "error: not logged in; run canopy login --root " + root_.url() +
+                         " --username U");
+}
+
+TEST_F(CanopyBinaryTest, PasswordFromEnvironmentAndNoTerminal) {
+  RunResult ok = Run({"login", "--root", root_.url(), "--username", FakeRoot::kUser},
+                     {std::string("CANOPY_PASSWORD=") + FakeRoot::kPassword});
+  EXPECT_EQ(ok.rc, 0) << ok.err;
+  RunResult no = Run({"login", "--root", root_.url(), "--username", FakeRoot::kUser});
+  ExpectOneErrorLine(
+      no, "error: no password given: use --password, set CANOPY_PASSWORD, or run in a terminal");
+}
+
+TEST_F(CanopyBinaryTest, UsageErrorsAreOneLine) {
+  LogIn();
+  RunResult both = Run({"credential", "add", "x", "--provider", "local", "--secret", "{}",
+                        "--secret-stdin"});
+  EXPECT_EQ(both.rc, 2);
+  EXPECT_EQ(both.out, "");
+  EXPECT_EQ(std::count(both.err.begin(), both.err.end(), '\n'), 1) << both.err;
+  EXPECT_EQ(both.err.rfind("error: ", 0), 0u);
+
+  RunResult missing = Run({"user", "create", "--role", "app"});
+  EXPECT_EQ(missing.rc, 2);
+  EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1) << missing.err;
+
+  RunResult bad_format = Run({"user", "list", "-o", "yaml"});
+  EXPECT_NE(bad_format.rc, 0);
+  EXPECT_EQ(std::count(bad_format.err.begin(), bad_format.err.end(), '\n'), 1) << bad_format.err;
+}
+
+TEST_F(CanopyBinaryTest, UserCreateWithRepeatedRoles) {
+  LogIn();
+  RunResult r = Run({"user", "create", "carol", "--role", "infra", "--role", "app", "--password",
+                     "pw-carol", "-o", "json"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto j = ParseJson(r.out);
+  ASSERT_OK(j);
+  EXPECT_EQ((*j)["roles"], Json::array({"infra", "app"}));
+}
+
+TEST_F(CanopyBinaryTest, SecretFromStdin) {
+  LogIn();
+  RunResult r = Run({"credential", "add", "gcp-main", "--provider", "gcp", "--secret-stdin"}, {},
+                    R"({"private_key":"pk-stdin-42"})");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out.find("pk-stdin-42"), std::string::npos);
+  EXPECT_NE(r.out.find("crd-1"), std::string::npos);
+  auto body = ParseJson(root_.last().body);
+  ASSERT_OK(body);
+  EXPECT_EQ((*body)["secret"]["private_key"], "pk-stdin-42");
+}
+
+TEST_F(CanopyBinaryTest, HelpExitsZero) {
+  RunResult r = Run({"--help"});
+  EXPECT_EQ(r.rc, 0);
+  EXPECT_NE(r.out.find("credential"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace canopy::cli

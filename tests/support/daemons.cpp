@@ -1,0 +1,115 @@
+#include "support/daemons.h"
+
+#include <signal.h>
+
+#include <filesystem>
+#include <thread>
+
+#include <fmt/format.h>
+
+namespace canopy::testing {
+
+std::string CanopydPath() { return std::string(CANOPY_TEST_BIN_DIR) + "/canopyd"; }
+
+ApiReply CallApi(const std::string& base, const std::string& method, const std::string& path,
+                 const std::string& body, const std::string& token,
+                 const std::vector<std::pair<std::string, std::string>>& headers) {
+  net::ClientRequest req;
+  req.method = method;
+  req.url = base + path;
+  req.body = body;
+  if (!body.empty()) req.headers["Content-Type"] = "application/json";
+  if (!token.empty()) req.headers["Authorization"] = "Bearer " + token;
+  for (const auto& [k, v] : headers) req.headers[k] = v;
+  req.timeout = std::chrono::milliseconds(20000);
+  net::HttpClient http;
+  auto r = http.Do(req);
+  ApiReply out;
+  if (!r) return out;
+  out.status = r->status;
+  out.body = r->body;
+  auto j = ParseJson(r->body);
+  if (j) out.json = *j;
+  return out;
+}
+
+RootDaemon::RootDaemon(std::string data_dir, std::vector<std::string> extra_flags)
+    : data_dir_(std::move(data_dir)), flags_(std::move(extra_flags)) {}
+
+RootDaemon::~RootDaemon() {
+  if (proc_) KillHard();
+}
+
+void RootDaemon::Start() {
+  port_ = FreePort();
+  url_ = fmt::format("http://127.0.0.1:{}", port_);
+  std::vector<std::string> argv = {CanopydPath(), "root", "--listen", fmt::format("127.0.0.1:{}", port_),
+                                   "--data-dir", data_dir_};
+  argv.insert(argv.end(), flags_.begin(), flags_.end());
+  proc_ = std::make_unique<Process>(argv, std::vector<std::string>{std::string("CANOPY_ADMIN_PASSWORD=") + kAdminPassword},
+                                    log_path());
+  bool up = WaitFor([&] { return CallApi(url_, "GET", "/healthz").status == 200 || !proc_->Running(); },
+                    std::chrono::seconds(20));
+  ASSERT_TRUE(up && proc_->Running()) << "root did not start; log:\n" << ReadFile(log_path());
+}
+
+void RootDaemon::Stop() {
+  if (!proc_) return;
+  proc_->Kill(SIGTERM);
+  proc_->Wait();
+  proc_.reset();
+}
+
+void RootDaemon::KillHard() {
+  if (!proc_) return;
+  proc_->Kill(SIGKILL);
+  proc_->Wait();
+  proc_.reset();
+}
+
+std::string RootDaemon::Login(const std::string& user, const std::string& password) const {
+  auto r = Call("POST", "/api/v1/auth/login", DumpJson({{"username", user}, {"password", password}}));
+  EXPECT_EQ(r.status, 200) << r.body;
+  if (r.status != 200 || !r.json.contains("access_token")) return "";
+  return r.json["access_token"].get<std::string>();
+}
+
+std::string RootDaemon::CreateUser(const std::string& admin_token, const std::string& name,
+                                   const std::vector<std::string>& roles,
+                                   const std::string& password) const {
+  auto r = Call("POST", "/api/v1/users",
+                DumpJson({{"username", name}, {"password", password}, {"roles", roles}}), admin_token);
+  EXPECT_EQ(r.status, 201) << r.body;
+  return r.status == 201 ? r.json["id"].get<std::string>() : "";
+}
+
+AdapterDaemon::AdapterDaemon(std::string type, std::string root_url, std::string data_dir)
+    : type_(std::move(type)), root_url_(std::move(root_url)), data_dir_(std::move(data_dir)) {}
+
+AdapterDaemon::~AdapterDaemon() {
+  if (proc_) KillHard();
+}
+
+void AdapterDaemon::Start(const std::string& token) {
+  uint16_t port = FreePort();
+  url_ = fmt::format("http://127.0.0.1:{}", port);
+  std::vector<std::string> argv = {CanopydPath(), "provider", "--type", type_, "--root", root_url_,
+                                   "--listen", fmt::format("127.0.0.1:{}", port), "--data-dir", data_dir_};
+  if (!token.empty()) {
+    argv.push_back("--token");
+    argv.push_back(token);
+  }
+  proc_ = std::make_unique<Process>(argv, std::vector<std::string>{}, log_path());
+  bool up = WaitFor([&] { return CallApi(url_, "GET", "/healthz").status == 200 || !proc_->Running(); },
+                    std::chrono::seconds(20));
+  ASSERT_TRUE(up && proc_->Running()) << "adapter did not start; log:\n" << ReadFile(log_path());
+}
+
+void AdapterDaemon::KillHard() {
+  if (!proc_) return;
+  proc_->Kill(SIGKILL);
+  proc_->Wait();
+  proc_.reset();
+}
+
+}  // namespace canopy::testing

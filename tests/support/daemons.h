@@ -1,0 +1,96 @@
+// Helpers for integration tests that run the real canopyd binaries: a root on a temp data dir and
+// free port, provider adapters, and a small JSON client. Not thread-safe; one per test.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+#include "net/client.h"
+#include "support/test_util.h"
+
+namespace canopy::testing {
+
+inline constexpr const char* kAdminPassword = "admin-password-for-tests";
+
+struct ApiReply {
+  int status = 0;
+  Json json;
+  std::string body;
+};
+
+// Calls a Canopy HTTP API. A transport failure gives status 0.
+ApiReply CallApi(const std::string& base, const std::string& method, const std::string& path,
+                 const std::string& body = "", const std::string& token = "",
+                 const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+// Polls `pred` every 50 ms until true or timeout. Returns whether it became true.
+template <class Pred>
+bool WaitFor(Pred pred, std::chrono::milliseconds timeout) {
+  auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return pred();
+}
+
+class RootDaemon {
+ public:
+  // `data_dir` is kept across Restart(); extra flags go after `canopyd root`.
+  RootDaemon(std::string data_dir, std::vector<std::string> extra_flags = {});
+  ~RootDaemon();
+  // Starts and waits until /healthz answers (fails the test otherwise).
+  void Start();
+  void Stop();        // SIGTERM and wait
+  void KillHard();    // SIGKILL and wait
+  void Restart() { Stop(); Start(); }
+  bool Running() { return proc_ && proc_->Running(); }
+
+  const std::string& url() const { return url_; }
+  const std::string& data_dir() const { return data_dir_; }
+  std::string log_path() const {
+    return std::filesystem::path(data_dir_).parent_path().string() + "/root.log";
+  }
+  ApiReply Call(const std::string& method, const std::string& path, const std::string& body = "",
+                const std::string& token = "") const {
+    return CallApi(url_, method, path, body, token);
+  }
+  // Logs in and returns the token ("" on failure, with a test failure recorded).
+  std::string Login(const std::string& user, const std::string& password) const;
+  std::string AdminToken() const { return Login("admin", kAdminPassword); }
+  // Creates a user with the given roles; returns its id.
+  std::string CreateUser(const std::string& admin_token, const std::string& name,
+                         const std::vector<std::string>& roles, const std::string& password) const;
+
+ private:
+  std::string data_dir_;
+  std::vector<std::string> flags_;
+  uint16_t port_ = 0;
+  std::string url_;
+  std::unique_ptr<Process> proc_;
+};
+
+class AdapterDaemon {
+ public:
+  AdapterDaemon(std::string type, std::string root_url, std::string data_dir);
+  ~AdapterDaemon();
+  // Starts with `token` (may be "" when the data dir already holds an identity).
+  void Start(const std::string& token);
+  void KillHard();
+  bool Running() { return proc_ && proc_->Running(); }
+  std::string log_path() const { return data_dir_ + ".log"; }
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string type_, root_url_, data_dir_, url_;
+  std::unique_ptr<Process> proc_;
+};
+
+std::string CanopydPath();
+
+}  // namespace canopy::testing
