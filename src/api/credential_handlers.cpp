@@ -32,7 +32,7 @@ Result<net::Response> CreateCredential(const ApiDeps& deps, const net::Request& 
   providers::remote::RemoteProvider remote(adapter.url, std::move(adapter_key),
                                            providers::ProviderInfo{adapter.type, adapter.version, {}, {}});
   SPDLOG_INFO("Validating credential provider={} adapter={}", provider, adapter.id);
-  auto valid = remote.ValidateCredential(secret);
+  auto valid = remote.ValidateCredential(providers::CallContext{secret, ""});
   if (!valid) {
     const Error& e = valid.error();
     SPDLOG_INFO("Credential validation failed provider={} code={}", provider, ErrorCodeName(e.code));

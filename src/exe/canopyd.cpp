@@ -6,24 +6,66 @@
 #include <cstdlib>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 #include "common/log.h"
 #include "providers/adapter/adapter_service.h"
-#include "providers/fake/fake_provider.h"
+#include "common/json.h"
+#include "providers/builtin.h"
+#include "providers/registry.h"
 #include "root/root_daemon.h"
 
 namespace {
 
-int RunProvider(const std::string& type, const canopy::providers::adapter::AdapterOptions& opts,
-                const std::string& log_level) {
+// Cloud-like knobs of the local provider given as flags; they are merged into --config.
+struct LocalFlags {
+  int64_t boot_delay_ms = -1;
+  double fail_rate = -1;
+  std::vector<std::string> capacity;  // TYPE=N
+  std::string state_dir;
+};
+
+int RunProvider(const std::string& type, const std::string& config_text, const LocalFlags& lf,
+                const canopy::providers::adapter::AdapterOptions& opts, const std::string& log_level) {
   canopy::log::Init("provider", log_level);
-  canopy::providers::ProviderPtr provider;
-  if (type == "fake") {
-    provider = std::make_unique<canopy::providers::fake::FakeProvider>();
-  } else {
-    std::cerr << "error: provider type '" << type << "' is not available in this build (fake)\n";
+  canopy::providers::ProviderRegistry registry;
+  auto reg = canopy::providers::RegisterBuiltinProviders(registry);
+  if (!reg) {
+    std::cerr << "error: " << reg.error().message << "\n";
+    return 1;
+  }
+  canopy::Json config = canopy::Json::object();
+  if (!config_text.empty()) {
+    auto parsed = canopy::ParseJsonObject(config_text);
+    if (!parsed) {
+      std::cerr << "error: --config: " << parsed.error().message << "\n";
+      return 2;
+    }
+    config = std::move(*parsed);
+  }
+  if (lf.boot_delay_ms >= 0) config["boot_delay_ms"] = lf.boot_delay_ms;
+  if (lf.fail_rate >= 0) config["fail_rate"] = lf.fail_rate;
+  if (!lf.state_dir.empty()) config["state_dir"] = lf.state_dir;
+  for (const std::string& c : lf.capacity) {
+    auto eq = c.find('=');
+    int64_t n = -1;
+    try {
+      if (eq != std::string::npos && eq > 0) n = std::stoll(c.substr(eq + 1));
+    } catch (const std::exception&) {
+      n = -1;
+    }
+    if (n < 0) {
+      std::cerr << "error: --capacity must be TYPE=COUNT, got '" << c << "'\n";
+      return 2;
+    }
+    config["capacity"][c.substr(0, eq)] = n;
+  }
+  auto created = registry.Create(type, config);
+  if (!created) {
+    std::cerr << "error: " << created.error().message << "\n";
     return 2;
   }
+  canopy::providers::ProviderPtr provider = std::move(*created);
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
@@ -70,14 +112,23 @@ int main(int argc, char** argv) {
 
   canopy::providers::adapter::AdapterOptions po;
   std::string type;
+  std::string provider_config;
   auto* prov = app.add_subcommand("provider", "Run a provider adapter service");
-  prov->add_option("--type", type, "Provider type (fake)")->required();
+  prov->add_option("--type", type, "Provider type (see the error of an unknown type)")->required();
+  prov->add_option("--config", provider_config, "Provider configuration as a JSON object");
   prov->add_option("--root", po.root_url, "Root URL")->required();
   prov->add_option("--token", po.token, "Registration token from `canopy provider token`")
       ->envname("CANOPY_PROVIDER_TOKEN");
   prov->add_option("--listen", po.listen, "HOST:PORT to serve the adapter API on")->capture_default_str();
   prov->add_option("--advertise-url", po.advertise_url, "URL the root uses to reach this adapter");
   prov->add_option("--data-dir", po.data_dir, "Directory keeping the adapter's identity");
+  LocalFlags lf;
+  prov->add_option("--boot-delay", lf.boot_delay_ms, "local: milliseconds an instance takes to boot")
+      ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
+  prov->add_option("--fail-rate", lf.fail_rate, "local: probability that an instance create fails")
+      ->check(CLI::Range(0.0, 1.0));
+  prov->add_option("--capacity", lf.capacity, "local: TYPE=COUNT instances at most (repeatable)");
+  prov->add_option("--state-dir", lf.state_dir, "local: directory of instance state and disks");
 
   CLI11_PARSE(app, argc, argv);
   if (root->parsed()) {
@@ -87,6 +138,6 @@ int main(int argc, char** argv) {
     ro.op_lease = std::chrono::milliseconds(lease_ms);
     return canopy::root::RunRoot(ro);
   }
-  if (prov->parsed()) return RunProvider(type, po, log_level);
+  if (prov->parsed()) return RunProvider(type, provider_config, lf, po, log_level);
   return 2;
 }

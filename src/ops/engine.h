@@ -77,6 +77,21 @@ struct EngineOptions {
   std::chrono::milliseconds backoff_max{60000};
 };
 
+// Transitions (each one persisted with a CAS; a kConflict means another worker owns the
+// operation now, and this one drops it without writing again):
+//   claim -> state running, current step running (started_at kept from its first try) -> run:
+//   Next     step succeeded; the next step runs under the same lease; after the last one the
+//            operation succeeded and the lease is released.
+//   Wait(d)  run again at now+d; lease released; attempt reset (waiting is not failing).
+//   Succeed  operation succeeded; the remaining steps are marked succeeded with null timestamps.
+//   error    retryable and attempt+1 < MaxAttempts(): attempt++, last_error_* set, run again
+//            after Backoff(attempt) (full jitter, ops/backoff.h), lease released. Otherwise the
+//            step and the operation fail, OnFailed() runs, then the failure is persisted.
+//   stop     a step that returns (any error) while the engine stops is not counted as an
+//            attempt: the operation is released, due now, and the step runs again elsewhere.
+//   lost     when lease renewal (every lease/3) finds another owner, the step's stop token is
+//            requested and nothing more is written.
+// All timestamps and due times come from the injected Clock; poll and renewal sleeps are wall time.
 class Engine {
  public:
   Engine(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, EngineOptions opts);

@@ -83,8 +83,12 @@ std::string RootDaemon::CreateUser(const std::string& admin_token, const std::st
   return r.status == 201 ? r.json["id"].get<std::string>() : "";
 }
 
-AdapterDaemon::AdapterDaemon(std::string type, std::string root_url, std::string data_dir)
-    : type_(std::move(type)), root_url_(std::move(root_url)), data_dir_(std::move(data_dir)) {}
+AdapterDaemon::AdapterDaemon(std::string type, std::string root_url, std::string data_dir,
+                             std::vector<std::string> extra_flags)
+    : type_(std::move(type)),
+      root_url_(std::move(root_url)),
+      data_dir_(std::move(data_dir)),
+      flags_(std::move(extra_flags)) {}
 
 AdapterDaemon::~AdapterDaemon() {
   if (proc_) KillHard();
@@ -99,6 +103,7 @@ void AdapterDaemon::Start(const std::string& token) {
     argv.push_back("--token");
     argv.push_back(token);
   }
+  argv.insert(argv.end(), flags_.begin(), flags_.end());
   proc_ = std::make_unique<Process>(argv, std::vector<std::string>{}, log_path());
   bool up = WaitFor([&] { return CallApi(url_, "GET", "/healthz").status == 200 || !proc_->Running(); },
                     std::chrono::seconds(20));

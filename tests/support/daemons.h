@@ -77,7 +77,9 @@ class RootDaemon {
 
 class AdapterDaemon {
  public:
-  AdapterDaemon(std::string type, std::string root_url, std::string data_dir);
+  // `extra_flags` go after the standard ones (e.g. {"--config", "{...}"}).
+  AdapterDaemon(std::string type, std::string root_url, std::string data_dir,
+                std::vector<std::string> extra_flags = {});
   ~AdapterDaemon();
   // Starts with `token` (may be "" when the data dir already holds an identity).
   void Start(const std::string& token);
@@ -88,6 +90,7 @@ class AdapterDaemon {
 
  private:
   std::string type_, root_url_, data_dir_, url_;
+  std::vector<std::string> flags_;
   std::unique_ptr<Process> proc_;
 };
 

@@ -44,56 +44,17 @@ AdapterService::~AdapterService() { Stop(); }
 
 uint16_t AdapterService::port() const { return server_ ? server_->port() : 0; }
 
-bool AdapterService::Authorized(const net::Request& req) const {
-  std::string h = req.Header("authorization");
-  if (h.rfind("Bearer ", 0) != 0 || key_.Reveal().empty()) return false;
-  return ConstantTimeEquals(h.substr(7), key_.Reveal());
-}
-
 Status AdapterService::Start() {
   CANOPY_ASSIGN_OR_RETURN(auto hp, net::ParseHostPort(opts_.listen));
-  auto router = std::make_shared<net::Router>();
-  router->Add("GET", "/healthz", [](const net::Request&) {
-    return net::Response::FromJson(200, {{"status", "ok"}});
-  });
-  router->Add("GET", "/v1/info", [this](const net::Request& req) {
-    if (!Authorized(req)) return net::ErrorResponse(Error::Unauthenticated("missing or wrong adapter key"));
-    ProviderInfo info = provider_->Info();
-    return net::Response::FromJson(200, {{"type", info.type},
-                                         {"adapter_version", info.adapter_version},
-                                         {"contract_versions", info.contract_versions},
-                                         {"capabilities", info.capabilities}});
-  });
-  router->Add("POST", "/v1/credentials/validate", [this](const net::Request& req) {
-    if (!Authorized(req)) return net::ErrorResponse(Error::Unauthenticated("missing or wrong adapter key"));
-    auto body = ParseJsonObject(req.body);
-    if (!body) return net::ErrorResponse(body.error());
-    if (!body->contains("secret")) {
-      return net::ErrorResponse(Error::InvalidArgument("field 'secret' is required"));
-    }
-    CredentialSecret secret((*body)["secret"]);
-    SPDLOG_INFO("Validating credential provider={}", provider_->Info().type);
-    auto st = provider_->ValidateCredential(secret);
-    if (!st) {
-      SPDLOG_INFO("Credential rejected provider={} code={}", provider_->Info().type,
-                  ErrorCodeName(st.error().code));
-      return net::ErrorResponse(st.error());
-    }
-    return net::Response::FromJson(200, {{"valid", true}});
-  });
-  net::ServerOptions so;
-  so.host = hp.first;
-  so.port = hp.second;
-  so.worker_threads = 4;
-  auto server = net::HttpServer::Start(so, router, net::ErrorResponse, nullptr);
-  if (!server) return std::move(server).error();
-  server_ = std::move(*server);
+  server_ = std::make_unique<AdapterServer>(*provider_, SecretString());
+  CANOPY_TRY(server_->Start(opts_.listen));
   if (opts_.advertise_url.empty()) {
     opts_.advertise_url = fmt::format("http://{}:{}", hp.first, server_->port());
   }
   SPDLOG_INFO("Provider adapter listening type={} url={}", provider_->Info().type, opts_.advertise_url);
 
   if (LoadIdentity()) {
+    server_->SetKey(key_);
     auto hb = Heartbeat();
     if (hb) {
       SPDLOG_INFO("Resumed registration provider={}", id_);
@@ -135,6 +96,7 @@ Status AdapterService::Register() {
   if (!id || !key) return Error::Internal("root sent a malformed registration answer");
   id_ = *id;
   key_ = SecretString(*key);
+  server_->SetKey(key_);
   auto hb = GetOptInt(*j, "heartbeat_interval_seconds", 1, 3600);
   if (hb && *hb) heartbeat_ = std::chrono::seconds(**hb);
   SPDLOG_INFO("Registered with root provider={} heartbeat_s={}", id_, heartbeat_.count());

@@ -1,4 +1,4 @@
-// AdapterService: the `canopyd provider` shell. Serves any Provider over HTTP to the root,
+// AdapterService: the `canopyd provider` shell. Serves any Provider over HTTP (AdapterServer),
 // registers with the root using a single-use provider token (or the identity saved in its data
 // dir by an earlier registration), and heartbeats. Run() blocks until Stop(); thread-safe.
 #pragma once
@@ -12,7 +12,7 @@
 
 #include "common/result.h"
 #include "common/secret.h"
-#include "net/http.h"
+#include "providers/adapter/adapter_server.h"
 #include "providers/provider.h"
 
 namespace canopy::providers::adapter {
@@ -43,11 +43,10 @@ class AdapterService {
   Status Heartbeat();
   bool LoadIdentity();
   Status SaveIdentity() const;
-  bool Authorized(const net::Request& req) const;
 
   ProviderPtr provider_;
   AdapterOptions opts_;
-  std::unique_ptr<net::HttpServer> server_;
+  std::unique_ptr<AdapterServer> server_;
   std::string id_;
   SecretString key_;
   std::chrono::seconds heartbeat_{5};

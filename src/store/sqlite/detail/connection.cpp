@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -173,10 +176,25 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path) {
   sqlite3_busy_timeout(db, kBusyTimeoutMs);
   CANOPY_TRY(conn->Exec("PRAGMA foreign_keys = ON"));
   {
-    // journal_mode answers with the mode in force: WAL must actually be on.
-    CANOPY_ASSIGN_OR_RETURN(Statement s, conn->Prepare("PRAGMA journal_mode = WAL"));
-    CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
-    std::string mode = row ? s.Text(0) : "";
+    // journal_mode answers with the mode in force: WAL must actually be on. Switching a
+    // new file to WAL needs an exclusive lock and SQLite does not run the busy handler for
+    // it, so concurrent first opens retry here for up to the busy timeout.
+    std::string mode;
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+    for (int attempt = 0;; ++attempt) {
+      CANOPY_ASSIGN_OR_RETURN(Statement s, conn->Prepare("PRAGMA journal_mode = WAL"));
+      Result<bool> row = s.Step();
+      if (row.has_value()) {
+        mode = *row ? s.Text(0) : "";
+        break;
+      }
+      if (row.error().code != ErrorCode::kUnavailable ||
+          std::chrono::steady_clock::now() >= deadline) {
+        return row.error();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5 + attempt * 5, 50)));
+    }
     if (mode != "wal") {
       CANOPY_LOG_ERROR("Cannot enable WAL path={} journal_mode={}", path, mode);
       return Error::Internal("cannot enable write-ahead logging on the database");

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Time to create + install 1, 10 and 30 local instances in parallel, per phase (needs root).
+# Usage: sudo bench/local_provision.sh [BUILD_DIR] [N ...]   (default: build 1 10 30)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+shift || true
+COUNTS=("$@")
+[ ${#COUNTS[@]} -eq 0 ] && COUNTS=(1 10 30)
+ninja -C "$BUILD" local_provision canopyd >/dev/null
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r)"
+"$BUILD/bin/local_provision" "$BUILD/bin/canopyd" "${COUNTS[@]}"

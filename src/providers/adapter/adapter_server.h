@@ -1,0 +1,42 @@
+// AdapterServer: the HTTP binding of the Provider interface (POST /v1/<method>, Bearer adapter
+// key), serving a Provider& it does not own. Used by AdapterService (canopyd provider) and served
+// in-process by tests. Never logs or keeps credentials. Thread-safe.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/result.h"
+#include "common/secret.h"
+#include "net/http.h"
+#include "providers/provider.h"
+
+namespace canopy::providers::adapter {
+
+class AdapterServer {
+ public:
+  /// `provider` must outlive the server. An empty key refuses every call until SetKey.
+  AdapterServer(Provider& provider, SecretString key);
+  ~AdapterServer();
+
+  /// Binds `listen` ("HOST:PORT", port 0 picks a free one) and serves.
+  Status Start(const std::string& listen);
+  void Stop();
+  uint16_t port() const;
+  void SetKey(SecretString key);
+
+  /// Handles one call of the binding: `method` is the snake_case name, `body` the request JSON.
+  /// Exposed for tests; the HTTP route calls it after checking the key.
+  Result<Json> Dispatch(const std::string& method, const Json& body);
+
+ private:
+  bool Authorized(const net::Request& req) const;
+
+  Provider& provider_;
+  mutable std::mutex mu_;
+  SecretString key_;
+  std::unique_ptr<net::HttpServer> server_;
+};
+
+}  // namespace canopy::providers::adapter

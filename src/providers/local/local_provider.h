@@ -1,0 +1,88 @@
+// LocalProvider: real instances on this host. Each instance is a network namespace
+// `canopy-<id>` on a bridge, with its own address, sshd, disk folder and nftables firewall.
+// Used by `canopyd provider --type local` and `canopy up`. Thread-safe; several processes may share
+// a state_dir (a lock file serialises creation and address allocation). Needs root.
+//
+// Adapter restart: a new LocalProvider on the same state_dir re-adopts every instance. An instance
+// recorded as running whose namespace or sshd is gone is booted again (as a cloud restarts a
+// crashed VM); if that boot fails it is recorded and reported as stopped.
+// Stop kills every process of the namespace and removes namespace and veth; the disk folder, host
+// key and address stay allocated, so start boots again with the same address and host key.
+// Sessions: ForceCommand runs a wrapper that starts in the disk folder with HOME set to it; sftp
+// is the external sftp-server (internal-sftp cannot run under ForceCommand).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+
+#include "providers/provider.h"
+
+namespace canopy::providers::local {
+
+struct LocalOptions {
+  std::string state_dir = "/var/lib/canopy/local";
+  std::string bridge = "canopy0";
+  std::string subnet = "198.18.0.0/15";  ///< the gateway is the first host address, on the bridge
+  std::chrono::milliseconds boot_delay{0};
+  double fail_rate = 0.0;             ///< probability that CreateInstance fails (transient)
+  std::map<std::string, int> capacity;  ///< max pending+running instances per type; absent = no limit
+};
+
+/// OK for euid 0, else kFailedPrecondition with a message explaining why root is needed.
+Status CheckRunningAsRoot(unsigned euid);
+
+class LocalProvider final : public Provider {
+ public:
+  /// Validates options, checks root and host tools, creates state folders and re-adopts instances.
+  static Result<std::unique_ptr<LocalProvider>> Create(LocalOptions options);
+
+  ProviderInfo Info() const override;
+  Status ValidateCredential(const CallContext& ctx) override;
+  Result<Offers> ListOffers(const CallContext& ctx) override;
+  Result<Quote> GetQuote(const CallContext& ctx, const std::string& instance_type,
+                         int count) override;
+  std::string DefaultSshUser(const std::string& image) const override;
+
+  Result<Instance> CreateInstance(const CallContext& ctx, const InstanceSpec& spec) override;
+  Result<std::vector<Instance>> FindInstancesByTag(const CallContext& ctx, const std::string& key,
+                                                   const std::string& value) override;
+  Result<Instance> DescribeInstance(const CallContext& ctx, const ProviderHandle& h) override;
+  Result<Instance> WaitUntilRunning(const CallContext& ctx, const ProviderHandle& h,
+                                    std::chrono::seconds timeout) override;
+  Status StopInstance(const CallContext& ctx, const ProviderHandle& h) override;
+  Status StartInstance(const CallContext& ctx, const ProviderHandle& h) override;
+  Status TerminateInstance(const CallContext& ctx, const ProviderHandle& h) override;
+
+  Result<KeyPair> CreateKeyPair(const CallContext& ctx, const std::string& name) override;
+  Result<KeyPair> GetKeyPair(const CallContext& ctx, const std::string& name) override;
+
+  Result<Firewall> CreateFirewall(const CallContext& ctx, const FirewallSpec& spec) override;
+  Result<bool> FirewallExists(const CallContext& ctx, const std::string& firewall_id) override;
+  Status AttachFirewall(const CallContext& ctx, const ProviderHandle& instance,
+                        const std::string& firewall_id) override;
+  Status DetachFirewall(const CallContext& ctx, const ProviderHandle& instance,
+                        const std::string& firewall_id) override;
+  Status DeleteFirewall(const CallContext& ctx, const std::string& firewall_id) override;
+
+  Result<ClusterIdentity> CreateClusterIdentity(const CallContext& ctx,
+                                                const std::string& cluster_id) override;
+  Status DeleteClusterIdentity(const CallContext& ctx, const std::string& identity_id) override;
+
+  /// Network namespace name of an instance id ("canopy-<id>").
+  static std::string NetnsName(const std::string& instance_id);
+  /// Host-side veth name of an instance id (<= 15 characters).
+  static std::string VethName(const std::string& instance_id);
+  const LocalOptions& options() const { return opts_; }
+
+ private:
+  explicit LocalProvider(LocalOptions options);
+  struct Impl;
+  LocalOptions opts_;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace canopy::providers::local

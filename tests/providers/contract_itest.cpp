@@ -1,0 +1,418 @@
+// The provider contract suite (docs/contracts/provider-adapter.md): every Provider implementation
+// must pass it. Parameterized over subjects: the fake provider, the local provider (real namespaces;
+// skipped unless root), and RemoteProvider talking over HTTP to an in-process AdapterServer serving
+// each of them. A new provider is added with one line in kSubjects (its SubjectMaker, see
+// contract_subject.h).
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+
+#include "common/ids.h"
+#include "providers/adapter/adapter_server.h"
+#include "providers/contract_subject.h"
+#include "providers/fake/fake_provider.h"
+#include "providers/local/local_provider.h"
+#include "providers/remote/remote_provider.h"
+#include "support/local_env.h"
+#include "support/test_util.h"
+
+namespace canopy::providers {
+namespace {
+
+using fake::FakeProvider;
+
+using contract::Subject;
+using contract::SubjectMaker;
+
+struct NamedMaker {
+  std::string name;
+  SubjectMaker make;
+};
+void PrintTo(const NamedMaker& m, std::ostream* os) { *os << m.name; }
+
+CallContext FakeCtx() {
+  return CallContext{CredentialSecret(Json{{"api_key", "k-" + RandomHex(8)}}), "fake-east"};
+}
+
+Result<Subject> MakeFakeSubject() {
+  auto fake = std::make_shared<FakeProvider>();
+  Subject s;
+  s.provider = fake.get();
+  s.ctx = FakeCtx();
+  s.malformed_credential = Json{{"token", 1}};
+  s.rejected_credential = Json{{"api_key", "invalid-key"}};
+  s.fake = fake.get();
+  s.keep = fake;
+  return s;
+}
+
+// RemoteProvider -> HTTP -> AdapterServer -> FakeProvider, all in this process.
+struct RemoteStack {
+  FakeProvider fake;
+  std::unique_ptr<adapter::AdapterServer> server;
+  std::unique_ptr<remote::RemoteProvider> remote;
+};
+
+Result<Subject> MakeRemoteFakeSubject() {
+  auto stack = std::make_shared<RemoteStack>();
+  std::string key = RandomHex(16);
+  stack->server = std::make_unique<adapter::AdapterServer>(stack->fake, SecretString(key));
+  CANOPY_TRY(stack->server->Start("127.0.0.1:0"));
+  stack->remote = std::make_unique<remote::RemoteProvider>(
+      "http://127.0.0.1:" + std::to_string(stack->server->port()), SecretString(key),
+      stack->fake.Info());
+  Subject s;
+  s.provider = stack->remote.get();
+  s.ctx = FakeCtx();
+  s.malformed_credential = Json{{"token", 1}};
+  s.rejected_credential = Json{{"api_key", "invalid-key"}};
+  s.fake = &stack->fake;
+  s.keep = stack;
+  return s;
+}
+
+// A LocalProvider on a private bridge and /24; the destructor removes everything it made.
+struct LocalStack {
+  canopy::testing::LocalTestNet net;
+  std::unique_ptr<local::LocalProvider> provider;
+  std::unique_ptr<adapter::AdapterServer> server;
+  std::unique_ptr<remote::RemoteProvider> remote;
+  ~LocalStack() {
+    remote.reset();
+    server.reset();
+    provider.reset();
+    net.Cleanup();
+  }
+};
+
+Result<std::shared_ptr<LocalStack>> MakeLocalStack() {
+  if (!canopy::testing::LocalTestNet::Available()) {
+    return Error::FailedPrecondition("the local provider needs root");
+  }
+  auto stack = std::make_shared<LocalStack>();
+  CANOPY_ASSIGN_OR_RETURN(stack->provider, local::LocalProvider::Create(stack->net.Options()));
+  return stack;
+}
+
+CallContext LocalCtx() { return CallContext{CredentialSecret(Json::object()), "local"}; }
+
+Result<Subject> MakeLocalSubject() {
+  CANOPY_ASSIGN_OR_RETURN(auto stack, MakeLocalStack());
+  Subject s;
+  s.provider = stack->provider.get();
+  s.ctx = LocalCtx();
+  s.malformed_credential = Json{{"type", 7}};
+  s.keep = stack;
+  return s;
+}
+
+Result<Subject> MakeRemoteLocalSubject() {
+  CANOPY_ASSIGN_OR_RETURN(auto stack, MakeLocalStack());
+  std::string key = RandomHex(16);
+  stack->server = std::make_unique<adapter::AdapterServer>(*stack->provider, SecretString(key));
+  CANOPY_TRY(stack->server->Start("127.0.0.1:0"));
+  stack->remote = std::make_unique<remote::RemoteProvider>(
+      "http://127.0.0.1:" + std::to_string(stack->server->port()), SecretString(key),
+      stack->provider->Info());
+  Subject s;
+  s.provider = stack->remote.get();
+  s.ctx = LocalCtx();
+  s.malformed_credential = Json{{"type", 7}};
+  s.keep = stack;
+  return s;
+}
+
+const NamedMaker kSubjects[] = {
+    {"fake", MakeFakeSubject},
+    {"remote_fake", MakeRemoteFakeSubject},
+    {"local", MakeLocalSubject},
+    {"remote_local", MakeRemoteLocalSubject},
+};
+
+class ProviderContract : public ::testing::TestWithParam<NamedMaker> {
+ protected:
+  void SetUp() override {
+    auto s = GetParam().make();
+    if (!s) {
+      GTEST_SKIP() << GetParam().name << ": " << s.error().message;
+    }
+    s_ = std::move(*s);
+    auto offers = P().ListOffers(s_.ctx);
+    ASSERT_OK(offers);
+    ASSERT_FALSE(offers->instance_types.empty());
+    ASSERT_FALSE(offers->images.empty());
+    type_ = offers->instance_types.front().name;
+    image_ = offers->images.front().id;
+    // The broker always creates instances with a key pair (it must reach them over SSH).
+    key_pair_ = "contract-" + RandomHex(4);
+    ASSERT_OK(P().CreateKeyPair(s_.ctx, key_pair_));
+  }
+
+  Provider& P() { return *s_.provider; }
+  const CallContext& Ctx() { return s_.ctx; }
+  CallContext WithCredential(const Json& c) { return CallContext{CredentialSecret(c), s_.ctx.region}; }
+
+  InstanceSpec Spec(const std::string& canopy_id) {
+    InstanceSpec spec;
+    spec.canopy_id = canopy_id;
+    spec.idempotency_key = "idem-" + canopy_id;
+    spec.name = "contract-" + canopy_id;
+    spec.instance_type = type_;
+    spec.image = image_;
+    spec.disk_gb = 1;
+    spec.key_pair = key_pair_;
+    spec.tags = {{"suite", "contract"}};
+    return spec;
+  }
+
+  void TearDown() override {
+    for (const auto& h : made_) {
+      (void)P().TerminateInstance(Ctx(), h);
+    }
+  }
+
+  Result<Instance> Create(const std::string& canopy_id) {
+    auto i = P().CreateInstance(Ctx(), Spec(canopy_id));
+    if (i) {
+      made_.push_back(i->handle);
+    }
+    return i;
+  }
+
+  Subject s_;
+  std::string type_;
+  std::string image_;
+  std::string key_pair_;
+  std::vector<ProviderHandle> made_;
+};
+
+TEST_P(ProviderContract, InfoSpeaksTheContractVersion) {
+  ProviderInfo info = P().Info();
+  EXPECT_FALSE(info.type.empty());
+  EXPECT_NE(std::find(info.contract_versions.begin(), info.contract_versions.end(),
+                      kContractVersion),
+            info.contract_versions.end());
+}
+
+TEST_P(ProviderContract, CredentialValidationIsTyped) {
+  EXPECT_OK(P().ValidateCredential(Ctx()));
+  if (s_.malformed_credential) {
+    auto r = P().ValidateCredential(WithCredential(*s_.malformed_credential));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(KindOf(r.error()), ProviderErrorKind::kInvalidRequest);
+    EXPECT_EQ(r.error().reason, "invalid_request");
+  }
+  if (s_.rejected_credential) {
+    auto r = P().ValidateCredential(WithCredential(*s_.rejected_credential));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(KindOf(r.error()), ProviderErrorKind::kAuth);
+    EXPECT_EQ(r.error().code, ErrorCode::kUnauthenticated);
+  }
+}
+
+TEST_P(ProviderContract, OffersHaveRegionsTypesAndImages) {
+  auto o = P().ListOffers(Ctx());
+  ASSERT_OK(o);
+  EXPECT_FALSE(o->regions.empty());
+  std::set<std::string> names;
+  for (const auto& t : o->instance_types) {
+    EXPECT_FALSE(t.name.empty());
+    EXPECT_GT(t.vcpus, 0) << t.name;
+    EXPECT_GT(t.memory_mib, 0) << t.name;
+    EXPECT_GE(t.gpus, 0) << t.name;
+    // Prices are never guessed: either a price or a reason why none is known.
+    EXPECT_TRUE(t.price_hour.has_value() || !t.price_note.empty()) << t.name;
+    if (t.price_hour) {
+      EXPECT_GE(*t.price_hour, 0.0);
+    }
+    EXPECT_TRUE(names.insert(t.name).second) << "duplicate type " << t.name;
+  }
+  for (const auto& i : o->images) {
+    EXPECT_FALSE(i.id.empty());
+  }
+}
+
+TEST_P(ProviderContract, QuoteScalesWithCount) {
+  auto q = P().GetQuote(Ctx(), type_, 3);
+  ASSERT_OK(q);
+  EXPECT_EQ(q->instance_type, type_);
+  EXPECT_EQ(q->count, 3);
+  if (q->price_hour_each) {
+    ASSERT_TRUE(q->price_hour_total.has_value());
+    EXPECT_NEAR(*q->price_hour_total, *q->price_hour_each * 3, 1e-9);
+  } else {
+    EXPECT_FALSE(q->note.empty());
+  }
+  auto bad = P().GetQuote(Ctx(), "no-such-type", 1);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(KindOf(bad.error()), ProviderErrorKind::kInvalidRequest);
+}
+
+TEST_P(ProviderContract, InstanceLifecycle) {
+  std::string cid = "ins-" + RandomHex(6);
+  auto created = Create(cid);
+  ASSERT_OK(created);
+  EXPECT_EQ(created->canopy_id, cid);
+  EXPECT_EQ(created->tags.at(kCanopyIdTag), cid);
+  EXPECT_FALSE(created->provider_id.empty());
+
+  auto desc = P().DescribeInstance(Ctx(), created->handle);
+  ASSERT_OK(desc);
+  EXPECT_EQ(desc->provider_id, created->provider_id);
+
+  auto running = P().WaitUntilRunning(Ctx(), created->handle, std::chrono::seconds(60));
+  ASSERT_OK(running);
+  EXPECT_EQ(running->state, InstanceState::kRunning);
+  EXPECT_FALSE(running->address.empty());
+  EXPECT_FALSE(running->ssh_user.empty());
+
+  ASSERT_OK(P().StopInstance(Ctx(), created->handle));
+  auto stopped = P().DescribeInstance(Ctx(), created->handle);
+  ASSERT_OK(stopped);
+  EXPECT_TRUE(stopped->state == InstanceState::kStopped ||
+              stopped->state == InstanceState::kStopping)
+      << InstanceStateName(stopped->state);
+
+  ASSERT_OK(P().StartInstance(Ctx(), created->handle));
+  auto again = P().WaitUntilRunning(Ctx(), created->handle, std::chrono::seconds(60));
+  ASSERT_OK(again);
+  EXPECT_EQ(again->state, InstanceState::kRunning);
+
+  ASSERT_OK(P().TerminateInstance(Ctx(), created->handle));
+  auto gone = P().DescribeInstance(Ctx(), created->handle);
+  if (gone) {
+    EXPECT_EQ(gone->state, InstanceState::kTerminated);
+  } else {
+    EXPECT_EQ(KindOf(gone.error()), ProviderErrorKind::kNotFound);
+  }
+  // Terminating twice is fine: not found counts as success.
+  EXPECT_OK(P().TerminateInstance(Ctx(), created->handle));
+  auto found = P().FindInstancesByTag(Ctx(), kCanopyIdTag, cid);
+  ASSERT_OK(found);
+  EXPECT_TRUE(found->empty());
+}
+
+TEST_P(ProviderContract, CreateIsIdempotentPerCanopyId) {
+  std::string cid = "idem-" + RandomHex(6);
+  auto a = Create(cid);
+  ASSERT_OK(a);
+  auto b = Create(cid);
+  ASSERT_OK(b);
+  EXPECT_EQ(a->provider_id, b->provider_id);
+  auto found = P().FindInstancesByTag(Ctx(), kCanopyIdTag, cid);
+  ASSERT_OK(found);
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ(found->front().provider_id, a->provider_id);
+  // A different canopy id is a different instance.
+  auto c = Create("idem-" + RandomHex(6));
+  ASSERT_OK(c);
+  EXPECT_NE(c->provider_id, a->provider_id);
+}
+
+TEST_P(ProviderContract, KeyPairCreateIsIdempotentAndGettable) {
+  std::string name = "kp-" + RandomHex(6);
+  auto a = P().CreateKeyPair(Ctx(), name);
+  ASSERT_OK(a);
+  EXPECT_EQ(a->name, name);
+  EXPECT_EQ(a->public_key.rfind("ssh-", 0), 0u) << a->public_key;
+  EXPECT_FALSE(a->private_key.Reveal().empty());
+  EXPECT_EQ(a->fingerprint.rfind("SHA256:", 0), 0u);
+  auto b = P().CreateKeyPair(Ctx(), name);
+  ASSERT_OK(b);
+  EXPECT_EQ(a->public_key, b->public_key);
+  EXPECT_EQ(a->private_key.Reveal(), b->private_key.Reveal());
+  auto got = P().GetKeyPair(Ctx(), name);
+  ASSERT_OK(got);
+  EXPECT_EQ(got->public_key, a->public_key);
+  auto missing = P().GetKeyPair(Ctx(), "kp-missing-" + RandomHex(6));
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(KindOf(missing.error()), ProviderErrorKind::kNotFound);
+}
+
+TEST_P(ProviderContract, FirewallOperationsAreIdempotent) {
+  FirewallSpec spec;
+  spec.canopy_id = "fw-" + RandomHex(6);
+  spec.name = "contract";
+  spec.rules = {FirewallRule{8080, "tcp", {}}, FirewallRule{5353, "udp", {"10.0.0.0/8"}}};
+  auto a = P().CreateFirewall(Ctx(), spec);
+  ASSERT_OK(a);
+  EXPECT_FALSE(a->id.empty());
+  EXPECT_EQ(a->rules.size(), 2u);
+  auto b = P().CreateFirewall(Ctx(), spec);
+  ASSERT_OK(b);
+  EXPECT_EQ(a->id, b->id);
+  auto exists = P().FirewallExists(Ctx(), a->id);
+  ASSERT_OK(exists);
+  EXPECT_TRUE(*exists);
+
+  auto inst = Create("fwi-" + RandomHex(6));
+  ASSERT_OK(inst);
+  ASSERT_OK(P().WaitUntilRunning(Ctx(), inst->handle, std::chrono::seconds(60)));
+  EXPECT_OK(P().AttachFirewall(Ctx(), inst->handle, a->id));
+  EXPECT_OK(P().AttachFirewall(Ctx(), inst->handle, a->id));
+  auto desc = P().DescribeInstance(Ctx(), inst->handle);
+  ASSERT_OK(desc);
+  EXPECT_EQ(std::count(desc->firewalls.begin(), desc->firewalls.end(), a->id), 1);
+  EXPECT_OK(P().DetachFirewall(Ctx(), inst->handle, a->id));
+  EXPECT_OK(P().DetachFirewall(Ctx(), inst->handle, a->id));
+  desc = P().DescribeInstance(Ctx(), inst->handle);
+  ASSERT_OK(desc);
+  EXPECT_EQ(std::count(desc->firewalls.begin(), desc->firewalls.end(), a->id), 0);
+
+  EXPECT_OK(P().DeleteFirewall(Ctx(), a->id));
+  EXPECT_OK(P().DeleteFirewall(Ctx(), a->id));
+  exists = P().FirewallExists(Ctx(), a->id);
+  ASSERT_OK(exists);
+  EXPECT_FALSE(*exists);
+}
+
+TEST_P(ProviderContract, ClusterIdentityCreateAndDelete) {
+  auto id = P().CreateClusterIdentity(Ctx(), "cl-" + RandomHex(6));
+  if (!id && id.error().code == ErrorCode::kFailedPrecondition) {
+    GTEST_SKIP() << "cluster identities are optional: " << id.error().message;
+  }
+  ASSERT_OK(id);
+  EXPECT_FALSE(id->id.empty());
+  EXPECT_TRUE(id->credential.Reveal().is_object());
+  EXPECT_OK(P().DeleteClusterIdentity(Ctx(), id->id));
+  EXPECT_OK(P().DeleteClusterIdentity(Ctx(), id->id));
+}
+
+TEST_P(ProviderContract, InjectedErrorsKeepTheirKind) {
+  if (!s_.fake) {
+    GTEST_SKIP() << "no failure injection for this subject";
+  }
+  for (ProviderErrorKind kind :
+       {ProviderErrorKind::kCapacity, ProviderErrorKind::kQuota, ProviderErrorKind::kAuth,
+        ProviderErrorKind::kInvalidRequest, ProviderErrorKind::kNotFound,
+        ProviderErrorKind::kTransient}) {
+    s_.fake->FailNext("CreateInstance", kind);
+    auto r = P().CreateInstance(Ctx(), Spec("inj-" + RandomHex(6)));
+    ASSERT_FALSE(r) << ProviderErrorKindName(kind);
+    EXPECT_EQ(KindOf(r.error()), kind);
+    EXPECT_EQ(r.error().reason, ProviderErrorKindName(kind));
+    EXPECT_EQ(r.error().code, MakeProviderError(kind, "").code);
+  }
+  // One failure only: the next call works.
+  EXPECT_OK(Create("inj-" + RandomHex(6)));
+}
+
+TEST_P(ProviderContract, CapacityLimitRaisesCapacity) {
+  if (!s_.fake) {
+    GTEST_SKIP() << "no capacity knob for this subject";
+  }
+  s_.fake->SetCapacity(type_, 1);
+  ASSERT_OK(Create("cap-" + RandomHex(6)));
+  auto second = Create("cap-" + RandomHex(6));
+  ASSERT_FALSE(second);
+  EXPECT_EQ(KindOf(second.error()), ProviderErrorKind::kCapacity);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, ProviderContract, ::testing::ValuesIn(kSubjects),
+                         [](const ::testing::TestParamInfo<NamedMaker>& i) { return i.param.name; });
+
+}  // namespace
+}  // namespace canopy::providers

@@ -1,0 +1,538 @@
+// Integration tests of LocalProvider: real namespaces, veths, a bridge, nftables and sshd on this
+// host. Skipped unless run as root. Each test uses its own state_dir, bridge and /24 inside
+// 198.19.0.0/16, and TearDown removes every namespace, veth, bridge and process it made.
+#include "providers/local/local_provider.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/ids.h"
+#include "providers/local/local_exec.h"
+#include "providers/local/local_factory.h"
+#include "support/test_util.h"
+
+namespace canopy::providers::local {
+namespace {
+
+namespace fs = std::filesystem;
+using canopy::testing::TempDir;
+using std::chrono::milliseconds;
+
+CallContext Ctx() { return CallContext{CredentialSecret(Json::object()), ""}; }
+
+// True when a TCP connection to addr:port from the host completes within `wait`.
+bool Reachable(const std::string& addr, uint16_t port, milliseconds wait = milliseconds(700)) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+  int rc = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+  bool ok = rc == 0;
+  if (!ok && errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    if (poll(&p, 1, static_cast<int>(wait.count())) == 1) {
+      int err = 0;
+      socklen_t len = sizeof(err);
+      getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      ok = err == 0;
+    }
+  }
+  close(fd);
+  return ok;
+}
+
+bool EventuallyReachable(const std::string& addr, uint16_t port) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < until) {
+    if (Reachable(addr, port, milliseconds(300))) {
+      return true;
+    }
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  return false;
+}
+
+std::string Slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class LocalProviderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) {
+      GTEST_SKIP() << "the local provider needs root";
+    }
+    bridge_ = "cbt" + RandomHex(4);
+    unsigned char octet = 0;
+    std::string hex = RandomHex(1);
+    octet = static_cast<unsigned char>(std::stoi(hex, nullptr, 16));
+    subnet_prefix_ = "198.19." + std::to_string(octet) + ".";
+    opts_.state_dir = (dir_.path() / "state").string();
+    opts_.bridge = bridge_;
+    opts_.subnet = subnet_prefix_ + "0/24";
+    made_bridge_ = true;
+  }
+
+  void TearDown() override {
+    if (!made_bridge_) {
+      return;
+    }
+    provider_.reset();
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(fs::path(opts_.state_dir) / "instances", ec)) {
+      std::string id = e.path().filename().string();
+      std::string ns = LocalProvider::NetnsName(id);
+      for (int sig : {SIGKILL}) {
+        for (int pid : NetnsPids(ns)) {
+          kill(pid, sig);
+        }
+      }
+      for (int i = 0; i < 100 && !NetnsPids(ns).empty(); ++i) {
+        std::this_thread::sleep_for(milliseconds(20));
+      }
+      (void)RunCommand({"/usr/sbin/ip", "netns", "del", ns});
+      (void)RunCommand({"/usr/sbin/ip", "link", "del", LocalProvider::VethName(id)});
+    }
+    listeners_.clear();
+    (void)RunCommand({"/usr/sbin/ip", "link", "del", bridge_});
+    EXPECT_FALSE(fs::exists("/sys/class/net/" + bridge_));
+  }
+
+  LocalProvider& P() {
+    if (!provider_) {
+      auto p = LocalProvider::Create(opts_);
+      EXPECT_TRUE(p.has_value()) << p.error().ToString();
+      provider_ = std::move(*p);
+    }
+    return *provider_;
+  }
+
+  InstanceSpec Spec(const std::string& canopy_id) {
+    InstanceSpec s;
+    s.canopy_id = canopy_id;
+    s.idempotency_key = "idem-" + canopy_id;
+    s.instance_type = "local.small";
+    s.image = "debian-12";
+    s.key_pair = "k1";
+    return s;
+  }
+
+  // Creates key pair k1 and an instance, waits until running.
+  Instance CreateRunning(const std::string& canopy_id) {
+    auto kp = P().CreateKeyPair(Ctx(), "k1");
+    EXPECT_TRUE(kp.has_value());
+    auto in = P().CreateInstance(Ctx(), Spec(canopy_id));
+    EXPECT_TRUE(in.has_value()) << in.error().ToString();
+    if (!in) {
+      return {};
+    }
+    auto run = P().WaitUntilRunning(Ctx(), in->handle, std::chrono::seconds(10));
+    EXPECT_TRUE(run.has_value()) << run.error().ToString();
+    return run.has_value() ? *run : Instance{};
+  }
+
+  Firewall MakeFirewall(const std::string& canopy_id, uint16_t port) {
+    FirewallSpec fs_spec;
+    fs_spec.canopy_id = canopy_id;
+    fs_spec.name = canopy_id;
+    fs_spec.rules = {FirewallRule{port, "tcp", {}}};
+    auto f = P().CreateFirewall(Ctx(), fs_spec);
+    EXPECT_TRUE(f.has_value()) << f.error().ToString();
+    return f.value_or(Firewall{});
+  }
+
+  fs::path InstanceDir(const Instance& in) const {
+    return fs::path(opts_.state_dir) / "instances" / in.provider_id;
+  }
+
+  // Runs `command` over ssh with the stored key, pinning the reported host key.
+  CommandResult Ssh(const Instance& in, const std::string& command) {
+    fs::path hostpub = InstanceDir(in) / "ssh_host_ed25519_key.pub";
+    std::string pub = Slurp(hostpub);
+    std::istringstream iss(pub);
+    std::string type, b64;
+    iss >> type >> b64;
+    fs::path kh = dir_.path() / "known_hosts";
+    std::ofstream(kh) << in.address << " " << type << " " << b64 << "\n";
+    fs::path key = fs::path(opts_.state_dir) / "keys" / "k1";
+    auto r = RunCommand({"/usr/bin/ssh", "-F", "/dev/null", "-i", key.string(), "-o",
+                         "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + kh.string(),
+                         "-o", "BatchMode=yes", "-o", "ConnectTimeout=3", "-o",
+                         "IdentitiesOnly=yes", "root@" + in.address, command},
+                        {}, std::chrono::seconds(15));
+    EXPECT_TRUE(r.has_value());
+    return r.value_or(CommandResult{});
+  }
+
+  // A TCP listener on `port` inside the instance's namespace (not http.server: it does a reverse
+  // DNS lookup of its address at bind time, which stalls in a namespace without DNS).
+  static constexpr const char* kListener =
+      "import socket,sys\n"
+      "s=socket.socket()\n"
+      "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+      "s.bind((sys.argv[1],int(sys.argv[2])))\n"
+      "s.listen(16)\n"
+      "while True:\n"
+      "  c,_=s.accept()\n"
+      "  c.close()\n";
+  void Listen(const Instance& in, uint16_t port) {
+    listeners_.push_back(std::make_unique<canopy::testing::Process>(
+        std::vector<std::string>{"/usr/sbin/ip", "netns", "exec",
+                                 LocalProvider::NetnsName(in.provider_id), "/usr/bin/python3",
+                                 "-c", kListener, in.address, std::to_string(port)},
+        std::vector<std::string>{}, (dir_.path() / ("listen" + std::to_string(port))).string()));
+    std::string ns = LocalProvider::NetnsName(in.provider_id);
+    for (int i = 0; i < 100; ++i) {
+      auto r = RunCommand({"/usr/sbin/ip", "netns", "exec", ns, "/usr/bin/ss", "-Hltn",
+                           "sport = :" + std::to_string(port)});
+      if (r && r->out.find(":" + std::to_string(port)) != std::string::npos) {
+        return;
+      }
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    ADD_FAILURE() << "listener on port " << port << " did not start: "
+                << Slurp(dir_.path() / ("listen" + std::to_string(port)));
+  }
+
+  TempDir dir_;
+  LocalOptions opts_;
+  std::string bridge_, subnet_prefix_;
+  bool made_bridge_ = false;
+  std::unique_ptr<LocalProvider> provider_;
+  std::vector<std::unique_ptr<canopy::testing::Process>> listeners_;
+};
+
+TEST(LocalProviderRootCheck, RejectsNonRootWithClearMessage) {
+  Status s = CheckRunningAsRoot(1000);
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(s.error().message.find("must run as root"), std::string::npos);
+  EXPECT_NE(s.error().message.find("1000"), std::string::npos);
+  EXPECT_OK(CheckRunningAsRoot(0));
+}
+
+TEST(LocalProviderFactory, RejectsUnknownOptionsAndBadTypes) {
+  auto r = MakeLocalProvider(Json{{"state_dri", "/tmp/x"}});
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("state_dri"), std::string::npos);
+  EXPECT_FALSE(MakeLocalProvider(Json{{"capacity", 3}}).has_value());
+  EXPECT_FALSE(MakeLocalProvider(Json{{"fail_rate", "high"}}).has_value());
+  EXPECT_FALSE(MakeLocalProvider(Json::array()).has_value());
+}
+
+TEST(LocalProviderNames, VethNamesFitInterfaceLimit) {
+  EXPECT_LE(LocalProvider::VethName("loc-0123456789abcdef0123").size(), 15u);
+  EXPECT_NE(LocalProvider::VethName("loc-aaaaaaaaaa"), LocalProvider::VethName("loc-aaaaaaaaab"));
+  EXPECT_EQ(LocalProvider::NetnsName("loc-1"), "canopy-loc-1");
+}
+
+TEST_F(LocalProviderTest, CreateGivesRunningInstanceReachableBySshOnlyAfterFirewallOpens22) {
+  auto t0 = std::chrono::steady_clock::now();
+  Instance in = CreateRunning("c-ssh");
+  ASSERT_FALSE(in.provider_id.empty());
+  auto t_running = std::chrono::steady_clock::now();
+  EXPECT_EQ(in.state, InstanceState::kRunning);
+  EXPECT_EQ(in.address.rfind(subnet_prefix_, 0), 0u) << in.address;
+  EXPECT_EQ(in.ssh_user, "root");
+  EXPECT_EQ(in.tags.at(kCanopyIdTag), "c-ssh");
+  // The reported host key is the fingerprint of the key sshd serves.
+  auto fp = RunCommand({"/usr/bin/ssh-keygen", "-lf",
+                        (InstanceDir(in) / "ssh_host_ed25519_key.pub").string()});
+  ASSERT_TRUE(fp.has_value());
+  ASSERT_EQ(in.host_key_sha256.rfind("SHA256:", 0), 0u);
+  EXPECT_NE(fp->out.find(in.host_key_sha256 + " "), std::string::npos) << fp->out;
+  // Default drop: 22 is closed without a firewall.
+  EXPECT_FALSE(Reachable(in.address, 22));
+  Firewall fw = MakeFirewall("fw-ssh", 22);
+  ASSERT_OK(P().AttachFirewall(Ctx(), in.handle, fw.id));
+  ASSERT_TRUE(EventuallyReachable(in.address, 22));
+  CommandResult r = Ssh(in, "pwd; echo $HOME; echo hello > f.txt");
+  auto elapsed = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::string disk = (InstanceDir(in) / "disk").string();
+  EXPECT_EQ(r.out, disk + "\n" + disk + "\n");
+  EXPECT_EQ(Slurp(InstanceDir(in) / "disk" / "f.txt"), "hello\n");
+  std::cout << "[ measure ] key pair + create -> running: "
+            << std::chrono::duration_cast<milliseconds>(t_running - t0).count()
+            << " ms; -> first ssh command done: " << elapsed.count() << " ms\n";
+  // SFTP starts in the disk folder too.
+  fs::path batch = dir_.path() / "sftp.batch";
+  std::ofstream(batch) << "pwd\nls\n";
+  std::string pub = Slurp(InstanceDir(in) / "ssh_host_ed25519_key.pub");
+  auto sftp = RunCommand({"/usr/bin/sftp", "-F", "/dev/null", "-b", batch.string(), "-i",
+                          (fs::path(opts_.state_dir) / "keys" / "k1").string(), "-o",
+                          "StrictHostKeyChecking=yes", "-o",
+                          "UserKnownHostsFile=" + (dir_.path() / "known_hosts").string(),
+                          "root@" + in.address});
+  ASSERT_TRUE(sftp.has_value());
+  EXPECT_EQ(sftp->exit_code, 0) << sftp->err;
+  EXPECT_NE(sftp->out.find(disk), std::string::npos) << sftp->out;
+  EXPECT_NE(sftp->out.find("f.txt"), std::string::npos) << sftp->out;
+}
+
+TEST_F(LocalProviderTest, FirewallOpensOnlyAttachedPortAndDetachClosesIt) {
+  Instance in = CreateRunning("c-fw");
+  ASSERT_FALSE(in.provider_id.empty());
+  Listen(in, 8080);
+  Listen(in, 8081);
+  EXPECT_FALSE(Reachable(in.address, 8080));
+  Firewall fw = MakeFirewall("fw-8080", 8080);
+  ASSERT_OK(P().AttachFirewall(Ctx(), in.handle, fw.id));
+  ASSERT_OK(P().AttachFirewall(Ctx(), in.handle, fw.id));  // attaching twice succeeds
+  EXPECT_TRUE(EventuallyReachable(in.address, 8080));
+  EXPECT_FALSE(Reachable(in.address, 8081));  // listening, but not opened
+  auto desc = P().DescribeInstance(Ctx(), in.handle);
+  ASSERT_OK(desc);
+  EXPECT_EQ(desc->firewalls, std::vector<std::string>{fw.id});
+  // A firewall in use cannot be deleted.
+  EXPECT_FALSE(P().DeleteFirewall(Ctx(), fw.id).has_value());
+  ASSERT_OK(P().DetachFirewall(Ctx(), in.handle, fw.id));
+  ASSERT_OK(P().DetachFirewall(Ctx(), in.handle, fw.id));
+  EXPECT_FALSE(Reachable(in.address, 8080));
+  ASSERT_OK(P().DeleteFirewall(Ctx(), fw.id));
+  EXPECT_FALSE(*P().FirewallExists(Ctx(), fw.id));
+  ASSERT_OK(P().DeleteFirewall(Ctx(), fw.id));  // NotFound is success
+}
+
+TEST_F(LocalProviderTest, FirewallSourceCidrRestrictsAccess) {
+  Instance in = CreateRunning("c-cidr");
+  ASSERT_FALSE(in.provider_id.empty());
+  Listen(in, 8082);
+  FirewallSpec spec{"fw-cidr", "cidr", {FirewallRule{8082, "tcp", {"10.99.0.0/16"}}}, {}};
+  auto fw = P().CreateFirewall(Ctx(), spec);
+  ASSERT_OK(fw);
+  ASSERT_OK(P().AttachFirewall(Ctx(), in.handle, fw->id));
+  EXPECT_FALSE(Reachable(in.address, 8082));  // the host's address is not in 10.99/16
+  FirewallSpec bad{"fw-bad", "bad", {FirewallRule{1, "tcp", {"10.0.0.0/99"}}}, {}};
+  auto b = P().CreateFirewall(Ctx(), bad);
+  ASSERT_FALSE(b.has_value());
+  EXPECT_EQ(KindOf(b.error()), ProviderErrorKind::kInvalidRequest);
+}
+
+TEST_F(LocalProviderTest, StopEndsAllProcessesKeepsDiskAndStartMakesItReachableAgain) {
+  Instance in = CreateRunning("c-stop");
+  ASSERT_FALSE(in.provider_id.empty());
+  Firewall fw = MakeFirewall("fw-22", 22);
+  ASSERT_OK(P().AttachFirewall(Ctx(), in.handle, fw.id));
+  ASSERT_EQ(Ssh(in, "echo kept > data.txt").exit_code, 0);
+  Listen(in, 8083);
+  std::string ns = LocalProvider::NetnsName(in.provider_id);
+  auto pids = RunCommand({"/usr/sbin/ip", "netns", "pids", ns});
+  ASSERT_TRUE(pids.has_value());
+  EXPECT_FALSE(pids->out.empty());
+  ASSERT_OK(P().StopInstance(Ctx(), in.handle));
+  auto d = P().DescribeInstance(Ctx(), in.handle);
+  ASSERT_OK(d);
+  EXPECT_EQ(d->state, InstanceState::kStopped);
+  EXPECT_TRUE(NetnsPids(ns).empty());
+  EXPECT_FALSE(fs::exists("/run/netns/" + ns));
+  EXPECT_FALSE(Reachable(in.address, 22));
+  EXPECT_EQ(Slurp(InstanceDir(in) / "disk" / "data.txt"), "kept\n");
+  ASSERT_OK(P().StopInstance(Ctx(), in.handle));  // stopping a stopped instance succeeds
+  ASSERT_OK(P().StartInstance(Ctx(), in.handle));
+  auto run = P().WaitUntilRunning(Ctx(), in.handle, std::chrono::seconds(10));
+  ASSERT_OK(run);
+  EXPECT_EQ(run->host_key_sha256, in.host_key_sha256);
+  ASSERT_TRUE(EventuallyReachable(run->address, 22));
+  CommandResult r = Ssh(*run, "cat data.txt");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "kept\n");
+}
+
+TEST_F(LocalProviderTest, TerminateRemovesNamespaceVethAndDisk) {
+  Instance in = CreateRunning("c-term");
+  ASSERT_FALSE(in.provider_id.empty());
+  std::string ns = LocalProvider::NetnsName(in.provider_id);
+  std::string veth = LocalProvider::VethName(in.provider_id);
+  EXPECT_TRUE(fs::exists("/run/netns/" + ns));
+  EXPECT_TRUE(fs::exists("/sys/class/net/" + veth));
+  fs::path dir = InstanceDir(in);
+  ASSERT_OK(P().TerminateInstance(Ctx(), in.handle));
+  EXPECT_FALSE(fs::exists("/run/netns/" + ns));
+  EXPECT_FALSE(fs::exists("/sys/class/net/" + veth));
+  EXPECT_FALSE(fs::exists(dir));
+  auto d = P().DescribeInstance(Ctx(), in.handle);
+  ASSERT_FALSE(d.has_value());
+  EXPECT_EQ(KindOf(d.error()), ProviderErrorKind::kNotFound);
+  EXPECT_OK(P().TerminateInstance(Ctx(), in.handle));  // unknown -> success
+  auto found = P().FindInstancesByTag(Ctx(), kCanopyIdTag, "c-term");
+  ASSERT_OK(found);
+  EXPECT_TRUE(found->empty());
+}
+
+TEST_F(LocalProviderTest, CreateIsIdempotentByCanopyId) {
+  Instance a = CreateRunning("c-idem");
+  ASSERT_FALSE(a.provider_id.empty());
+  auto b = P().CreateInstance(Ctx(), Spec("c-idem"));
+  ASSERT_OK(b);
+  EXPECT_EQ(b->provider_id, a.provider_id);
+  auto found = P().FindInstancesByTag(Ctx(), kCanopyIdTag, "c-idem");
+  ASSERT_OK(found);
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ((*found)[0].provider_id, a.provider_id);
+}
+
+TEST_F(LocalProviderTest, SecondProviderReadoptsInstancesAndRestartsDeadSshd) {
+  Instance in = CreateRunning("c-adopt");
+  ASSERT_FALSE(in.provider_id.empty());
+  Firewall fw = MakeFirewall("fw-a22", 22);
+  ASSERT_OK(P().AttachFirewall(Ctx(), in.handle, fw.id));
+  provider_.reset();  // the adapter "exits"; sshd keeps running
+  EXPECT_TRUE(EventuallyReachable(in.address, 22));
+  // Kill sshd, as a crash would, then a new adapter adopts the instance.
+  int pid = std::atoi(Slurp(InstanceDir(in) / "sshd.pid").c_str());
+  ASSERT_GT(pid, 0);
+  kill(pid, SIGKILL);
+  for (int i = 0; i < 100 && !NetnsPids(LocalProvider::NetnsName(in.provider_id)).empty(); ++i) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  auto found = P().FindInstancesByTag(Ctx(), kCanopyIdTag, "c-adopt");
+  ASSERT_OK(found);
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ((*found)[0].state, InstanceState::kRunning);
+  ASSERT_TRUE(EventuallyReachable(in.address, 22));
+  EXPECT_EQ(Ssh((*found)[0], "true").exit_code, 0);
+}
+
+TEST_F(LocalProviderTest, CapacityPerTypeRaisesCapacityError) {
+  opts_.capacity = {{"local.small", 1}};
+  Instance a = CreateRunning("c-cap1");
+  ASSERT_FALSE(a.provider_id.empty());
+  auto b = P().CreateInstance(Ctx(), Spec("c-cap2"));
+  ASSERT_FALSE(b.has_value());
+  EXPECT_EQ(KindOf(b.error()), ProviderErrorKind::kCapacity);
+  // Another type is not limited; a stopped instance frees its slot.
+  ASSERT_OK(P().StopInstance(Ctx(), a.handle));
+  auto c = P().CreateInstance(Ctx(), Spec("c-cap2"));
+  ASSERT_OK(c);
+  auto restart = P().StartInstance(Ctx(), a.handle);
+  ASSERT_FALSE(restart.has_value());
+  EXPECT_EQ(KindOf(restart.error()), ProviderErrorKind::kCapacity);
+}
+
+TEST_F(LocalProviderTest, FailRateOneFailsEveryCreateTransiently) {
+  opts_.fail_rate = 1.0;
+  ASSERT_OK(P().CreateKeyPair(Ctx(), "k1"));
+  auto r = P().CreateInstance(Ctx(), Spec("c-fail"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(KindOf(r.error()), ProviderErrorKind::kTransient);
+  auto found = P().FindInstancesByTag(Ctx(), kCanopyIdTag, "c-fail");
+  ASSERT_OK(found);
+  EXPECT_TRUE(found->empty());
+}
+
+TEST_F(LocalProviderTest, BootDelayKeepsInstancePendingUntilItPasses) {
+  opts_.boot_delay = milliseconds(600);
+  ASSERT_OK(P().CreateKeyPair(Ctx(), "k1"));
+  auto in = P().CreateInstance(Ctx(), Spec("c-delay"));
+  ASSERT_OK(in);
+  EXPECT_EQ(in->state, InstanceState::kPending);
+  EXPECT_TRUE(in->address.empty());
+  auto run = P().WaitUntilRunning(Ctx(), in->handle, std::chrono::seconds(5));
+  ASSERT_OK(run);
+  EXPECT_FALSE(run->address.empty());
+}
+
+TEST_F(LocalProviderTest, KeyPairsAreStoredPrivatelyAndReturnedAgain) {
+  auto a = P().CreateKeyPair(Ctx(), "k1");
+  ASSERT_OK(a);
+  auto b = P().CreateKeyPair(Ctx(), "k1");
+  ASSERT_OK(b);
+  EXPECT_EQ(a->public_key, b->public_key);
+  EXPECT_EQ(a->private_key.Reveal(), b->private_key.Reveal());
+  struct stat st {};
+  ASSERT_EQ(stat((fs::path(opts_.state_dir) / "keys" / "k1").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto fp = RunCommand({"/usr/bin/ssh-keygen", "-lf",
+                        (fs::path(opts_.state_dir) / "keys" / "k1.pub").string()});
+  ASSERT_TRUE(fp.has_value());
+  EXPECT_NE(fp->out.find(a->fingerprint + " "), std::string::npos);
+  auto missing = P().GetKeyPair(Ctx(), "nope");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(KindOf(missing.error()), ProviderErrorKind::kNotFound);
+  EXPECT_FALSE(P().CreateKeyPair(Ctx(), "../evil").has_value());
+}
+
+TEST_F(LocalProviderTest, CredentialsAndClusterIdentityScope) {
+  EXPECT_OK(P().ValidateCredential(Ctx()));
+  EXPECT_OK(P().ValidateCredential(CallContext{CredentialSecret(Json{{"type", "local"}}), ""}));
+  auto bad = P().ValidateCredential(CallContext{CredentialSecret(Json{{"type", "aws"}}), ""});
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(KindOf(bad.error()), ProviderErrorKind::kInvalidRequest);
+  auto ident = P().CreateClusterIdentity(Ctx(), "cl-1");
+  ASSERT_OK(ident);
+  EXPECT_EQ(ident->credential.Reveal()["type"], "local-cluster");
+  EXPECT_EQ(ident->credential.Reveal()["cluster_id"], "cl-1");
+  EXPECT_EQ(ident->credential.Reveal()["scope"], "firewalls");
+  CallContext cl{ident->credential, ""};
+  FirewallSpec spec{"fw-cl", "cl", {FirewallRule{9000, "tcp", {}}}, {}};
+  EXPECT_OK(P().CreateFirewall(cl, spec));
+  auto denied = P().CreateKeyPair(cl, "k2");
+  ASSERT_FALSE(denied.has_value());
+  EXPECT_EQ(KindOf(denied.error()), ProviderErrorKind::kAuth);
+  ASSERT_OK(P().DeleteClusterIdentity(Ctx(), ident->id));
+  auto gone = P().CreateFirewall(cl, spec);
+  ASSERT_FALSE(gone.has_value());
+  EXPECT_EQ(KindOf(gone.error()), ProviderErrorKind::kAuth);
+  auto offers = P().ListOffers(Ctx());
+  ASSERT_OK(offers);
+  EXPECT_EQ(offers->instance_types.size(), 3u);
+  auto q = P().GetQuote(Ctx(), "local.medium", 3);
+  ASSERT_OK(q);
+  EXPECT_NEAR(*q->price_hour_total, 3 * *q->price_hour_each, 1e-9);
+  EXPECT_FALSE(P().GetQuote(Ctx(), "m5.large", 1).has_value());
+}
+
+TEST_F(LocalProviderTest, ParallelCreatesGetDistinctAddresses) {
+  ASSERT_OK(P().CreateKeyPair(Ctx(), "k1"));
+  constexpr int kN = 6;
+  std::vector<Result<Instance>> results(kN, Error::Internal("not run"));
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < kN; ++i) {
+      threads.emplace_back([&, i] {
+        // Two racing creates per canopy_id: still one instance each.
+        results[i] = P().CreateInstance(Ctx(), Spec("c-par" + std::to_string(i % (kN / 2))));
+      });
+    }
+  }
+  auto ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0);
+  std::cout << "[ measure ] " << kN << " parallel CreateInstance calls: " << ms.count() << " ms\n";
+  std::set<std::string> ids, addrs;
+  for (auto& r : results) {
+    ASSERT_OK(r);
+    ids.insert(r->provider_id);
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kN / 2));
+  for (int i = 0; i < kN / 2; ++i) {
+    auto found = P().FindInstancesByTag(Ctx(), kCanopyIdTag, "c-par" + std::to_string(i));
+    ASSERT_OK(found);
+    ASSERT_EQ(found->size(), 1u);
+    auto run = P().WaitUntilRunning(Ctx(), (*found)[0].handle, std::chrono::seconds(10));
+    ASSERT_OK(run);
+    addrs.insert(run->address);
+  }
+  EXPECT_EQ(addrs.size(), static_cast<size_t>(kN / 2));
+}
+
+}  // namespace
+}  // namespace canopy::providers::local

@@ -1,0 +1,37 @@
+// LocalTestNet: a private network for tests of the local provider (its own bridge, a /24 inside
+// 198.19.0.0/16 and a state dir), and the cleanup that removes every namespace, veth, process
+// and the bridge it made, even when the test failed. Needs root (Available() says so).
+#pragma once
+
+#include <string>
+
+#include "providers/local/local_provider.h"
+#include "support/test_util.h"
+
+namespace canopy::testing {
+
+class LocalTestNet {
+ public:
+  LocalTestNet();
+  ~LocalTestNet();
+  LocalTestNet(const LocalTestNet&) = delete;
+  LocalTestNet& operator=(const LocalTestNet&) = delete;
+
+  /// True when this process can create instances (runs as root).
+  static bool Available();
+  /// Options for a LocalProvider on this network (state under the temp dir).
+  providers::local::LocalOptions Options() const;
+  /// The same as provider config JSON (for `canopyd provider --type local --config`).
+  Json Config() const;
+  const std::string& bridge() const { return bridge_; }
+  std::string state_dir() const;
+  /// Kills every process of every instance and removes namespaces, veths and the bridge.
+  void Cleanup();
+
+ private:
+  TempDir dir_;
+  std::string bridge_;
+  std::string subnet_;
+};
+
+}  // namespace canopy::testing
