@@ -9,4 +9,4 @@ COUNTS=("$@")
 [ ${#COUNTS[@]} -eq 0 ] && COUNTS=(1 10 30)
 ninja -C "$BUILD" local_provision canopyd >/dev/null
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r)"
-"$BUILD/bin/local_provision" "$BUILD/bin/canopyd" "${COUNTS[@]}"
+"$BUILD/bin/local_provision" "$BUILD/bin/canopyd-dist" "${COUNTS[@]}"
