@@ -2,13 +2,14 @@
 // canopyd installed over SSH (the installer's connect / check / upload / start phases). Prints a
 // Markdown table row per N with the median and the slowest of each phase and the wall time until
 // all N are ready. Needs root; uses its own bridge and /24 and removes everything afterwards.
-//   local_provision CANOPYD_PATH N [N ...]
+//   [BOOT_DELAY_MS=ms] local_provision CANOPYD_PATH N [N ...]
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <future>
 #include <string>
@@ -124,6 +125,9 @@ int main(int argc, char** argv) {
   o.state_dir = "/tmp/canopy-bench-" + RandomHex(4);
   o.bridge = "cbb" + RandomHex(4);
   o.subnet = "198.19.250.0/24";
+  if (const char* d = std::getenv("BOOT_DELAY_MS")) {
+    o.boot_delay = std::chrono::milliseconds(std::atol(d));
+  }
   providers::CallContext ctx{providers::CredentialSecret(Json::object()), "local"};
   std::printf("| instances | all ready (s) | create p50/max (ms) | boot p50/max | connect p50/max | "
               "check p50/max | upload p50/max | start p50/max |\n");

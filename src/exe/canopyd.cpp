@@ -1,5 +1,6 @@
 // canopyd: every Canopy daemon in one binary (root, cluster, node, provider). Thin: flag parsing
 // only; the daemons live in src/root, src/providers/adapter, ...
+#include <malloc.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -92,8 +93,13 @@ int RunProvider(const std::string& type, const std::string& config_text, const L
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Big short-lived buffers (Argon2 uses 19 MiB per password check) go straight to mmap and back
+  // to the OS on free; an explicit threshold also stops glibc from raising it dynamically, which
+  // otherwise keeps such buffers in the heap and in RSS for the daemon's lifetime.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   CLI::App app{"canopyd - Canopy daemons (root, cluster, node, provider)"};
   app.require_subcommand(1);
+  app.fallthrough();  // global options (--log-level) may follow the subcommand too
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->envname("CANOPY_LOG_LEVEL");
 

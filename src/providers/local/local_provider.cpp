@@ -1,6 +1,8 @@
 #include "providers/local/local_provider.h"
 
 #include <arpa/inet.h>
+
+#include <cstdio>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
@@ -399,6 +401,18 @@ struct LocalProvider::Impl {
         return Error::Internal("cannot create bridge " + b + ": " + r->err);
       }
     }
+    // A bridge without an explicit MAC takes the lowest MAC of its ports, so it changes as
+    // veths join; instances that cached the gateway's old MAC then lose replies for seconds
+    // (measured: 10 s SSH connect stalls with 30 parallel creates). A fixed, locally
+    // administered MAC derived from the bridge name keeps it stable.
+    uint32_t h = 2166136261u;
+    for (unsigned char c : b) {
+      h = (h ^ c) * 16777619u;
+    }
+    char mac[18];
+    std::snprintf(mac, sizeof mac, "02:ca:%02x:%02x:%02x:%02x", (h >> 24) & 0xff, (h >> 16) & 0xff,
+                  (h >> 8) & 0xff, h & 0xff);
+    CANOPY_TRY(RunChecked({ip, "link", "set", "dev", b, "address", mac}, "bridge mac"));
     CANOPY_TRY(RunChecked(
         {ip, "addr", "replace", Ip4(gateway) + "/" + std::to_string(prefix), "dev", b},
         "bridge address"));
