@@ -23,6 +23,11 @@ inline constexpr int kContractVersion = 1;
 
 /// Tag key carrying the Canopy id of the resource that owns a cloud object.
 inline constexpr const char* kCanopyIdTag = "canopy-id";
+/// Instances and firewalls of a cluster carry kClusterTag=<cluster id>. A cluster identity is
+/// confined to them: it may only create firewalls (tagged with its cluster automatically), check
+/// them, attach/detach its cluster's firewalls to/from its cluster's instances, and delete its
+/// cluster's firewalls. Anything else with it is an `auth` error.
+inline constexpr const char* kClusterTag = "canopy-cluster";
 
 /// Typed provider errors. Each maps to an ErrorCode and sets Error::reason to the kind's name, so
 /// callers can retry (transient), fail over to another offer/cloud (capacity, quota) or give up.
@@ -200,7 +205,7 @@ class Provider {
   /// NotFound counts as success.
   virtual Status DeleteFirewall(const CallContext& ctx, const std::string& firewall_id) = 0;
 
-  /// Optional: a limited identity for a cluster (may only manage firewalls).
+  /// Optional: a limited identity for a cluster (only its cluster's firewalls; see kClusterTag).
   virtual Result<ClusterIdentity> CreateClusterIdentity(const CallContext& ctx,
                                                         const std::string& cluster_id) = 0;
   /// NotFound counts as success.

@@ -381,6 +381,61 @@ TEST_P(ProviderContract, ClusterIdentityCreateAndDelete) {
   EXPECT_OK(P().DeleteClusterIdentity(Ctx(), id->id));
 }
 
+// A cluster identity manages only its own cluster's firewalls (kClusterTag), nothing else.
+TEST_P(ProviderContract, ClusterIdentityIsConfinedToItsClustersFirewalls) {
+  const std::string c1 = "cl-" + RandomHex(6), c2 = "cl-" + RandomHex(6);
+  auto ident = P().CreateClusterIdentity(Ctx(), c1);
+  if (!ident && ident.error().code == ErrorCode::kFailedPrecondition) {
+    GTEST_SKIP() << "cluster identities are optional: " << ident.error().message;
+  }
+  ASSERT_OK(ident);
+  CallContext cc{ident->credential, s_.ctx.region};
+  auto expect_auth = [](const auto& r, const char* what) {
+    ASSERT_FALSE(r.has_value()) << what;
+    EXPECT_EQ(KindOf(r.error()), ProviderErrorKind::kAuth) << what << ": " << r.error().ToString();
+  };
+  // Instances of cluster c1 and c2, made with the full credential.
+  auto spec1 = Spec("ci1-" + RandomHex(4));
+  spec1.tags[kClusterTag] = c1;
+  auto spec2 = Spec("ci2-" + RandomHex(4));
+  spec2.tags[kClusterTag] = c2;
+  auto i1 = P().CreateInstance(Ctx(), spec1);
+  ASSERT_OK(i1);
+  made_.push_back(i1->handle);
+  auto i2 = P().CreateInstance(Ctx(), spec2);
+  ASSERT_OK(i2);
+  made_.push_back(i2->handle);
+  // Not allowed at all with the identity.
+  expect_auth(P().CreateInstance(cc, Spec("ci3-" + RandomHex(4))), "create instance");
+  expect_auth(P().TerminateInstance(cc, i1->handle), "terminate");
+  expect_auth(P().CreateKeyPair(cc, "ci-" + RandomHex(4)), "create key pair");
+  expect_auth(P().ListOffers(cc), "offers");
+  expect_auth(P().CreateClusterIdentity(cc, c1), "identity from identity");
+  // Its own firewalls on its own instances: allowed.
+  FirewallSpec own{"cfw-" + RandomHex(4), "own", {FirewallRule{8080, "tcp", {}}}, {}};
+  auto f1 = P().CreateFirewall(cc, own);
+  ASSERT_OK(f1);
+  auto exists = P().FirewallExists(cc, f1->id);
+  ASSERT_OK(exists);
+  EXPECT_TRUE(*exists);
+  EXPECT_OK(P().AttachFirewall(cc, i1->handle, f1->id));
+  // Another cluster's instance, or a firewall that is not its cluster's: refused.
+  expect_auth(P().AttachFirewall(cc, i2->handle, f1->id), "attach to other cluster's instance");
+  FirewallSpec other{"cfw-" + RandomHex(4), "other", {FirewallRule{9090, "tcp", {}}}, {{kClusterTag, c2}}};
+  auto f2 = P().CreateFirewall(Ctx(), other);
+  ASSERT_OK(f2);
+  expect_auth(P().AttachFirewall(cc, i1->handle, f2->id), "attach other cluster's firewall");
+  expect_auth(P().DeleteFirewall(cc, f2->id), "delete other cluster's firewall");
+  expect_auth(P().CreateFirewall(cc, other), "take over other cluster's firewall by canopy id");
+  // Its own again: detach and delete.
+  EXPECT_OK(P().DetachFirewall(cc, i1->handle, f1->id));
+  EXPECT_OK(P().DeleteFirewall(cc, f1->id));
+  EXPECT_OK(P().DeleteFirewall(Ctx(), f2->id));
+  // A deleted identity is refused.
+  EXPECT_OK(P().DeleteClusterIdentity(Ctx(), ident->id));
+  expect_auth(P().CreateFirewall(cc, own), "deleted identity");
+}
+
 TEST_P(ProviderContract, InjectedErrorsKeepTheirKind) {
   if (!s_.fake) {
     GTEST_SKIP() << "no failure injection for this subject";

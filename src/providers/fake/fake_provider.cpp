@@ -142,12 +142,29 @@ Status FakeProvider::Enter(const char* method, const CallContext& ctx) {
   if (ident != s.end() && (!ident->is_string() || !identities_.count(ident->get<std::string>()))) {
     return MakeProviderError(ProviderErrorKind::kAuth, "cluster identity is unknown or deleted");
   }
+  static constexpr std::string_view kIdentityMethods[] = {
+      "ValidateCredential", "CreateFirewall", "FirewallExists", "AttachFirewall",
+      "DetachFirewall",     "DeleteFirewall"};
+  if (ident != s.end() && std::find(std::begin(kIdentityMethods), std::end(kIdentityMethods),
+                                    std::string_view(method)) == std::end(kIdentityMethods)) {
+    return MakeProviderError(ProviderErrorKind::kAuth,
+                             "a cluster identity may only manage its cluster's firewalls");
+  }
   if (!ctx.region.empty() &&
       std::none_of(std::begin(kRegions), std::end(kRegions),
                    [&](const char* r) { return ctx.region == r; })) {
     return InvalidRequest(fmt::format("unknown region '{}'", ctx.region));
   }
   return OkStatus();
+}
+
+std::optional<std::string> FakeProvider::IdentityClusterLocked(const CallContext& ctx) const {
+  const Json& s = ctx.credential.Reveal();
+  if (!s.is_object() || !s.contains("identity") || !s["identity"].is_string()) {
+    return std::nullopt;
+  }
+  auto it = identities_.find(s["identity"].get<std::string>());
+  return it == identities_.end() ? std::optional<std::string>("") : it->second;
 }
 
 Status FakeProvider::ValidateCredential(const CallContext& ctx) {
@@ -363,13 +380,23 @@ Result<Firewall> FakeProvider::CreateFirewall(const CallContext& ctx, const Fire
       return InvalidRequest("firewall rules need a port and protocol tcp or udp");
     }
   }
+  auto scope = IdentityClusterLocked(ctx);
+  std::string cluster = scope ? *scope : "";
+  if (!scope) {
+    auto t = spec.tags.find(kClusterTag);
+    cluster = t == spec.tags.end() ? "" : t->second;
+  }
   for (const auto& [id, fw] : firewalls_) {
     if (fw.canopy_id == spec.canopy_id) {
+      if (scope && firewall_cluster_[id] != *scope) {
+        return MakeProviderError(ProviderErrorKind::kAuth, "firewall belongs to another cluster");
+      }
       return fw;
     }
   }
   Firewall fw{fmt::format("fake-fw-{:06d}", next_id_++), spec.name, spec.canopy_id, spec.rules};
   firewalls_[fw.id] = fw;
+  firewall_cluster_[fw.id] = cluster;
   return fw;
 }
 
@@ -387,9 +414,27 @@ Status FakeProvider::AttachFirewall(const CallContext& ctx, const ProviderHandle
   if (!firewalls_.count(firewall_id)) {
     return NotFoundError(fmt::format("firewall '{}' not found", firewall_id));
   }
+  CANOPY_TRY(CheckClusterScopeLocked(ctx, *inst, firewall_id));
   if (std::find(inst->firewalls.begin(), inst->firewalls.end(), firewall_id) ==
       inst->firewalls.end()) {
     inst->firewalls.push_back(firewall_id);
+  }
+  return OkStatus();
+}
+
+Status FakeProvider::CheckClusterScopeLocked(const CallContext& ctx, const Instance& inst,
+                                             const std::string& firewall_id) {
+  auto scope = IdentityClusterLocked(ctx);
+  if (!scope) {
+    return OkStatus();
+  }
+  auto t = inst.tags.find(kClusterTag);
+  if (t == inst.tags.end() || t->second != *scope) {
+    return MakeProviderError(ProviderErrorKind::kAuth, "instance belongs to another cluster");
+  }
+  auto f = firewall_cluster_.find(firewall_id);
+  if (f != firewall_cluster_.end() && f->second != *scope) {
+    return MakeProviderError(ProviderErrorKind::kAuth, "firewall belongs to another cluster");
   }
   return OkStatus();
 }
@@ -399,6 +444,7 @@ Status FakeProvider::DetachFirewall(const CallContext& ctx, const ProviderHandle
   std::lock_guard<std::mutex> l(mu_);
   CANOPY_TRY(Enter("DetachFirewall", ctx));
   CANOPY_ASSIGN_OR_RETURN(Instance * inst, FindLocked(instance));
+  CANOPY_TRY(CheckClusterScopeLocked(ctx, *inst, firewall_id));
   std::erase(inst->firewalls, firewall_id);
   return OkStatus();
 }
@@ -406,6 +452,10 @@ Status FakeProvider::DetachFirewall(const CallContext& ctx, const ProviderHandle
 Status FakeProvider::DeleteFirewall(const CallContext& ctx, const std::string& firewall_id) {
   std::lock_guard<std::mutex> l(mu_);
   CANOPY_TRY(Enter("DeleteFirewall", ctx));
+  auto scope = IdentityClusterLocked(ctx);
+  if (scope && firewalls_.count(firewall_id) && firewall_cluster_[firewall_id] != *scope) {
+    return MakeProviderError(ProviderErrorKind::kAuth, "firewall belongs to another cluster");
+  }
   for (const auto& [id, inst] : instances_) {
     if (inst.state != InstanceState::kTerminated &&
         std::find(inst.firewalls.begin(), inst.firewalls.end(), firewall_id) !=
@@ -414,6 +464,7 @@ Status FakeProvider::DeleteFirewall(const CallContext& ctx, const std::string& f
     }
   }
   firewalls_.erase(firewall_id);
+  firewall_cluster_.erase(firewall_id);
   return OkStatus();
 }
 

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "providers/provider.h"
@@ -56,6 +57,11 @@ class FakeProvider final : public Provider {
  private:
   // Checks the credential and consumes an injected failure for `method`. Caller holds mu_.
   Status Enter(const char* method, const CallContext& ctx);
+  // nullopt for a full credential; the identity's cluster id ("" when unknown) otherwise.
+  std::optional<std::string> IdentityClusterLocked(const CallContext& ctx) const;
+  // With a cluster identity: the instance and the firewall must belong to its cluster.
+  Status CheckClusterScopeLocked(const CallContext& ctx, const Instance& inst,
+                                 const std::string& firewall_id);
   Result<Instance*> FindLocked(const ProviderHandle& h);
 
   mutable std::mutex mu_;
@@ -65,6 +71,7 @@ class FakeProvider final : public Provider {
   std::map<std::string, KeyPair> key_pairs_;   // by name
   std::map<std::string, Firewall> firewalls_;  // by id
   std::map<std::string, std::string> identities_;  // id -> cluster id
+  std::map<std::string, std::string> firewall_cluster_;  // firewall id -> kClusterTag value
   int next_id_ = 1;
 };
 

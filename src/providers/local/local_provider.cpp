@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cstdio>
+#include <optional>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
@@ -322,6 +323,55 @@ struct LocalProvider::Impl {
     }
     return OkStatus();
   }
+  // nullopt for a full credential; the cluster id of a cluster identity otherwise (read from the
+  // identity's own file, never from the credential the caller sent).
+  Result<std::optional<std::string>> ClusterScope(const CallContext& ctx) {
+    CANOPY_ASSIGN_OR_RETURN(Scope sc, CheckCredential(ctx));
+    if (sc == Scope::kFull) {
+      return std::optional<std::string>();
+    }
+    std::string id = ctx.credential.Reveal().value("identity_id", "");
+    auto text = ReadText(identities_dir / (id + ".json"));
+    if (!text) {
+      return MakeProviderError(ProviderErrorKind::kAuth, "cluster identity is unknown or deleted");
+    }
+    CANOPY_ASSIGN_OR_RETURN(Json j, ParseJsonObject(*text));
+    return std::optional<std::string>(j.value("cluster_id", ""));
+  }
+  // The kClusterTag of a stored firewall ("" when none or unknown).
+  std::string FirewallCluster(const std::string& id) const {
+    if (!SafeName(id)) {
+      return "";
+    }
+    auto text = ReadText(firewalls_dir / (id + ".json"));
+    if (!text) {
+      return "";
+    }
+    auto j = ParseJsonObject(*text);
+    if (!j || !(*j)["tags"].is_object()) {
+      return "";
+    }
+    return (*j)["tags"].value(kClusterTag, "");
+  }
+  // With a cluster identity, both the instance record and the firewall must be its cluster's.
+  Status CheckClusterScope(const std::optional<std::string>& scope, const Json& rec,
+                           const std::string& firewall_id) const {
+    if (!scope) {
+      return OkStatus();
+    }
+    std::string inst_cluster;
+    if (rec.contains("tags") && rec["tags"].is_object()) {
+      inst_cluster = rec["tags"].value(kClusterTag, "");
+    }
+    if (inst_cluster != *scope) {
+      return MakeProviderError(ProviderErrorKind::kAuth, "instance belongs to another cluster");
+    }
+    if (FirewallCluster(firewall_id) != *scope) {
+      return MakeProviderError(ProviderErrorKind::kAuth, "firewall belongs to another cluster");
+    }
+    return OkStatus();
+  }
+
   Status CheckRegion(const CallContext& ctx) {
     if (!ctx.region.empty() && ctx.region != kRegion) {
       return Invalid("unknown region '" + ctx.region + "' (the local provider has region 'local')");
@@ -748,7 +798,7 @@ Status LocalProvider::ValidateCredential(const CallContext& ctx) {
 }
 
 Result<Offers> LocalProvider::ListOffers(const CallContext& ctx) {
-  CANOPY_TRY(impl_->CheckCredential(ctx));
+  CANOPY_TRY(impl_->RequireFull(ctx));
   Offers o;
   o.regions = {kRegion};
   for (const auto& t : kTypes) {
@@ -762,7 +812,7 @@ Result<Offers> LocalProvider::ListOffers(const CallContext& ctx) {
 
 Result<Quote> LocalProvider::GetQuote(const CallContext& ctx, const std::string& instance_type,
                                       int count) {
-  CANOPY_TRY(impl_->CheckCredential(ctx));
+  CANOPY_TRY(impl_->RequireFull(ctx));
   const TypeInfo* t = FindType(instance_type);
   if (!t) {
     return Invalid("unknown instance type '" + instance_type + "'");
@@ -1023,7 +1073,11 @@ Result<KeyPair> LocalProvider::CreateKeyPair(const CallContext& ctx, const std::
 
 Result<Firewall> LocalProvider::CreateFirewall(const CallContext& ctx, const FirewallSpec& spec) {
   Impl& im = *impl_;
-  CANOPY_TRY(im.CheckCredential(ctx));
+  CANOPY_ASSIGN_OR_RETURN(auto scope, im.ClusterScope(ctx));
+  auto tags = spec.tags;
+  if (scope) {
+    tags[kClusterTag] = *scope;
+  }
   if (spec.canopy_id.empty()) {
     return Invalid("canopy_id is required");
   }
@@ -1048,6 +1102,9 @@ Result<Firewall> LocalProvider::CreateFirewall(const CallContext& ctx, const Fir
     }
     auto fw = im.LoadFirewall(e.path().stem().string());
     if (fw && fw->canopy_id == spec.canopy_id) {
+      if (scope && im.FirewallCluster(fw->id) != *scope) {
+        return MakeProviderError(ProviderErrorKind::kAuth, "firewall belongs to another cluster");
+      }
       return *fw;
     }
   }
@@ -1056,7 +1113,7 @@ Result<Firewall> LocalProvider::CreateFirewall(const CallContext& ctx, const Fir
          {"name", f.name},
          {"canopy_id", f.canopy_id},
          {"rules", RulesToJson(f.rules)},
-         {"tags", spec.tags}};
+         {"tags", tags}};
   CANOPY_TRY(WriteFileAtomic(im.firewalls_dir / (f.id + ".json"), DumpJson(j, 2)));
   return f;
 }
@@ -1069,11 +1126,12 @@ Result<bool> LocalProvider::FirewallExists(const CallContext& ctx, const std::st
 Status LocalProvider::AttachFirewall(const CallContext& ctx, const ProviderHandle& instance,
                                      const std::string& firewall_id) {
   Impl& im = *impl_;
-  CANOPY_TRY(im.CheckCredential(ctx));
+  CANOPY_ASSIGN_OR_RETURN(auto scope, im.ClusterScope(ctx));
   CANOPY_TRY(im.LoadFirewall(firewall_id));
   CANOPY_ASSIGN_OR_RETURN(std::string id, im.IdOf(instance));
   CANOPY_ASSIGN_OR_RETURN(FileLock il, im.LockInstance(id));
   CANOPY_ASSIGN_OR_RETURN(Json rec, im.LoadRecord(id));
+  CANOPY_TRY(im.CheckClusterScope(scope, rec, firewall_id));
   auto fws = rec.value("firewalls", std::vector<std::string>{});
   if (std::find(fws.begin(), fws.end(), firewall_id) != fws.end()) {
     return OkStatus();
@@ -1089,10 +1147,11 @@ Status LocalProvider::AttachFirewall(const CallContext& ctx, const ProviderHandl
 Status LocalProvider::DetachFirewall(const CallContext& ctx, const ProviderHandle& instance,
                                      const std::string& firewall_id) {
   Impl& im = *impl_;
-  CANOPY_TRY(im.CheckCredential(ctx));
+  CANOPY_ASSIGN_OR_RETURN(auto scope, im.ClusterScope(ctx));
   CANOPY_ASSIGN_OR_RETURN(std::string id, im.IdOf(instance));
   CANOPY_ASSIGN_OR_RETURN(FileLock il, im.LockInstance(id));
   CANOPY_ASSIGN_OR_RETURN(Json rec, im.LoadRecord(id));
+  CANOPY_TRY(im.CheckClusterScope(scope, rec, firewall_id));
   auto fws = rec.value("firewalls", std::vector<std::string>{});
   auto it = std::find(fws.begin(), fws.end(), firewall_id);
   if (it == fws.end()) {
@@ -1108,9 +1167,12 @@ Status LocalProvider::DetachFirewall(const CallContext& ctx, const ProviderHandl
 
 Status LocalProvider::DeleteFirewall(const CallContext& ctx, const std::string& firewall_id) {
   Impl& im = *impl_;
-  CANOPY_TRY(im.CheckCredential(ctx));
+  CANOPY_ASSIGN_OR_RETURN(auto scope, im.ClusterScope(ctx));
   if (!SafeName(firewall_id)) {
     return OkStatus();
+  }
+  if (scope && im.LoadFirewall(firewall_id) && im.FirewallCluster(firewall_id) != *scope) {
+    return MakeProviderError(ProviderErrorKind::kAuth, "firewall belongs to another cluster");
   }
   for (const auto& r : im.AllRecords()) {
     auto fws = r.value("firewalls", std::vector<std::string>{});
