@@ -14,6 +14,7 @@
 #include "cli/config.h"
 #include "cli/output.h"
 #include "cli/terminal.h"
+#include "cli/up.h"
 #include "common/clock.h"
 
 namespace {
@@ -134,6 +135,15 @@ int main(int argc, char** argv) {
               "Only operations on this resource id");
   OnRun(operation_list, &action,
         [op_list_opts](Context& c) { return cli::OperationList(c, *op_list_opts); });
+
+  auto* up = app.add_subcommand(
+      "up", "Run root + a local provider adapter in the foreground (needs root; Ctrl-C stops)");
+  auto up_opts = std::make_shared<cli::UpOptions>();
+  up->add_option("--data-dir", up_opts->data_dir, "Directory for all state and logs")
+      ->capture_default_str();
+  up->add_option("--listen", up_opts->listen, "HOST:PORT for the root API")->capture_default_str();
+  up->add_option("--canopyd", up_opts->canopyd, "Path of canopyd (default: next to canopy)");
+  OnRun(up, &action, [up_opts](Context& c) { return cli::Up(c, *up_opts); });
 
   Context ctx{std::cout,
               std::cerr,

@@ -1,0 +1,22 @@
+// `canopy up`: the embedded default of the product contract. Runs `canopyd root` and a local
+// provider adapter (`canopyd provider --type local`) as child processes in the foreground,
+// registers the adapter, logs the CLI in as admin, adds a credential named "local", prints the
+// URL and the admin login, and stops both children on SIGINT/SIGTERM (or when one of them dies).
+// Needs root (the local provider makes network namespaces). Not thread-safe; one per process.
+#pragma once
+
+#include <string>
+
+#include "cli/commands.h"
+
+namespace canopy::cli {
+
+struct UpOptions {
+  std::string data_dir = "canopy-data";     // root/, adapter-local/, local/, *.log inside
+  std::string listen = "127.0.0.1:8080";    // the root's API
+  std::string canopyd;                      // path of canopyd; default: next to this binary
+};
+
+int Up(Context& ctx, const UpOptions& opts);
+
+}  // namespace canopy::cli
