@@ -3,7 +3,6 @@
 // Markdown table row per N with the median and the slowest of each phase and the wall time until
 // all N are ready. Needs root; uses its own bridge and /24 and removes everything afterwards.
 //   [BOOT_DELAY_MS=ms] local_provision CANOPYD_PATH N [N ...]
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,7 +16,6 @@
 
 #include "common/ids.h"
 #include "install/installer.h"
-#include "providers/local/local_exec.h"
 #include "providers/local/local_provider.h"
 
 namespace {
@@ -95,19 +93,7 @@ Sample One(providers::Provider& p, const providers::CallContext& ctx, const prov
   return s;
 }
 
-void Cleanup(const providers::local::LocalOptions& o) {
-  using providers::local::LocalProvider;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(fs::path(o.state_dir) / "instances", ec)) {
-    std::string id = e.path().filename().string();
-    std::string ns = LocalProvider::NetnsName(id);
-    for (int pid : providers::local::NetnsPids(ns)) kill(pid, SIGKILL);
-    (void)providers::local::RunCommand({"/usr/sbin/ip", "netns", "del", ns});
-    (void)providers::local::RunCommand({"/usr/sbin/ip", "link", "del", LocalProvider::VethName(id)});
-  }
-  (void)providers::local::RunCommand({"/usr/sbin/ip", "link", "del", o.bridge});
-  fs::remove_all(o.state_dir, ec);
-}
+void Cleanup(const providers::local::LocalOptions& o) { providers::local::LocalProvider::Purge(o); }
 
 }  // namespace
 

@@ -96,23 +96,8 @@ class LocalProviderTest : public ::testing::Test {
       return;
     }
     provider_.reset();
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(fs::path(opts_.state_dir) / "instances", ec)) {
-      std::string id = e.path().filename().string();
-      std::string ns = LocalProvider::NetnsName(id);
-      for (int sig : {SIGKILL}) {
-        for (int pid : NetnsPids(ns)) {
-          kill(pid, sig);
-        }
-      }
-      for (int i = 0; i < 100 && !NetnsPids(ns).empty(); ++i) {
-        std::this_thread::sleep_for(milliseconds(20));
-      }
-      (void)RunCommand({"/usr/sbin/ip", "netns", "del", ns});
-      (void)RunCommand({"/usr/sbin/ip", "link", "del", LocalProvider::VethName(id)});
-    }
+    LocalProvider::Purge(opts_);
     listeners_.clear();
-    (void)RunCommand({"/usr/sbin/ip", "link", "del", bridge_});
     EXPECT_FALSE(fs::exists("/sys/class/net/" + bridge_));
   }
 

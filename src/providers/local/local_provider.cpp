@@ -1,9 +1,6 @@
 #include "providers/local/local_provider.h"
 
 #include <arpa/inet.h>
-
-#include <cstdio>
-#include <optional>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
@@ -13,9 +10,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -1212,6 +1211,27 @@ Status LocalProvider::DeleteClusterIdentity(const CallContext& ctx,
   std::error_code ec;
   fs::remove(impl_->identities_dir / (identity_id + ".json"), ec);
   return OkStatus();
+}
+
+void LocalProvider::Purge(const LocalOptions& options) {
+  const std::string ip = FindTool("ip");
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(options.state_dir) / "instances", ec)) {
+    const std::string id = e.path().filename().string();
+    const std::string ns = NetnsName(id);
+    for (int pid : NetnsPids(ns)) {
+      kill(pid, SIGKILL);
+    }
+    for (int i = 0; i < 100 && !NetnsPids(ns).empty(); ++i) {
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    (void)RunCommand({ip, "netns", "del", ns});
+    (void)RunCommand({ip, "link", "del", VethName(id)});
+  }
+  if (fs::exists("/sys/class/net/" + options.bridge)) {
+    (void)RunCommand({ip, "link", "del", options.bridge});
+  }
+  fs::remove_all(options.state_dir, ec);
 }
 
 }  // namespace canopy::providers::local

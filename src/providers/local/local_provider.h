@@ -78,6 +78,11 @@ class LocalProvider final : public Provider {
   static std::string VethName(const std::string& instance_id);
   const LocalOptions& options() const { return opts_; }
 
+  /// Removes everything a provider with `options` made on this host, whether or not one runs:
+  /// kills every process of every instance, deletes their namespaces and veths, the bridge and
+  /// the state dir. For tests, benchmarks and uninstalling; no provider may use it meanwhile.
+  static void Purge(const LocalOptions& options);
+
  private:
   explicit LocalProvider(LocalOptions options);
   struct Impl;
