@@ -535,6 +535,42 @@ Status DoCredentialAdd(Context& ctx, const CredentialAddOptions& opts) {
   return OkStatus();
 }
 
+Status DoOffers(Context& ctx, const OffersOptions& opts) {
+  if (opts.credential.empty()) {
+    return Error::InvalidArgument("offers need --credential NAME or ID");
+  }
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  // A name is resolved to its id; an id is used as given.
+  std::string credential_id = opts.credential;
+  CANOPY_ASSIGN_OR_RETURN(Json creds, s.Get(Credentials().path));
+  for (const Json& c : ListItems(creds)) {
+    if (c.is_object() && c.value("name", "") == opts.credential) {
+      credential_id = c.value("id", "");
+    }
+  }
+  std::string query = "?credential_id=" + EscapeUrlComponent(credential_id);
+  if (opts.provider) query += "&provider=" + EscapeUrlComponent(*opts.provider);
+  if (opts.region) query += "&region=" + EscapeUrlComponent(*opts.region);
+  CANOPY_ASSIGN_OR_RETURN(Json offers, s.Get("/api/v1/offers" + query));
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, offers);
+    return OkStatus();
+  }
+  RenderKeyValues(ctx.out, {{"Provider", FieldText(offers, "provider")},
+                            {"Regions", FieldText(offers, "regions")}});
+  ctx.out << '\n';
+  RenderTable(ctx.out,
+              {{"INSTANCE TYPE", "name"},
+               {"VCPUS", "vcpus"},
+               {"MEMORY MIB", "memory_mib"},
+               {"GPUS", "gpus"},
+               {"USD/HOUR", "price_hour"}},
+              offers.value("instance_types", Json::array()));
+  ctx.out << '\n';
+  RenderTable(ctx.out, {{"IMAGE", "id"}, {"NAME", "name"}}, offers.value("images", Json::array()));
+  return OkStatus();
+}
+
 Status DoOperationShow(Context& ctx, const std::string& id) {
   const Resource& r = Operations();
   CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
@@ -660,6 +696,8 @@ int CredentialShow(Context& ctx, const std::string& id) {
 int CredentialDelete(Context& ctx, const std::string& id) {
   return Finish(ctx, DeleteResource(ctx, Credentials(), id, "Deleted"));
 }
+
+int Offers(Context& ctx, const OffersOptions& opts) { return Finish(ctx, DoOffers(ctx, opts)); }
 
 int OperationShow(Context& ctx, const std::string& id) {
   return Finish(ctx, DoOperationShow(ctx, id));

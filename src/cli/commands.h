@@ -63,6 +63,12 @@ struct CredentialAddOptions {
   std::optional<std::string> secret_json;
 };
 
+struct OffersOptions {
+  std::string credential;               // name or id
+  std::optional<std::string> provider;  // checked against the credential's provider by the root
+  std::optional<std::string> region;
+};
+
 struct OperationListOptions {
   std::optional<std::string> target;
 };
@@ -74,6 +80,9 @@ int Logout(Context& ctx);
 int UserCreate(Context& ctx, const UserCreateOptions& opts);
 int UserList(Context& ctx);
 int UserDelete(Context& ctx, const std::string& id);
+
+// offers: regions, instance types and images the credential's provider offers.
+int Offers(Context& ctx, const OffersOptions& opts);
 
 int ProviderToken(Context& ctx);
 int ProviderList(Context& ctx);

@@ -136,6 +136,13 @@ int main(int argc, char** argv) {
   OnRun(operation_list, &action,
         [op_list_opts](Context& c) { return cli::OperationList(c, *op_list_opts); });
 
+  auto* offers = app.add_subcommand("offers", "Show what a credential's provider offers (infra)");
+  auto offers_opts = std::make_shared<cli::OffersOptions>();
+  offers->add_option("--credential", offers_opts->credential, "Credential name or id")->required();
+  AddOptional(offers, "--provider", &offers_opts->provider, "Provider type (checked)");
+  AddOptional(offers, "--region", &offers_opts->region, "Region");
+  OnRun(offers, &action, [offers_opts](Context& c) { return cli::Offers(c, *offers_opts); });
+
   auto* up = app.add_subcommand(
       "up", "Run root + a local provider adapter in the foreground (needs root; Ctrl-C stops)");
   auto up_opts = std::make_shared<cli::UpOptions>();
