@@ -24,9 +24,22 @@ struct ApiOptions {
   std::chrono::seconds provider_token_ttl{3600};
   std::chrono::seconds heartbeat_interval{5};
   int missed_heartbeats_for_down = 3;
+  // Clusters (src/cluster/README.md): pairing token lifetime, the link interval suggested to
+  // clusters at pairing, how many missed link intervals make a cluster OFFLINE, the longest
+  // long-poll a link call may ask for, and how often the OFFLINE check runs.
+  std::chrono::seconds cluster_token_ttl{3600};
+  std::chrono::seconds link_interval{10};
+  int missed_links_for_offline = 3;
+  std::chrono::seconds max_link_wait{60};
+  std::chrono::milliseconds offline_check_every{1000};
   bool enable_test_ops = false;
   std::string test_ops_marker_file;  // where test.steps operations write their markers
 };
+
+// Parks clusters' long-poll link calls until a command arrives (api/clusters.h). One per root,
+// shared by every copy of ApiDeps; thread-safe.
+class ClusterLinkHub;
+std::shared_ptr<ClusterLinkHub> NewClusterLinkHub();
 
 struct ApiDeps {
   store::Store* store = nullptr;
@@ -37,6 +50,7 @@ struct ApiDeps {
   IdGeneratorPtr ids;
   std::shared_ptr<net::Metrics> metrics;
   ApiOptions options;
+  std::shared_ptr<ClusterLinkHub> cluster_hub = NewClusterLinkHub();
 };
 
 // Who may call a route.
@@ -56,6 +70,7 @@ struct RouteInfo {
   Access access;
 };
 
+// Also starts the periodic cluster OFFLINE check on deps.cluster_hub (stops with the hub).
 std::shared_ptr<net::Router> BuildRouter(const ApiDeps& deps);
 // Every route with its access rule (for the role-matrix tests and the OpenAPI check).
 std::vector<RouteInfo> RouteTable(const ApiOptions& options);

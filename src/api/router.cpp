@@ -16,7 +16,8 @@ using detail::RouteDef;
 std::vector<RouteDef> AllRoutes(const ApiOptions& options) {
   std::vector<RouteDef> all;
   for (auto group : {detail::SystemRoutes, detail::AuthRoutes, detail::UserRoutes,
-                     detail::ProviderRoutes, detail::CredentialRoutes, detail::OperationRoutes}) {
+                     detail::ProviderRoutes, detail::CredentialRoutes, detail::OperationRoutes,
+                     detail::ClusterRoutes, detail::OfferRoutes}) {
     for (auto& r : group()) {
       if (r.test_only && !options.enable_test_ops) continue;
       all.push_back(r);
@@ -67,6 +68,23 @@ std::vector<RouteInfo> RouteTable(const ApiOptions& options) {
 std::shared_ptr<net::Router> BuildRouter(const ApiDeps& deps) {
   auto router = std::make_shared<net::Router>();
   for (const RouteDef& def : AllRoutes(deps.options)) {
+    if (def.async_fn != nullptr) {
+      router->AddAsync(def.method, def.pattern,
+                       [deps, def](const net::Request& req, net::Responder respond) {
+        Principal principal;
+        if (def.access != Access::kPublic && def.access != Access::kAdapter) {
+          auto p = Authenticate(deps, req);
+          if (!p) return respond(net::ErrorResponse(p.error()));
+          if (!Allowed(def.access, *p)) {
+            return respond(net::ErrorResponse(Error::PermissionDenied(
+                fmt::format("your roles do not allow {} {}", def.method, def.pattern))));
+          }
+          principal = std::move(*p);
+        }
+        def.async_fn(deps, req, principal, std::move(respond));
+      });
+      continue;
+    }
     router->Add(def.method, def.pattern, [deps, def](const net::Request& req) -> net::Response {
       Principal principal;
       if (def.access != Access::kPublic && def.access != Access::kAdapter) {
@@ -79,22 +97,25 @@ std::shared_ptr<net::Router> BuildRouter(const ApiDeps& deps) {
         principal = std::move(*p);
       }
       auto r = def.fn(deps, req, principal);
-      if (!r) {
-        if (r.error().code == ErrorCode::kInternal) {
-          SPDLOG_ERROR("Request failed route={} error={}", def.pattern, r.error().message);
-          return net::ErrorResponse(Error::Internal("internal error"));
-        }
-        return net::ErrorResponse(r.error());
-      }
+      if (!r) return detail::RenderHandlerError(def.pattern, r.error());
       return std::move(*r);
     });
   }
+  detail::StartClusterChecks(deps);
   return router;
 }
 
 namespace detail {
 
 Result<Json> ParseBody(const net::Request& req) { return ParseJsonObject(req.body); }
+
+net::Response RenderHandlerError(const char* pattern, const Error& e) {
+  if (e.code == ErrorCode::kInternal) {
+    SPDLOG_ERROR("Request failed route={} error={}", pattern, e.message);
+    return net::ErrorResponse(Error::Internal("internal error"));
+  }
+  return net::ErrorResponse(e);
+}
 
 namespace {
 bool IsAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }

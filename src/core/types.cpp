@@ -1,6 +1,7 @@
 #include "core/types.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace canopy::core {
 
@@ -59,6 +60,52 @@ std::optional<StepState> ParseStepState(std::string_view s) {
   if (s == "running") return StepState::kRunning;
   if (s == "succeeded") return StepState::kSucceeded;
   if (s == "failed") return StepState::kFailed;
+  return std::nullopt;
+}
+
+std::string_view ClusterKindName(ClusterKind k) { return k == ClusterKind::kCloud ? "cloud" : "edge"; }
+
+std::optional<ClusterKind> ParseClusterKind(std::string_view s) {
+  if (s == "edge") return ClusterKind::kEdge;
+  if (s == "cloud") return ClusterKind::kCloud;
+  return std::nullopt;
+}
+
+namespace {
+constexpr std::pair<ClusterState, std::string_view> kClusterStates[] = {
+    {ClusterState::kProvisioning, "PROVISIONING"}, {ClusterState::kInstalling, "INSTALLING"},
+    {ClusterState::kPairing, "PAIRING"},           {ClusterState::kActive, "ACTIVE"},
+    {ClusterState::kFailed, "FAILED"},             {ClusterState::kDeleting, "DELETING"},
+    {ClusterState::kOffline, "OFFLINE"}};
+}  // namespace
+
+std::string_view ClusterStateName(ClusterState s) {
+  for (const auto& [v, n] : kClusterStates) {
+    if (v == s) return n;
+  }
+  return "FAILED";
+}
+
+std::optional<ClusterState> ParseClusterState(std::string_view s) {
+  for (const auto& [v, n] : kClusterStates) {
+    if (n == s) return v;
+  }
+  return std::nullopt;
+}
+
+std::string_view ClusterCommandStateName(ClusterCommandState s) {
+  switch (s) {
+    case ClusterCommandState::kPending: return "pending";
+    case ClusterCommandState::kSucceeded: return "succeeded";
+    case ClusterCommandState::kFailed: return "failed";
+  }
+  return "pending";
+}
+
+std::optional<ClusterCommandState> ParseClusterCommandState(std::string_view s) {
+  if (s == "pending") return ClusterCommandState::kPending;
+  if (s == "succeeded") return ClusterCommandState::kSucceeded;
+  if (s == "failed") return ClusterCommandState::kFailed;
   return std::nullopt;
 }
 

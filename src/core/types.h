@@ -98,4 +98,124 @@ struct Operation {
   TimePoint updated_at{};
 };
 
+// ---- clusters (the cluster tier as the root sees it; protocol: src/cluster/README.md) ----
+
+enum class ClusterKind { kEdge, kCloud };
+std::string_view ClusterKindName(ClusterKind k);
+std::optional<ClusterKind> ParseClusterKind(std::string_view s);
+
+// The contract's cluster states. Edge clusters start at kPairing; cloud clusters at kProvisioning.
+enum class ClusterState { kProvisioning, kInstalling, kPairing, kActive, kFailed, kDeleting, kOffline };
+std::string_view ClusterStateName(ClusterState s);
+std::optional<ClusterState> ParseClusterState(std::string_view s);
+
+// One node of a cluster as last reported over the cluster's link.
+struct ClusterNodeInfo {
+  std::string id;
+  std::string address;
+  std::string state;  // "online" | "offline" (the cluster decides)
+  int64_t cpu_millis = 0;
+  int64_t memory_mib = 0;
+  int64_t memory_available_mib = 0;
+  double load1 = 0;
+  std::optional<TimePoint> last_seen;
+};
+
+// A cluster row. Cloud fields are empty for edge clusters. `key_ciphertext` is the cluster key
+// (issued at pairing) sealed with the SecretBox, the cluster id as associated data; empty until
+// the cluster has paired. `version` is bumped on every write (compare-and-swap in Update).
+struct Cluster {
+  std::string id;
+  std::string name;
+  ClusterKind kind = ClusterKind::kEdge;
+  ClusterState state = ClusterState::kPairing;
+  std::optional<std::string> credential_id;
+  std::optional<std::string> provider;
+  std::optional<std::string> region;
+  std::optional<std::string> instance_type;
+  std::optional<std::string> image;
+  std::optional<int64_t> disk_gb;
+  std::string cluster_url;      // the cluster's advertised API URL ("" until paired)
+  std::string software_version; // canopyd version reported by the cluster
+  std::string key_ciphertext;
+  int64_t link_interval_seconds = 0;  // as reported by the cluster on its link
+  std::optional<TimePoint> last_seen;
+  std::optional<TimePoint> paired_at;
+  std::vector<ClusterNodeInfo> nodes;
+  Json resources = Json::object();  // aggregate of online nodes: cpu_millis, memory_mib, ...
+  std::string created_by;
+  TimePoint created_at{};
+  TimePoint updated_at{};
+  int64_t version = 1;
+};
+
+// Single-use, expiring token that lets a cluster pair with the root. Only its SHA-256 is stored.
+struct ClusterToken {
+  std::string id;
+  std::string cluster_id;
+  std::string token_hash;
+  TimePoint expires_at{};
+  TimePoint created_at{};
+  std::optional<TimePoint> used_at;
+  std::string created_by;
+};
+
+enum class ClusterCommandState { kPending, kSucceeded, kFailed };
+std::string_view ClusterCommandStateName(ClusterCommandState s);
+std::optional<ClusterCommandState> ParseClusterCommandState(std::string_view s);
+
+// A command queued for a cluster; delivered on its link (at least once) until acknowledged.
+struct ClusterCommand {
+  std::string id;
+  std::string cluster_id;
+  std::string type;  // "ping", "create_node_token", ...
+  Json args = Json::object();
+  ClusterCommandState state = ClusterCommandState::kPending;
+  Json result;                 // set when succeeded
+  std::string error_code;      // set when failed
+  std::string error_message;
+  int64_t deliveries = 0;
+  TimePoint created_at{};
+  std::optional<TimePoint> delivered_at;  // last delivery
+  std::optional<TimePoint> completed_at;
+};
+
+// ---- the cluster tier's own records (kept in the cluster's store, src/store/cluster_store.h) ----
+
+// A node registered with a cluster. Only the SHA-256 of its key is stored.
+struct NodeRecord {
+  std::string id;
+  std::string hostname;
+  std::string address;
+  std::string key_hash;
+  int64_t cpu_millis = 0;
+  int64_t memory_mib = 0;
+  int64_t memory_available_mib = 0;
+  double load1 = 0;
+  TimePoint registered_at{};
+  TimePoint last_heartbeat{};
+};
+
+// Single-use, expiring token that lets a node register with its cluster (stored hashed).
+struct NodeToken {
+  std::string id;
+  std::string token_hash;
+  TimePoint expires_at{};
+  TimePoint created_at{};
+  std::optional<TimePoint> used_at;
+};
+
+// The outcome of a root command, kept by the cluster so a re-delivered command is answered with
+// the same result (no second side effect) and acknowledged until the root confirms it.
+struct CommandOutcome {
+  std::string id;       // the root's command id
+  std::string type;
+  bool ok = true;
+  Json result = Json::object();
+  std::string error_code;
+  std::string error_message;
+  bool acknowledged = false;  // the root has confirmed the ack
+  TimePoint created_at{};
+};
+
 }  // namespace canopy::core

@@ -9,7 +9,9 @@
 #include <thread>
 #include <vector>
 
+#include "cluster/cluster_service.h"
 #include "common/log.h"
+#include "node/node_agent.h"
 #include "providers/adapter/adapter_service.h"
 #include "common/json.h"
 #include "providers/builtin.h"
@@ -90,6 +92,56 @@ int RunProvider(const std::string& type, const std::string& config_text, const L
   return 0;
 }
 
+sigset_t BlockStopSignals() {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return sigs;
+}
+
+int RunCluster(const canopy::cluster::ClusterOptions& opts, const std::string& log_level) {
+  canopy::log::Init("cluster", log_level);
+  sigset_t sigs = BlockStopSignals();
+  canopy::cluster::ClusterService service(opts);
+  auto st = service.Start();
+  if (!st) {
+    SPDLOG_ERROR("Cluster failed to start: {}", st.error().message);
+    return 1;
+  }
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    SPDLOG_INFO("Stopping cluster signal={}", sig);
+    service.Stop();
+  });
+  service.Run();
+  waiter.join();
+  return 0;
+}
+
+int RunNode(const canopy::node::NodeOptions& opts, const std::string& log_level) {
+  canopy::log::Init("node", log_level);
+  sigset_t sigs = BlockStopSignals();
+  canopy::node::NodeAgent agent(opts);
+  auto st = agent.Start();
+  if (!st) {
+    SPDLOG_ERROR("Node failed to start: {}", st.error().message);
+    return 1;
+  }
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    SPDLOG_INFO("Stopping node signal={}", sig);
+    agent.Stop();
+  });
+  agent.Run();
+  waiter.join();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -136,7 +188,34 @@ int main(int argc, char** argv) {
   prov->add_option("--capacity", lf.capacity, "local: TYPE=COUNT instances at most (repeatable)");
   prov->add_option("--state-dir", lf.state_dir, "local: directory of instance state and disks");
 
+  canopy::cluster::ClusterOptions co;
+  int64_t link_interval = 0, node_heartbeat = 5;
+  auto* clus = app.add_subcommand("cluster", "Run a cluster daemon (pairs with the root, serves nodes)");
+  clus->add_option("--root", co.root_url, "Root URL")->required();
+  clus->add_option("--token", co.token, "Cluster token (first start only)")->envname("CANOPY_CLUSTER_TOKEN");
+  clus->add_option("--data-dir", co.data_dir, "Directory for the cluster's identity and store")->required();
+  clus->add_option("--listen", co.listen, "HOST:PORT to serve the node API on")->capture_default_str();
+  clus->add_option("--advertise-url", co.advertise_url, "URL of this cluster's API as reported to the root");
+  clus->add_option("--link-interval", link_interval, "Seconds per link long-poll (default: the root's)")
+      ->check(CLI::Range(1, 3600));
+  clus->add_option("--heartbeat-interval", node_heartbeat, "Seconds between node heartbeats")
+      ->check(CLI::Range(1, 3600));
+
+  canopy::node::NodeOptions no;
+  auto* nodecmd = app.add_subcommand("node", "Run a node agent (registers with its cluster)");
+  nodecmd->add_option("--cluster", no.cluster_url, "Cluster URL")->required();
+  nodecmd->add_option("--token", no.token, "Node token (first start only)")->envname("CANOPY_NODE_TOKEN");
+  nodecmd->add_option("--data-dir", no.data_dir, "Directory keeping the node's identity")->required();
+  nodecmd->add_option("--advertise-address", no.advertise_address,
+                      "Address reported to the cluster (default: source address of the connection)");
+
   CLI11_PARSE(app, argc, argv);
+  if (clus->parsed()) {
+    co.link_interval = std::chrono::seconds(link_interval);
+    co.heartbeat_interval = std::chrono::seconds(node_heartbeat);
+    return RunCluster(co, log_level);
+  }
+  if (nodecmd->parsed()) return RunNode(no, log_level);
   if (root->parsed()) {
     ro.log_level = log_level;
     ro.token_ttl = std::chrono::seconds(token_ttl);

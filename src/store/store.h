@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/json.h"
 #include "common/result.h"
 #include "core/types.h"
 
@@ -89,6 +90,71 @@ class OperationRepo {
   virtual Status Update(const core::Operation& op) = 0;
 };
 
+/// What a cluster reports on each link call (see src/cluster/README.md).
+struct ClusterLinkRecord {
+  std::string url;
+  std::string software_version;
+  int64_t link_interval_seconds = 0;
+  std::vector<core::ClusterNodeInfo> nodes;
+  Json resources = Json::object();
+};
+
+/// Clusters (edge and cloud). Names are unique (kAlreadyExists). Every write bumps `version`.
+class ClusterRepo {
+ public:
+  virtual ~ClusterRepo() = default;
+  /// Stores `c` as given (version as given, normally 1).
+  virtual Status Create(const core::Cluster& c) = 0;
+  /// kNotFound when absent.
+  virtual Result<core::Cluster> Get(const std::string& id) = 0;
+  virtual Result<core::Cluster> GetByName(const std::string& name) = 0;
+  /// Ordered by created_at, then id.
+  virtual Result<std::vector<core::Cluster>> List() = 0;
+  /// Compare-and-swap: writes every mutable field of `c` (all but id, kind, created_at, created_by)
+  /// if the stored version equals c.version, storing c.version + 1. kConflict when the version
+  /// moved on, kNotFound when absent.
+  virtual Status Update(const core::Cluster& c) = 0;
+  /// Records a link call at `now`: url, software version, link interval, nodes, resources and
+  /// last_seen; an OFFLINE cluster becomes ACTIVE again. Bumps version; returns the row after.
+  virtual Result<core::Cluster> RecordLink(const std::string& id, const ClusterLinkRecord& r,
+                                           TimePoint now) = 0;
+  /// Every ACTIVE cluster whose last link call is older than `missed_links` times its link
+  /// interval at `now` becomes OFFLINE (version bumped). Returns the ids it changed.
+  virtual Result<std::vector<std::string>> MarkStaleOffline(TimePoint now, int64_t missed_links) = 0;
+  /// Deletes the row with its tokens and commands. kNotFound when absent.
+  virtual Status Delete(const std::string& id) = 0;
+};
+
+/// Cluster pairing tokens (stored hashed).
+class ClusterTokenRepo {
+ public:
+  virtual ~ClusterTokenRepo() = default;
+  virtual Status Create(const core::ClusterToken& t) = 0;
+  /// Like ProviderTokenRepo::Consume: atomically marks the unused, unexpired token with this hash
+  /// used at `now` and returns it; otherwise kUnauthenticated (one message for all cases).
+  virtual Result<core::ClusterToken> Consume(const std::string& token_hash, TimePoint now) = 0;
+};
+
+/// Commands queued for clusters, delivered on their links until acknowledged.
+class ClusterCommandRepo {
+ public:
+  virtual ~ClusterCommandRepo() = default;
+  virtual Status Create(const core::ClusterCommand& c) = 0;
+  virtual Result<core::ClusterCommand> Get(const std::string& id) = 0;
+  /// Pending commands of a cluster, oldest first, at most `limit`.
+  virtual Result<std::vector<core::ClusterCommand>> ListPending(const std::string& cluster_id,
+                                                                size_t limit) = 0;
+  /// Counts one more delivery of each (pending) command at `now`.
+  virtual Status MarkDelivered(const std::vector<std::string>& ids, TimePoint now) = 0;
+  /// Completes a pending command of `cluster_id` with `state` (succeeded or failed) and its
+  /// result or error. Completing an already completed command changes nothing and is OK
+  /// (acks may be repeated); a command of another cluster or an unknown id is kNotFound.
+  virtual Status Complete(const std::string& id, const std::string& cluster_id,
+                          core::ClusterCommandState state, const Json& result,
+                          const std::string& error_code, const std::string& error_message,
+                          TimePoint now) = 0;
+};
+
 /// The whole store. Transaction() runs `fn` atomically (all or nothing); repositories reached
 /// through the Store& passed to `fn` take part in it. Nested calls join the outer transaction.
 class Store {
@@ -99,6 +165,9 @@ class Store {
   virtual ProviderRepo& providers() = 0;
   virtual CredentialRepo& credentials() = 0;
   virtual OperationRepo& operations() = 0;
+  virtual ClusterRepo& clusters() = 0;
+  virtual ClusterTokenRepo& cluster_tokens() = 0;
+  virtual ClusterCommandRepo& cluster_commands() = 0;
   virtual Status Transaction(const std::function<Status(Store&)>& fn) = 0;
 };
 using StorePtr = std::unique_ptr<Store>;

@@ -928,6 +928,170 @@ TEST_P(StoreTest, ReopeningKeepsTheData) {
   EXPECT_OK((*reopened)->operations().Get("op-1"));
 }
 
+// ---------------- clusters ----------------
+
+core::Cluster MakeCluster(const std::string& id, const std::string& name, int64_t created_ms = 0) {
+  core::Cluster c;
+  c.id = id;
+  c.name = name;
+  c.kind = core::ClusterKind::kEdge;
+  c.state = core::ClusterState::kPairing;
+  c.created_by = "usr-infra";
+  c.created_at = c.updated_at = At(created_ms);
+  return c;
+}
+
+TEST_P(StoreTest, ClusterCreateThenGetReturnsEveryField) {
+  core::Cluster c = MakeCluster("cls-1", "edge");
+  c.kind = core::ClusterKind::kCloud;
+  c.state = core::ClusterState::kProvisioning;
+  c.credential_id = "crd-1";
+  c.provider = "local";
+  c.region = "local-1";
+  c.instance_type = "small";
+  c.image = "debian-12";
+  c.disk_gb = 20;
+  c.key_ciphertext = std::string("\x01\x00sealed", 8);
+  c.link_interval_seconds = 7;
+  c.last_seen = At(5);
+  c.nodes = {{"nod-1", "10.0.0.2", "online", 2000, 4096, 1024, 0.5, At(4)}};
+  c.resources = Json{{"cpu_millis", 2000}};
+  ASSERT_OK(store().clusters().Create(c));
+  auto got = store().clusters().Get("cls-1");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->name, "edge");
+  EXPECT_EQ(got->kind, core::ClusterKind::kCloud);
+  EXPECT_EQ(got->state, core::ClusterState::kProvisioning);
+  EXPECT_EQ(got->credential_id, "crd-1");
+  EXPECT_EQ(got->provider, "local");
+  EXPECT_EQ(got->region, "local-1");
+  EXPECT_EQ(got->instance_type, "small");
+  EXPECT_EQ(got->image, "debian-12");
+  EXPECT_EQ(got->disk_gb, 20);
+  EXPECT_EQ(got->key_ciphertext, c.key_ciphertext);
+  EXPECT_EQ(got->link_interval_seconds, 7);
+  EXPECT_EQ(got->last_seen, At(5));
+  ASSERT_EQ(got->nodes.size(), 1u);
+  EXPECT_EQ(got->nodes[0].id, "nod-1");
+  EXPECT_EQ(got->nodes[0].memory_available_mib, 1024);
+  EXPECT_EQ(got->nodes[0].last_seen, At(4));
+  EXPECT_EQ(got->resources, c.resources);
+  EXPECT_EQ(got->version, 1);
+  auto edge = MakeCluster("cls-2", "edge2");
+  ASSERT_OK(store().clusters().Create(edge));
+  auto e = store().clusters().Get("cls-2");
+  ASSERT_OK(e);
+  EXPECT_FALSE(e->credential_id.has_value());
+  EXPECT_FALSE(e->disk_gb.has_value());
+  EXPECT_FALSE(e->last_seen.has_value());
+}
+
+TEST_P(StoreTest, ClusterNamesAreUniqueAndUnknownIsNotFound) {
+  ASSERT_OK(store().clusters().Create(MakeCluster("cls-1", "edge")));
+  auto dup = store().clusters().Create(MakeCluster("cls-2", "edge"));
+  ASSERT_FALSE(dup.has_value());
+  EXPECT_EQ(dup.error().code, ErrorCode::kAlreadyExists);
+  EXPECT_EQ(store().clusters().Get("nope").error().code, ErrorCode::kNotFound);
+  EXPECT_OK(store().clusters().GetByName("edge"));
+  EXPECT_EQ(store().clusters().Delete("nope").error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreTest, ClusterUpdateIsCompareAndSwap) {
+  ASSERT_OK(store().clusters().Create(MakeCluster("cls-1", "edge")));
+  auto c = store().clusters().Get("cls-1");
+  ASSERT_OK(c);
+  c->state = core::ClusterState::kActive;
+  ASSERT_OK(store().clusters().Update(*c));
+  auto stale = store().clusters().Update(*c);
+  ASSERT_FALSE(stale.has_value());
+  EXPECT_EQ(stale.error().code, ErrorCode::kConflict);
+  auto got = store().clusters().Get("cls-1");
+  EXPECT_EQ(got->state, core::ClusterState::kActive);
+  EXPECT_EQ(got->version, 2);
+}
+
+TEST_P(StoreTest, ClusterMarkStaleOfflineAndRecordLinkBringsItBack) {
+  auto c = MakeCluster("cls-1", "edge");
+  c.state = core::ClusterState::kActive;
+  c.link_interval_seconds = 2;
+  c.last_seen = At(0);
+  ASSERT_OK(store().clusters().Create(c));
+  auto pairing = MakeCluster("cls-2", "other");  // never linked: never OFFLINE
+  ASSERT_OK(store().clusters().Create(pairing));
+  auto none = store().clusters().MarkStaleOffline(At(6000), 3);  // exactly 3 intervals: not yet
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  auto ids = store().clusters().MarkStaleOffline(At(6001), 3);
+  ASSERT_OK(ids);
+  EXPECT_EQ(*ids, std::vector<std::string>{"cls-1"});
+  EXPECT_EQ(store().clusters().Get("cls-1")->state, core::ClusterState::kOffline);
+  ClusterLinkRecord r;
+  r.url = "http://10.0.0.1:7000";
+  r.software_version = "0.2";
+  r.link_interval_seconds = 1;
+  r.nodes = {{"nod-1", "10.0.0.2", "online", 1000, 512, 256, 0.1, At(6500)}};
+  r.resources = Json{{"cpu_millis", 1000}};
+  auto after = store().clusters().RecordLink("cls-1", r, At(7000));
+  ASSERT_OK(after);
+  EXPECT_EQ(after->state, core::ClusterState::kActive);
+  EXPECT_EQ(after->last_seen, At(7000));
+  EXPECT_EQ(after->cluster_url, "http://10.0.0.1:7000");
+  EXPECT_EQ(after->nodes.size(), 1u);
+  EXPECT_EQ(store().clusters().RecordLink("nope", r, At(7000)).error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreTest, ClusterTokenIsSingleUseAndNeedsItsCluster) {
+  ASSERT_OK(store().clusters().Create(MakeCluster("cls-1", "edge")));
+  core::ClusterToken t{"ctk-1", "cls-1", "hash-1", At(1000), At(0), std::nullopt, "usr-1"};
+  ASSERT_OK(store().cluster_tokens().Create(t));
+  auto got = store().cluster_tokens().Consume("hash-1", At(10));
+  ASSERT_OK(got);
+  EXPECT_EQ(got->cluster_id, "cls-1");
+  EXPECT_EQ(store().cluster_tokens().Consume("hash-1", At(20)).error().code, ErrorCode::kUnauthenticated);
+  core::ClusterToken expired{"ctk-2", "cls-1", "hash-2", At(1000), At(0), std::nullopt, "usr-1"};
+  ASSERT_OK(store().cluster_tokens().Create(expired));
+  EXPECT_EQ(store().cluster_tokens().Consume("hash-2", At(1000)).error().code, ErrorCode::kUnauthenticated);
+  core::ClusterToken orphan{"ctk-3", "cls-none", "hash-3", At(1000), At(0), std::nullopt, "usr-1"};
+  EXPECT_EQ(store().cluster_tokens().Create(orphan).error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreTest, ClusterCommandsArePendingUntilCompletedOnceByTheirCluster) {
+  ASSERT_OK(store().clusters().Create(MakeCluster("cls-1", "edge")));
+  ASSERT_OK(store().clusters().Create(MakeCluster("cls-2", "edge2")));
+  for (int i = 0; i < 3; ++i) {
+    core::ClusterCommand c;
+    c.id = "cmd-" + std::to_string(i);
+    c.cluster_id = "cls-1";
+    c.type = "ping";
+    c.created_at = At(i);
+    ASSERT_OK(store().cluster_commands().Create(c));
+  }
+  auto pending = store().cluster_commands().ListPending("cls-1", 2);
+  ASSERT_OK(pending);
+  ASSERT_EQ(pending->size(), 2u);
+  EXPECT_EQ((*pending)[0].id, "cmd-0");
+  ASSERT_OK(store().cluster_commands().MarkDelivered({"cmd-0"}, At(5)));
+  EXPECT_EQ(store().cluster_commands().Get("cmd-0")->deliveries, 1);
+  // Another cluster cannot complete it.
+  EXPECT_EQ(store().cluster_commands()
+                .Complete("cmd-0", "cls-2", core::ClusterCommandState::kSucceeded, Json::object(), "", "", At(6))
+                .error()
+                .code,
+            ErrorCode::kNotFound);
+  ASSERT_OK(store().cluster_commands().Complete("cmd-0", "cls-1", core::ClusterCommandState::kSucceeded,
+                                                Json{{"pong", true}}, "", "", At(6)));
+  // A repeated ack changes nothing.
+  ASSERT_OK(store().cluster_commands().Complete("cmd-0", "cls-1", core::ClusterCommandState::kFailed,
+                                                Json::object(), "internal", "x", At(7)));
+  auto done = store().cluster_commands().Get("cmd-0");
+  EXPECT_EQ(done->state, core::ClusterCommandState::kSucceeded);
+  EXPECT_EQ(done->result, (Json{{"pong", true}}));
+  EXPECT_EQ(done->completed_at, At(6));
+  EXPECT_EQ(store().cluster_commands().ListPending("cls-1", 10)->size(), 2u);
+  ASSERT_OK(store().clusters().Delete("cls-1"));
+  EXPECT_EQ(store().cluster_commands().Get("cmd-1").error().code, ErrorCode::kNotFound);
+}
+
 // Add a backend here (e.g. {"postgres", MakePostgresBackend}) to run the whole suite on it.
 const BackendFactory kBackends[] = {
     {"sqlite", [] { return std::unique_ptr<Backend>(std::make_unique<SqliteBackend>()); }},

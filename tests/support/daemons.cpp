@@ -53,6 +53,19 @@ void RootDaemon::Start() {
   ASSERT_TRUE(up && proc_->Running()) << "root did not start; log:\n" << ReadFile(log_path());
 }
 
+void RootDaemon::StartOnPort(uint16_t port) {
+  port_ = port;
+  url_ = fmt::format("http://127.0.0.1:{}", port_);
+  std::vector<std::string> argv = {CanopydPath(), "root", "--listen", fmt::format("127.0.0.1:{}", port_),
+                                   "--data-dir", data_dir_};
+  argv.insert(argv.end(), flags_.begin(), flags_.end());
+  proc_ = std::make_unique<Process>(argv, std::vector<std::string>{std::string("CANOPY_ADMIN_PASSWORD=") + kAdminPassword},
+                                    log_path());
+  bool up = WaitFor([&] { return CallApi(url_, "GET", "/healthz").status == 200 || !proc_->Running(); },
+                    std::chrono::seconds(20));
+  ASSERT_TRUE(up && proc_->Running()) << "root did not start; log:\n" << ReadFile(log_path());
+}
+
 void RootDaemon::Stop() {
   if (!proc_) return;
   proc_->Kill(SIGTERM);
@@ -115,6 +128,81 @@ void AdapterDaemon::KillHard() {
   proc_->Kill(SIGKILL);
   proc_->Wait();
   proc_.reset();
+}
+
+ClusterDaemon::ClusterDaemon(std::string root_url, std::string data_dir,
+                             std::vector<std::string> extra_flags)
+    : root_url_(std::move(root_url)), data_dir_(std::move(data_dir)), flags_(std::move(extra_flags)) {}
+
+ClusterDaemon::~ClusterDaemon() {
+  if (proc_) KillHard();
+}
+
+void ClusterDaemon::Start(const std::string& token) {
+  if (port_ == 0) port_ = FreePort();
+  url_ = fmt::format("http://127.0.0.1:{}", port_);
+  std::vector<std::string> argv = {CanopydPath(), "cluster", "--root", root_url_, "--listen",
+                                   fmt::format("127.0.0.1:{}", port_), "--data-dir", data_dir_};
+  if (!token.empty()) {
+    argv.push_back("--token");
+    argv.push_back(token);
+  }
+  argv.insert(argv.end(), flags_.begin(), flags_.end());
+  proc_ = std::make_unique<Process>(argv, std::vector<std::string>{}, log_path());
+  bool up = WaitFor([&] { return CallApi(url_, "GET", "/healthz").status == 200 || !proc_->Running(); },
+                    std::chrono::seconds(20));
+  ASSERT_TRUE(up && proc_->Running()) << "cluster did not start; log:\n" << ReadFile(log_path());
+}
+
+void ClusterDaemon::Stop() {
+  if (!proc_) return;
+  proc_->Kill(SIGTERM);
+  proc_->Wait();
+  proc_.reset();
+}
+
+void ClusterDaemon::KillHard() {
+  if (!proc_) return;
+  proc_->Kill(SIGKILL);
+  proc_->Wait();
+  proc_.reset();
+}
+
+NodeDaemon::NodeDaemon(std::string cluster_url, std::string data_dir, std::vector<std::string> extra_flags)
+    : cluster_url_(std::move(cluster_url)), data_dir_(std::move(data_dir)), flags_(std::move(extra_flags)) {}
+
+NodeDaemon::~NodeDaemon() {
+  if (proc_) KillHard();
+}
+
+void NodeDaemon::Start(const std::string& token) {
+  std::vector<std::string> argv = {CanopydPath(), "node", "--cluster", cluster_url_, "--data-dir", data_dir_};
+  if (!token.empty()) {
+    argv.push_back("--token");
+    argv.push_back(token);
+  }
+  argv.insert(argv.end(), flags_.begin(), flags_.end());
+  proc_ = std::make_unique<Process>(argv, std::vector<std::string>{}, log_path());
+}
+
+void NodeDaemon::Stop() {
+  if (!proc_) return;
+  proc_->Kill(SIGTERM);
+  proc_->Wait();
+  proc_.reset();
+}
+
+void NodeDaemon::KillHard() {
+  if (!proc_) return;
+  proc_->Kill(SIGKILL);
+  proc_->Wait();
+  proc_.reset();
+}
+
+std::string NodeDaemon::NodeId() const {
+  auto j = ParseJsonObject(ReadFile(data_dir_ + "/identity.json"));
+  if (!j || !j->contains("node_id") || !(*j)["node_id"].is_string()) return "";
+  return (*j)["node_id"].get<std::string>();
 }
 
 }  // namespace canopy::testing

@@ -46,6 +46,9 @@ class RootDaemon {
   ~RootDaemon();
   // Starts and waits until /healthz answers (fails the test otherwise).
   void Start();
+  // Starts on a given port (e.g. the previous one, so lower tiers find the root again).
+  void StartOnPort(uint16_t port);
+  uint16_t port() const { return port_; }
   void Stop();        // SIGTERM and wait
   void KillHard();    // SIGKILL and wait
   void Restart() { Stop(); Start(); }
@@ -90,6 +93,47 @@ class AdapterDaemon {
 
  private:
   std::string type_, root_url_, data_dir_, url_;
+  std::vector<std::string> flags_;
+  std::unique_ptr<Process> proc_;
+};
+
+// `canopyd cluster` on a free port; `data_dir` is kept across restarts (identity + store).
+class ClusterDaemon {
+ public:
+  ClusterDaemon(std::string root_url, std::string data_dir, std::vector<std::string> extra_flags = {});
+  ~ClusterDaemon();
+  // Starts with `token` ("" when the data dir holds an identity); waits until /healthz answers.
+  // The port is kept across restarts so nodes find the cluster again.
+  void Start(const std::string& token);
+  void Stop();
+  void KillHard();
+  bool Running() { return proc_ && proc_->Running(); }
+  std::string log_path() const { return data_dir_ + ".log"; }
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string root_url_, data_dir_, url_;
+  uint16_t port_ = 0;
+  std::vector<std::string> flags_;
+  std::unique_ptr<Process> proc_;
+};
+
+// `canopyd node` registered with a cluster.
+class NodeDaemon {
+ public:
+  NodeDaemon(std::string cluster_url, std::string data_dir, std::vector<std::string> extra_flags = {});
+  ~NodeDaemon();
+  // Starts with `token` ("" when the data dir holds an identity); does not wait.
+  void Start(const std::string& token);
+  void Stop();
+  void KillHard();
+  bool Running() { return proc_ && proc_->Running(); }
+  std::string log_path() const { return data_dir_ + ".log"; }
+  // The node id from identity.json ("" before registration).
+  std::string NodeId() const;
+
+ private:
+  std::string cluster_url_, data_dir_;
   std::vector<std::string> flags_;
   std::unique_ptr<Process> proc_;
 };

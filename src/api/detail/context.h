@@ -19,6 +19,9 @@ struct Principal {
 };
 
 using HandlerFn = Result<net::Response> (*)(const ApiDeps&, const net::Request&, const Principal&);
+// A long-poll handler: answers through the Responder, possibly later from another thread.
+using AsyncHandlerFn = void (*)(const ApiDeps&, const net::Request&, const Principal&,
+                                net::Responder);
 
 struct RouteDef {
   const char* method;
@@ -26,6 +29,7 @@ struct RouteDef {
   Access access;
   HandlerFn fn;
   bool test_only = false;
+  AsyncHandlerFn async_fn = nullptr;  // when set, used instead of fn
 };
 
 // Handlers, one group per resource (each in its own <resource>_handlers.cpp).
@@ -35,6 +39,12 @@ std::vector<RouteDef> UserRoutes();
 std::vector<RouteDef> ProviderRoutes();
 std::vector<RouteDef> CredentialRoutes();
 std::vector<RouteDef> OperationRoutes();
+std::vector<RouteDef> ClusterRoutes();
+std::vector<RouteDef> OfferRoutes();
+// Starts the hub's periodic OFFLINE check (cluster_handlers.cpp); called by BuildRouter.
+void StartClusterChecks(const ApiDeps& deps);
+// The response for a failed handler: internal errors are logged and answered bare.
+net::Response RenderHandlerError(const char* pattern, const Error& e);
 
 // JSON helpers.
 inline net::Response JsonResponse(int status, const Json& j) { return net::Response::FromJson(status, j); }

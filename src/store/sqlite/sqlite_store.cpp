@@ -10,6 +10,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "store/sqlite/detail/cluster_repos.h"
 #include "store/sqlite/detail/connection.h"
 
 namespace canopy::store::sqlite {
@@ -643,12 +644,22 @@ class SqliteOperationRepo final : public OperationRepo {
 class SqliteStore::Repos {
  public:
   explicit Repos(Connection& c)
-      : users(c), provider_tokens(c), providers(c), credentials(c), operations(c) {}
+      : users(c),
+        provider_tokens(c),
+        providers(c),
+        credentials(c),
+        operations(c),
+        clusters(detail::MakeClusterRepo(c)),
+        cluster_tokens(detail::MakeClusterTokenRepo(c)),
+        cluster_commands(detail::MakeClusterCommandRepo(c)) {}
   SqliteUserRepo users;
   SqliteProviderTokenRepo provider_tokens;
   SqliteProviderRepo providers;
   SqliteCredentialRepo credentials;
   SqliteOperationRepo operations;
+  std::unique_ptr<ClusterRepo> clusters;
+  std::unique_ptr<ClusterTokenRepo> cluster_tokens;
+  std::unique_ptr<ClusterCommandRepo> cluster_commands;
 };
 
 SqliteStore::SqliteStore(std::unique_ptr<Connection> conn)
@@ -729,6 +740,9 @@ ProviderTokenRepo& SqliteStore::provider_tokens() { return repos_->provider_toke
 ProviderRepo& SqliteStore::providers() { return repos_->providers; }
 CredentialRepo& SqliteStore::credentials() { return repos_->credentials; }
 OperationRepo& SqliteStore::operations() { return repos_->operations; }
+ClusterRepo& SqliteStore::clusters() { return *repos_->clusters; }
+ClusterTokenRepo& SqliteStore::cluster_tokens() { return *repos_->cluster_tokens; }
+ClusterCommandRepo& SqliteStore::cluster_commands() { return *repos_->cluster_commands; }
 
 Status SqliteStore::Transaction(const std::function<Status(Store&)>& fn) {
   return conn_->InTransaction([&]() { return fn(*this); });

@@ -46,6 +46,9 @@ class SqliteStore final : public Store {
   ProviderRepo& providers() override;
   CredentialRepo& credentials() override;
   OperationRepo& operations() override;
+  ClusterRepo& clusters() override;
+  ClusterTokenRepo& cluster_tokens() override;
+  ClusterCommandRepo& cluster_commands() override;
   Status Transaction(const std::function<Status(Store&)>& fn) override;
 
   // Diagnostics: the journal mode in force ("wal") and the rows of schema_migrations.

@@ -1,0 +1,474 @@
+#include "cluster/cluster_service.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "net/client.h"
+#include "net/error_mapping.h"
+
+namespace canopy::cluster {
+namespace {
+
+constexpr std::string_view kNodeTokenPrefix = "cnt_";
+constexpr std::string_view kNodeKeyPrefix = "nk_";
+
+Status WriteFileAtomic0600(const std::string& path, const std::string& content) {
+  std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Error::Internal("cannot write the identity file");
+  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ok = ok && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return Error::Internal("cannot write the identity file");
+  }
+  return OkStatus();
+}
+
+std::string BearerOf(const net::Request& req) {
+  std::string h = req.Header("authorization");
+  if (h.size() <= 7 || (h.rfind("Bearer ", 0) != 0 && h.rfind("bearer ", 0) != 0)) return "";
+  return h.substr(7);
+}
+
+// resources: {cpu_millis, memory_mib, memory_available_mib, load1}, all optional, non-negative.
+Status ReadResources(const Json& body, core::NodeRecord& n) {
+  if (!body.contains("resources") || body["resources"].is_null()) return OkStatus();
+  const Json& r = body["resources"];
+  if (!r.is_object()) return Error::InvalidArgument("field 'resources' must be an object");
+  constexpr int64_t kMax = int64_t{1} << 40;
+  CANOPY_ASSIGN_OR_RETURN(auto cpu, GetOptInt(r, "cpu_millis", 0, kMax));
+  CANOPY_ASSIGN_OR_RETURN(auto mem, GetOptInt(r, "memory_mib", 0, kMax));
+  CANOPY_ASSIGN_OR_RETURN(auto avail, GetOptInt(r, "memory_available_mib", 0, kMax));
+  if (cpu) n.cpu_millis = *cpu;
+  if (mem) n.memory_mib = *mem;
+  if (avail) n.memory_available_mib = *avail;
+  if (r.contains("load1") && !r["load1"].is_null()) {
+    if (!r["load1"].is_number() || r["load1"].get<double>() < 0 || r["load1"].get<double>() > 1e6) {
+      return Error::InvalidArgument("field 'load1' must be a non-negative number");
+    }
+    n.load1 = r["load1"].get<double>();
+  }
+  return OkStatus();
+}
+
+Result<std::string> ReadAddress(const Json& body, const net::Request& req) {
+  CANOPY_ASSIGN_OR_RETURN(auto addr, GetOptString(body, "address", 256));
+  std::string a = addr.value_or("");
+  if (a.empty()) a = req.remote_addr;
+  for (char c : a) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '.' || c == ':' || c == '-' || c == '[' || c == ']' || c == '%';
+    if (!ok) return Error::InvalidArgument("field 'address' must be a host name or IP address");
+  }
+  return a;
+}
+
+}  // namespace
+
+ClusterService::ClusterService(ClusterOptions opts, ClockPtr clock, IdGeneratorPtr ids)
+    : opts_(std::move(opts)), clock_(std::move(clock)), ids_(std::move(ids)) {
+  while (!opts_.root_url.empty() && opts_.root_url.back() == '/') opts_.root_url.pop_back();
+}
+
+ClusterService::~ClusterService() {
+  Stop();
+  if (server_) server_->Stop();
+}
+
+uint16_t ClusterService::port() const { return server_ ? server_->port() : 0; }
+
+std::string ClusterService::cluster_id() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return cluster_id_;
+}
+
+std::chrono::seconds ClusterService::LinkInterval() const {
+  if (opts_.link_interval.count() > 0) return opts_.link_interval;
+  std::lock_guard<std::mutex> l(mu_);
+  return std::chrono::seconds(std::max<int64_t>(1, root_link_interval_));
+}
+
+Status ClusterService::Start() {
+  if (opts_.data_dir.empty()) return Error::InvalidArgument("the cluster needs --data-dir");
+  std::error_code ec;
+  std::filesystem::create_directories(opts_.data_dir, ec);
+  if (ec) return Error::Internal("cannot create the data dir");
+  ::chmod(opts_.data_dir.c_str(), 0700);
+  CANOPY_ASSIGN_OR_RETURN(store_, store::OpenClusterStore(opts_.data_dir + "/cluster.db"));
+  CANOPY_ASSIGN_OR_RETURN(auto hp, net::ParseHostPort(opts_.listen));
+  net::ServerOptions so;
+  so.host = hp.first;
+  so.port = hp.second;
+  so.worker_threads = 4;
+  CANOPY_ASSIGN_OR_RETURN(server_, net::HttpServer::Start(so, MakeRouter(), net::ErrorResponse, nullptr));
+  if (opts_.advertise_url.empty()) {
+    std::string host = hp.first.find(':') != std::string::npos ? "[" + hp.first + "]" : hp.first;
+    opts_.advertise_url = fmt::format("http://{}:{}", host, server_->port());
+  }
+  SPDLOG_INFO("Cluster node API listening url={}", opts_.advertise_url);
+  if (LoadIdentity()) {
+    SPDLOG_INFO("Resuming cluster identity cluster={}", cluster_id_);
+    return OkStatus();
+  }
+  if (opts_.token.empty()) {
+    return Error::Unauthenticated("no cluster identity and no pairing token: pass --token");
+  }
+  auto st = Pair();
+  if (!st && (st.error().code == ErrorCode::kUnavailable ||
+              st.error().code == ErrorCode::kDeadlineExceeded)) {
+    SPDLOG_WARN("Root not reachable yet; pairing later error={}", st.error().ToString());
+    return OkStatus();
+  }
+  return st;
+}
+
+Status ClusterService::Pair() {
+  net::ClientRequest req;
+  req.method = "POST";
+  req.url = opts_.root_url + "/api/v1/clusters/pair";
+  req.headers["Content-Type"] = "application/json";
+  req.body = DumpJson({{"token", opts_.token}, {"url", opts_.advertise_url}, {"version", opts_.version}});
+  req.timeout = std::chrono::milliseconds(15000);
+  net::HttpClient http;
+  auto resp = http.Do(req);
+  if (!resp) return Error::Unavailable(fmt::format("cannot reach root at {}", opts_.root_url));
+  if (resp->status != 200 && resp->status != 201) return net::ErrorFromResponse(*resp);
+  auto j = ParseJsonObject(resp->body);
+  if (!j) return Error::Internal("root sent a malformed pairing answer");
+  auto id = GetString(*j, "cluster_id", 128);
+  auto key = GetString(*j, "cluster_key", 256);
+  if (!id || !key) return Error::Internal("root sent a malformed pairing answer");
+  auto iv = GetOptInt(*j, "link_interval_seconds", 1, 3600);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    cluster_id_ = *id;
+    cluster_key_ = SecretString(*key);
+    if (iv && *iv) root_link_interval_ = **iv;
+  }
+  SPDLOG_INFO("Paired with root cluster={} link_interval_s={}", *id, LinkInterval().count());
+  return SaveIdentity();
+}
+
+bool ClusterService::LoadIdentity() {
+  std::ifstream f(opts_.data_dir + "/identity.json");
+  if (!f) return false;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto j = ParseJsonObject(ss.str());
+  if (!j) return false;
+  auto id = GetString(*j, "cluster_id", 128);
+  auto key = GetString(*j, "cluster_key", 256);
+  if (!id || !key) return false;
+  auto iv = GetOptInt(*j, "link_interval_seconds", 1, 3600);
+  std::lock_guard<std::mutex> l(mu_);
+  cluster_id_ = *id;
+  cluster_key_ = SecretString(*key);
+  if (iv && *iv) root_link_interval_ = **iv;
+  return true;
+}
+
+Status ClusterService::SaveIdentity() {
+  Json j;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    j = {{"cluster_id", cluster_id_},
+         {"cluster_key", cluster_key_.Reveal()},
+         {"root_url", opts_.root_url},
+         {"link_interval_seconds", root_link_interval_}};
+  }
+  return WriteFileAtomic0600(opts_.data_dir + "/identity.json", DumpJson(j));
+}
+
+Result<std::pair<std::string, TimePoint>> ClusterService::CreateNodeToken(std::chrono::seconds ttl) {
+  std::string token = std::string(kNodeTokenPrefix) + RandomToken(32);
+  core::NodeToken t;
+  t.id = ids_->NewId("ntk");
+  t.token_hash = Sha256Hex(token);
+  t.created_at = clock_->Now();
+  t.expires_at = t.created_at + ttl;
+  CANOPY_TRY(store_->CreateNodeToken(t));
+  SPDLOG_INFO("Created node token token_id={}", t.id);
+  return std::make_pair(token, t.expires_at);
+}
+
+Result<Json> ClusterService::BuildReport() {
+  CANOPY_ASSIGN_OR_RETURN(auto nodes, store_->ListNodes());
+  TimePoint now = clock_->Now();
+  auto limit = opts_.heartbeat_interval * opts_.missed_heartbeats_for_offline;
+  Json arr = Json::array();
+  int64_t cpu = 0, mem = 0, avail = 0, online = 0;
+  double load = 0;
+  for (const auto& n : nodes) {
+    bool up = now - n.last_heartbeat <= limit;
+    if (up) {
+      cpu += n.cpu_millis;
+      mem += n.memory_mib;
+      avail += n.memory_available_mib;
+      load += n.load1;
+      ++online;
+    }
+    arr.push_back({{"id", n.id},
+                   {"address", n.address},
+                   {"hostname", n.hostname},
+                   {"state", up ? "online" : "offline"},
+                   {"resources",
+                    {{"cpu_millis", n.cpu_millis},
+                     {"memory_mib", n.memory_mib},
+                     {"memory_available_mib", n.memory_available_mib},
+                     {"load1", n.load1}}},
+                   {"last_seen", FormatRfc3339(n.last_heartbeat)}});
+  }
+  return Json{{"url", opts_.advertise_url},
+              {"version", opts_.version},
+              {"link_interval_seconds", LinkInterval().count()},
+              {"nodes", arr},
+              {"resources",
+               {{"cpu_millis", cpu},
+                {"memory_mib", mem},
+                {"memory_available_mib", avail},
+                {"load1", load},
+                {"nodes_online", online}}}};
+}
+
+Json ClusterService::ExecuteCommand(const Json& cmd) {
+  std::string id = cmd.value("id", "");
+  std::string type = cmd.value("type", "");
+  Json args = cmd.contains("args") && cmd["args"].is_object() ? cmd["args"] : Json::object();
+  // Already executed: same outcome again (at-least-once delivery, at-most-once effect).
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = results_.find(id);
+    if (it != results_.end()) return it->second;
+  }
+  auto stored = store_->GetOutcome(id);
+  if (stored && !(stored->ok && stored->result.value("has_secret", false))) {
+    Json ack = {{"id", id}, {"ok", stored->ok}, {"result", stored->result}};
+    if (!stored->ok) ack["error"] = {{"code", stored->error_code}, {"message", stored->error_message}};
+    return ack;
+  }
+  SPDLOG_INFO("Running root command command={} type={}", id, type);
+  core::CommandOutcome o;
+  o.id = id;
+  o.type = type;
+  o.created_at = clock_->Now();
+  Json full = Json::object();
+  if (type == "ping") {
+    full = {{"pong", true}, {"cluster_id", cluster_id()}};
+    o.result = full;
+  } else if (type == "create_node_token") {
+    auto ttl_arg = GetOptInt(args, "ttl_seconds", 60, 7 * 24 * 3600);
+    auto ttl = ttl_arg && *ttl_arg ? std::chrono::seconds(**ttl_arg) : opts_.node_token_ttl;
+    auto tok = CreateNodeToken(ttl);
+    if (tok) {
+      full = {{"token", tok->first}, {"expires_at", FormatRfc3339(tok->second)}};
+      // The token is not stored: after a restart a re-delivery creates a fresh one.
+      o.result = {{"expires_at", FormatRfc3339(tok->second)}, {"has_secret", true}};
+    } else {
+      o.ok = false;
+      o.error_code = std::string(ErrorCodeName(tok.error().code));
+      o.error_message = tok.error().message;
+    }
+  } else {
+    o.ok = false;
+    o.error_code = "invalid_argument";
+    o.error_message = fmt::format("unknown command type '{}'", type.substr(0, 64));
+  }
+  if (auto st = store_->PutOutcome(o); !st) {
+    SPDLOG_WARN("Cannot store command outcome command={} error={}", id, st.error().ToString());
+  }
+  Json ack = {{"id", id}, {"ok", o.ok}, {"result", o.ok ? full : Json::object()}};
+  if (!o.ok) ack["error"] = {{"code", o.error_code}, {"message", o.error_message}};
+  std::lock_guard<std::mutex> l(mu_);
+  results_[id] = ack;
+  return ack;
+}
+
+Status ClusterService::LinkOnce() {
+  CANOPY_ASSIGN_OR_RETURN(Json body, BuildReport());
+  CANOPY_ASSIGN_OR_RETURN(auto outcomes, store_->ListUnacknowledged());
+  Json acks = Json::array();
+  for (const auto& o : outcomes) acks.push_back(ExecuteCommand({{"id", o.id}, {"type", o.type}}));
+  body["acks"] = acks;
+  auto interval = LinkInterval();
+  std::string id, key;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    id = cluster_id_;
+    key = cluster_key_.Reveal();
+  }
+  net::ClientRequest req;
+  req.method = "POST";
+  req.url = fmt::format("{}/api/v1/clusters/{}/link?wait={}", opts_.root_url, id, interval.count());
+  req.headers["Authorization"] = "Bearer " + key;
+  req.headers["Content-Type"] = "application/json";
+  req.body = DumpJson(body);
+  req.timeout = std::chrono::milliseconds((interval.count() + 10) * 1000);
+  req.connect_timeout = std::chrono::milliseconds(3000);
+  net::HttpClient http;
+  auto resp = http.Do(req);
+  if (!resp) return Error::Unavailable(fmt::format("cannot reach root at {}", opts_.root_url));
+  if (resp->status != 200) return net::ErrorFromResponse(*resp);
+  auto j = ParseJsonObject(resp->body);
+  if (!j) return Error::Internal("root sent a malformed link answer");
+  std::vector<std::string> confirmed;
+  if (j->contains("acked") && (*j)["acked"].is_array()) {
+    for (const auto& a : (*j)["acked"]) {
+      if (a.is_string()) confirmed.push_back(a.get<std::string>());
+    }
+  }
+  if (!confirmed.empty()) {
+    CANOPY_TRY(store_->MarkAcknowledged(confirmed));
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& c : confirmed) results_.erase(c);
+  }
+  if (j->contains("commands") && (*j)["commands"].is_array()) {
+    for (const auto& cmd : (*j)["commands"]) {
+      if (!cmd.is_object() || !cmd.contains("id") || !cmd["id"].is_string()) continue;
+      ExecuteCommand(cmd);  // its ack goes out with the next link call (right away)
+    }
+  }
+  return OkStatus();
+}
+
+void ClusterService::SleepFor(std::chrono::milliseconds d) {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait_for(l, d, [this] { return stop_; });
+}
+
+void ClusterService::Run() {
+  auto backoff = std::chrono::milliseconds(250);
+  bool was_down = false;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (stop_) return;
+    }
+    Status st = OkStatus();
+    if (cluster_id().empty()) {
+      st = Pair();
+    } else {
+      st = LinkOnce();
+    }
+    if (st) {
+      if (was_down) SPDLOG_INFO("Link to root restored cluster={}", cluster_id());
+      was_down = false;
+      backoff = std::chrono::milliseconds(250);
+      continue;
+    }
+    if (!was_down) SPDLOG_WARN("Link to root failed; retrying error={}", st.error().ToString());
+    was_down = true;
+    auto cap = std::chrono::duration_cast<std::chrono::milliseconds>(LinkInterval());
+    SleepFor(std::min(backoff, cap));
+    backoff = std::min(backoff * 2, cap);
+  }
+}
+
+void ClusterService::Stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+}
+
+std::shared_ptr<net::Router> ClusterService::MakeRouter() {
+  auto router = std::make_shared<net::Router>();
+  auto wrap = [](auto fn) {
+    return [fn](const net::Request& req) -> net::Response {
+      Result<net::Response> r = fn(req);
+      if (!r) {
+        if (r.error().code == ErrorCode::kInternal) {
+          SPDLOG_ERROR("Request failed route={} error={}", req.route, r.error().message);
+          return net::ErrorResponse(Error::Internal("internal error"));
+        }
+        return net::ErrorResponse(r.error());
+      }
+      return std::move(*r);
+    };
+  };
+  router->Add("GET", "/healthz", [this](const net::Request&) {
+    return net::Response::FromJson(200, {{"status", "ok"}, {"cluster_id", cluster_id()}});
+  });
+  router->Add("POST", "/cluster/v1/nodes/register", wrap([this](const net::Request& req) -> Result<net::Response> {
+    CANOPY_ASSIGN_OR_RETURN(Json body, ParseJsonObject(req.body));
+    CANOPY_ASSIGN_OR_RETURN(auto token, GetOptString(body, "token", 256));
+    CANOPY_ASSIGN_OR_RETURN(auto node_id, GetOptString(body, "node_id", 128));
+    CANOPY_ASSIGN_OR_RETURN(auto hostname, GetOptString(body, "hostname", 255));
+    CANOPY_ASSIGN_OR_RETURN(std::string address, ReadAddress(body, req));
+    TimePoint now = clock_->Now();
+    core::NodeRecord n;
+    std::string key;
+    if (node_id) {
+      // Re-registration after a restart: the node proves itself with its key.
+      std::string presented = BearerOf(req);
+      if (presented.empty()) return Error::Unauthenticated("missing node key");
+      auto existing = store_->GetNode(*node_id);
+      if (!existing) {
+        if (existing.error().code == ErrorCode::kNotFound) return Error::NotFound("node not registered");
+        return existing.error();
+      }
+      if (!ConstantTimeEquals(Sha256Hex(presented), existing->key_hash)) {
+        return Error::Unauthenticated("wrong node key");
+      }
+      n = std::move(*existing);
+    } else {
+      if (!token || token->empty()) return Error::InvalidArgument("field 'token' is required");
+      CANOPY_TRY(store_->ConsumeNodeToken(Sha256Hex(*token), now));
+      key = std::string(kNodeKeyPrefix) + RandomToken(32);
+      n.id = ids_->NewId("nod");
+      n.key_hash = Sha256Hex(key);
+      n.registered_at = now;
+    }
+    n.hostname = hostname.value_or(n.hostname);
+    n.address = address;
+    CANOPY_TRY(ReadResources(body, n));
+    n.last_heartbeat = now;
+    if (key.empty()) {
+      CANOPY_TRY(store_->UpdateNode(n));
+      SPDLOG_INFO("Node re-registered node={} address={}", n.id, n.address);
+    } else {
+      CANOPY_TRY(store_->CreateNode(n));
+      SPDLOG_INFO("Node registered node={} address={} hostname={}", n.id, n.address, n.hostname);
+    }
+    Json out = {{"node_id", n.id}, {"heartbeat_interval_seconds", opts_.heartbeat_interval.count()}};
+    if (!key.empty()) out["node_key"] = key;
+    return net::Response::FromJson(key.empty() ? 200 : 201, out);
+  }));
+  router->Add("POST", "/cluster/v1/nodes/{id}/heartbeat", wrap([this](const net::Request& req) -> Result<net::Response> {
+    std::string presented = BearerOf(req);
+    if (presented.empty()) return Error::Unauthenticated("missing node key");
+    auto n = store_->GetNode(req.Param("id"));
+    if (!n) {
+      if (n.error().code == ErrorCode::kNotFound) return Error::NotFound("node not registered");
+      return n.error();
+    }
+    if (!ConstantTimeEquals(Sha256Hex(presented), n->key_hash)) return Error::Unauthenticated("wrong node key");
+    Json body = Json::object();
+    if (!req.body.empty()) {
+      CANOPY_ASSIGN_OR_RETURN(body, ParseJsonObject(req.body));
+    }
+    CANOPY_ASSIGN_OR_RETURN(std::string address, ReadAddress(body, req));
+    if (address != n->address) SPDLOG_INFO("Node moved node={} address={}", n->id, address);
+    n->address = address;
+    CANOPY_TRY(ReadResources(body, *n));
+    n->last_heartbeat = clock_->Now();
+    CANOPY_TRY(store_->UpdateNode(*n));
+    return net::Response::FromJson(200, {{"status", "ok"},
+                                         {"heartbeat_interval_seconds", opts_.heartbeat_interval.count()}});
+  }));
+  return router;
+}
+
+}  // namespace canopy::cluster

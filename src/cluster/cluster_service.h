@@ -1,0 +1,86 @@
+// ClusterService: the `canopyd cluster` daemon. Pairs with the root using a single-use cluster
+// token (identity.json, 0600, in the data dir keeps the cluster id and key across restarts), serves
+// the node API (register, heartbeat) on --listen, keeps its nodes in its own SQLite store, and
+// runs the link loop to the root: state report + long-poll for commands + acks, with backoff while
+// the root is unreachable (nodes keep being served). Protocol: src/cluster/README.md.
+// Thread-safe: Start() once, then Run() on one thread and Stop() from any.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/json.h"
+#include "common/result.h"
+#include "common/secret.h"
+#include "net/http.h"
+#include "store/cluster_store.h"
+
+namespace canopy::cluster {
+
+struct ClusterOptions {
+  std::string root_url;
+  std::string token;                 // pairing token (first start only)
+  std::string data_dir;              // identity.json, cluster.db
+  std::string listen = "127.0.0.1:0";
+  std::string advertise_url;         // default: http://<listen host>:<port>
+  std::chrono::seconds link_interval{0};       // 0 = what the root suggests at pairing
+  std::chrono::seconds heartbeat_interval{5};  // told to nodes
+  int missed_heartbeats_for_offline = 3;
+  std::chrono::seconds node_token_ttl{3600};
+  std::string version = "0.1.0";
+};
+
+class ClusterService {
+ public:
+  explicit ClusterService(ClusterOptions opts, ClockPtr clock = std::make_shared<SystemClock>(),
+                          IdGeneratorPtr ids = std::make_shared<RandomIdGenerator>());
+  ~ClusterService();
+
+  // Opens the store, starts the node API and pairs when there is no identity yet. A root that
+  // refuses the token -> kUnauthenticated; an unreachable root is retried by Run().
+  Status Start();
+  // The link loop; returns after Stop().
+  void Run();
+  void Stop();
+
+  uint16_t port() const;
+  std::string cluster_id() const;
+  // Creates a node registration token (also the "create_node_token" command). Thread-safe.
+  Result<std::pair<std::string, TimePoint>> CreateNodeToken(std::chrono::seconds ttl);
+  // The state report sent on the link (nodes with their online/offline state, aggregate).
+  Result<Json> BuildReport();
+
+ private:
+  Status Pair();
+  Status LinkOnce();
+  Json ExecuteCommand(const Json& cmd);
+  bool LoadIdentity();
+  Status SaveIdentity();
+  void SleepFor(std::chrono::milliseconds d);
+  std::shared_ptr<net::Router> MakeRouter();
+  std::chrono::seconds LinkInterval() const;
+
+  ClusterOptions opts_;
+  ClockPtr clock_;
+  IdGeneratorPtr ids_;
+  store::ClusterStorePtr store_;
+  std::unique_ptr<net::HttpServer> server_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::string cluster_id_;
+  SecretString cluster_key_;
+  int64_t root_link_interval_ = 10;
+  // Full results of executed commands not yet confirmed by the root (the store keeps them without
+  // secrets); a command re-delivered after a restart and holding a secret is executed again.
+  std::map<std::string, Json> results_;
+};
+
+}  // namespace canopy::cluster

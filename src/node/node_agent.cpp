@@ -1,0 +1,206 @@
+#include "node/node_agent.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/json.h"
+#include "net/client.h"
+#include "net/error_mapping.h"
+#include "node/resources.h"
+
+namespace canopy::node {
+namespace {
+
+Status WriteFileAtomic0600(const std::string& path, const std::string& content) {
+  std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Error::Internal("cannot write the identity file");
+  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ok = ok && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return Error::Internal("cannot write the identity file");
+  }
+  return OkStatus();
+}
+
+std::string Hostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof(buf) - 1) != 0) return "";
+  return buf;
+}
+
+}  // namespace
+
+NodeAgent::NodeAgent(NodeOptions opts) : opts_(std::move(opts)) {
+  while (!opts_.cluster_url.empty() && opts_.cluster_url.back() == '/') opts_.cluster_url.pop_back();
+}
+
+std::string NodeAgent::node_id() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return node_id_;
+}
+
+Status NodeAgent::Start() {
+  if (opts_.data_dir.empty()) return Error::InvalidArgument("the node needs --data-dir");
+  std::error_code ec;
+  std::filesystem::create_directories(opts_.data_dir, ec);
+  if (ec) return Error::Internal("cannot create the data dir");
+  ::chmod(opts_.data_dir.c_str(), 0700);
+  bool have_identity = LoadIdentity();
+  if (!have_identity && opts_.token.empty()) {
+    return Error::Unauthenticated("no node identity and no registration token: pass --token");
+  }
+  auto st = Register(have_identity);
+  if (!st && have_identity && st.error().code == ErrorCode::kNotFound && !opts_.token.empty()) {
+    SPDLOG_WARN("Cluster no longer knows this node; registering with the token");
+    st = Register(false);
+  }
+  if (!st && (st.error().code == ErrorCode::kUnavailable ||
+              st.error().code == ErrorCode::kDeadlineExceeded)) {
+    SPDLOG_WARN("Cluster not reachable yet; retrying error={}", st.error().ToString());
+    return OkStatus();
+  }
+  return st;
+}
+
+Status NodeAgent::Register(bool with_key) {
+  NodeResources res = ReadResources();
+  Json body = {{"hostname", Hostname()}, {"resources", res.ToJson()}};
+  if (!opts_.advertise_address.empty()) body["address"] = opts_.advertise_address;
+  net::ClientRequest req;
+  req.method = "POST";
+  req.url = opts_.cluster_url + "/cluster/v1/nodes/register";
+  req.headers["Content-Type"] = "application/json";
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (with_key) {
+      body["node_id"] = node_id_;
+      req.headers["Authorization"] = "Bearer " + node_key_.Reveal();
+    } else {
+      body["token"] = opts_.token;
+    }
+  }
+  req.body = DumpJson(body);
+  req.timeout = std::chrono::milliseconds(10000);
+  req.connect_timeout = std::chrono::milliseconds(3000);
+  net::HttpClient http;
+  auto resp = http.Do(req);
+  if (!resp) return Error::Unavailable(fmt::format("cannot reach cluster at {}", opts_.cluster_url));
+  if (resp->status != 200 && resp->status != 201) return net::ErrorFromResponse(*resp);
+  auto j = ParseJsonObject(resp->body);
+  if (!j) return Error::Internal("cluster sent a malformed registration answer");
+  auto id = GetString(*j, "node_id", 128);
+  if (!id) return Error::Internal("cluster sent a malformed registration answer");
+  auto key = GetOptString(*j, "node_key", 256);
+  auto hb = GetOptInt(*j, "heartbeat_interval_seconds", 1, 3600);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    node_id_ = *id;
+    if (key && *key) node_key_ = SecretString(**key);
+    if (hb && *hb) heartbeat_ = std::chrono::seconds(**hb);
+    registered_ = true;
+  }
+  SPDLOG_INFO("Registered with cluster node={} heartbeat_s={} cpu_millis={} memory_mib={}", *id,
+              heartbeat_.count(), res.cpu_millis, res.memory_mib);
+  return SaveIdentity();
+}
+
+bool NodeAgent::LoadIdentity() {
+  std::ifstream f(opts_.data_dir + "/identity.json");
+  if (!f) return false;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto j = ParseJsonObject(ss.str());
+  if (!j) return false;
+  auto id = GetString(*j, "node_id", 128);
+  auto key = GetString(*j, "node_key", 256);
+  if (!id || !key) return false;
+  std::lock_guard<std::mutex> l(mu_);
+  node_id_ = *id;
+  node_key_ = SecretString(*key);
+  return true;
+}
+
+Status NodeAgent::SaveIdentity() {
+  Json j;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    j = {{"node_id", node_id_}, {"node_key", node_key_.Reveal()}, {"cluster_url", opts_.cluster_url}};
+  }
+  return WriteFileAtomic0600(opts_.data_dir + "/identity.json", DumpJson(j));
+}
+
+Status NodeAgent::Heartbeat() {
+  Json body = {{"resources", ReadResources().ToJson()}};
+  if (!opts_.advertise_address.empty()) body["address"] = opts_.advertise_address;
+  net::ClientRequest req;
+  req.method = "POST";
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    req.url = fmt::format("{}/cluster/v1/nodes/{}/heartbeat", opts_.cluster_url, node_id_);
+    req.headers["Authorization"] = "Bearer " + node_key_.Reveal();
+  }
+  req.headers["Content-Type"] = "application/json";
+  req.body = DumpJson(body);
+  req.timeout = std::chrono::milliseconds(5000);
+  req.connect_timeout = std::chrono::milliseconds(3000);
+  net::HttpClient http;
+  auto resp = http.Do(req);
+  if (!resp) return Error::Unavailable(fmt::format("cannot reach cluster at {}", opts_.cluster_url));
+  if (resp->status != 200) return net::ErrorFromResponse(*resp);
+  return OkStatus();
+}
+
+void NodeAgent::SleepFor(std::chrono::milliseconds d) {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait_for(l, d, [this] { return stop_; });
+}
+
+void NodeAgent::Run() {
+  bool was_down = false;
+  while (true) {
+    std::chrono::seconds hb;
+    bool registered;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (stop_) return;
+      hb = heartbeat_;
+      registered = registered_;
+    }
+    Status st = registered ? Heartbeat() : Register(!node_id().empty());
+    if (!st && registered && st.error().code == ErrorCode::kNotFound && !opts_.token.empty()) {
+      st = Register(false);
+    }
+    if (st) {
+      if (was_down) SPDLOG_INFO("Cluster reachable again node={}", node_id());
+      was_down = false;
+    } else if (!was_down) {
+      SPDLOG_WARN("Heartbeat failed error={}", st.error().ToString());
+      was_down = true;
+    }
+    SleepFor(st ? std::chrono::duration_cast<std::chrono::milliseconds>(hb)
+                : std::min<std::chrono::milliseconds>(hb, std::chrono::milliseconds(1000)));
+  }
+}
+
+void NodeAgent::Stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+}
+
+}  // namespace canopy::node

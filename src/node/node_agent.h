@@ -1,0 +1,53 @@
+// NodeAgent: the `canopyd node` daemon. Registers with its cluster using a single-use node token
+// (identity.json, 0600, in the data dir keeps the node id and key, so a restart re-registers with
+// the key and keeps the id), then heartbeats with this machine's resource figures. The cluster
+// records the source address of the connection unless --advertise-address is given. Runs nothing
+// else yet. Protocol: src/cluster/README.md. Start() once, Run() on one thread, Stop() from any.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+
+#include "common/result.h"
+#include "common/secret.h"
+
+namespace canopy::node {
+
+struct NodeOptions {
+  std::string cluster_url;
+  std::string token;              // node registration token (first start only)
+  std::string data_dir;
+  std::string advertise_address;  // "" = the cluster sees our source address
+};
+
+class NodeAgent {
+ public:
+  explicit NodeAgent(NodeOptions opts);
+  // Registers (with the saved identity, else the token). Unreachable cluster -> retried by Run()
+  // when an identity exists; a refused token -> kUnauthenticated.
+  Status Start();
+  // Heartbeats until Stop(); re-registers when the cluster answers that the node is unknown.
+  void Run();
+  void Stop();
+  std::string node_id() const;
+
+ private:
+  Status Register(bool with_key);
+  Status Heartbeat();
+  bool LoadIdentity();
+  Status SaveIdentity();
+  void SleepFor(std::chrono::milliseconds d);
+
+  NodeOptions opts_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool registered_ = false;
+  std::string node_id_;
+  SecretString node_key_;
+  std::chrono::seconds heartbeat_{5};
+};
+
+}  // namespace canopy::node

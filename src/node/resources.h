@@ -1,0 +1,35 @@
+// Resource figures of this machine for node heartbeats: parsers of /proc/meminfo and
+// /proc/loadavg text (pure, tested) and readers of the live values. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "common/json.h"
+
+namespace canopy::node {
+
+struct MemInfo {
+  int64_t total_mib = 0;
+  int64_t available_mib = 0;
+};
+
+struct NodeResources {
+  int64_t cpu_millis = 0;  // usable CPUs x 1000
+  int64_t memory_mib = 0;
+  int64_t memory_available_mib = 0;
+  double load1 = 0;
+  Json ToJson() const;
+};
+
+// "MemTotal: N kB" and "MemAvailable: N kB" (MemFree+Buffers+Cached when MemAvailable is absent).
+std::optional<MemInfo> ParseMeminfo(std::string_view text);
+// First field of /proc/loadavg.
+std::optional<double> ParseLoadavg(std::string_view text);
+// CPUs this process may run on (sched_getaffinity, else sysconf), at least 1.
+int64_t UsableCpus();
+// Reads the live figures (zeros for what cannot be read).
+NodeResources ReadResources();
+
+}  // namespace canopy::node

@@ -1,0 +1,17 @@
+// SQLite repositories of clusters, cluster tokens and cluster commands (part of SqliteStore).
+// Internal to store/sqlite. Thread-safe: every call holds the connection's mutex.
+#pragma once
+
+#include <memory>
+
+#include "store/store.h"
+
+namespace canopy::store::sqlite::detail {
+
+class Connection;
+
+std::unique_ptr<ClusterRepo> MakeClusterRepo(Connection& c);
+std::unique_ptr<ClusterTokenRepo> MakeClusterTokenRepo(Connection& c);
+std::unique_ptr<ClusterCommandRepo> MakeClusterCommandRepo(Connection& c);
+
+}  // namespace canopy::store::sqlite::detail

@@ -1,0 +1,45 @@
+#include "node/resources.h"
+
+#include <gtest/gtest.h>
+
+namespace canopy::node {
+namespace {
+
+TEST(Resources, ParsesMeminfoWithMemAvailable) {
+  auto m = ParseMeminfo("MemTotal:       16384000 kB\nMemFree:  100 kB\nMemAvailable:    8192000 kB\n");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->total_mib, 16000);
+  EXPECT_EQ(m->available_mib, 8000);
+}
+
+TEST(Resources, FallsBackToFreePlusCachesWithoutMemAvailable) {
+  auto m = ParseMeminfo("MemTotal: 2048 kB\nMemFree: 1024 kB\nBuffers: 1024 kB\nCached: 2048 kB\n");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->total_mib, 2);
+  EXPECT_EQ(m->available_mib, 4);
+}
+
+TEST(Resources, RejectsMeminfoWithoutTotalOrWithGarbage) {
+  EXPECT_FALSE(ParseMeminfo("").has_value());
+  EXPECT_FALSE(ParseMeminfo("MemFree: 1 kB\n").has_value());
+  EXPECT_FALSE(ParseMeminfo("MemTotal: lots\n").has_value());
+  EXPECT_FALSE(ParseMeminfo("MemTotalX: 5 kB\n").has_value());
+}
+
+TEST(Resources, ParsesLoadavg) {
+  EXPECT_DOUBLE_EQ(ParseLoadavg("0.52 0.58 0.59 1/389 12345\n").value(), 0.52);
+  EXPECT_FALSE(ParseLoadavg("").has_value());
+  EXPECT_FALSE(ParseLoadavg("x 1 2").has_value());
+}
+
+TEST(Resources, ReadsLiveFiguresOfThisMachine) {
+  NodeResources r = ReadResources();
+  EXPECT_GE(r.cpu_millis, 1000);
+  EXPECT_GT(r.memory_mib, 0);
+  EXPECT_GT(r.memory_available_mib, 0);
+  EXPECT_LE(r.memory_available_mib, r.memory_mib);
+  EXPECT_EQ(r.ToJson()["cpu_millis"], r.cpu_millis);
+}
+
+}  // namespace
+}  // namespace canopy::node
