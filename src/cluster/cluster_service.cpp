@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/files.h"
 #include "net/client.h"
 #include "net/error_mapping.h"
 
@@ -20,21 +21,6 @@ namespace {
 
 constexpr std::string_view kNodeTokenPrefix = "cnt_";
 constexpr std::string_view kNodeKeyPrefix = "nk_";
-
-Status WriteFileAtomic0600(const std::string& path, const std::string& content) {
-  std::string tmp = path + ".tmp";
-  ::unlink(tmp.c_str());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return Error::Internal("cannot write the identity file");
-  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
-  ok = ok && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return Error::Internal("cannot write the identity file");
-  }
-  return OkStatus();
-}
 
 std::string BearerOf(const net::Request& req) {
   std::string h = req.Header("authorization");
@@ -188,7 +174,7 @@ Status ClusterService::SaveIdentity() {
          {"root_url", opts_.root_url},
          {"link_interval_seconds", root_link_interval_}};
   }
-  return WriteFileAtomic0600(opts_.data_dir + "/identity.json", DumpJson(j));
+  return WriteFileAtomic(opts_.data_dir + "/identity.json", DumpJson(j));
 }
 
 Result<std::pair<std::string, TimePoint>> ClusterService::CreateNodeToken(std::chrono::seconds ttl) {

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/files.h"
 #include "common/json.h"
 #include "net/client.h"
 #include "net/error_mapping.h"
@@ -19,21 +20,6 @@
 
 namespace canopy::node {
 namespace {
-
-Status WriteFileAtomic0600(const std::string& path, const std::string& content) {
-  std::string tmp = path + ".tmp";
-  ::unlink(tmp.c_str());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return Error::Internal("cannot write the identity file");
-  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
-  ok = ok && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return Error::Internal("cannot write the identity file");
-  }
-  return OkStatus();
-}
 
 std::string Hostname() {
   char buf[256] = {};
@@ -139,7 +125,7 @@ Status NodeAgent::SaveIdentity() {
     std::lock_guard<std::mutex> l(mu_);
     j = {{"node_id", node_id_}, {"node_key", node_key_.Reveal()}, {"cluster_url", opts_.cluster_url}};
   }
-  return WriteFileAtomic0600(opts_.data_dir + "/identity.json", DumpJson(j));
+  return WriteFileAtomic(opts_.data_dir + "/identity.json", DumpJson(j));
 }
 
 Status NodeAgent::Heartbeat() {

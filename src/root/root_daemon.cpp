@@ -16,6 +16,7 @@
 #include "auth/jwt.h"
 #include "auth/password.h"
 #include "auth/secret_box.h"
+#include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "net/error_mapping.h"
@@ -26,16 +27,6 @@
 
 namespace canopy::root {
 namespace {
-
-Status WriteFile0600(const std::string& path, const std::string& content) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Error::Internal(fmt::format("cannot write {}", path));
-  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
-  ::fchmod(fd, 0600);
-  ::close(fd);
-  if (!ok) return Error::Internal(fmt::format("cannot write {}", path));
-  return OkStatus();
-}
 
 // Creates user "admin" on first start (no users yet).
 Status BootstrapAdmin(store::Store& store, const RootOptions& opts, const Clock& clock, IdGenerator& ids) {
@@ -53,7 +44,7 @@ Status BootstrapAdmin(store::Store& store, const RootOptions& opts, const Clock&
   u.roles = {core::Role::kAdmin, core::Role::kInfra, core::Role::kApp};
   u.created_at = clock.Now();
   if (generated) {
-    CANOPY_TRY(WriteFile0600(opts.data_dir + "/admin-password", password + "\n"));
+    CANOPY_TRY(WriteFileAtomic(opts.data_dir + "/admin-password", password + "\n"));
     SPDLOG_INFO("Created user admin; its generated password is in {}/admin-password", opts.data_dir);
   } else {
     SPDLOG_INFO("Created user admin with the password from CANOPY_ADMIN_PASSWORD");
@@ -133,7 +124,7 @@ int RunRoot(const RootOptions& opts) {
   std::string url = fmt::format("http://{}:{}", hp->first.find(':') != std::string::npos
                                                     ? "[" + hp->first + "]" : hp->first,
                                 (*server)->port());
-  (void)WriteFile0600(opts.data_dir + "/root.url", url + "\n");
+  (void)WriteFileAtomic(opts.data_dir + "/root.url", url + "\n");
   SPDLOG_INFO("Root listening url={} data_dir={}", url, opts.data_dir);
 
   int sig = 0;

@@ -11,27 +11,13 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/files.h"
 #include "common/ids.h"
 #include "net/client.h"
 #include "net/error_mapping.h"
 
 namespace canopy::providers::adapter {
 namespace {
-
-Status WriteFileAtomic0600(const std::string& path, const std::string& content) {
-  std::string tmp = path + ".tmp";
-  ::unlink(tmp.c_str());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return Error::Internal("cannot write adapter identity file");
-  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
-  ok = ok && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return Error::Internal("cannot write adapter identity file");
-  }
-  return OkStatus();
-}
 
 }  // namespace
 
@@ -132,7 +118,7 @@ Status AdapterService::SaveIdentity() const {
             {"adapter_key", key_.Reveal()},
             {"root_url", opts_.root_url},
             {"heartbeat_interval_seconds", heartbeat_.count()}};
-  return WriteFileAtomic0600(opts_.data_dir + "/identity.json", DumpJson(j));
+  return WriteFileAtomic(opts_.data_dir + "/identity.json", DumpJson(j));
 }
 
 Status AdapterService::Heartbeat() {

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "providers/local/local_exec.h"
@@ -87,35 +88,6 @@ Result<std::string> ReadText(const fs::path& p) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-Status WriteFileAtomic(const fs::path& p, const std::string& data, mode_t mode = 0600) {
-  fs::path tmp = p;
-  tmp += ".tmp" + RandomHex(4);
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) {
-    return Error::Internal("cannot write " + p.string() + ": " + std::strerror(errno));
-  }
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t w = write(fd, data.data() + off, data.size() - off);
-    if (w < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      close(fd);
-      unlink(tmp.c_str());
-      return Error::Internal("cannot write " + p.string());
-    }
-    off += static_cast<size_t>(w);
-  }
-  fchmod(fd, mode);
-  close(fd);
-  if (rename(tmp.c_str(), p.c_str()) != 0) {
-    unlink(tmp.c_str());
-    return Error::Internal("cannot rename " + p.string());
-  }
-  return OkStatus();
 }
 
 // An exclusive flock on a file, held for the object's lifetime. Each acquisition opens its own

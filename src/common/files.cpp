@@ -1,0 +1,37 @@
+#include "common/files.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/ids.h"
+
+namespace canopy {
+
+Status WriteFileAtomic(const std::string& path, std::string_view content, mode_t mode) {
+  const std::string tmp = path + ".tmp-" + RandomHex(4);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) {
+    return Error::Internal("cannot write " + path + ": " + std::strerror(errno));
+  }
+  size_t off = 0;
+  bool ok = true;
+  while (ok && off < content.size()) {
+    ssize_t w = ::write(fd, content.data() + off, content.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    ok = w > 0;
+    if (ok) off += static_cast<size_t>(w);
+  }
+  ok = ok && ::fchmod(fd, mode) == 0 && ::fsync(fd) == 0;
+  ok = (::close(fd) == 0) && ok;
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return Error::Internal("cannot write " + path);
+  }
+  return OkStatus();
+}
+
+}  // namespace canopy

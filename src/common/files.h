@@ -1,0 +1,19 @@
+// Small file helpers shared by the daemons (identity files, keys, state records). Thread-safe
+// (no shared state); concurrent writers of one path leave one complete version.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace canopy {
+
+/// Replaces `path` atomically with `content`: written to a fresh temporary file in the same
+/// directory created with `mode` (never readable by others meanwhile), fsync'd, then renamed.
+/// Errors name the path, never the content.
+Status WriteFileAtomic(const std::string& path, std::string_view content, mode_t mode = 0600);
+
+}  // namespace canopy
