@@ -14,6 +14,7 @@
 
 #include "common/files.h"
 #include "net/client.h"
+#include "net/json_call.h"
 #include "net/error_mapping.h"
 
 namespace canopy::cluster {
@@ -121,22 +122,16 @@ Status ClusterService::Start() {
 }
 
 Status ClusterService::Pair() {
-  net::ClientRequest req;
-  req.method = "POST";
-  req.url = opts_.root_url + "/api/v1/clusters/pair";
-  req.headers["Content-Type"] = "application/json";
-  req.body = DumpJson({{"token", opts_.token}, {"url", opts_.advertise_url}, {"version", opts_.version}});
-  req.timeout = std::chrono::milliseconds(15000);
-  net::HttpClient http;
-  auto resp = http.Do(req);
-  if (!resp) return Error::Unavailable(fmt::format("cannot reach root at {}", opts_.root_url));
-  if (resp->status != 200 && resp->status != 201) return net::ErrorFromResponse(*resp);
-  auto j = ParseJsonObject(resp->body);
-  if (!j) return Error::Internal("root sent a malformed pairing answer");
-  auto id = GetString(*j, "cluster_id", 128);
-  auto key = GetString(*j, "cluster_key", 256);
+  net::JsonCall call;
+  call.url = opts_.root_url + "/api/v1/clusters/pair";
+  call.body = {{"token", opts_.token}, {"url", opts_.advertise_url}, {"version", opts_.version}};
+  call.timeout = std::chrono::milliseconds(15000);
+  call.peer = "root at " + opts_.root_url;
+  CANOPY_ASSIGN_OR_RETURN(Json j, net::PostJson(call));
+  auto id = GetString(j, "cluster_id", 128);
+  auto key = GetString(j, "cluster_key", 256);
   if (!id || !key) return Error::Internal("root sent a malformed pairing answer");
-  auto iv = GetOptInt(*j, "link_interval_seconds", 1, 3600);
+  auto iv = GetOptInt(j, "link_interval_seconds", 1, 3600);
   {
     std::lock_guard<std::mutex> l(mu_);
     cluster_id_ = *id;
@@ -148,11 +143,7 @@ Status ClusterService::Pair() {
 }
 
 bool ClusterService::LoadIdentity() {
-  std::ifstream f(opts_.data_dir + "/identity.json");
-  if (!f) return false;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto j = ParseJsonObject(ss.str());
+  auto j = ReadJsonObjectFile(opts_.data_dir + "/identity.json");
   if (!j) return false;
   auto id = GetString(*j, "cluster_id", 128);
   auto key = GetString(*j, "cluster_key", 256);
@@ -294,23 +285,16 @@ Status ClusterService::LinkOnce() {
     id = cluster_id_;
     key = cluster_key_.Reveal();
   }
-  net::ClientRequest req;
-  req.method = "POST";
-  req.url = fmt::format("{}/api/v1/clusters/{}/link?wait={}", opts_.root_url, id, interval.count());
-  req.headers["Authorization"] = "Bearer " + key;
-  req.headers["Content-Type"] = "application/json";
-  req.body = DumpJson(body);
-  req.timeout = std::chrono::milliseconds((interval.count() + 10) * 1000);
-  req.connect_timeout = std::chrono::milliseconds(3000);
-  net::HttpClient http;
-  auto resp = http.Do(req);
-  if (!resp) return Error::Unavailable(fmt::format("cannot reach root at {}", opts_.root_url));
-  if (resp->status != 200) return net::ErrorFromResponse(*resp);
-  auto j = ParseJsonObject(resp->body);
-  if (!j) return Error::Internal("root sent a malformed link answer");
+  net::JsonCall call;
+  call.url = fmt::format("{}/api/v1/clusters/{}/link?wait={}", opts_.root_url, id, interval.count());
+  call.bearer = SecretString(key);
+  call.body = std::move(body);
+  call.timeout = std::chrono::milliseconds((interval.count() + 10) * 1000);
+  call.peer = "root at " + opts_.root_url;
+  CANOPY_ASSIGN_OR_RETURN(Json j, net::PostJson(call));
   std::vector<std::string> confirmed;
-  if (j->contains("acked") && (*j)["acked"].is_array()) {
-    for (const auto& a : (*j)["acked"]) {
+  if (j.contains("acked") && j["acked"].is_array()) {
+    for (const auto& a : j["acked"]) {
       if (a.is_string()) confirmed.push_back(a.get<std::string>());
     }
   }
@@ -319,8 +303,8 @@ Status ClusterService::LinkOnce() {
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& c : confirmed) results_.erase(c);
   }
-  if (j->contains("commands") && (*j)["commands"].is_array()) {
-    for (const auto& cmd : (*j)["commands"]) {
+  if (j.contains("commands") && j["commands"].is_array()) {
+    for (const auto& cmd : j["commands"]) {
       if (!cmd.is_object() || !cmd.contains("id") || !cmd["id"].is_string()) continue;
       ExecuteCommand(cmd);  // its ack goes out with the next link call (right away)
     }

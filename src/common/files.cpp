@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "common/ids.h"
 
@@ -32,6 +34,20 @@ Status WriteFileAtomic(const std::string& path, std::string_view content, mode_t
     return Error::Internal("cannot write " + path);
   }
   return OkStatus();
+}
+
+Result<Json> ReadJsonObjectFile(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) {
+    return Error::NotFound("cannot read " + path);
+  }
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto j = ParseJsonObject(ss.str());
+  if (!j) {
+    return Error::InvalidArgument(path + " is not a JSON object");
+  }
+  return std::move(*j);
 }
 
 }  // namespace canopy

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/json.h"
 #include "common/result.h"
 
 namespace canopy {
@@ -15,5 +16,9 @@ namespace canopy {
 /// directory created with `mode` (never readable by others meanwhile), fsync'd, then renamed.
 /// Errors name the path, never the content.
 Status WriteFileAtomic(const std::string& path, std::string_view content, mode_t mode = 0600);
+
+/// The JSON object stored in `path`: kNotFound when the file is missing or unreadable,
+/// kInvalidArgument when it is not a JSON object.
+Result<Json> ReadJsonObjectFile(const std::string& path);
 
 }  // namespace canopy

@@ -20,6 +20,36 @@
 
 namespace {
 
+sigset_t BlockStopSignals() {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return sigs;
+}
+
+// Starts `service` (anything with Start/Run/Stop), runs it until SIGINT or SIGTERM, stops it.
+// The stop signals must already be blocked (BlockStopSignals) before any thread exists.
+template <class Service>
+int ServeUntilSignal(Service& service, const sigset_t& sigs, const char* what) {
+  auto st = service.Start();
+  if (!st) {
+    SPDLOG_ERROR("{} failed to start: {}", what, st.error().message);
+    return 1;
+  }
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    SPDLOG_INFO("Stopping {} signal={}", what, sig);
+    service.Stop();
+  });
+  service.Run();
+  waiter.join();
+  return 0;
+}
+
 // Cloud-like knobs of the local provider given as flags; they are merged into --config.
 struct LocalFlags {
   int64_t boot_delay_ms = -1;
@@ -69,77 +99,24 @@ int RunProvider(const std::string& type, const std::string& config_text, const L
     return 2;
   }
   canopy::providers::ProviderPtr provider = std::move(*created);
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sigset_t sigs = BlockStopSignals();
   canopy::providers::adapter::AdapterService service(std::move(provider), opts);
-  auto st = service.Start();
-  if (!st) {
-    SPDLOG_ERROR("Provider adapter failed to start: {}", st.error().message);
-    return 1;
-  }
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    SPDLOG_INFO("Stopping provider adapter signal={}", sig);
-    service.Stop();
-  });
-  service.Run();
-  waiter.join();
-  return 0;
+  return ServeUntilSignal(service, sigs, "Provider adapter");
 }
 
-sigset_t BlockStopSignals() {
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  return sigs;
-}
 
 int RunCluster(const canopy::cluster::ClusterOptions& opts, const std::string& log_level) {
   canopy::log::Init("cluster", log_level);
   sigset_t sigs = BlockStopSignals();
   canopy::cluster::ClusterService service(opts);
-  auto st = service.Start();
-  if (!st) {
-    SPDLOG_ERROR("Cluster failed to start: {}", st.error().message);
-    return 1;
-  }
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    SPDLOG_INFO("Stopping cluster signal={}", sig);
-    service.Stop();
-  });
-  service.Run();
-  waiter.join();
-  return 0;
+  return ServeUntilSignal(service, sigs, "Cluster");
 }
 
 int RunNode(const canopy::node::NodeOptions& opts, const std::string& log_level) {
   canopy::log::Init("node", log_level);
   sigset_t sigs = BlockStopSignals();
   canopy::node::NodeAgent agent(opts);
-  auto st = agent.Start();
-  if (!st) {
-    SPDLOG_ERROR("Node failed to start: {}", st.error().message);
-    return 1;
-  }
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    SPDLOG_INFO("Stopping node signal={}", sig);
-    agent.Stop();
-  });
-  agent.Run();
-  waiter.join();
-  return 0;
+  return ServeUntilSignal(agent, sigs, "Node");
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "common/files.h"
 #include "common/json.h"
 #include "net/client.h"
+#include "net/json_call.h"
 #include "net/error_mapping.h"
 #include "node/resources.h"
 
@@ -65,32 +66,24 @@ Status NodeAgent::Register(bool with_key) {
   NodeResources res = ReadResources();
   Json body = {{"hostname", Hostname()}, {"resources", res.ToJson()}};
   if (!opts_.advertise_address.empty()) body["address"] = opts_.advertise_address;
-  net::ClientRequest req;
-  req.method = "POST";
-  req.url = opts_.cluster_url + "/cluster/v1/nodes/register";
-  req.headers["Content-Type"] = "application/json";
+  net::JsonCall call;
+  call.url = opts_.cluster_url + "/cluster/v1/nodes/register";
+  call.peer = "cluster at " + opts_.cluster_url;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (with_key) {
       body["node_id"] = node_id_;
-      req.headers["Authorization"] = "Bearer " + node_key_.Reveal();
+      call.bearer = node_key_;
     } else {
       body["token"] = opts_.token;
     }
   }
-  req.body = DumpJson(body);
-  req.timeout = std::chrono::milliseconds(10000);
-  req.connect_timeout = std::chrono::milliseconds(3000);
-  net::HttpClient http;
-  auto resp = http.Do(req);
-  if (!resp) return Error::Unavailable(fmt::format("cannot reach cluster at {}", opts_.cluster_url));
-  if (resp->status != 200 && resp->status != 201) return net::ErrorFromResponse(*resp);
-  auto j = ParseJsonObject(resp->body);
-  if (!j) return Error::Internal("cluster sent a malformed registration answer");
-  auto id = GetString(*j, "node_id", 128);
+  call.body = std::move(body);
+  CANOPY_ASSIGN_OR_RETURN(Json j, net::PostJson(call));
+  auto id = GetString(j, "node_id", 128);
   if (!id) return Error::Internal("cluster sent a malformed registration answer");
-  auto key = GetOptString(*j, "node_key", 256);
-  auto hb = GetOptInt(*j, "heartbeat_interval_seconds", 1, 3600);
+  auto key = GetOptString(j, "node_key", 256);
+  auto hb = GetOptInt(j, "heartbeat_interval_seconds", 1, 3600);
   {
     std::lock_guard<std::mutex> l(mu_);
     node_id_ = *id;
@@ -104,11 +97,7 @@ Status NodeAgent::Register(bool with_key) {
 }
 
 bool NodeAgent::LoadIdentity() {
-  std::ifstream f(opts_.data_dir + "/identity.json");
-  if (!f) return false;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto j = ParseJsonObject(ss.str());
+  auto j = ReadJsonObjectFile(opts_.data_dir + "/identity.json");
   if (!j) return false;
   auto id = GetString(*j, "node_id", 128);
   auto key = GetString(*j, "node_key", 256);
@@ -131,21 +120,16 @@ Status NodeAgent::SaveIdentity() {
 Status NodeAgent::Heartbeat() {
   Json body = {{"resources", ReadResources().ToJson()}};
   if (!opts_.advertise_address.empty()) body["address"] = opts_.advertise_address;
-  net::ClientRequest req;
-  req.method = "POST";
+  net::JsonCall call;
   {
     std::lock_guard<std::mutex> l(mu_);
-    req.url = fmt::format("{}/cluster/v1/nodes/{}/heartbeat", opts_.cluster_url, node_id_);
-    req.headers["Authorization"] = "Bearer " + node_key_.Reveal();
+    call.url = fmt::format("{}/cluster/v1/nodes/{}/heartbeat", opts_.cluster_url, node_id_);
+    call.bearer = node_key_;
   }
-  req.headers["Content-Type"] = "application/json";
-  req.body = DumpJson(body);
-  req.timeout = std::chrono::milliseconds(5000);
-  req.connect_timeout = std::chrono::milliseconds(3000);
-  net::HttpClient http;
-  auto resp = http.Do(req);
-  if (!resp) return Error::Unavailable(fmt::format("cannot reach cluster at {}", opts_.cluster_url));
-  if (resp->status != 200) return net::ErrorFromResponse(*resp);
+  call.body = std::move(body);
+  call.timeout = std::chrono::milliseconds(5000);
+  call.peer = "cluster at " + opts_.cluster_url;
+  CANOPY_TRY(net::PostJson(call));
   return OkStatus();
 }
 

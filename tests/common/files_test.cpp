@@ -57,5 +57,17 @@ TEST(WriteFileAtomic, MissingDirectoryIsAnErrorNamingThePathNotTheContent) {
   EXPECT_EQ(st.error().message.find("TOPSECRET"), std::string::npos);
 }
 
+TEST(ReadJsonObjectFile, ReadsObjectsAndNamesMissingAndMalformedFiles) {
+  TempDir dir;
+  std::string path = (dir.path() / "identity.json").string();
+  EXPECT_EQ(ReadJsonObjectFile(path).error().code, ErrorCode::kNotFound);
+  ASSERT_OK(WriteFileAtomic(path, R"({"id":"x"})"));
+  auto j = ReadJsonObjectFile(path);
+  ASSERT_OK(j);
+  EXPECT_EQ((*j)["id"], "x");
+  ASSERT_OK(WriteFileAtomic(path, "[1,2]"));
+  EXPECT_EQ(ReadJsonObjectFile(path).error().code, ErrorCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace canopy

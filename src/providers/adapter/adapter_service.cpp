@@ -14,6 +14,7 @@
 #include "common/files.h"
 #include "common/ids.h"
 #include "net/client.h"
+#include "net/json_call.h"
 #include "net/error_mapping.h"
 
 namespace canopy::providers::adapter {
@@ -61,29 +62,23 @@ Status AdapterService::Register() {
     return Error::Unauthenticated("no registration token: pass --token from `canopy provider token`");
   }
   ProviderInfo info = provider_->Info();
-  net::ClientRequest req;
-  req.method = "POST";
-  req.url = opts_.root_url + "/api/v1/providers/register";
-  req.headers["Content-Type"] = "application/json";
-  req.body = DumpJson({{"token", opts_.token},
-                       {"type", info.type},
-                       {"url", opts_.advertise_url},
-                       {"version", info.adapter_version},
-                       {"contract_versions", info.contract_versions},
-                       {"capabilities", info.capabilities}});
-  net::HttpClient http;
-  auto resp = http.Do(req);
-  if (!resp) return Error::Unavailable(fmt::format("cannot reach root at {}", opts_.root_url));
-  if (resp->status != 201 && resp->status != 200) return net::ErrorFromResponse(*resp);
-  auto j = ParseJsonObject(resp->body);
-  if (!j) return Error::Internal("root sent a malformed registration answer");
-  auto id = GetString(*j, "id");
-  auto key = GetString(*j, "adapter_key");
+  net::JsonCall call;
+  call.url = opts_.root_url + "/api/v1/providers/register";
+  call.body = {{"token", opts_.token},
+               {"type", info.type},
+               {"url", opts_.advertise_url},
+               {"version", info.adapter_version},
+               {"contract_versions", info.contract_versions},
+               {"capabilities", info.capabilities}};
+  call.peer = "root at " + opts_.root_url;
+  CANOPY_ASSIGN_OR_RETURN(Json j, net::PostJson(call));
+  auto id = GetString(j, "id");
+  auto key = GetString(j, "adapter_key");
   if (!id || !key) return Error::Internal("root sent a malformed registration answer");
   id_ = *id;
   key_ = SecretString(*key);
   server_->SetKey(key_);
-  auto hb = GetOptInt(*j, "heartbeat_interval_seconds", 1, 3600);
+  auto hb = GetOptInt(j, "heartbeat_interval_seconds", 1, 3600);
   if (hb && *hb) heartbeat_ = std::chrono::seconds(**hb);
   SPDLOG_INFO("Registered with root provider={} heartbeat_s={}", id_, heartbeat_.count());
   return SaveIdentity();
@@ -91,11 +86,7 @@ Status AdapterService::Register() {
 
 bool AdapterService::LoadIdentity() {
   if (opts_.data_dir.empty()) return false;
-  std::ifstream f(opts_.data_dir + "/identity.json");
-  if (!f) return false;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto j = ParseJsonObject(ss.str());
+  auto j = ReadJsonObjectFile(opts_.data_dir + "/identity.json");
   if (!j) return false;
   auto id = GetString(*j, "id");
   auto key = GetString(*j, "adapter_key");
@@ -122,17 +113,13 @@ Status AdapterService::SaveIdentity() const {
 }
 
 Status AdapterService::Heartbeat() {
-  net::ClientRequest req;
-  req.method = "POST";
-  req.url = fmt::format("{}/api/v1/providers/{}/heartbeat", opts_.root_url, id_);
-  req.headers["Authorization"] = "Bearer " + key_.Reveal();
-  req.headers["Content-Type"] = "application/json";
-  req.body = DumpJson({{"url", opts_.advertise_url}});
-  req.timeout = std::chrono::milliseconds(5000);
-  net::HttpClient http;
-  auto resp = http.Do(req);
-  if (!resp) return Error::Unavailable(fmt::format("cannot reach root at {}", opts_.root_url));
-  if (resp->status != 200) return net::ErrorFromResponse(*resp);
+  net::JsonCall call;
+  call.url = fmt::format("{}/api/v1/providers/{}/heartbeat", opts_.root_url, id_);
+  call.bearer = key_;
+  call.body = {{"url", opts_.advertise_url}};
+  call.timeout = std::chrono::milliseconds(5000);
+  call.peer = "root at " + opts_.root_url;
+  CANOPY_TRY(net::PostJson(call));
   return OkStatus();
 }
 

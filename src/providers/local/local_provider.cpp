@@ -870,6 +870,7 @@ Result<Instance> LocalProvider::CreateInstance(const CallContext& ctx, const Ins
   CANOPY_ASSIGN_OR_RETURN(FileLock il, im.LockInstance(id));
   Status booted = im.Boot(rec);
   if (!booted) {
+    im.TearDownNet(id);  // a boot that failed half-way must not leave a namespace or veth
     std::error_code ec;
     fs::remove_all(im.InstanceDir(id), ec);
     CANOPY_LOG_WARN("Local instance boot failed id={} error={}", id, booted.error().message);
