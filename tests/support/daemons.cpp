@@ -40,24 +40,13 @@ RootDaemon::~RootDaemon() {
   if (proc_) KillHard();
 }
 
-void RootDaemon::Start() {
-  port_ = FreePort();
-  url_ = fmt::format("http://127.0.0.1:{}", port_);
-  std::vector<std::string> argv = {CanopydPath(), "root", "--listen", fmt::format("127.0.0.1:{}", port_),
-                                   "--data-dir", data_dir_};
-  argv.insert(argv.end(), flags_.begin(), flags_.end());
-  proc_ = std::make_unique<Process>(argv, std::vector<std::string>{std::string("CANOPY_ADMIN_PASSWORD=") + kAdminPassword},
-                                    log_path());
-  bool up = WaitFor([&] { return CallApi(url_, "GET", "/healthz").status == 200 || !proc_->Running(); },
-                    std::chrono::seconds(20));
-  ASSERT_TRUE(up && proc_->Running()) << "root did not start; log:\n" << ReadFile(log_path());
-}
+void RootDaemon::Start() { StartOnPort(FreePort()); }
 
 void RootDaemon::StartOnPort(uint16_t port) {
   port_ = port;
   url_ = fmt::format("http://127.0.0.1:{}", port_);
-  std::vector<std::string> argv = {CanopydPath(), "root", "--listen", fmt::format("127.0.0.1:{}", port_),
-                                   "--data-dir", data_dir_};
+  std::vector<std::string> argv = {CanopydPath(), "root", "--listen",
+                                   fmt::format("{}:{}", listen_host_, port_), "--data-dir", data_dir_};
   argv.insert(argv.end(), flags_.begin(), flags_.end());
   proc_ = std::make_unique<Process>(argv, std::vector<std::string>{std::string("CANOPY_ADMIN_PASSWORD=") + kAdminPassword},
                                     log_path());

@@ -48,6 +48,9 @@ class RootDaemon {
   void Start();
   // Starts on a given port (e.g. the previous one, so lower tiers find the root again).
   void StartOnPort(uint16_t port);
+  // Address the root listens on (default 127.0.0.1; "0.0.0.0" lets local instances reach it).
+  // Call before Start(); url() stays on 127.0.0.1.
+  void SetListenHost(std::string host) { listen_host_ = std::move(host); }
   uint16_t port() const { return port_; }
   void Stop();        // SIGTERM and wait
   void KillHard();    // SIGKILL and wait
@@ -74,6 +77,7 @@ class RootDaemon {
   std::string data_dir_;
   std::vector<std::string> flags_;
   uint16_t port_ = 0;
+  std::string listen_host_ = "127.0.0.1";
   std::string url_;
   std::unique_ptr<Process> proc_;
 };

@@ -18,6 +18,10 @@ LocalTestNet::~LocalTestNet() { Cleanup(); }
 
 bool LocalTestNet::Available() { return geteuid() == 0; }
 
+std::string LocalTestNet::gateway() const {
+  return subnet_.substr(0, subnet_.rfind('.')) + ".1";  // "198.19.N.0/24" -> "198.19.N.1"
+}
+
 std::string LocalTestNet::state_dir() const { return (dir_.path() / "state").string(); }
 
 providers::local::LocalOptions LocalTestNet::Options() const {

@@ -24,6 +24,8 @@ class LocalTestNet {
   /// The same as provider config JSON (for `canopyd provider --type local --config`).
   Json Config() const;
   const std::string& bridge() const { return bridge_; }
+  /// The bridge's address: how instances reach services on this host.
+  std::string gateway() const;
   std::string state_dir() const;
   /// Kills every process of every instance and removes namespaces, veths and the bridge.
   void Cleanup();
