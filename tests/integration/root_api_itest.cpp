@@ -129,11 +129,13 @@ TEST_F(RootApi, ForgedTamperedAndAlgNoneTokensAreRejected) {
 
 TEST(RootApiTtl, ExpiredTokenIsRejected) {
   TempDir tmp;
-  RootDaemon root(tmp.str() + "/data", {"--token-ttl", "1"});
+  // exp has whole seconds: a 3 s TTL leaves the first call at least 2 s even on a loaded machine
+  // (with 1 s it failed under CI load when login and the call straddled a second).
+  RootDaemon root(tmp.str() + "/data", {"--token-ttl", "3"});
   root.Start();
   std::string t = root.AdminToken();
   EXPECT_EQ(root.Call("GET", "/api/v1/users", "", t).status, 200);
-  std::this_thread::sleep_for(2200ms);
+  std::this_thread::sleep_for(4200ms);
   auto r = root.Call("GET", "/api/v1/users", "", t);
   EXPECT_EQ(r.status, 401) << r.body;
 }
