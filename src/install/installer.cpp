@@ -20,18 +20,7 @@ int64_t MsSince(SteadyClock::time_point t0) {
 }
 
 // Single-quoted for POSIX sh.
-std::string Q(std::string_view s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      q += "'\\''";
-    } else {
-      q += c;
-    }
-  }
-  q += "'";
-  return q;
-}
+std::string Q(std::string_view s) { return ShellQuote(s); }
 
 // Double-quoted for a systemd unit line (specifiers and variables escaped).
 std::string SystemdQuote(std::string_view s) {

@@ -23,18 +23,7 @@ using Ms = std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
 
 // "sh -c '<script>'" with the script single-quoted for the login shell.
-std::string ShellCommand(std::string_view script) {
-  std::string q = "sh -c '";
-  for (char c : script) {
-    if (c == '\'') {
-      q += "'\\''";
-    } else {
-      q += c;
-    }
-  }
-  q += "'";
-  return q;
-}
+std::string ShellCommand(std::string_view script) { return "sh -c " + ShellQuote(script); }
 
 std::string RandomSuffix() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -379,6 +368,19 @@ Result<std::string> SshSession::FingerprintOfPublicKey(std::string_view line) {
     return Error::Internal("cannot compute key fingerprint");
   }
   return fp;
+}
+
+std::string ShellQuote(std::string_view s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      q += "'\\''";
+    } else {
+      q += c;
+    }
+  }
+  q += "'";
+  return q;
 }
 
 }  // namespace canopy::install

@@ -87,4 +87,7 @@ class SshSession {
   std::string host_key_sha256_;
 };
 
+/// `s` single-quoted for a POSIX shell (embedded ' becomes '\''): safe as one word.
+std::string ShellQuote(std::string_view s);
+
 }  // namespace canopy::install

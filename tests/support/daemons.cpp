@@ -33,6 +33,25 @@ ApiReply CallApi(const std::string& base, const std::string& method, const std::
   return out;
 }
 
+namespace {
+
+// Sends `sig` to the daemon (if running), reaps it and forgets it.
+void EndProcess(std::unique_ptr<Process>& proc, int sig) {
+  if (!proc) return;
+  proc->Kill(sig);
+  proc->Wait();
+  proc.reset();
+}
+
+// Waits until `url`/healthz answers 200 or the process exits; fails the test with its log.
+void ExpectHealthy(Process& proc, const std::string& url, const std::string& log, const char* what) {
+  bool up = WaitFor([&] { return CallApi(url, "GET", "/healthz").status == 200 || !proc.Running(); },
+                    std::chrono::seconds(20));
+  ASSERT_TRUE(up && proc.Running()) << what << " did not start; log:\n" << ReadFile(log);
+}
+
+}  // namespace
+
 RootDaemon::RootDaemon(std::string data_dir, std::vector<std::string> extra_flags)
     : data_dir_(std::move(data_dir)), flags_(std::move(extra_flags)) {}
 
@@ -50,24 +69,12 @@ void RootDaemon::StartOnPort(uint16_t port) {
   argv.insert(argv.end(), flags_.begin(), flags_.end());
   proc_ = std::make_unique<Process>(argv, std::vector<std::string>{std::string("CANOPY_ADMIN_PASSWORD=") + kAdminPassword},
                                     log_path());
-  bool up = WaitFor([&] { return CallApi(url_, "GET", "/healthz").status == 200 || !proc_->Running(); },
-                    std::chrono::seconds(20));
-  ASSERT_TRUE(up && proc_->Running()) << "root did not start; log:\n" << ReadFile(log_path());
+  ExpectHealthy(*proc_, url_, log_path(), "root");
 }
 
-void RootDaemon::Stop() {
-  if (!proc_) return;
-  proc_->Kill(SIGTERM);
-  proc_->Wait();
-  proc_.reset();
-}
+void RootDaemon::Stop() { EndProcess(proc_, SIGTERM); }
 
-void RootDaemon::KillHard() {
-  if (!proc_) return;
-  proc_->Kill(SIGKILL);
-  proc_->Wait();
-  proc_.reset();
-}
+void RootDaemon::KillHard() { EndProcess(proc_, SIGKILL); }
 
 std::string RootDaemon::Login(const std::string& user, const std::string& password) const {
   auto r = Call("POST", "/api/v1/auth/login", DumpJson({{"username", user}, {"password", password}}));
@@ -107,17 +114,10 @@ void AdapterDaemon::Start(const std::string& token) {
   }
   argv.insert(argv.end(), flags_.begin(), flags_.end());
   proc_ = std::make_unique<Process>(argv, std::vector<std::string>{}, log_path());
-  bool up = WaitFor([&] { return CallApi(url_, "GET", "/healthz").status == 200 || !proc_->Running(); },
-                    std::chrono::seconds(20));
-  ASSERT_TRUE(up && proc_->Running()) << "adapter did not start; log:\n" << ReadFile(log_path());
+  ExpectHealthy(*proc_, url_, log_path(), "adapter");
 }
 
-void AdapterDaemon::KillHard() {
-  if (!proc_) return;
-  proc_->Kill(SIGKILL);
-  proc_->Wait();
-  proc_.reset();
-}
+void AdapterDaemon::KillHard() { EndProcess(proc_, SIGKILL); }
 
 ClusterDaemon::ClusterDaemon(std::string root_url, std::string data_dir,
                              std::vector<std::string> extra_flags)
@@ -138,24 +138,12 @@ void ClusterDaemon::Start(const std::string& token) {
   }
   argv.insert(argv.end(), flags_.begin(), flags_.end());
   proc_ = std::make_unique<Process>(argv, std::vector<std::string>{}, log_path());
-  bool up = WaitFor([&] { return CallApi(url_, "GET", "/healthz").status == 200 || !proc_->Running(); },
-                    std::chrono::seconds(20));
-  ASSERT_TRUE(up && proc_->Running()) << "cluster did not start; log:\n" << ReadFile(log_path());
+  ExpectHealthy(*proc_, url_, log_path(), "cluster");
 }
 
-void ClusterDaemon::Stop() {
-  if (!proc_) return;
-  proc_->Kill(SIGTERM);
-  proc_->Wait();
-  proc_.reset();
-}
+void ClusterDaemon::Stop() { EndProcess(proc_, SIGTERM); }
 
-void ClusterDaemon::KillHard() {
-  if (!proc_) return;
-  proc_->Kill(SIGKILL);
-  proc_->Wait();
-  proc_.reset();
-}
+void ClusterDaemon::KillHard() { EndProcess(proc_, SIGKILL); }
 
 NodeDaemon::NodeDaemon(std::string cluster_url, std::string data_dir, std::vector<std::string> extra_flags)
     : cluster_url_(std::move(cluster_url)), data_dir_(std::move(data_dir)), flags_(std::move(extra_flags)) {}
@@ -174,19 +162,9 @@ void NodeDaemon::Start(const std::string& token) {
   proc_ = std::make_unique<Process>(argv, std::vector<std::string>{}, log_path());
 }
 
-void NodeDaemon::Stop() {
-  if (!proc_) return;
-  proc_->Kill(SIGTERM);
-  proc_->Wait();
-  proc_.reset();
-}
+void NodeDaemon::Stop() { EndProcess(proc_, SIGTERM); }
 
-void NodeDaemon::KillHard() {
-  if (!proc_) return;
-  proc_->Kill(SIGKILL);
-  proc_->Wait();
-  proc_.reset();
-}
+void NodeDaemon::KillHard() { EndProcess(proc_, SIGKILL); }
 
 std::string NodeDaemon::NodeId() const {
   auto j = ParseJsonObject(ReadFile(data_dir_ + "/identity.json"));
