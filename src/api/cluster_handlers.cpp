@@ -155,16 +155,8 @@ constexpr std::string_view kClusterKeyPrefix = "ck_";
 constexpr size_t kMaxNodesPerReport = 10000;
 constexpr size_t kMaxCommandsPerReply = 50;
 
-Error NotFoundOr(Error e, const char* message) {
-  if (e.code == ErrorCode::kNotFound) return Error::NotFound(message);
-  return e;
-}
-
-Result<core::Cluster> LoadCluster(const ApiDeps& deps, const std::string& id) {
-  auto c = deps.store->clusters().Get(id);
-  if (!c) return NotFoundOr(std::move(c).error(), "cluster not found");
-  return std::move(*c);
-}
+using detail::LoadCluster;
+using detail::NotFoundOr;
 
 // "2026-01-02T03:04:05(.123)Z" -> time point.
 std::optional<TimePoint> ParseIso(const std::string& s) {
@@ -516,6 +508,8 @@ Json ClusterToJson(const core::Cluster& c) {
           {"node_count", c.nodes.size()},
           {"nodes", nodes},
           {"resources", c.resources},
+          {"address", c.cloud.contains("address") ? c.cloud["address"] : Json(nullptr)},
+          {"operation_id", c.cloud.contains("operation_id") ? c.cloud["operation_id"] : Json(nullptr)},
           {"created_at", Iso(c.created_at)},
           {"updated_at", Iso(c.updated_at)}};
 }
@@ -595,6 +589,17 @@ Result<std::vector<std::string>> MarkOfflineClusters(const ApiDeps& deps) {
 }
 
 namespace detail {
+
+Error NotFoundOr(Error e, const char* message) {
+  if (e.code == ErrorCode::kNotFound) return Error::NotFound(message);
+  return e;
+}
+
+Result<core::Cluster> LoadCluster(const ApiDeps& deps, const std::string& id) {
+  auto c = deps.store->clusters().Get(id);
+  if (!c) return NotFoundOr(std::move(c).error(), "cluster not found");
+  return std::move(*c);
+}
 
 void StartClusterChecks(const ApiDeps& deps) {
   // Captures no ApiDeps (it holds the hub: a cycle); the store outlives the router in RunRoot.

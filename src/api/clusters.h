@@ -52,7 +52,31 @@ Result<core::ClusterCommand> WaitClusterCommand(const ApiDeps& deps, const std::
 // returns their ids. Runs periodically on the hub (BuildRouter starts it); callable any time.
 Result<std::vector<std::string>> MarkOfflineClusters(const ApiDeps& deps);
 
-// The JSON of a cluster as served by the API (never its key).
+// The JSON of a cluster as served by the API (never its key, never its sealed identity).
 Json ClusterToJson(const core::Cluster& c);
+// The JSON of a worker as served by GET /api/v1/clusters/{id}/workers.
+Json WorkerToJson(const core::Worker& w);
+
+// Operation kinds of the broker (registered by src/broker; enqueued by the cluster handlers).
+//   cluster.create     target cluster id; data {cluster_id, workers?:{count,instance_type,image,disk_gb}}
+//   cluster.delete     target cluster id; data {cluster_id}
+//   workers.provision  target cluster id (add) or worker id; data {cluster_id, worker_ids, action:
+//                      "add"|"restart"|"recreate", old_handles?:{worker id: handle}, parent?}
+//   worker.shutdown    target worker id; data {cluster_id, worker_id, action:"stop"|"terminate"|"delete"}
+inline constexpr const char* kOpClusterCreate = "cluster.create";
+inline constexpr const char* kOpClusterDelete = "cluster.delete";
+inline constexpr const char* kOpWorkersProvision = "workers.provision";
+inline constexpr const char* kOpWorkerShutdown = "worker.shutdown";
+
+// Creates `count` worker rows (BOOTING) of cluster `c` and their workers.provision operation in
+// one transaction through `tx`; `parent` (may be empty) is the cluster.create operation that asked.
+struct WorkerBatch {
+  std::vector<core::Worker> workers;
+  core::Operation operation;
+};
+Result<WorkerBatch> EnqueueWorkers(const ApiDeps& deps, store::Store& tx, const core::Cluster& c,
+                                   int64_t count, const std::string& instance_type,
+                                   const std::string& image, int64_t disk_gb,
+                                   const std::string& parent);
 
 }  // namespace canopy::api

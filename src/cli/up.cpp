@@ -112,6 +112,8 @@ Status WaitUntil(Child& child, const std::string& what, const fs::path& log, Pre
   return Error::DeadlineExceeded(what + " did not become ready; see " + log.string());
 }
 
+constexpr const char* kLocalGateway = "198.18.0.1";
+
 Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter, std::string* url_out) {
   if (::geteuid() != 0) {
     return Error::FailedPrecondition(
@@ -138,8 +140,17 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter, s
   *url_out = url;
 
   // Root.
-  CANOPY_TRY(root.Start({canopyd, "root", "--listen", opts.listen, "--data-dir", (dir / "root").string()},
+  // Instances reach the host at the local provider's bridge gateway (first address of its
+  // default subnet 198.18.0.0/15).
+  const bool reachable = host == "0.0.0.0" || host == kLocalGateway;
+  std::string cluster_url = "http://" + std::string(kLocalGateway) + opts.listen.substr(colon);
+  CANOPY_TRY(root.Start({canopyd, "root", "--listen", opts.listen, "--data-dir", (dir / "root").string(),
+                         "--cluster-url", cluster_url},
                         dir / "root.log"));
+  if (!reachable) {
+    ctx.err << "note: the root listens on " << host << " only; clusters on local instances reach it at "
+            << cluster_url << ", so `canopy cluster create` needs --listen 0.0.0.0:PORT\n";
+  }
   ApiClient anon(url, SecretString(""), ctx.transport);
   CANOPY_TRY(WaitUntil(root, "canopyd root", dir / "root.log",
                        [&] { return anon.Get("/healthz").has_value(); }, 30s));

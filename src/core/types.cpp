@@ -93,6 +93,43 @@ std::optional<ClusterState> ParseClusterState(std::string_view s) {
   return std::nullopt;
 }
 
+namespace {
+constexpr std::pair<WorkerState, std::string_view> kWorkerStates[] = {
+    {WorkerState::kBooting, "BOOTING"},         {WorkerState::kActive, "ACTIVE"},
+    {WorkerState::kFailed, "FAILED"},           {WorkerState::kTerminating, "TERMINATING"},
+    {WorkerState::kStopped, "STOPPED"},         {WorkerState::kTerminated, "TERMINATED"}};
+}  // namespace
+
+std::string_view WorkerStateName(WorkerState s) {
+  for (const auto& [v, n] : kWorkerStates) {
+    if (v == s) return n;
+  }
+  return "FAILED";
+}
+
+std::optional<WorkerState> ParseWorkerState(std::string_view s) {
+  for (const auto& [v, n] : kWorkerStates) {
+    if (n == s) return v;
+  }
+  return std::nullopt;
+}
+
+std::optional<WorkerState> WorkerActionThrough(std::string_view action, WorkerState from) {
+  using S = WorkerState;
+  if (action == "stop") {
+    if (from == S::kActive) return S::kTerminating;
+  } else if (action == "restart") {
+    if (from == S::kStopped) return S::kBooting;
+  } else if (action == "terminate") {
+    if (from == S::kActive || from == S::kStopped || from == S::kFailed) return S::kTerminating;
+  } else if (action == "recreate") {
+    if (from == S::kTerminated || from == S::kFailed) return S::kBooting;
+  } else if (action == "delete") {
+    if (from != S::kBooting) return S::kTerminating;
+  }
+  return std::nullopt;
+}
+
 std::string_view ClusterCommandStateName(ClusterCommandState s) {
   switch (s) {
     case ClusterCommandState::kPending: return "pending";

@@ -143,10 +143,51 @@ struct Cluster {
   std::optional<TimePoint> paired_at;
   std::vector<ClusterNodeInfo> nodes;
   Json resources = Json::object();  // aggregate of online nodes: cpu_millis, memory_mib, ...
+  // Cloud clusters: what the broker made for this cluster, saved as soon as each cloud call
+  // returns (src/broker/README.md): instance handle, provider id, address, SSH user/port, host
+  // key, key pair, firewall ids, identity id and sealed identity. {} for edge clusters.
+  Json cloud = Json::object();
   std::string created_by;
   TimePoint created_at{};
   TimePoint updated_at{};
   int64_t version = 1;
+};
+
+// The contract's worker states (a row is consent to cost; it is kept until deleted).
+enum class WorkerState { kBooting, kActive, kFailed, kTerminating, kStopped, kTerminated };
+std::string_view WorkerStateName(WorkerState s);
+std::optional<WorkerState> ParseWorkerState(std::string_view s);
+
+// The contract's worker transition table: the state a worker passes through when `action`
+// ("stop", "restart", "terminate", "recreate", "delete") starts from `from`; nullopt when the
+// transition is not allowed (the API answers 409 with the current state).
+std::optional<WorkerState> WorkerActionThrough(std::string_view action, WorkerState from);
+// A worker in a state that may still cost money (anything but TERMINATED).
+inline bool IsBilled(WorkerState s) { return s != WorkerState::kTerminated; }
+
+// A worker VM of a cloud cluster, as the broker at the root tracks it. Its instance carries the
+// tag canopy-id=InstanceCanopyId(): recreate bumps `generation`, so a new instance never collides
+// with the terminated one. `handle` is the provider handle ({version,data}; null when none).
+struct Worker {
+  std::string id;
+  std::string cluster_id;
+  std::string name;
+  WorkerState state = WorkerState::kBooting;
+  std::string instance_type;
+  std::string image;
+  int64_t disk_gb = 10;
+  int64_t generation = 1;
+  Json handle;  // null until the instance exists
+  std::string provider_id;
+  std::string address;
+  std::string node_id;
+  std::string last_error;
+  std::string operation_id;  // the operation that last changed it
+  TimePoint created_at{};
+  TimePoint updated_at{};
+  int64_t version = 1;
+
+  std::string InstanceCanopyId() const { return id + "-g" + std::to_string(generation); }
 };
 
 // Single-use, expiring token that lets a cluster pair with the root. Only its SHA-256 is stored.

@@ -144,6 +144,18 @@ int main(int argc, char** argv) {
   root->add_option("--op-lease-ms", lease_ms, "Operation lease in milliseconds")->check(CLI::Range(200, 600000));
   root->add_option("--op-workers", ro.op_workers, "Operation engine workers")->check(CLI::Range(1, 64));
   root->add_flag("--enable-test-ops", ro.enable_test_ops, "Serve POST /api/v1/test/operations (tests only)");
+  root->add_option("--test-kill-after-step", ro.test_kill_after_step,
+                   "Tests only: KIND/STEP at which the root kills itself once (crash tests)");
+  root->add_option("--cluster-url", ro.cluster_url,
+                   "Root URL that clusters installed by the broker dial (default: from --listen)");
+  root->add_option("--canopyd-binary", ro.canopyd_binary,
+                   "canopyd binary uploaded to new instances (default: canopyd-dist next to this one)");
+  root->add_option("--cluster-link-interval", ro.cluster_link_interval,
+                   "Link long-poll seconds given to installed clusters")
+      ->check(CLI::Range(1, 3600))->capture_default_str();
+  root->add_option("--cluster-heartbeat-interval", ro.cluster_node_heartbeat,
+                   "Node heartbeat seconds given to installed clusters")
+      ->check(CLI::Range(1, 3600))->capture_default_str();
 
   canopy::providers::adapter::AdapterOptions po;
   std::string type;

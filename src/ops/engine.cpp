@@ -295,6 +295,7 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
                     op.kind, index, op.steps[index].name, op.attempt, owner);
     StepContext ctx{op, store, *clock, lease->stop.get_token()};
     Result<StepResult> r = InvokeStep(*kind, index, ctx);
+    if (opts.after_step_hook) opts.after_step_hook(op, op.steps[index].name);
 
     if (lease->lost) {
       CANOPY_LOG_WARN("Lease lost during step, abandoning operation op={} kind={} step={}", op.id,

@@ -75,6 +75,10 @@ struct EngineOptions {
   std::chrono::milliseconds poll_interval{500};
   std::chrono::milliseconds backoff_base{500};
   std::chrono::milliseconds backoff_max{60000};
+  // Tests only (crash injection): called after a step returns and before its outcome is
+  // persisted, the most dangerous moment to die (the cloud call happened, the engine has not
+  // recorded it). `canopyd root --test-kill-after-step KIND/STEP` raises SIGKILL here once.
+  std::function<void(const core::Operation& op, const std::string& step_name)> after_step_hook;
 };
 
 // Transitions (each one persisted with a CAS; a kConflict means another worker owns the

@@ -21,12 +21,25 @@
 #include "common/log.h"
 #include "net/error_mapping.h"
 #include "net/http.h"
+#include "broker/broker.h"
 #include "ops/engine.h"
 #include "ops/test_kind.h"
 #include "store/store.h"
 
 namespace canopy::root {
 namespace {
+
+// canopyd-dist (debug info stripped, what the build writes next to canopyd) when it exists,
+// else this very binary.
+std::string DefaultDistBinary() {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "canopyd";
+  auto dist = self;
+  dist += "-dist";
+  if (std::filesystem::exists(dist, ec)) return dist.string();
+  return self.string();
+}
 
 // Creates user "admin" on first start (no users yet).
 Status BootstrapAdmin(store::Store& store, const RootOptions& opts, const Clock& clock, IdGenerator& ids) {
@@ -93,6 +106,18 @@ int RunRoot(const RootOptions& opts) {
   eo.owner = fmt::format("root-{}-{}", ::getpid(), RandomHex(4));
   eo.workers = opts.op_workers;
   eo.lease = opts.op_lease;
+  if (!opts.test_kill_after_step.empty()) {
+    eo.after_step_hook = [point = opts.test_kill_after_step,
+                          marker = opts.data_dir + "/test-kill-done"](const core::Operation& op,
+                                                                       const std::string& step) {
+      if (op.kind + "/" + step != point) return;
+      if (std::filesystem::exists(marker)) return;
+      (void)WriteFileAtomic(marker, point + " " + op.id + "\n");
+      SPDLOG_WARN("Test kill after step op={} point={}", op.id, point);
+      spdlog::default_logger()->flush();
+      ::raise(SIGKILL);
+    };
+  }
   ops::Engine engine(**store, clock, ids, eo);
   api::ApiOptions ao;
   ao.token_ttl = opts.token_ttl;
@@ -120,12 +145,19 @@ int RunRoot(const RootOptions& opts) {
   so.worker_threads = opts.http_workers;
   auto server = net::HttpServer::Start(so, api::BuildRouter(deps), net::ErrorResponse, deps.metrics);
   if (!server) return fail(server.error());
-  engine.Start();
   std::string url = fmt::format("http://{}:{}", hp->first.find(':') != std::string::npos
                                                     ? "[" + hp->first + "]" : hp->first,
                                 (*server)->port());
+  broker::BrokerOptions bo;
+  bo.cluster_root_url = opts.cluster_url.empty() ? url : opts.cluster_url;
+  bo.canopyd_binary = opts.canopyd_binary.empty() ? DefaultDistBinary() : opts.canopyd_binary;
+  bo.link_interval_seconds = opts.cluster_link_interval;
+  bo.node_heartbeat_seconds = opts.cluster_node_heartbeat;
+  if (auto st = broker::RegisterBrokerKinds(engine, deps, bo); !st) return fail(st.error());
+  engine.Start();
   (void)WriteFileAtomic(opts.data_dir + "/root.url", url + "\n");
-  SPDLOG_INFO("Root listening url={} data_dir={}", url, opts.data_dir);
+  SPDLOG_INFO("Root listening url={} data_dir={} cluster_url={} dist_binary={}", url, opts.data_dir,
+              bo.cluster_root_url, bo.canopyd_binary);
 
   int sig = 0;
   sigwait(&sigs, &sig);

@@ -21,6 +21,18 @@ struct RootOptions {
   size_t op_workers = 4;
   size_t http_workers = 8;
   bool enable_test_ops = false;
+  // Broker (src/broker): the root URL installed clusters dial ("" = derived from --listen, which
+  // only works when that address is reachable from the instances), the canopyd binary uploaded
+  // to instances ("" = canopyd-dist next to this binary, else this binary), and the link and
+  // node heartbeat intervals given to installed clusters.
+  std::string cluster_url;
+  std::string canopyd_binary;
+  int64_t cluster_link_interval = 2;
+  int64_t cluster_node_heartbeat = 2;
+  // Tests only: "KIND/STEP" -> SIGKILL this process once, right after that step of an operation
+  // of that kind returns and before the engine records it (a marker file in the data dir makes
+  // it once per data dir, so the restarted root goes on).
+  std::string test_kill_after_step;
 };
 
 // Runs until SIGINT/SIGTERM. Returns a process exit code.

@@ -155,6 +155,24 @@ class ClusterCommandRepo {
                           TimePoint now) = 0;
 };
 
+/// Worker rows of cloud clusters (the broker's). Names are unique (kAlreadyExists).
+class WorkerRepo {
+ public:
+  virtual ~WorkerRepo() = default;
+  /// Stores `w` as given (version as given, normally 1). kNotFound for an unknown cluster.
+  virtual Status Create(const core::Worker& w) = 0;
+  /// kNotFound when absent.
+  virtual Result<core::Worker> Get(const std::string& id) = 0;
+  /// Workers of one cluster ordered by created_at, then id.
+  virtual Result<std::vector<core::Worker>> ListByCluster(const std::string& cluster_id) = 0;
+  /// Every worker, ordered by created_at, then id (the sweeper's view).
+  virtual Result<std::vector<core::Worker>> List() = 0;
+  /// Compare-and-swap like ClusterRepo::Update (all but id, cluster_id, name, created_at).
+  virtual Status Update(const core::Worker& w) = 0;
+  /// kNotFound when absent.
+  virtual Status Delete(const std::string& id) = 0;
+};
+
 /// The whole store. Transaction() runs `fn` atomically (all or nothing); repositories reached
 /// through the Store& passed to `fn` take part in it. Nested calls join the outer transaction.
 class Store {
@@ -168,6 +186,7 @@ class Store {
   virtual ClusterRepo& clusters() = 0;
   virtual ClusterTokenRepo& cluster_tokens() = 0;
   virtual ClusterCommandRepo& cluster_commands() = 0;
+  virtual WorkerRepo& workers() = 0;
   virtual Status Transaction(const std::function<Status(Store&)>& fn) = 0;
 };
 using StorePtr = std::unique_ptr<Store>;

@@ -41,6 +41,7 @@ std::vector<RouteDef> CredentialRoutes();
 std::vector<RouteDef> OperationRoutes();
 std::vector<RouteDef> ClusterRoutes();
 std::vector<RouteDef> OfferRoutes();
+std::vector<RouteDef> BrokerRoutes();
 // Starts the hub's periodic OFFLINE check (cluster_handlers.cpp); called by BuildRouter.
 void StartClusterChecks(const ApiDeps& deps);
 // The response for a failed handler: internal errors are logged and answered bare.
@@ -57,6 +58,11 @@ bool IsValidName(std::string_view s);
 bool IsValidTypeName(std::string_view s);
 // http(s)://host[:port][/path] with no spaces or control characters.
 bool IsValidHttpUrl(std::string_view s);
+
+// `e` unless it is kNotFound, then kNotFound with `message` (hides the store's wording).
+Error NotFoundOr(Error e, const char* message);
+// The cluster row; kNotFound "cluster not found".
+Result<core::Cluster> LoadCluster(const ApiDeps& deps, const std::string& id);
 
 // Finds a live adapter of `type`; kFailedPrecondition when none is live.
 Result<core::ProviderRecord> FindLiveAdapter(const ApiDeps& deps, const std::string& type);

@@ -441,7 +441,8 @@ struct LocalProvider::Impl {
   }
 
   // Kills every process of the namespace, deletes it and the host veth. Idempotent.
-  void TearDownNet(const std::string& id) {
+  // Ends every process of the instance (TERM, then KILL); the namespace stays.
+  void KillAll(const std::string& id) {
     const std::string ns = NetnsName(id);
     for (int sig : {SIGTERM, SIGKILL}) {
       auto pids = NetnsPids(ns);
@@ -457,6 +458,11 @@ struct LocalProvider::Impl {
         std::this_thread::sleep_for(milliseconds(20));
       }
     }
+  }
+
+  void TearDownNet(const std::string& id) {
+    const std::string ns = NetnsName(id);
+    KillAll(id);
     if (fs::exists("/run/netns/" + ns)) {
       (void)RunCommand({ip, "netns", "del", ns});
     }
@@ -942,7 +948,9 @@ Status LocalProvider::StopInstance(const CallContext& ctx, const ProviderHandle&
   }
   rec["state"] = "stopping";
   CANOPY_TRY(im.SaveRecord(rec));
-  im.TearDownNet(id);
+  // Like a stopped VM: nothing runs, the disk (and the namespace, empty) stays; start boots it
+  // again from scratch.
+  im.KillAll(id);
   rec["state"] = "stopped";
   return im.SaveRecord(rec);
 }

@@ -651,7 +651,8 @@ class SqliteStore::Repos {
         operations(c),
         clusters(detail::MakeClusterRepo(c)),
         cluster_tokens(detail::MakeClusterTokenRepo(c)),
-        cluster_commands(detail::MakeClusterCommandRepo(c)) {}
+        cluster_commands(detail::MakeClusterCommandRepo(c)),
+        workers(detail::MakeWorkerRepo(c)) {}
   SqliteUserRepo users;
   SqliteProviderTokenRepo provider_tokens;
   SqliteProviderRepo providers;
@@ -660,6 +661,7 @@ class SqliteStore::Repos {
   std::unique_ptr<ClusterRepo> clusters;
   std::unique_ptr<ClusterTokenRepo> cluster_tokens;
   std::unique_ptr<ClusterCommandRepo> cluster_commands;
+  std::unique_ptr<WorkerRepo> workers;
 };
 
 SqliteStore::SqliteStore(std::unique_ptr<Connection> conn)
@@ -743,6 +745,7 @@ OperationRepo& SqliteStore::operations() { return repos_->operations; }
 ClusterRepo& SqliteStore::clusters() { return *repos_->clusters; }
 ClusterTokenRepo& SqliteStore::cluster_tokens() { return *repos_->cluster_tokens; }
 ClusterCommandRepo& SqliteStore::cluster_commands() { return *repos_->cluster_commands; }
+WorkerRepo& SqliteStore::workers() { return *repos_->workers; }
 
 Status SqliteStore::Transaction(const std::function<Status(Store&)>& fn) {
   return conn_->InTransaction([&]() { return fn(*this); });

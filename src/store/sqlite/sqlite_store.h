@@ -49,6 +49,7 @@ class SqliteStore final : public Store {
   ClusterRepo& clusters() override;
   ClusterTokenRepo& cluster_tokens() override;
   ClusterCommandRepo& cluster_commands() override;
+  WorkerRepo& workers() override;
   Status Transaction(const std::function<Status(Store&)>& fn) override;
 
   // Diagnostics: the journal mode in force ("wal") and the rows of schema_migrations.

@@ -93,7 +93,7 @@ Result<std::vector<core::ClusterNodeInfo>> ParseNodes(const std::string& id,
 constexpr const char* kClusterColumns =
     "id, name, kind, state, credential_id, provider, region, instance_type, image, disk_gb, "
     "cluster_url, software_version, key_ciphertext, link_interval_seconds, last_seen, paired_at, "
-    "nodes, node_count, resources, created_by, created_at, updated_at, version";
+    "nodes, node_count, resources, cloud, created_by, created_at, updated_at, version";
 
 Result<core::Cluster> ReadCluster(const Statement& s) {
   core::Cluster c;
@@ -119,10 +119,11 @@ Result<core::Cluster> ReadCluster(const Statement& s) {
   c.paired_at = OptAt(s, 15);
   CANOPY_ASSIGN_OR_RETURN(c.nodes, ParseNodes(c.id, s.Text(16)));
   CANOPY_ASSIGN_OR_RETURN(c.resources, StoredJson("clusters", c.id, s.Text(18)));
-  c.created_by = s.Text(19);
-  c.created_at = At(s.Int(20));
-  c.updated_at = At(s.Int(21));
-  c.version = s.Int(22);
+  CANOPY_ASSIGN_OR_RETURN(c.cloud, StoredJson("clusters", c.id, s.Text(19)));
+  c.created_by = s.Text(20);
+  c.created_at = At(s.Int(21));
+  c.updated_at = At(s.Int(22));
+  c.version = s.Int(23);
   return c;
 }
 
@@ -135,7 +136,7 @@ class SqliteClusterRepo final : public ClusterRepo {
     CANOPY_ASSIGN_OR_RETURN(
         Statement s,
         c_.Prepare(fmt::format("INSERT INTO clusters ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                               "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                kClusterColumns)));
     s.Bind(c.id).Bind(c.name).Bind(core::ClusterKindName(c.kind));
     s.Bind(core::ClusterStateName(c.state));
@@ -174,7 +175,7 @@ class SqliteClusterRepo final : public ClusterRepo {
                    "region = ?, instance_type = ?, image = ?, disk_gb = ?, cluster_url = ?, "
                    "software_version = ?, key_ciphertext = ?, link_interval_seconds = ?, "
                    "last_seen = ?, paired_at = ?, nodes = ?, node_count = ?, resources = ?, "
-                   "updated_at = ?, version = ? WHERE id = ? AND version = ?"));
+                   "cloud = ?, updated_at = ?, version = ? WHERE id = ? AND version = ?"));
     s.Bind(c.name).Bind(core::ClusterStateName(c.state));
     BindMutable(s, c);
     s.Bind(Ms(c.updated_at)).Bind(c.version + 1).Bind(c.id).Bind(c.version);
@@ -233,7 +234,7 @@ class SqliteClusterRepo final : public ClusterRepo {
   }
 
  private:
-  // credential_id .. resources, in column order (15 values).
+  // credential_id .. cloud, in column order (16 values).
   static void BindMutable(Statement& s, const core::Cluster& c) {
     BindOpt(s, c.credential_id);
     BindOpt(s, c.provider);
@@ -244,7 +245,7 @@ class SqliteClusterRepo final : public ClusterRepo {
     s.Bind(c.cluster_url).Bind(c.software_version).Bind(Blob{c.key_ciphertext});
     s.Bind(c.link_interval_seconds).Bind(OptMs(c.last_seen)).Bind(OptMs(c.paired_at));
     s.Bind(NodesToJson(c.nodes)).Bind(static_cast<int64_t>(c.nodes.size()));
-    s.Bind(DumpJson(c.resources));
+    s.Bind(DumpJson(c.resources)).Bind(DumpJson(c.cloud));
   }
 
   Result<core::Cluster> GetWhere(const std::string& sql, const std::string& key) {

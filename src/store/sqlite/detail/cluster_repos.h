@@ -1,4 +1,4 @@
-// SQLite repositories of clusters, cluster tokens and cluster commands (part of SqliteStore).
+// SQLite repositories of clusters, cluster tokens, cluster commands and workers (part of SqliteStore).
 // Internal to store/sqlite. Thread-safe: every call holds the connection's mutex.
 #pragma once
 
@@ -13,5 +13,6 @@ class Connection;
 std::unique_ptr<ClusterRepo> MakeClusterRepo(Connection& c);
 std::unique_ptr<ClusterTokenRepo> MakeClusterTokenRepo(Connection& c);
 std::unique_ptr<ClusterCommandRepo> MakeClusterCommandRepo(Connection& c);
+std::unique_ptr<WorkerRepo> MakeWorkerRepo(Connection& c);  // worker_repo.cpp
 
 }  // namespace canopy::store::sqlite::detail

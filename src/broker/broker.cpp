@@ -1,0 +1,769 @@
+#include "broker/broker.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "api/clusters.h"
+#include "api/provider_access.h"
+#include "common/ids.h"
+#include "providers/wire.h"
+
+namespace canopy::broker {
+namespace {
+
+using namespace std::chrono_literals;
+using ops::StepContext;
+using ops::StepResult;
+using providers::CallContext;
+using providers::ProviderHandle;
+
+constexpr int kCasRetries = 20;
+
+// ---- shared helpers -----------------------------------------------------------------------
+
+// Re-reads the row, applies `fn` and writes it with compare-and-swap, retrying when a link call
+// or another operation wrote in between.
+template <class Row, class GetFn, class UpdateFn>
+Result<Row> Mutate(GetFn get, UpdateFn update, const Clock& clock,
+                   const std::function<Status(Row&)>& fn) {
+  for (int i = 0; i < kCasRetries; ++i) {
+    CANOPY_ASSIGN_OR_RETURN(Row row, get());
+    CANOPY_TRY(fn(row));
+    row.updated_at = clock.Now();
+    auto st = update(row);
+    if (st) {
+      ++row.version;
+      return row;
+    }
+    if (st.error().code != ErrorCode::kConflict) return st.error();
+  }
+  return Error::Unavailable("row kept changing; will retry");
+}
+
+Result<core::Cluster> MutateCluster(store::Store& s, const Clock& clock, const std::string& id,
+                                    const std::function<Status(core::Cluster&)>& fn) {
+  return Mutate<core::Cluster>([&] { return s.clusters().Get(id); },
+                               [&](const core::Cluster& c) { return s.clusters().Update(c); },
+                               clock, fn);
+}
+
+Result<core::Worker> MutateWorker(store::Store& s, const Clock& clock, const std::string& id,
+                                  const std::function<Status(core::Worker&)>& fn) {
+  return Mutate<core::Worker>([&] { return s.workers().Get(id); },
+                              [&](const core::Worker& w) { return s.workers().Update(w); }, clock,
+                              fn);
+}
+
+// How long the current step has been running (since its first try).
+std::chrono::milliseconds InStep(const StepContext& ctx) {
+  const auto& step = ctx.op.steps[static_cast<size_t>(ctx.op.step)];
+  if (!step.started_at) return 0ms;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(ctx.clock.Now() - *step.started_at);
+}
+
+std::string KeyPairName(const core::Cluster& c) { return "canopy-" + c.credential_id.value_or(""); }
+std::string SshFirewallId(const core::Cluster& c) { return "ssh-" + c.credential_id.value_or(""); }
+std::string ApiFirewallId(const core::Cluster& c) { return c.id + "-api"; }
+
+struct Cloud {
+  api::OpenedProvider opened;
+  CallContext ctx;
+};
+
+Result<Cloud> OpenCloud(const api::ApiDeps& deps, const core::Cluster& c) {
+  if (!c.credential_id) return Error::FailedPrecondition("cluster has no credential");
+  auto opened = api::OpenProviderForCredential(deps, *c.credential_id);
+  if (!opened) {
+    // No live adapter right now (restarting, heartbeats late): wait for it rather than fail.
+    if (opened.error().code == ErrorCode::kFailedPrecondition) {
+      return Error::Unavailable(opened.error().message);
+    }
+    return std::move(opened).error();
+  }
+  Cloud cloud{std::move(opened).value(), {}};
+  cloud.ctx = cloud.opened.Context(c.region.value_or(""));
+  return cloud;
+}
+
+Result<ProviderHandle> HandleOf(const Json& j) {
+  if (j.is_null()) return Error::FailedPrecondition("no instance handle saved");
+  return providers::wire::HandleFromJson(j);
+}
+
+// Runs fn(i) for i in [0, n) on up to `parallel` threads; returns the first error (all run).
+Status ForEachParallel(size_t n, size_t parallel, const std::function<Status(size_t)>& fn) {
+  if (n == 0) return OkStatus();
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  std::optional<Error> first;
+  auto work = [&] {
+    for (size_t i = next++; i < n; i = next++) {
+      auto st = fn(i);
+      if (!st) {
+        std::lock_guard lock(mu);
+        if (!first) first = st.error();
+      }
+    }
+  };
+  size_t threads = std::min(n, std::max<size_t>(1, parallel));
+  std::vector<std::jthread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  pool.clear();
+  if (first) return *first;
+  return OkStatus();
+}
+
+// The SSH login of an instance as saved by a `running` step.
+Json SshJson(const providers::Instance& inst) {
+  return {{"user", inst.ssh_user},
+          {"port", inst.ssh_port},
+          {"host_key", inst.host_key_sha256},
+          {"address", inst.address}};
+}
+
+Result<install::SshTarget> TargetFrom(const Json& ssh, const SecretString& key) {
+  if (!ssh.is_object() || !ssh.contains("address")) {
+    return Error::FailedPrecondition("no SSH login saved for the instance");
+  }
+  install::SshTarget t;
+  t.host = ssh.value("address", "");
+  t.port = ssh.value("port", uint16_t{22});
+  t.user = ssh.value("user", "");
+  t.private_key = key;
+  t.host_key_sha256 = ssh.value("host_key", "");
+  return t;
+}
+
+std::string ErrorText(const core::Operation& op, const std::string& fallback) {
+  return op.last_error_message.empty() ? fallback : op.last_error_message;
+}
+
+// ---- cluster.create -----------------------------------------------------------------------
+
+class ClusterCreateKind final : public ops::OperationKind {
+ public:
+  ClusterCreateKind(api::ApiDeps deps, BrokerOptions opts)
+      : deps_(std::move(deps)), opts_(std::move(opts)) {}
+
+  std::string Name() const override { return api::kOpClusterCreate; }
+  std::vector<std::string> Steps() const override {
+    return {"key_pair", "firewalls", "identity", "instance", "running", "install", "pair", "workers"};
+  }
+  Result<std::vector<std::string>> StepsFor(const Json& data) const override {
+    CANOPY_TRY(GetString(data, "cluster_id", 64));
+    return Steps();
+  }
+
+  Result<StepResult> RunStep(size_t step, StepContext& ctx) override {
+    CANOPY_ASSIGN_OR_RETURN(std::string id, GetString(ctx.op.data, "cluster_id", 64));
+    CANOPY_ASSIGN_OR_RETURN(core::Cluster c, ctx.store.clusters().Get(id));
+    if (step == 7) return Workers(ctx, c);
+    if (step == 6) return Pair(ctx, c);
+    CANOPY_ASSIGN_OR_RETURN(Cloud cloud, OpenCloud(deps_, c));
+    auto& p = *cloud.opened.provider;
+    auto save = [&](const std::function<void(Json&)>& f) -> Status {
+      auto r = MutateCluster(ctx.store, ctx.clock, id, [&](core::Cluster& row) -> Status {
+        f(row.cloud);
+        return OkStatus();
+      });
+      if (!r) return r.error();
+      c = std::move(r).value();
+      return OkStatus();
+    };
+    switch (step) {
+      case 0: {  // key_pair: one per credential and region, made once and kept by the provider
+        CANOPY_TRY(p.CreateKeyPair(cloud.ctx, KeyPairName(c)));
+        CANOPY_TRY(save([&](Json& j) { j["key_pair"] = KeyPairName(c); }));
+        return StepResult::Next();
+      }
+      case 1: {  // firewalls: SSH (per credential and region, shared) and the cluster's API port
+        providers::FirewallSpec ssh;
+        ssh.canopy_id = SshFirewallId(c);
+        ssh.name = "canopy-ssh";
+        ssh.rules = {providers::FirewallRule{22, "tcp", {}}};
+        CANOPY_ASSIGN_OR_RETURN(providers::Firewall ssh_fw, p.CreateFirewall(cloud.ctx, ssh));
+        providers::FirewallSpec apis;
+        apis.canopy_id = ApiFirewallId(c);
+        apis.name = "canopy-" + c.name + "-api";
+        apis.rules = {providers::FirewallRule{opts_.cluster_port, "tcp", {}}};
+        apis.tags[providers::kClusterTag] = c.id;
+        CANOPY_ASSIGN_OR_RETURN(providers::Firewall api_fw, p.CreateFirewall(cloud.ctx, apis));
+        CANOPY_TRY(save([&](Json& j) {
+          j["firewalls"] = {{"ssh", ssh_fw.id}, {"api", api_fw.id}};
+        }));
+        return StepResult::Next();
+      }
+      case 2: {  // identity: the cluster's limited credential (its own firewalls only)
+        if (c.cloud.contains("identity_id")) return StepResult::Next();
+        auto ident = p.CreateClusterIdentity(cloud.ctx, c.id);
+        if (!ident) {
+          if (ident.error().code == ErrorCode::kFailedPrecondition) {
+            SPDLOG_INFO("Provider has no cluster identities cluster={}", c.id);
+            CANOPY_TRY(save([&](Json& j) { j["identity_id"] = nullptr; }));
+            return StepResult::Next();
+          }
+          return ident.error();
+        }
+        CANOPY_ASSIGN_OR_RETURN(
+            std::string sealed,
+            deps_.secrets->Seal(SecretString(DumpJson(ident->credential.Reveal())), c.id + "/identity"));
+        CANOPY_TRY(save([&](Json& j) {
+          j["identity_id"] = ident->id;
+          j["identity_sealed"] = Base64Encode(sealed);
+        }));
+        return StepResult::Next();
+      }
+      case 3: {  // instance: look up by tag first, create only when none exists
+        if (c.cloud.contains("handle") && !c.cloud["handle"].is_null()) return StepResult::Next();
+        CANOPY_ASSIGN_OR_RETURN(auto found,
+                                p.FindInstancesByTag(cloud.ctx, providers::kCanopyIdTag, c.id));
+        providers::Instance inst;
+        if (!found.empty()) {
+          inst = found.front();
+          SPDLOG_INFO("Cluster instance found by tag cluster={} instance={}", c.id, inst.provider_id);
+        } else {
+          providers::InstanceSpec spec;
+          spec.canopy_id = c.id;
+          spec.idempotency_key = c.id;
+          spec.name = "canopy-" + c.name;
+          spec.instance_type = c.instance_type.value_or("");
+          spec.image = c.image.value_or("");
+          spec.disk_gb = static_cast<int>(c.disk_gb.value_or(10));
+          spec.key_pair = c.cloud.value("key_pair", KeyPairName(c));
+          spec.firewalls = {c.cloud["firewalls"].value("ssh", ""), c.cloud["firewalls"].value("api", "")};
+          spec.tags[providers::kClusterTag] = c.id;
+          CANOPY_ASSIGN_OR_RETURN(inst, p.CreateInstance(cloud.ctx, spec));
+          SPDLOG_INFO("Cluster instance created cluster={} instance={}", c.id, inst.provider_id);
+        }
+        CANOPY_TRY(save([&](Json& j) {
+          j["handle"] = providers::wire::ToJson(inst.handle);
+          j["provider_id"] = inst.provider_id;
+        }));
+        return StepResult::Next();
+      }
+      case 4: {  // running
+        CANOPY_ASSIGN_OR_RETURN(ProviderHandle h, HandleOf(c.cloud.value("handle", Json())));
+        auto inst = p.WaitUntilRunning(cloud.ctx, h, 2s);
+        if (!inst) {
+          if (inst.error().code != ErrorCode::kDeadlineExceeded) return inst.error();
+          if (InStep(ctx) > opts_.boot_timeout) {
+            return Error::Provider(fmt::format("instance did not boot within {} s",
+                                               opts_.boot_timeout.count()));
+          }
+          return StepResult::Wait(500ms);
+        }
+        CANOPY_TRY(save([&](Json& j) {
+          j["ssh"] = SshJson(*inst);
+          j["address"] = inst->address;
+        }));
+        return StepResult::Next();
+      }
+      case 5:
+        return Install(ctx, c, cloud);
+      default:
+        return Error::Internal("unknown step");
+    }
+  }
+
+  void OnFailed(StepContext& ctx) override {
+    auto id = ctx.op.data.value("cluster_id", "");
+    auto r = MutateCluster(ctx.store, ctx.clock, id, [&](core::Cluster& c) -> Status {
+      if (c.state == core::ClusterState::kActive || c.state == core::ClusterState::kOffline) {
+        return OkStatus();  // a worker failure does not fail the cluster
+      }
+      c.state = core::ClusterState::kFailed;
+      return OkStatus();
+    });
+    if (!r) SPDLOG_WARN("Cannot mark cluster failed cluster={} error={}", id, r.error().message);
+  }
+
+ private:
+  Result<StepResult> Install(StepContext& ctx, core::Cluster& c, Cloud& cloud) {
+    CANOPY_ASSIGN_OR_RETURN(c, MutateCluster(ctx.store, ctx.clock, c.id, [](core::Cluster& row) {
+      if (row.state == core::ClusterState::kProvisioning) row.state = core::ClusterState::kInstalling;
+      return OkStatus();
+    }));
+    CANOPY_ASSIGN_OR_RETURN(providers::KeyPair kp,
+                            cloud.opened.provider->CreateKeyPair(cloud.ctx, KeyPairName(c)));
+    CANOPY_ASSIGN_OR_RETURN(install::SshTarget target,
+                            TargetFrom(c.cloud.value("ssh", Json()), kp.private_key));
+    CANOPY_ASSIGN_OR_RETURN(api::ClusterTokenGrant grant,
+                            api::CreateClusterToken(deps_, c.id, std::chrono::seconds(3600), "broker"));
+    install::ComponentSpec spec;
+    spec.name = "cluster";
+    spec.binary_path = opts_.canopyd_binary;
+    spec.argv = {"cluster",
+                 "--root",
+                 opts_.cluster_root_url,
+                 "--data-dir",
+                 "cluster-data",
+                 "--listen",
+                 fmt::format("0.0.0.0:{}", opts_.cluster_port),
+                 "--advertise-url",
+                 fmt::format("http://{}:{}", target.host, opts_.cluster_port),
+                 "--link-interval",
+                 std::to_string(opts_.link_interval_seconds),
+                 "--heartbeat-interval",
+                 std::to_string(opts_.node_heartbeat_seconds)};
+    spec.env = {{"CANOPY_CLUSTER_TOKEN", grant.token}};
+    auto report = install::Installer(opts_.install).Install(target, spec);
+    if (!report) {
+      SPDLOG_WARN("Cluster install failed cluster={} reason={} error={}", c.id, report.error().reason,
+                  report.error().message);
+      return report.error();
+    }
+    SPDLOG_INFO("Cluster installed cluster={} connect_ms={} upload_ms={} start_ms={} skipped_upload={}",
+                c.id, report->timings.connect_ms, report->timings.upload_ms,
+                report->timings.start_ms, report->upload_skipped);
+    CANOPY_TRY(MutateCluster(ctx.store, ctx.clock, c.id, [](core::Cluster& row) {
+      if (row.state == core::ClusterState::kInstalling) row.state = core::ClusterState::kPairing;
+      return OkStatus();
+    }));
+    return StepResult::Next();
+  }
+
+  Result<StepResult> Pair(StepContext& ctx, const core::Cluster& c) {
+    if (c.state == core::ClusterState::kActive || c.state == core::ClusterState::kOffline) {
+      return StepResult::Next();
+    }
+    if (InStep(ctx) > opts_.pair_timeout) {
+      return Error::Provider(
+          fmt::format("the cluster did not pair within {} s", opts_.pair_timeout.count()));
+    }
+    return StepResult::Wait(300ms);
+  }
+
+  Result<StepResult> Workers(StepContext& ctx, const core::Cluster& c) {
+    const Json& want = ctx.op.data.contains("workers") ? ctx.op.data["workers"] : Json();
+    if (!want.is_object() || want.value("count", 0) <= 0) return StepResult::Next();
+    // The child operation, found by its parent id so a re-run never enqueues a second batch.
+    CANOPY_ASSIGN_OR_RETURN(auto ops, ctx.store.operations().ListByTarget(c.id));
+    const core::Operation* child = nullptr;
+    for (const auto& o : ops) {
+      if (o.kind == api::kOpWorkersProvision && o.data.value("parent", "") == ctx.op.id) child = &o;
+    }
+    if (child == nullptr) {
+      api::WorkerBatch batch;
+      CANOPY_TRY(ctx.store.Transaction([&](store::Store& tx) -> Status {
+        CANOPY_ASSIGN_OR_RETURN(
+            batch, api::EnqueueWorkers(deps_, tx, c, want.value("count", int64_t{0}),
+                                       want.value("instance_type", ""), want.value("image", ""),
+                                       want.value("disk_gb", int64_t{10}), ctx.op.id));
+        return OkStatus();
+      }));
+      deps_.engine->Wake();
+      ctx.op.data["workers_operation_id"] = batch.operation.id;
+      return StepResult::Wait(500ms);
+    }
+    if (child->state == core::OperationState::kSucceeded) return StepResult::Next();
+    if (child->state == core::OperationState::kFailed) {
+      return Error::Provider(fmt::format("workers failed (operation {}): {}", child->id,
+                                         ErrorText(*child, "failed")));
+    }
+    return StepResult::Wait(500ms);
+  }
+
+  api::ApiDeps deps_;
+  BrokerOptions opts_;
+};
+
+// ---- cluster.delete -----------------------------------------------------------------------
+
+class ClusterDeleteKind final : public ops::OperationKind {
+ public:
+  explicit ClusterDeleteKind(api::ApiDeps deps) : deps_(std::move(deps)) {}
+  std::string Name() const override { return api::kOpClusterDelete; }
+  std::vector<std::string> Steps() const override {
+    return {"instance", "firewalls", "identity", "rows"};
+  }
+
+  Result<StepResult> RunStep(size_t step, StepContext& ctx) override {
+    CANOPY_ASSIGN_OR_RETURN(std::string id, GetString(ctx.op.data, "cluster_id", 64));
+    auto got = ctx.store.clusters().Get(id);
+    if (!got && got.error().code == ErrorCode::kNotFound) return StepResult::Succeed();
+    CANOPY_ASSIGN_OR_RETURN(core::Cluster c, std::move(got));
+    if (step == 3) {
+      CANOPY_ASSIGN_OR_RETURN(auto workers, ctx.store.workers().ListByCluster(c.id));
+      CANOPY_TRY(ctx.store.Transaction([&](store::Store& tx) -> Status {
+        for (const auto& w : workers) {
+          if (core::IsBilled(w.state)) {
+            return Error::FailedPrecondition("a billed worker appeared during the delete");
+          }
+          CANOPY_TRY(tx.workers().Delete(w.id));
+        }
+        return tx.clusters().Delete(c.id);
+      }));
+      SPDLOG_INFO("Cluster deleted cluster={} name={}", c.id, c.name);
+      return StepResult::Next();
+    }
+    if (c.kind != core::ClusterKind::kCloud) return StepResult::Next();
+    CANOPY_ASSIGN_OR_RETURN(Cloud cloud, OpenCloud(deps_, c));
+    auto& p = *cloud.opened.provider;
+    switch (step) {
+      case 0: {  // the saved handle, and anything tagged with the cluster's id
+        if (c.cloud.contains("handle") && !c.cloud["handle"].is_null()) {
+          CANOPY_ASSIGN_OR_RETURN(ProviderHandle h, HandleOf(c.cloud["handle"]));
+          CANOPY_TRY(p.TerminateInstance(cloud.ctx, h));
+        }
+        CANOPY_ASSIGN_OR_RETURN(auto found,
+                                p.FindInstancesByTag(cloud.ctx, providers::kCanopyIdTag, c.id));
+        for (const auto& inst : found) CANOPY_TRY(p.TerminateInstance(cloud.ctx, inst.handle));
+        return StepResult::Next();
+      }
+      case 1: {  // the cluster's own firewall (the SSH one is shared per credential and region)
+        if (c.cloud.contains("firewalls")) {
+          std::string api_fw = c.cloud["firewalls"].value("api", "");
+          if (!api_fw.empty()) CANOPY_TRY(p.DeleteFirewall(cloud.ctx, api_fw));
+        }
+        return StepResult::Next();
+      }
+      case 2: {
+        if (c.cloud.contains("identity_id") && c.cloud["identity_id"].is_string()) {
+          CANOPY_TRY(p.DeleteClusterIdentity(cloud.ctx, c.cloud["identity_id"].get<std::string>()));
+        }
+        return StepResult::Next();
+      }
+      default:
+        return Error::Internal("unknown step");
+    }
+  }
+
+  void OnFailed(StepContext& ctx) override {
+    auto id = ctx.op.data.value("cluster_id", "");
+    (void)MutateCluster(ctx.store, ctx.clock, id, [](core::Cluster& c) {
+      c.state = core::ClusterState::kFailed;
+      return OkStatus();
+    });
+  }
+
+ private:
+  api::ApiDeps deps_;
+};
+
+// ---- workers.provision (add, restart, recreate) --------------------------------------------
+
+class WorkersProvisionKind final : public ops::OperationKind {
+ public:
+  WorkersProvisionKind(api::ApiDeps deps, BrokerOptions opts)
+      : deps_(std::move(deps)), opts_(std::move(opts)) {}
+
+  std::string Name() const override { return api::kOpWorkersProvision; }
+  std::vector<std::string> Steps() const override {
+    return {"instances", "running", "install", "register"};
+  }
+  Result<std::vector<std::string>> StepsFor(const Json& data) const override {
+    CANOPY_TRY(GetString(data, "cluster_id", 64));
+    CANOPY_ASSIGN_OR_RETURN(std::string action, GetString(data, "action", 16));
+    if (action != "add" && action != "restart" && action != "recreate") {
+      return Error::InvalidArgument("unknown provision action");
+    }
+    if (!data.contains("worker_ids") || !data["worker_ids"].is_array()) {
+      return Error::InvalidArgument("worker_ids must be an array");
+    }
+    return Steps();
+  }
+
+  Result<StepResult> RunStep(size_t step, StepContext& ctx) override {
+    CANOPY_ASSIGN_OR_RETURN(std::string cluster_id, GetString(ctx.op.data, "cluster_id", 64));
+    CANOPY_ASSIGN_OR_RETURN(core::Cluster c, ctx.store.clusters().Get(cluster_id));
+    std::vector<core::Worker> workers;
+    for (const auto& wid : ctx.op.data["worker_ids"]) {
+      auto w = ctx.store.workers().Get(wid.get<std::string>());
+      if (!w) {
+        if (w.error().code == ErrorCode::kNotFound) continue;
+        return w.error();
+      }
+      if (w->state == core::WorkerState::kBooting && w->operation_id == ctx.op.id) {
+        workers.push_back(std::move(w).value());
+      }
+    }
+    if (workers.empty()) return StepResult::Succeed();
+    if (step == 3) return Register(ctx, c, workers);
+    CANOPY_ASSIGN_OR_RETURN(Cloud cloud, OpenCloud(deps_, c));
+    switch (step) {
+      case 0: return Instances(ctx, c, cloud, workers);
+      case 1: return Running(ctx, cloud, workers);
+      case 2: return Install(ctx, c, cloud, workers);
+      default: return Error::Internal("unknown step");
+    }
+  }
+
+  void OnFailed(StepContext& ctx) override {
+    std::string message = ErrorText(ctx.op, "provisioning failed");
+    if (!ctx.op.data.contains("worker_ids")) return;
+    for (const auto& wid : ctx.op.data["worker_ids"]) {
+      (void)MutateWorker(ctx.store, ctx.clock, wid.get<std::string>(), [&](core::Worker& w) {
+        if (w.state == core::WorkerState::kBooting && w.operation_id == ctx.op.id) {
+          w.state = core::WorkerState::kFailed;  // the VM is kept: terminate/recreate/delete end it
+          w.last_error = message;
+        }
+        return OkStatus();
+      });
+    }
+  }
+
+ private:
+  Result<StepResult> Instances(StepContext& ctx, const core::Cluster& c, Cloud& cloud,
+                               std::vector<core::Worker>& workers) {
+    auto& p = *cloud.opened.provider;
+    const std::string action = ctx.op.data.value("action", "add");
+    const Json old = ctx.op.data.value("old_handles", Json::object());
+    CANOPY_TRY(ForEachParallel(workers.size(), opts_.parallelism, [&](size_t i) -> Status {
+      core::Worker& w = workers[i];
+      if (action == "restart") {
+        CANOPY_ASSIGN_OR_RETURN(ProviderHandle h, HandleOf(w.handle));
+        return p.StartInstance(cloud.ctx, h);
+      }
+      if (old.contains(w.id)) {  // recreate: the previous instance goes first
+        CANOPY_ASSIGN_OR_RETURN(ProviderHandle h, HandleOf(old[w.id]));
+        CANOPY_TRY(p.TerminateInstance(cloud.ctx, h));
+      }
+      if (!w.handle.is_null()) return OkStatus();
+      CANOPY_ASSIGN_OR_RETURN(auto found, p.FindInstancesByTag(cloud.ctx, providers::kCanopyIdTag,
+                                                               w.InstanceCanopyId()));
+      providers::Instance inst;
+      if (!found.empty()) {
+        inst = found.front();
+      } else {
+        providers::InstanceSpec spec;
+        spec.canopy_id = w.InstanceCanopyId();
+        spec.idempotency_key = w.InstanceCanopyId();
+        spec.name = w.name;
+        spec.instance_type = w.instance_type;
+        spec.image = w.image;
+        spec.disk_gb = static_cast<int>(w.disk_gb);
+        spec.key_pair = c.cloud.value("key_pair", KeyPairName(c));
+        if (c.cloud.contains("firewalls")) spec.firewalls = {c.cloud["firewalls"].value("ssh", "")};
+        spec.tags[providers::kClusterTag] = c.id;
+        spec.tags["canopy-worker"] = w.id;
+        CANOPY_ASSIGN_OR_RETURN(inst, p.CreateInstance(cloud.ctx, spec));
+      }
+      SPDLOG_INFO("Worker instance worker={} instance={} found={}", w.id, inst.provider_id,
+                  !found.empty());
+      auto saved = MutateWorker(ctx.store, ctx.clock, w.id, [&](core::Worker& row) {
+        row.handle = providers::wire::ToJson(inst.handle);
+        row.provider_id = inst.provider_id;
+        return OkStatus();
+      });
+      if (!saved) return saved.error();
+      w = std::move(saved).value();
+      return OkStatus();
+    }));
+    return StepResult::Next();
+  }
+
+  Result<StepResult> Running(StepContext& ctx, Cloud& cloud, std::vector<core::Worker>& workers) {
+    auto& p = *cloud.opened.provider;
+    std::atomic<size_t> pending{0};
+    std::mutex mu;
+    Json ssh = ctx.op.data.value("ssh", Json::object());
+    CANOPY_TRY(ForEachParallel(workers.size(), opts_.parallelism, [&](size_t i) -> Status {
+      core::Worker& w = workers[i];
+      {
+        std::lock_guard lock(mu);
+        if (ssh.contains(w.id)) return OkStatus();
+      }
+      CANOPY_ASSIGN_OR_RETURN(ProviderHandle h, HandleOf(w.handle));
+      auto inst = p.WaitUntilRunning(cloud.ctx, h, 2s);
+      if (!inst) {
+        if (inst.error().code != ErrorCode::kDeadlineExceeded) return inst.error();
+        ++pending;
+        return OkStatus();
+      }
+      CANOPY_TRY(MutateWorker(ctx.store, ctx.clock, w.id, [&](core::Worker& row) {
+        row.address = inst->address;
+        return OkStatus();
+      }));
+      std::lock_guard lock(mu);
+      ssh[w.id] = SshJson(*inst);
+      return OkStatus();
+    }));
+    ctx.op.data["ssh"] = ssh;
+    if (pending > 0) {
+      if (InStep(ctx) > opts_.boot_timeout) {
+        return Error::Provider(fmt::format("{} instance(s) did not boot within {} s", pending.load(),
+                                           opts_.boot_timeout.count()));
+      }
+      return StepResult::Wait(500ms);
+    }
+    return StepResult::Next();
+  }
+
+  Result<StepResult> Install(StepContext& ctx, const core::Cluster& c, Cloud& cloud,
+                             std::vector<core::Worker>& workers) {
+    if (c.cluster_url.empty()) return Error::Unavailable("the cluster has not reported its URL yet");
+    CANOPY_ASSIGN_OR_RETURN(providers::KeyPair kp,
+                            cloud.opened.provider->CreateKeyPair(cloud.ctx, KeyPairName(c)));
+    const Json ssh = ctx.op.data.value("ssh", Json::object());
+    CANOPY_TRY(ForEachParallel(workers.size(), opts_.parallelism, [&](size_t i) -> Status {
+      const core::Worker& w = workers[i];
+      CANOPY_ASSIGN_OR_RETURN(install::SshTarget target,
+                              TargetFrom(ssh.value(w.id, Json()), kp.private_key));
+      // A node token from the cluster (over its link); a node that kept its identity ignores it.
+      CANOPY_ASSIGN_OR_RETURN(core::ClusterCommand cmd,
+                              api::EnqueueClusterCommand(deps_, c.id, api::kCommandCreateNodeToken,
+                                                         Json{{"ttl_seconds", 3600}}));
+      CANOPY_ASSIGN_OR_RETURN(cmd, api::WaitClusterCommand(deps_, cmd.id, 30s));
+      if (cmd.state != core::ClusterCommandState::kSucceeded || !cmd.result.contains("token")) {
+        return Error::Unavailable(fmt::format("the cluster did not issue a node token: {}",
+                                              cmd.error_message));
+      }
+      install::ComponentSpec spec;
+      spec.name = "node";
+      spec.binary_path = opts_.canopyd_binary;
+      spec.argv = {"node", "--cluster", c.cluster_url, "--data-dir", "node-data"};
+      spec.env = {{"CANOPY_NODE_TOKEN", cmd.result["token"].get<std::string>()}};
+      auto report = install::Installer(opts_.install).Install(target, spec);
+      if (!report) {
+        SPDLOG_WARN("Node install failed worker={} reason={} error={}", w.id, report.error().reason,
+                    report.error().message);
+        return report.error();
+      }
+      SPDLOG_INFO("Node installed worker={} connect_ms={} upload_ms={} start_ms={} skipped_upload={}",
+                  w.id, report->timings.connect_ms, report->timings.upload_ms,
+                  report->timings.start_ms, report->upload_skipped);
+      return OkStatus();
+    }));
+    return StepResult::Next();
+  }
+
+  Result<StepResult> Register(StepContext& ctx, const core::Cluster& c,
+                              std::vector<core::Worker>& workers) {
+    size_t waiting = 0;
+    for (auto& w : workers) {
+      const core::ClusterNodeInfo* node = nullptr;
+      for (const auto& n : c.nodes) {
+        if (n.address == w.address && n.state == "online") node = &n;
+      }
+      if (node == nullptr) {
+        ++waiting;
+        continue;
+      }
+      std::string node_id = node->id;
+      CANOPY_TRY(MutateWorker(ctx.store, ctx.clock, w.id, [&](core::Worker& row) {
+        if (row.state == core::WorkerState::kBooting) {
+          row.state = core::WorkerState::kActive;
+          row.node_id = node_id;
+        }
+        return OkStatus();
+      }));
+      SPDLOG_INFO("Worker active worker={} node={} address={}", w.id, node_id, w.address);
+    }
+    if (waiting == 0) return StepResult::Next();
+    if (InStep(ctx) > opts_.register_timeout) {
+      return Error::Provider(fmt::format("{} node(s) did not register with the cluster within {} s",
+                                         waiting, opts_.register_timeout.count()));
+    }
+    return StepResult::Wait(300ms);
+  }
+
+  api::ApiDeps deps_;
+  BrokerOptions opts_;
+};
+
+// ---- worker.shutdown (stop, terminate, delete) --------------------------------------------
+
+class WorkerShutdownKind final : public ops::OperationKind {
+ public:
+  explicit WorkerShutdownKind(api::ApiDeps deps) : deps_(std::move(deps)) {}
+  std::string Name() const override { return api::kOpWorkerShutdown; }
+  std::vector<std::string> Steps() const override { return {"drain", "shutdown", "finish"}; }
+  Result<std::vector<std::string>> StepsFor(const Json& data) const override {
+    CANOPY_ASSIGN_OR_RETURN(std::string action, GetString(data, "action", 16));
+    if (action != "stop" && action != "terminate" && action != "delete") {
+      return Error::InvalidArgument("unknown shutdown action");
+    }
+    CANOPY_TRY(GetString(data, "worker_id", 64));
+    return Steps();
+  }
+
+  Result<StepResult> RunStep(size_t step, StepContext& ctx) override {
+    const std::string action = ctx.op.data.value("action", "");
+    CANOPY_ASSIGN_OR_RETURN(std::string wid, GetString(ctx.op.data, "worker_id", 64));
+    auto got = ctx.store.workers().Get(wid);
+    if (!got && got.error().code == ErrorCode::kNotFound) return StepResult::Succeed();
+    CANOPY_ASSIGN_OR_RETURN(core::Worker w, std::move(got));
+    if (w.operation_id != ctx.op.id) return StepResult::Succeed();  // a newer action took over
+    switch (step) {
+      case 0:
+        // Drain hook: the node's jobs are redeployed elsewhere before it goes (no jobs yet).
+        SPDLOG_INFO("Draining worker worker={} node={} (no jobs to move)", w.id, w.node_id);
+        return StepResult::Next();
+      case 1: {
+        CANOPY_ASSIGN_OR_RETURN(core::Cluster c, ctx.store.clusters().Get(w.cluster_id));
+        CANOPY_ASSIGN_OR_RETURN(Cloud cloud, OpenCloud(deps_, c));
+        auto& p = *cloud.opened.provider;
+        if (action == "stop") {
+          CANOPY_ASSIGN_OR_RETURN(ProviderHandle h, HandleOf(w.handle));
+          CANOPY_TRY(p.StopInstance(cloud.ctx, h));
+          return StepResult::Next();
+        }
+        if (!w.handle.is_null()) {
+          CANOPY_ASSIGN_OR_RETURN(ProviderHandle h, HandleOf(w.handle));
+          CANOPY_TRY(p.TerminateInstance(cloud.ctx, h));
+        }
+        // Anything made under this worker's canopy id whose handle was never saved.
+        CANOPY_ASSIGN_OR_RETURN(auto found, p.FindInstancesByTag(cloud.ctx, providers::kCanopyIdTag,
+                                                                 w.InstanceCanopyId()));
+        for (const auto& inst : found) CANOPY_TRY(p.TerminateInstance(cloud.ctx, inst.handle));
+        return StepResult::Next();
+      }
+      case 2: {
+        if (action == "delete") {
+          CANOPY_TRY(ctx.store.workers().Delete(w.id));
+          SPDLOG_INFO("Worker deleted worker={} name={}", w.id, w.name);
+          return StepResult::Next();
+        }
+        CANOPY_TRY(MutateWorker(ctx.store, ctx.clock, w.id, [&](core::Worker& row) {
+          if (action == "stop") {
+            row.state = core::WorkerState::kStopped;
+          } else {
+            row.state = core::WorkerState::kTerminated;
+            row.handle = nullptr;
+            row.address.clear();
+            row.node_id.clear();
+          }
+          return OkStatus();
+        }));
+        SPDLOG_INFO("Worker {} worker={}", action == "stop" ? "stopped" : "terminated", w.id);
+        return StepResult::Next();
+      }
+      default:
+        return Error::Internal("unknown step");
+    }
+  }
+
+  void OnFailed(StepContext& ctx) override {
+    std::string message = ErrorText(ctx.op, "shutdown failed");
+    (void)MutateWorker(ctx.store, ctx.clock, ctx.op.data.value("worker_id", ""), [&](core::Worker& w) {
+      if (w.operation_id == ctx.op.id) {
+        w.state = core::WorkerState::kFailed;
+        w.last_error = message;
+      }
+      return OkStatus();
+    });
+  }
+
+ private:
+  api::ApiDeps deps_;
+};
+
+}  // namespace
+
+Status RegisterBrokerKinds(ops::Engine& engine, const api::ApiDeps& deps, const BrokerOptions& opts) {
+  CANOPY_TRY(engine.Register(std::make_unique<ClusterCreateKind>(deps, opts)));
+  CANOPY_TRY(engine.Register(std::make_unique<ClusterDeleteKind>(deps)));
+  CANOPY_TRY(engine.Register(std::make_unique<WorkersProvisionKind>(deps, opts)));
+  CANOPY_TRY(engine.Register(std::make_unique<WorkerShutdownKind>(deps)));
+  return OkStatus();
+}
+
+}  // namespace canopy::broker

@@ -1,0 +1,38 @@
+// The broker's operations at the root (thesis §3.3): create and delete cloud clusters, provision
+// workers (add, restart, recreate) and shut them down (stop, terminate, delete). Each is a
+// persisted operation kind (ops/engine.h) whose steps are idempotent, so a kill -9 of the root,
+// the adapter or the cluster at any step neither leaks nor duplicates an instance: intent (the
+// row) is written before every create, every cloud object carries its Canopy id as a tag, a step
+// looks the object up by tag before it creates one, and handles are saved as soon as returned.
+// Flows and failure policy: src/broker/README.md. Kinds are thread-safe (state lives in rows and
+// op.data).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "api/api.h"
+#include "install/installer.h"
+#include "ops/engine.h"
+
+namespace canopy::broker {
+
+struct BrokerOptions {
+  std::string cluster_root_url;      // the root URL installed clusters dial (root --cluster-url)
+  std::string canopyd_binary;        // the binary uploaded to instances
+  uint16_t cluster_port = 7443;      // where installed clusters serve their nodes
+  int64_t link_interval_seconds = 2; // installed clusters' link long-poll
+  int64_t node_heartbeat_seconds = 2;
+  install::InstallOptions install;
+  size_t parallelism = 8;            // concurrent cloud calls / installs per operation step
+  std::chrono::seconds boot_timeout{600};
+  std::chrono::seconds pair_timeout{180};
+  std::chrono::seconds register_timeout{180};
+};
+
+// Registers cluster.create, cluster.delete, workers.provision and worker.shutdown (names in
+// api/clusters.h). `deps` is copied; its pointers must outlive the engine.
+Status RegisterBrokerKinds(ops::Engine& engine, const api::ApiDeps& deps, const BrokerOptions& opts);
+
+}  // namespace canopy::broker

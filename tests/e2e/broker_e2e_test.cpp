@@ -1,0 +1,166 @@
+// The broker end to end on the local provider (issue 4 acceptance): a cloud cluster with two
+// workers is created through the REST API, each worker action moves through the contract's
+// states with real namespaces and processes, invalid transitions are 409, and deleting
+// everything leaves no instance behind. Root only.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "support/broker_env.h"
+
+namespace canopy::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string Ns(const Json& worker) { return "canopy-" + worker.value("provider_id", ""); }
+
+bool HasNs(const std::string& ns) {
+  auto all = BrokerEnv::Namespaces();
+  return std::find(all.begin(), all.end(), ns) != all.end();
+}
+
+Json WorkerById(BrokerEnv& env, const std::string& cluster, const std::string& id) {
+  for (const auto& w : env.Workers(cluster)) {
+    if (w.value("id", "") == id) return w;
+  }
+  return Json();
+}
+
+// An online node of the cluster at `address`, as the cluster reported over its link.
+bool NodeOnline(BrokerEnv& env, const std::string& cluster, const std::string& address) {
+  for (const auto& n : env.Cluster(cluster).value("nodes", Json::array())) {
+    if (n.value("address", "") == address && n.value("state", "") == "online") return true;
+  }
+  return false;
+}
+
+class BrokerE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!LocalTestNet::Available()) GTEST_SKIP() << "the local provider needs root";
+    env_ = std::make_unique<BrokerEnv>();
+    env_->Start();
+  }
+  void TearDown() override { env_.reset(); }
+
+  // Starts `action` on a worker and waits for its operation; returns the operation.
+  Json Act(const std::string& cluster, const std::string& wid, const std::string& action) {
+    std::string path = "/api/v1/clusters/" + cluster + "/workers/" + wid;
+    auto r = action == "delete" ? env_->Call("DELETE", path) : env_->Call("POST", path + "/" + action);
+    EXPECT_EQ(r.status, 202) << action << ": " << r.body;
+    if (r.status != 202) return Json();
+    return env_->WaitOperation(r.json["operation_id"].get<std::string>(), 120s);
+  }
+
+  std::unique_ptr<BrokerEnv> env_;
+};
+
+TEST_F(BrokerE2E, ClusterWithTwoWorkersThenEveryWorkerActionThenDelete) {
+  auto created = env_->CreateCluster("demo", 2);
+  ASSERT_TRUE(created.contains("operation_id")) << created.dump();
+  const std::string cluster = created["cluster"]["id"];
+  EXPECT_EQ(created["cluster"]["state"], "PROVISIONING");
+  auto op = env_->WaitOperation(created["operation_id"], 180s);
+  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n" << ReadFile(env_->root().log_path());
+  EXPECT_EQ(op["steps"].size(), 8u);
+
+  auto c = env_->Cluster(cluster);
+  EXPECT_EQ(c["state"], "ACTIVE") << c.dump();
+  EXPECT_EQ(c["kind"], "cloud");
+  auto workers = env_->Workers(cluster);
+  ASSERT_EQ(workers.size(), 2u) << workers.dump();
+  for (const auto& w : workers) {
+    EXPECT_EQ(w["state"], "ACTIVE") << w.dump();
+    EXPECT_TRUE(w["node_id"].is_string()) << w.dump();
+    EXPECT_TRUE(HasNs(Ns(w))) << Ns(w);
+    EXPECT_FALSE(BrokerEnv::PidsIn(Ns(w)).empty()) << "no node agent in " << Ns(w);
+    EXPECT_TRUE(NodeOnline(*env_, cluster, w["address"])) << c.dump();
+  }
+  EXPECT_EQ(env_->InstancesOf(cluster), 3);
+  const std::string w1 = workers[0]["id"], w2 = workers[1]["id"];
+
+  // Invalid transitions are 409 with the current state.
+  auto bad = env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers/" + w1 + "/restart");
+  EXPECT_EQ(bad.status, 409) << bad.body;
+  EXPECT_NE(bad.body.find("ACTIVE"), std::string::npos) << bad.body;
+  EXPECT_EQ(env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers/" + w1 + "/recreate").status,
+            409);
+  // A cluster with billed workers cannot be deleted.
+  EXPECT_EQ(env_->Call("DELETE", "/api/v1/clusters/" + cluster).status, 409);
+
+  // stop: the namespace stays, without processes.
+  std::string ns1 = Ns(workers[0]);
+  auto stop = Act(cluster, w1, "stop");
+  ASSERT_EQ(stop.value("state", ""), "succeeded") << stop.dump();
+  EXPECT_EQ(WorkerById(*env_, cluster, w1)["state"], "STOPPED");
+  EXPECT_TRUE(HasNs(ns1));
+  EXPECT_TRUE(BrokerEnv::PidsIn(ns1).empty());
+  EXPECT_EQ(env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers/" + w1 + "/stop").status, 409);
+
+  // restart: the node comes back registered (at its possibly new address).
+  auto restart = Act(cluster, w1, "restart");
+  ASSERT_EQ(restart.value("state", ""), "succeeded") << restart.dump();
+  auto after = WorkerById(*env_, cluster, w1);
+  EXPECT_EQ(after["state"], "ACTIVE") << after.dump();
+  EXPECT_EQ(after["node_id"], workers[0]["node_id"]) << "the node keeps its identity";
+  EXPECT_TRUE(NodeOnline(*env_, cluster, after["address"]));
+
+  // terminate: the namespace goes.
+  std::string ns2 = Ns(workers[1]);
+  auto term = Act(cluster, w2, "terminate");
+  ASSERT_EQ(term.value("state", ""), "succeeded") << term.dump();
+  EXPECT_EQ(WorkerById(*env_, cluster, w2)["state"], "TERMINATED");
+  EXPECT_FALSE(HasNs(ns2));
+  EXPECT_EQ(env_->InstancesOf(cluster), 2);
+
+  // recreate: a new instance.
+  auto rec = Act(cluster, w2, "recreate");
+  ASSERT_EQ(rec.value("state", ""), "succeeded") << rec.dump() << ReadFile(env_->root().log_path());
+  auto w2now = WorkerById(*env_, cluster, w2);
+  EXPECT_EQ(w2now["state"], "ACTIVE") << w2now.dump();
+  EXPECT_NE(w2now["provider_id"], workers[1]["provider_id"]);
+  EXPECT_TRUE(HasNs(Ns(w2now)));
+  EXPECT_EQ(env_->InstancesOf(cluster), 3);
+
+  // delete: the row goes (and its instance).
+  for (const auto& wid : {w1, w2}) {
+    auto del = Act(cluster, wid, "delete");
+    ASSERT_EQ(del.value("state", ""), "succeeded") << del.dump();
+    EXPECT_TRUE(WorkerById(*env_, cluster, wid).is_null());
+  }
+  EXPECT_FALSE(HasNs(Ns(after)));
+  EXPECT_EQ(env_->InstancesOf(cluster), 1);
+
+  // delete the cluster: its instance goes, then the row.
+  auto del = env_->Call("DELETE", "/api/v1/clusters/" + cluster);
+  ASSERT_EQ(del.status, 202) << del.body;
+  auto delop = env_->WaitOperation(del.json["operation_id"], 60s);
+  ASSERT_EQ(delop.value("state", ""), "succeeded") << delop.dump();
+  EXPECT_EQ(env_->Call("GET", "/api/v1/clusters/" + cluster).status, 404);
+  EXPECT_EQ(env_->InstancesOf(cluster), 0);
+}
+
+TEST_F(BrokerE2E, BadCreateRequestsAreRefusedBeforeAnythingIsMade) {
+  auto base = Json{{"name", "x1"},        {"credential_id", env_->credential_id()}, {"region", "local"},
+                   {"instance_type", "local.small"}, {"image", "debian-12"}, {"disk_gb", 1}};
+  auto with = [&](const char* k, Json v) {
+    Json b = base;
+    b[k] = std::move(v);
+    return env_->Call("POST", "/api/v1/clusters", DumpJson(b));
+  };
+  EXPECT_EQ(with("instance_type", "local.huge").status, 400);
+  EXPECT_EQ(with("image", "windows").status, 400);
+  EXPECT_EQ(with("region", "mars-1").status, 400);
+  EXPECT_EQ(with("credential_id", "crd_nope").status, 404);
+  EXPECT_EQ(with("name", "bad name!").status, 400);
+  EXPECT_EQ(with("disk_gb", "ten").status, 400);
+  EXPECT_EQ(with("workers", Json{{"count", -1}}).status, 400);
+  EXPECT_EQ(env_->Call("GET", "/api/v1/clusters").json.size(), 0u);
+  EXPECT_EQ(env_->Call("POST", "/api/v1/clusters/cls_nope/workers", R"({"count":1})").status, 404);
+  EXPECT_EQ(env_->Call("POST", "/api/v1/clusters/cls_nope/workers/wrk_x/stop").status, 404);
+}
+
+}  // namespace
+}  // namespace canopy::testing

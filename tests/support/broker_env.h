@@ -1,0 +1,65 @@
+// BrokerEnv: a root (listening on every interface, with --cluster-url at the test network's
+// bridge address, so clusters on local instances can dial it), a local provider adapter on a
+// private LocalTestNet, and a credential "local" — what `canopy up` makes, for the broker's
+// end-to-end and crash tests. Cleans up every namespace it made (LocalTestNet) even on failure.
+// Needs root.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+#include "support/daemons.h"
+#include "support/local_env.h"
+#include "support/test_util.h"
+
+namespace canopy::testing {
+
+class BrokerEnv {
+ public:
+  // `root_flags` / `adapter_flags` are added to the daemons' command lines.
+  explicit BrokerEnv(std::vector<std::string> root_flags = {},
+                     std::vector<std::string> adapter_flags = {});
+  ~BrokerEnv();
+
+  // Starts root and adapter, waits for the adapter to be live, adds the credential.
+  void Start();
+  RootDaemon& root() { return *root_; }
+  AdapterDaemon& adapter() { return *adapter_; }
+  // Starts the adapter again after a KillHard (same identity).
+  void RestartAdapter();
+  // Restarts a root that died (or was killed) on the same port with the same data dir.
+  void RestartRoot();
+  const std::string& admin() const { return admin_; }
+  const std::string& credential_id() const { return credential_id_; }
+  LocalTestNet& net() { return net_; }
+
+  ApiReply Call(const std::string& method, const std::string& path, const std::string& body = "");
+  // POST /api/v1/clusters for a local cluster with `workers` initial workers; returns the 202 body.
+  Json CreateCluster(const std::string& name, int workers);
+  // Polls GET /api/v1/operations/{id} until succeeded/failed or `timeout`; returns the last view.
+  Json WaitOperation(const std::string& op_id, std::chrono::seconds timeout);
+  // Polls until the operation's current step is `step` (state running or pending), or it ends.
+  bool WaitStep(const std::string& op_id, const std::string& step, std::chrono::seconds timeout);
+  Json Cluster(const std::string& id);
+  Json Workers(const std::string& cluster_id);
+  // Live instances tagged with the cluster's id (cluster VM + workers), asked of the adapter.
+  int InstancesOf(const std::string& cluster_id);
+  // Names of live canopy-* namespaces (as `ip netns list` shows them).
+  static std::vector<std::string> Namespaces();
+  // PIDs inside namespace `ns` (empty when none or absent).
+  static std::vector<std::string> PidsIn(const std::string& ns);
+
+ private:
+  TempDir dir_;
+  LocalTestNet net_;
+  std::vector<std::string> root_flags_, adapter_flags_;
+  uint16_t port_ = 0;
+  std::unique_ptr<RootDaemon> root_;
+  std::unique_ptr<AdapterDaemon> adapter_;
+  std::string admin_, credential_id_;
+};
+
+}  // namespace canopy::testing
