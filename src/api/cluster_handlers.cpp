@@ -509,6 +509,7 @@ Json ClusterToJson(const core::Cluster& c) {
           {"nodes", nodes},
           {"resources", c.resources},
           {"address", c.cloud.contains("address") ? c.cloud["address"] : Json(nullptr)},
+          {"provider_id", c.cloud.contains("provider_id") ? c.cloud["provider_id"] : Json(nullptr)},
           {"operation_id", c.cloud.contains("operation_id") ? c.cloud["operation_id"] : Json(nullptr)},
           {"created_at", Iso(c.created_at)},
           {"updated_at", Iso(c.updated_at)}};

@@ -83,8 +83,18 @@ Result<net::Response> GetCredential(const ApiDeps& deps, const net::Request& req
 
 Result<net::Response> DeleteCredential(const ApiDeps& deps, const net::Request& req, const Principal& p) {
   std::string id = req.Param("id");
-  // TODO(canopy): 409 while clusters or workers billed to this credential exist (clusters issue).
-  auto st = deps.store->credentials().Delete(id);
+  // 409 while a cluster made with it exists: its instance, workers and firewalls are billed to
+  // it, and deleting them needs it.
+  Status st = deps.store->Transaction([&](store::Store& tx) -> Status {
+    CANOPY_ASSIGN_OR_RETURN(auto clusters, tx.clusters().List());
+    for (const auto& c : clusters) {
+      if (c.credential_id == id) {
+        return Error::Conflict(fmt::format(
+            "credential is in use by cluster '{}'; delete the cluster first", c.name));
+      }
+    }
+    return tx.credentials().Delete(id);
+  });
   if (!st) return st.error().code == ErrorCode::kNotFound ? Error::NotFound("credential not found")
                                                           : std::move(st).error();
   SPDLOG_INFO("Deleted credential credential={} by={}", id, p.user_id);

@@ -110,7 +110,9 @@ int RunRoot(const RootOptions& opts) {
     eo.after_step_hook = [point = opts.test_kill_after_step,
                           marker = opts.data_dir + "/test-kill-done"](const core::Operation& op,
                                                                        const std::string& step) {
-      if (op.kind + "/" + step != point) return;
+      // "KIND/STEP" or "KIND/STEP@ACTION" (ACTION = the operation's data.action).
+      std::string at = op.kind + "/" + step;
+      if (at != point && at + "@" + op.data.value("action", "") != point) return;
       if (std::filesystem::exists(marker)) return;
       (void)WriteFileAtomic(marker, point + " " + op.id + "\n");
       SPDLOG_WARN("Test kill after step op={} point={}", op.id, point);

@@ -29,7 +29,7 @@ struct RootOptions {
   std::string canopyd_binary;
   int64_t cluster_link_interval = 2;
   int64_t cluster_node_heartbeat = 2;
-  // Tests only: "KIND/STEP" -> SIGKILL this process once, right after that step of an operation
+  // Tests only: "KIND/STEP" or "KIND/STEP@ACTION" (data.action) -> SIGKILL this process once, right after that step of an operation
   // of that kind returns and before the engine records it (a marker file in the data dir makes
   // it once per data dir, so the restarted root goes on).
   std::string test_kill_after_step;

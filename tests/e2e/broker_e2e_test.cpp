@@ -133,6 +133,10 @@ TEST_F(BrokerE2E, ClusterWithTwoWorkersThenEveryWorkerActionThenDelete) {
   EXPECT_FALSE(HasNs(Ns(after)));
   EXPECT_EQ(env_->InstancesOf(cluster), 1);
 
+  // The credential is in use while the cluster exists.
+  auto cred_del = env_->Call("DELETE", "/api/v1/credentials/" + env_->credential_id());
+  EXPECT_EQ(cred_del.status, 409) << cred_del.body;
+
   // delete the cluster: its instance goes, then the row.
   auto del = env_->Call("DELETE", "/api/v1/clusters/" + cluster);
   ASSERT_EQ(del.status, 202) << del.body;
@@ -140,6 +144,7 @@ TEST_F(BrokerE2E, ClusterWithTwoWorkersThenEveryWorkerActionThenDelete) {
   ASSERT_EQ(delop.value("state", ""), "succeeded") << delop.dump();
   EXPECT_EQ(env_->Call("GET", "/api/v1/clusters/" + cluster).status, 404);
   EXPECT_EQ(env_->InstancesOf(cluster), 0);
+  EXPECT_EQ(env_->Call("DELETE", "/api/v1/credentials/" + env_->credential_id()).status, 204);
 }
 
 TEST_F(BrokerE2E, BadCreateRequestsAreRefusedBeforeAnythingIsMade) {

@@ -956,9 +956,11 @@ TEST_P(StoreTest, ClusterCreateThenGetReturnsEveryField) {
   c.last_seen = At(5);
   c.nodes = {{"nod-1", "10.0.0.2", "online", 2000, 4096, 1024, 0.5, At(4)}};
   c.resources = Json{{"cpu_millis", 2000}};
+  c.cloud = Json{{"provider_id", "i-1"}, {"firewalls", {{"ssh", "fw-1"}}}};
   ASSERT_OK(store().clusters().Create(c));
   auto got = store().clusters().Get("cls-1");
   ASSERT_OK(got);
+  EXPECT_EQ(got->cloud, c.cloud);
   EXPECT_EQ(got->name, "edge");
   EXPECT_EQ(got->kind, core::ClusterKind::kCloud);
   EXPECT_EQ(got->state, core::ClusterState::kProvisioning);
@@ -1096,6 +1098,85 @@ TEST_P(StoreTest, ClusterCommandsArePendingUntilCompletedOnceByTheirCluster) {
 const BackendFactory kBackends[] = {
     {"sqlite", [] { return std::unique_ptr<Backend>(std::make_unique<SqliteBackend>()); }},
 };
+
+// ---------------- workers ----------------
+
+core::Worker MakeWorker(const std::string& id, const std::string& cluster, int64_t created_ms) {
+  core::Worker w;
+  w.id = id;
+  w.cluster_id = cluster;
+  w.name = "w-" + id;
+  w.instance_type = "small";
+  w.image = "debian-12";
+  w.disk_gb = 3;
+  w.created_at = w.updated_at = At(created_ms);
+  return w;
+}
+
+TEST_P(StoreTest, WorkerCreateGetUpdateRoundTripsEveryField) {
+  ASSERT_OK(store().clusters().Create(MakeCluster("cls-1", "c1")));
+  core::Worker w = MakeWorker("wrk-1", "cls-1", 1);
+  ASSERT_OK(store().workers().Create(w));
+  auto got = store().workers().Get("wrk-1");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->state, core::WorkerState::kBooting);
+  EXPECT_TRUE(got->handle.is_null());
+  EXPECT_EQ(got->InstanceCanopyId(), "wrk-1-g1");
+  got->state = core::WorkerState::kActive;
+  got->handle = Json{{"version", 1}, {"data", {{"id", "i-9"}}}};
+  got->generation = 2;
+  got->provider_id = "i-9";
+  got->address = "198.18.0.9";
+  got->node_id = "nod-1";
+  got->last_error = "boom";
+  got->operation_id = "op-1";
+  got->updated_at = At(9);
+  ASSERT_OK(store().workers().Update(*got));
+  auto again = store().workers().Get("wrk-1");
+  ASSERT_OK(again);
+  EXPECT_EQ(again->state, core::WorkerState::kActive);
+  EXPECT_EQ(again->handle, got->handle);
+  EXPECT_EQ(again->generation, 2);
+  EXPECT_EQ(again->provider_id, "i-9");
+  EXPECT_EQ(again->address, "198.18.0.9");
+  EXPECT_EQ(again->node_id, "nod-1");
+  EXPECT_EQ(again->last_error, "boom");
+  EXPECT_EQ(again->operation_id, "op-1");
+  EXPECT_EQ(again->updated_at, At(9));
+  EXPECT_EQ(again->version, got->version + 1);
+  // A stale version is a conflict.
+  EXPECT_EQ(store().workers().Update(*got).error().code, ErrorCode::kConflict);
+}
+
+TEST_P(StoreTest, WorkerNeedsItsClusterAndNamesAreUnique) {
+  EXPECT_EQ(store().workers().Create(MakeWorker("wrk-1", "cls-none", 1)).error().code,
+            ErrorCode::kNotFound);
+  ASSERT_OK(store().clusters().Create(MakeCluster("cls-1", "c1")));
+  ASSERT_OK(store().workers().Create(MakeWorker("wrk-1", "cls-1", 1)));
+  core::Worker same_name = MakeWorker("wrk-2", "cls-1", 2);
+  same_name.name = "w-wrk-1";
+  EXPECT_EQ(store().workers().Create(same_name).error().code, ErrorCode::kAlreadyExists);
+}
+
+TEST_P(StoreTest, WorkerListsAreOrderedAndDeleteRemoves) {
+  ASSERT_OK(store().clusters().Create(MakeCluster("cls-1", "c1")));
+  ASSERT_OK(store().clusters().Create(MakeCluster("cls-2", "c2")));
+  ASSERT_OK(store().workers().Create(MakeWorker("wrk-b", "cls-1", 2)));
+  ASSERT_OK(store().workers().Create(MakeWorker("wrk-a", "cls-1", 2)));
+  ASSERT_OK(store().workers().Create(MakeWorker("wrk-c", "cls-2", 1)));
+  auto one = store().workers().ListByCluster("cls-1");
+  ASSERT_OK(one);
+  ASSERT_EQ(one->size(), 2u);
+  EXPECT_EQ((*one)[0].id, "wrk-a");
+  EXPECT_EQ((*one)[1].id, "wrk-b");
+  auto all = store().workers().List();
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].id, "wrk-c");
+  ASSERT_OK(store().workers().Delete("wrk-a"));
+  EXPECT_EQ(store().workers().Delete("wrk-a").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store().workers().Get("wrk-a").error().code, ErrorCode::kNotFound);
+}
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::ValuesIn(kBackends),
                          [](const ::testing::TestParamInfo<BackendFactory>& info) {
