@@ -185,7 +185,9 @@ Result<net::Response> CreateCluster(const ApiDeps& deps, const net::Request& req
   c.disk_gb = machine.disk_gb;
   c.created_by = p.user_id;
   c.created_at = c.updated_at = deps.clock->Now();
-  Json data{{"cluster_id", c.id}};
+  // Credential and region stay in the operation, so the sweeper can still look for this
+  // cluster's instances after its row is gone.
+  Json data{{"cluster_id", c.id}, {"credential_id", cred.id}, {"region", region}};
   if (worker_count > 0) {
     data["workers"] = {{"count", worker_count},
                        {"instance_type", worker_spec->instance_type},

@@ -146,6 +146,10 @@ int main(int argc, char** argv) {
   root->add_flag("--enable-test-ops", ro.enable_test_ops, "Serve POST /api/v1/test/operations (tests only)");
   root->add_option("--test-kill-after-step", ro.test_kill_after_step,
                    "Tests only: KIND/STEP at which the root kills itself once (crash tests)");
+  root->add_option("--sweep-interval", ro.sweep_interval,
+                   "Seconds between sweeps for orphan instances (0 = off)")
+      ->check(CLI::Range(int64_t{0}, int64_t{86400}))->capture_default_str();
+  root->add_flag("--sweep-delete", ro.sweep_delete, "Terminate orphan instances (default: report only)");
   root->add_option("--cluster-url", ro.cluster_url,
                    "Root URL that clusters installed by the broker dial (default: from --listen)");
   root->add_option("--canopyd-binary", ro.canopyd_binary,

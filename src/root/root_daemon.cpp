@@ -22,6 +22,7 @@
 #include "net/error_mapping.h"
 #include "net/http.h"
 #include "broker/broker.h"
+#include "broker/sweeper.h"
 #include "ops/engine.h"
 #include "ops/test_kind.h"
 #include "store/store.h"
@@ -157,6 +158,11 @@ int RunRoot(const RootOptions& opts) {
   bo.node_heartbeat_seconds = opts.cluster_node_heartbeat;
   if (auto st = broker::RegisterBrokerKinds(engine, deps, bo); !st) return fail(st.error());
   engine.Start();
+  std::unique_ptr<broker::PeriodicSweeper> sweeper;
+  if (opts.sweep_interval > 0) {
+    sweeper = std::make_unique<broker::PeriodicSweeper>(
+        deps, std::chrono::seconds(opts.sweep_interval), opts.sweep_delete);
+  }
   (void)WriteFileAtomic(opts.data_dir + "/root.url", url + "\n");
   SPDLOG_INFO("Root listening url={} data_dir={} cluster_url={} dist_binary={}", url, opts.data_dir,
               bo.cluster_root_url, bo.canopyd_binary);
@@ -164,6 +170,7 @@ int RunRoot(const RootOptions& opts) {
   int sig = 0;
   sigwait(&sigs, &sig);
   SPDLOG_INFO("Stopping root signal={}", sig);
+  sweeper.reset();
   (*server)->Stop();
   engine.Stop();
   return 0;

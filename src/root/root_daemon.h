@@ -29,6 +29,10 @@ struct RootOptions {
   std::string canopyd_binary;
   int64_t cluster_link_interval = 2;
   int64_t cluster_node_heartbeat = 2;
+  // Sweeper (src/broker/sweeper.h): seconds between passes (0 = off); terminate orphans or only
+  // report them.
+  int64_t sweep_interval = 600;
+  bool sweep_delete = false;
   // Tests only: "KIND/STEP" or "KIND/STEP@ACTION" (data.action) -> SIGKILL this process once, right after that step of an operation
   // of that kind returns and before the engine records it (a marker file in the data dir makes
   // it once per data dir, so the restarted root goes on).

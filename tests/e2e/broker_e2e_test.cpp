@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "support/broker_env.h"
 
@@ -165,6 +166,34 @@ TEST_F(BrokerE2E, BadCreateRequestsAreRefusedBeforeAnythingIsMade) {
   EXPECT_EQ(env_->Call("GET", "/api/v1/clusters").json.size(), 0u);
   EXPECT_EQ(env_->Call("POST", "/api/v1/clusters/cls_nope/workers", R"({"count":1})").status, 404);
   EXPECT_EQ(env_->Call("POST", "/api/v1/clusters/cls_nope/workers/wrk_x/stop").status, 404);
+}
+
+// An instance tagged with a cluster but owned by no row (as a crash outside any operation could
+// leave) is found by the sweeper and terminated; the cluster's own instance is left alone.
+TEST(Sweeper, TerminatesTaggedInstancesNoRowOwns) {
+  if (!LocalTestNet::Available()) GTEST_SKIP() << "the local provider needs root";
+  BrokerEnv env({"--sweep-interval", "1", "--sweep-delete"});
+  env.Start();
+  auto created = env.CreateCluster("swept", 0);
+  const std::string cluster = created["cluster"]["id"];
+  ASSERT_EQ(env.WaitOperation(created["operation_id"], 120s).value("state", ""), "succeeded");
+  auto remote = env.Adapter();
+  ASSERT_NE(remote, nullptr);
+  providers::InstanceSpec spec;
+  spec.canopy_id = "wrk_gone-g1";
+  spec.idempotency_key = spec.canopy_id;
+  spec.instance_type = "local.small";
+  spec.image = "debian-12";
+  spec.key_pair = "canopy-" + env.credential_id();
+  spec.tags[providers::kClusterTag] = cluster;
+  auto orphan = remote->CreateInstance(BrokerEnv::LocalContext(), spec);
+  ASSERT_TRUE(orphan.has_value()) << orphan.error().message;
+  EXPECT_TRUE(WaitFor([&] { return env.InstancesOf(cluster) == 1; }, 30s))
+      << ReadFile(env.root().log_path());
+  EXPECT_NE(ReadFile(env.root().log_path()).find("Orphan instance"), std::string::npos);
+  EXPECT_EQ(env.Cluster(cluster).value("state", ""), "ACTIVE");
+  std::this_thread::sleep_for(2s);  // more sweeps: the owned instance stays
+  EXPECT_EQ(env.InstancesOf(cluster), 1);
 }
 
 }  // namespace

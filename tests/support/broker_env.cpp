@@ -99,15 +99,23 @@ Json BrokerEnv::Workers(const std::string& cluster_id) {
   return Call("GET", "/api/v1/clusters/" + cluster_id + "/workers").json;
 }
 
-int BrokerEnv::InstancesOf(const std::string& cluster_id) {
+std::unique_ptr<providers::Provider> BrokerEnv::Adapter() {
   auto id = ParseJsonObject(ReadFile((dir_.path() / "adapter" / "identity.json").string()));
   EXPECT_TRUE(id.has_value());
-  if (!id) return -1;
-  providers::remote::RemoteProvider remote(adapter_->url(),
-                                           SecretString((*id)["adapter_key"].get<std::string>()),
-                                           providers::ProviderInfo{"local", "", {}, {}});
-  providers::CallContext ctx{providers::CredentialSecret(Json{{"type", "local"}}), "local"};
-  auto found = remote.FindInstancesByTag(ctx, providers::kClusterTag, cluster_id);
+  if (!id) return nullptr;
+  return std::make_unique<providers::remote::RemoteProvider>(
+      adapter_->url(), SecretString((*id)["adapter_key"].get<std::string>()),
+      providers::ProviderInfo{"local", "", {}, {}});
+}
+
+providers::CallContext BrokerEnv::LocalContext() {
+  return providers::CallContext{providers::CredentialSecret(Json{{"type", "local"}}), "local"};
+}
+
+int BrokerEnv::InstancesOf(const std::string& cluster_id) {
+  auto remote = Adapter();
+  if (!remote) return -1;
+  auto found = remote->FindInstancesByTag(LocalContext(), providers::kClusterTag, cluster_id);
   EXPECT_TRUE(found.has_value()) << found.error().message;
   return found ? static_cast<int>(found->size()) : -1;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "providers/provider.h"
 #include "support/daemons.h"
 #include "support/local_env.h"
 #include "support/test_util.h"
@@ -45,6 +46,9 @@ class BrokerEnv {
   bool WaitStep(const std::string& op_id, const std::string& step, std::chrono::seconds timeout);
   Json Cluster(const std::string& id);
   Json Workers(const std::string& cluster_id);
+  // The adapter as the root reaches it (its key from the adapter's identity file).
+  std::unique_ptr<providers::Provider> Adapter();
+  static providers::CallContext LocalContext();
   // Live instances tagged with the cluster's id (cluster VM + workers), asked of the adapter.
   int InstancesOf(const std::string& cluster_id);
   // Names of live canopy-* namespaces (as `ip netns list` shows them).

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Cluster + N workers on the local provider, end to end through the root's API (needs root).
+
+Starts a root (listening on 0.0.0.0, clusters dial it at the bridge address) and a local provider
+adapter with --boot-delay, then for each N: POST /api/v1/clusters with N initial workers, waits
+until the operation (and so every worker) is done, and splits the time into phases from the
+operations' step timestamps and the root's install log lines:
+  cloud    = instance + running steps (VM create and boot, incl. the boot delay)
+  ssh      = SSH connect time of the installs (avg per install, from "connect_ms=")
+  install  = install steps minus nothing (wall time of the step: connect + upload + start)
+  register = pair (cluster) / register (workers) steps
+Each cluster is deleted (workers first) before the next run. Prints a Markdown table.
+Usage: sudo bench/cluster_provision.py [--build build] [--boot-delay-ms 5000] [N ...]
+"""
+import argparse, datetime, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
+import urllib.request, urllib.error
+
+GATEWAY = "198.18.0.1"  # the local provider's default bridge address
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Api:
+    def __init__(self, url):
+        self.url, self.token = url, ""
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", "Bearer " + self.token)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                text = r.read().decode()
+                return r.status, (json.loads(text) if text else None)
+        except urllib.error.HTTPError as e:
+            text = e.read().decode()
+            return e.code, (json.loads(text) if text else None)
+        except (urllib.error.URLError, ConnectionError):
+            return 0, None
+
+
+def ts(s):
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() if s else None
+
+
+def step_secs(op, *names):
+    total = 0.0
+    for st in op["steps"]:
+        if st["name"] in names and st["started_at"] and st["finished_at"]:
+            total += ts(st["finished_at"]) - ts(st["started_at"])
+    return total
+
+
+def wait_op(api, op_id, timeout=900):
+    end = time.time() + timeout
+    while time.time() < end:
+        code, op = api.call("GET", "/api/v1/operations/" + op_id)
+        if code == 200 and op["state"] in ("succeeded", "failed"):
+            return op
+        time.sleep(0.2)
+    raise SystemExit("operation %s did not finish" % op_id)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--boot-delay-ms", type=int, default=5000)
+    ap.add_argument("counts", nargs="*", type=int, default=[1, 10, 30])
+    a = ap.parse_args()
+    canopyd = os.path.abspath(os.path.join(a.build, "bin", "canopyd"))
+    work = tempfile.mkdtemp(prefix="canopy-bench-")
+    port = free_port()
+    env = dict(os.environ, CANOPY_ADMIN_PASSWORD="bench-admin-password-1", CANOPY_LOG_LEVEL="info")
+    root_log = open(os.path.join(work, "root.log"), "w")
+    root = subprocess.Popen([canopyd, "root", "--listen", "0.0.0.0:%d" % port, "--data-dir",
+                             os.path.join(work, "root"), "--heartbeat-interval", "1",
+                             "--cluster-url", "http://%s:%d" % (GATEWAY, port),
+                             "--op-workers", "8"], stdout=root_log, stderr=subprocess.STDOUT, env=env)
+    adapter = None
+    api = Api("http://127.0.0.1:%d" % port)
+    rows = []
+    try:
+        for _ in range(100):
+            if api.call("GET", "/healthz")[0] == 200:
+                break
+            time.sleep(0.1)
+        _, login = api.call("POST", "/api/v1/auth/login",
+                            {"username": "admin", "password": env["CANOPY_ADMIN_PASSWORD"]})
+        api.token = login["access_token"]
+        _, tok = api.call("POST", "/api/v1/provider-tokens", {})
+        adapter = subprocess.Popen([canopyd, "provider", "--type", "local", "--root", api.url,
+                                    "--token", tok["token"], "--listen", "127.0.0.1:0", "--data-dir",
+                                    os.path.join(work, "adapter"), "--state-dir",
+                                    os.path.join(work, "local"), "--boot-delay",
+                                    str(a.boot_delay_ms)],
+                                   stdout=open(os.path.join(work, "adapter.log"), "w"),
+                                   stderr=subprocess.STDOUT, env=env)
+        cred = None
+        for _ in range(100):
+            code, cred = api.call("POST", "/api/v1/credentials",
+                                  {"name": "local", "provider": "local", "secret": {"type": "local"}})
+            if code == 201:
+                break
+            time.sleep(0.2)
+        for n in a.counts:
+            log_mark = os.path.getsize(os.path.join(work, "root.log"))
+            t0 = time.time()
+            code, body = api.call("POST", "/api/v1/clusters", {
+                "name": "bench%d" % n, "credential_id": cred["id"], "region": "local",
+                "instance_type": "local.small", "image": "debian-12", "disk_gb": 1,
+                "workers": {"count": n}})
+            if code != 202:
+                raise SystemExit("create failed: %s %s" % (code, body))
+            cid = body["cluster"]["id"]
+            op = wait_op(api, body["operation_id"])
+            total = time.time() - t0
+            if op["state"] != "succeeded":
+                raise SystemExit("cluster op failed: %s" % json.dumps(op))
+            _, ops = api.call("GET", "/api/v1/operations?target=" + cid)
+            child = [o for o in ops if o["kind"] == "workers.provision"][0]
+            with open(os.path.join(work, "root.log")) as f:
+                f.seek(log_mark)
+                text = f.read()
+            node_connect = [int(x) for x in re.findall(r"Node installed .*?connect_ms=(\d+)", text)]
+            cl_connect = [int(x) for x in re.findall(r"Cluster installed .*?connect_ms=(\d+)", text)]
+            rows.append({
+                "n": n, "total": total,
+                "c_cloud": step_secs(op, "instance", "running"),
+                "c_ssh": (cl_connect[0] / 1000.0) if cl_connect else 0.0,
+                "c_install": step_secs(op, "install"),
+                "c_register": step_secs(op, "pair"),
+                "w_cloud": step_secs(child, "instances", "running"),
+                "w_ssh": (sum(node_connect) / len(node_connect) / 1000.0) if node_connect else 0.0,
+                "w_install": step_secs(child, "install"),
+                "w_register": step_secs(child, "register"),
+                "other": step_secs(op, "key_pair", "firewalls", "identity"),
+            })
+            print("N=%d total %.2fs" % (n, total), file=sys.stderr)
+            # Clean up: delete workers, then the cluster.
+            _, workers = api.call("GET", "/api/v1/clusters/%s/workers" % cid)
+            dels = [api.call("DELETE", "/api/v1/clusters/%s/workers/%s" % (cid, w["id"]))[1]
+                    for w in workers]
+            for d in dels:
+                wait_op(api, d["operation_id"])
+            _, d = api.call("DELETE", "/api/v1/clusters/" + cid)
+            wait_op(api, d["operation_id"])
+    finally:
+        for p in (root, adapter):
+            if p:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        # Anything left (a failed run) goes with the adapter's state: kill and remove namespaces.
+        ids = os.listdir(os.path.join(work, "local", "instances")) if os.path.isdir(
+            os.path.join(work, "local", "instances")) else []
+        for i in ids:
+            subprocess.run(["ip", "netns", "pids", "canopy-" + i], capture_output=True)
+            pids = subprocess.run(["ip", "netns", "pids", "canopy-" + i], capture_output=True,
+                                  text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+            subprocess.run(["ip", "netns", "del", "canopy-" + i], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    print("# %s, %d cores, boot delay %d ms" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                               os.cpu_count(), a.boot_delay_ms))
+    print("| workers | total s | cluster cloud | cluster ssh | cluster install | cluster pair | "
+          "workers cloud | worker ssh (avg) | workers install | workers register | other |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print("| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |" % (
+            r["n"], r["total"], r["c_cloud"], r["c_ssh"], r["c_install"], r["c_register"],
+            r["w_cloud"], r["w_ssh"], r["w_install"], r["w_register"], r["other"]))
+
+
+if __name__ == "__main__":
+    main()
