@@ -168,6 +168,42 @@ TEST_F(BrokerE2E, BadCreateRequestsAreRefusedBeforeAnythingIsMade) {
   EXPECT_EQ(env_->Call("POST", "/api/v1/clusters/cls_nope/workers/wrk_x/stop").status, 404);
 }
 
+// The root away for 60 s: the cluster and its nodes keep running on their own; when the root
+// returns, the cluster links again and root and cluster agree (ACTIVE, node online, worker ACTIVE).
+TEST(RootAway, ClusterAndNodesKeepRunningAndStatesConverge) {
+  if (!LocalTestNet::Available()) GTEST_SKIP() << "the local provider needs root";
+  BrokerEnv env;
+  env.Start();
+  auto created = env.CreateCluster("away", 1);
+  const std::string cluster = created["cluster"]["id"];
+  ASSERT_EQ(env.WaitOperation(created["operation_id"], 120s).value("state", ""), "succeeded");
+  auto before = env.Workers(cluster)[0];
+  const std::string cluster_ns = "canopy-" + env.Cluster(cluster).value("provider_id", "");
+  const std::string cluster_url = env.Cluster(cluster).value("url", "");
+
+  env.root().Stop();
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    // The cluster keeps serving its nodes (its API answers from the host) and nothing exits.
+    ASSERT_EQ(CallApi(cluster_url, "GET", "/healthz").status, 200);
+    ASSERT_FALSE(BrokerEnv::PidsIn(cluster_ns).empty());
+    ASSERT_FALSE(BrokerEnv::PidsIn(Ns(before)).empty());
+    std::this_thread::sleep_for(5s);
+  }
+  env.RestartRoot();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto c = env.Cluster(cluster);
+        return c.value("state", "") == "ACTIVE" && NodeOnline(env, cluster, before["address"]);
+      },
+      30s))
+      << env.Cluster(cluster).dump();
+  auto after = env.Workers(cluster)[0];
+  EXPECT_EQ(after["state"], "ACTIVE");
+  EXPECT_EQ(after["node_id"], before["node_id"]);
+  EXPECT_EQ(env.InstancesOf(cluster), 2);
+}
+
 // An instance tagged with a cluster but owned by no row (as a crash outside any operation could
 // leave) is found by the sweeper and terminated; the cluster's own instance is left alone.
 TEST(Sweeper, TerminatesTaggedInstancesNoRowOwns) {
