@@ -172,19 +172,14 @@ Result<net::Response> CreateCluster(const ApiDeps& deps, const net::Request& req
   if (worker_count > 0) specs.push_back(*worker_spec);
   CANOPY_TRY(CheckOffers(deps, opened, region, specs));
 
-  core::Cluster c;
-  c.id = deps.ids->NewId("cls");
-  c.name = name;
-  c.kind = core::ClusterKind::kCloud;
-  c.state = core::ClusterState::kProvisioning;
+  core::Cluster c = NewClusterRow(deps, name, core::ClusterKind::kCloud,
+                                  core::ClusterState::kProvisioning, p.user_id);
   c.credential_id = cred.id;
   c.provider = cred.provider;
   c.region = region;
   c.instance_type = machine.instance_type;
   c.image = machine.image;
   c.disk_gb = machine.disk_gb;
-  c.created_by = p.user_id;
-  c.created_at = c.updated_at = deps.clock->Now();
   // Credential and region stay in the operation, so the sweeper can still look for this
   // cluster's instances after its row is gone.
   Json data{{"cluster_id", c.id}, {"credential_id", cred.id}, {"region", region}};

@@ -267,13 +267,8 @@ Result<net::Response> CreateEdgeToken(const ApiDeps& deps, const net::Request& r
   }
   CANOPY_ASSIGN_OR_RETURN(auto secs, GetOptInt(body, "ttl_seconds", 60, 7 * 24 * 3600));
   auto ttl = secs ? std::chrono::seconds(*secs) : deps.options.cluster_token_ttl;
-  core::Cluster c;
-  c.id = deps.ids->NewId("cls");
-  c.name = name;
-  c.kind = core::ClusterKind::kEdge;
-  c.state = core::ClusterState::kPairing;
-  c.created_by = p.user_id;
-  c.created_at = c.updated_at = deps.clock->Now();
+  core::Cluster c = detail::NewClusterRow(deps, name, core::ClusterKind::kEdge,
+                                          core::ClusterState::kPairing, p.user_id);
   Result<ClusterTokenGrant> grant = Error::Internal("not run");
   CANOPY_TRY(deps.store->Transaction([&](store::Store& tx) -> Status {
     CANOPY_TRY(tx.clusters().Create(c));
@@ -600,6 +595,18 @@ Result<core::Cluster> LoadCluster(const ApiDeps& deps, const std::string& id) {
   auto c = deps.store->clusters().Get(id);
   if (!c) return NotFoundOr(std::move(c).error(), "cluster not found");
   return std::move(*c);
+}
+
+core::Cluster NewClusterRow(const ApiDeps& deps, const std::string& name, core::ClusterKind kind,
+                            core::ClusterState state, const std::string& user_id) {
+  core::Cluster c;
+  c.id = deps.ids->NewId("cls");
+  c.name = name;
+  c.kind = kind;
+  c.state = state;
+  c.created_by = user_id;
+  c.created_at = c.updated_at = deps.clock->Now();
+  return c;
 }
 
 void StartClusterChecks(const ApiDeps& deps) {

@@ -38,6 +38,15 @@ void ExpectConverged(BrokerEnv& env, const std::string& cluster, size_t workers)
       << "instances must equal workers + 1 (no leak, no duplicate)";
 }
 
+// "cluster.create/key_pair" -> "cluster_create_key_pair" (gtest names are alphanumeric).
+std::string TestName(const ::testing::TestParamInfo<std::string>& info) {
+  std::string n = info.param;
+  for (auto& ch : n) {
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  }
+  return n;
+}
+
 // ---- root killed after each step of cluster create (with one initial worker: worker add) ----
 
 class RootKilledDuringCreate : public ::testing::TestWithParam<std::string> {};
@@ -63,13 +72,7 @@ INSTANTIATE_TEST_SUITE_P(
                       "cluster.create/pair", "cluster.create/workers",
                       "workers.provision/instances@add", "workers.provision/running@add",
                       "workers.provision/install@add", "workers.provision/register@add"),
-    [](const auto& info) {
-      std::string n = info.param;
-      for (auto& ch : n) {
-        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-      }
-      return n;
-    });
+    TestName);
 
 // ---- root killed after each step of a worker restart and a worker recreate ----
 
@@ -107,13 +110,7 @@ INSTANTIATE_TEST_SUITE_P(
                       "workers.provision/install@restart", "workers.provision/register@restart",
                       "workers.provision/instances@recreate", "workers.provision/running@recreate",
                       "workers.provision/install@recreate", "workers.provision/register@recreate"),
-    [](const auto& info) {
-      std::string n = info.param;
-      for (auto& ch : n) {
-        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-      }
-      return n;
-    });
+    TestName);
 
 // ---- the adapter killed while the cluster instance boots (step `running`) ----
 

@@ -64,6 +64,10 @@ Error NotFoundOr(Error e, const char* message);
 // The cluster row; kNotFound "cluster not found".
 Result<core::Cluster> LoadCluster(const ApiDeps& deps, const std::string& id);
 
+// A new cluster row: fresh id, name, kind and state, created now by `user_id`.
+core::Cluster NewClusterRow(const ApiDeps& deps, const std::string& name, core::ClusterKind kind,
+                            core::ClusterState state, const std::string& user_id);
+
 // Finds a live adapter of `type`; kFailedPrecondition when none is live.
 Result<core::ProviderRecord> FindLiveAdapter(const ApiDeps& deps, const std::string& type);
 core::ProviderStatus StatusOf(const ApiDeps& deps, const core::ProviderRecord& p);
