@@ -10,7 +10,11 @@
 #include <cstring>
 #include <ctime>
 #include <istream>
+#include <limits>
+#include <optional>
 #include <ostream>
+#include <set>
+#include <tuple>
 #include <utility>
 
 #include "common/json.h"
@@ -113,6 +117,88 @@ const Resource& Operations() {
        {"State", "state"},
        {"Step", "step"},
        {"Error", "", OperationError}},
+      {},
+  };
+  return r;
+}
+
+// A string member of `obj`; empty when `obj` is not an object or the member is not a string.
+std::string StringField(const Json& obj, std::string_view key) {
+  if (!obj.is_object()) {
+    return "";
+  }
+  auto it = obj.find(std::string(key));
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+const Resource& Clusters() {
+  static const Resource r{
+      "cluster",
+      "/api/v1/clusters",
+      {{"ID", "id"},
+       {"NAME", "name"},
+       {"KIND", "kind"},
+       {"STATE", "state"},
+       {"PROVIDER", "provider"},
+       {"REGION", "region"},
+       {"WORKERS", "worker_count"},
+       {"CREATED", "created_at"}},
+      {{"ID", "id"},
+       {"Name", "name"},
+       {"Kind", "kind"},
+       {"State", "state"},
+       {"Provider", "provider"},
+       {"Region", "region"},
+       {"Instance type", "instance_type"},
+       {"Image", "image"},
+       {"Disk GB", "disk_gb"},
+       {"Credential", "credential_id"},
+       {"Address", "address"},
+       {"URL", "url"},
+       {"Version", "software_version"},
+       {"Nodes", "node_count"},
+       {"Workers", "worker_count"},
+       {"Last seen", "last_seen"},
+       {"Paired", "paired_at"},
+       {"Created", "created_at"}},
+      {},
+  };
+  return r;
+}
+
+// `last_error` of a worker: a message, or {"code","message"}.
+std::string WorkerError(const Json& w) {
+  if (w.is_object() && w.contains("last_error") && w["last_error"].is_object()) {
+    return OperationError(Json{{"error", w["last_error"]}});
+  }
+  return FieldText(w, "last_error");
+}
+
+// Workers live under their cluster: the paths come from WorkersPath / WorkerPath.
+const Resource& Workers() {
+  static const Resource r{
+      "worker",
+      "",
+      {{"ID", "id"},
+       {"NAME", "name"},
+       {"STATE", "state"},
+       {"INSTANCE TYPE", "instance_type"},
+       {"IMAGE", "image"},
+       {"ADDRESS", "address"},
+       {"ERROR", "", WorkerError}},
+      {{"ID", "id"},
+       {"Name", "name"},
+       {"Cluster", "cluster_id"},
+       {"State", "state"},
+       {"Instance type", "instance_type"},
+       {"Image", "image"},
+       {"Disk GB", "disk_gb"},
+       {"Address", "address"},
+       {"Provider ID", "provider_id"},
+       {"Node", "node_id"},
+       {"Error", "", WorkerError},
+       {"Created", "created_at"},
+       {"Updated", "updated_at"}},
       {},
   };
   return r;
@@ -224,12 +310,17 @@ Json WithoutHidden(Json j, const Resource& r) {
   return j;
 }
 
-void RenderDetails(std::ostream& out, const std::vector<Column>& columns, const Json& obj) {
+std::vector<std::pair<std::string, std::string>> DetailRows(const std::vector<Column>& columns,
+                                                            const Json& obj) {
   std::vector<std::pair<std::string, std::string>> rows;
   for (const Column& c : columns) {
     rows.emplace_back(c.header, c.render ? c.render(obj) : FieldText(obj, c.field));
   }
-  RenderKeyValues(out, rows);
+  return rows;
+}
+
+void RenderDetails(std::ostream& out, const std::vector<Column>& columns, const Json& obj) {
+  RenderKeyValues(out, DetailRows(columns, obj));
 }
 
 std::string ItemPath(const Resource& r, std::string_view id) {
@@ -396,6 +487,191 @@ Result<Json> ObtainSecret(Context& ctx, const CredentialAddOptions& opts) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Names, offers and operations shared by the cluster and worker commands.
+
+// The element of `items` whose id is `key`, else the first whose name is `key`; nullptr if none.
+const Json* FindByIdOrName(const Json& items, const std::string& key) {
+  for (const Json& e : items) {
+    if (StringField(e, "id") == key) {
+      return &e;
+    }
+  }
+  for (const Json& e : items) {
+    if (StringField(e, "name") == key) {
+      return &e;
+    }
+  }
+  return nullptr;
+}
+
+// The credential with id or name `key` (kNotFound: "credential 'x' not found").
+Result<Json> ResolveCredential(const Session& s, const std::string& key) {
+  CANOPY_ASSIGN_OR_RETURN(Json creds, s.Get(Credentials().path));
+  const Json items = ListItems(creds);
+  const Json* c = FindByIdOrName(items, key);
+  if (c == nullptr || StringField(*c, "id").empty()) {
+    return Error::NotFound(fmt::format("credential '{}' not found", key));
+  }
+  return WithoutHidden(*c, Credentials());
+}
+
+Result<Json> GetOffers(const Session& s, const std::string& credential_id,
+                       const std::optional<std::string>& provider,
+                       const std::optional<std::string>& region) {
+  std::string query = "?credential_id=" + EscapeUrlComponent(credential_id);
+  if (provider) query += "&provider=" + EscapeUrlComponent(*provider);
+  if (region) query += "&region=" + EscapeUrlComponent(*region);
+  return s.Get("/api/v1/offers" + query);
+}
+
+std::string ClusterPath(std::string_view cluster_id) { return ItemPath(Clusters(), cluster_id); }
+std::string WorkersPath(std::string_view cluster_id) {
+  return ClusterPath(cluster_id) + "/workers";
+}
+std::string WorkerPath(std::string_view cluster_id, std::string_view worker_id) {
+  return fmt::format("{}/{}", WorkersPath(cluster_id), EscapeUrlComponent(worker_id));
+}
+
+// The cluster with id or name `key`, from GET /api/v1/clusters.
+Result<Json> ResolveCluster(const Session& s, const std::string& key) {
+  if (key.empty()) {
+    return Error::InvalidArgument("give a cluster name or id");
+  }
+  CANOPY_ASSIGN_OR_RETURN(Json list, s.Get(Clusters().path));
+  const Json items = ListItems(list);
+  const Json* c = FindByIdOrName(items, key);
+  if (c == nullptr || StringField(*c, "id").empty()) {
+    return Error::NotFound(fmt::format("cluster '{}' not found", key));
+  }
+  return *c;
+}
+
+// The worker with id or name `key` in `cluster`, from GET /api/v1/clusters/{id}/workers.
+Result<Json> ResolveWorker(const Session& s, const Json& cluster, const std::string& key) {
+  if (key.empty()) {
+    return Error::InvalidArgument("give a worker name or id");
+  }
+  CANOPY_ASSIGN_OR_RETURN(Json list, s.Get(WorkersPath(StringField(cluster, "id"))));
+  const Json items = ListItems(list);
+  const Json* w = FindByIdOrName(items, key);
+  if (w == nullptr || StringField(*w, "id").empty()) {
+    return Error::NotFound(
+        fmt::format("worker '{}' not found in cluster '{}'", key, StringField(cluster, "name")));
+  }
+  return *w;
+}
+
+// A region or image entry: a string, or an object with an id (else a name).
+std::string OfferName(const Json& e, bool id_first) {
+  if (e.is_string()) {
+    return e.get<std::string>();
+  }
+  std::string a = StringField(e, id_first ? "id" : "name");
+  return a.empty() ? StringField(e, id_first ? "name" : "id") : a;
+}
+
+// The first usable entry of offers[member].
+std::optional<std::string> FirstOffer(const Json& offers, const char* member, bool id_first) {
+  if (!offers.is_object() || !offers.contains(member) || !offers[member].is_array()) {
+    return std::nullopt;
+  }
+  for (const Json& e : offers[member]) {
+    std::string v = OfferName(e, id_first);
+    if (!v.empty()) {
+      return v;
+    }
+  }
+  return std::nullopt;
+}
+
+// The smallest instance type: fewest vcpus, then least memory_mib, then lowest price_hour, then
+// name. Missing numbers sort last.
+std::optional<std::string> SmallestInstanceType(const Json& offers) {
+  if (!offers.is_object() || !offers.contains("instance_types") ||
+      !offers["instance_types"].is_array()) {
+    return std::nullopt;
+  }
+  auto num = [](const Json& t, const char* key) {
+    auto it = t.find(key);
+    return it != t.end() && it->is_number() ? it->get<double>()
+                                            : std::numeric_limits<double>::infinity();
+  };
+  std::optional<std::tuple<double, double, double, std::string>> best;
+  for (const Json& t : offers["instance_types"]) {
+    std::string name = StringField(t, "name");
+    if (name.empty()) {
+      continue;
+    }
+    auto key = std::make_tuple(num(t, "vcpus"), num(t, "memory_mib"), num(t, "price_hour"), name);
+    if (!best || key < *best) {
+      best = std::move(key);
+    }
+  }
+  if (!best) {
+    return std::nullopt;
+  }
+  return std::get<3>(*best);
+}
+
+Status CheckWait(const WaitOptions& w) {
+  if (w.wait && w.timeout_seconds <= 0) {
+    return Error::InvalidArgument("--timeout must be a positive number of seconds");
+  }
+  return OkStatus();
+}
+
+// Follows the operation named by a 202 body's operation_id until it ends (see WaitForOperation).
+Result<Json> Follow(Context& ctx, const Session& s, const Json& accepted, const WaitOptions& w) {
+  std::string op_id = StringField(accepted, "operation_id");
+  if (op_id.empty()) {
+    return Error::Internal("the root's response names no operation_id to wait for");
+  }
+  WaitSettings settings;
+  settings.timeout = std::chrono::seconds(w.timeout_seconds);
+  OperationFetcher fetch = [&s](const std::string& id) {
+    return s.Get(ItemPath(Operations(), id));
+  };
+  SleepFn sleep = ctx.sleep ? ctx.sleep : SleepFn(RealSleep);
+  return WaitForOperation(op_id, fetch, *ctx.clock, sleep, ctx.err, ctx.err_is_terminal,
+                          settings);
+}
+
+// A 202 body {"<member>":{...},"operation_id"}: the JSON as is, or the object's key/values and
+// the operation id.
+void PrintAccepted(Context& ctx, const Json& accepted, const char* member,
+                   const std::vector<Column>& details) {
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, accepted);
+    return;
+  }
+  const Json& obj = accepted.is_object() && accepted.contains(member) ? accepted[member] : Json();
+  auto rows = DetailRows(details, obj);
+  rows.emplace_back("Operation", FieldText(accepted, "operation_id"));
+  RenderKeyValues(ctx.out, rows);
+}
+
+// The cluster re-fetched with its workers: key/values and a workers table, or with -o json the
+// cluster object with a "workers" member.
+Status PrintCluster(Context& ctx, const Session& s, const std::string& cluster_id) {
+  CANOPY_ASSIGN_OR_RETURN(Json cluster, s.Get(ClusterPath(cluster_id)));
+  CANOPY_ASSIGN_OR_RETURN(Json workers, s.Get(WorkersPath(cluster_id)));
+  Json items = ListItems(workers);
+  if (ctx.global.output == OutputFormat::kJson) {
+    if (cluster.is_object()) {
+      cluster["workers"] = std::move(items);
+    }
+    PrintJson(ctx.out, cluster);
+    return OkStatus();
+  }
+  RenderDetails(ctx.out, Clusters().details, cluster);
+  if (!items.empty()) {
+    ctx.out << '\n';
+    RenderTable(ctx.out, Workers().list, items);
+  }
+  return OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Commands.
 
 Status DoLogin(Context& ctx, const LoginOptions& opts) {
@@ -540,18 +816,15 @@ Status DoOffers(Context& ctx, const OffersOptions& opts) {
     return Error::InvalidArgument("offers need --credential NAME or ID");
   }
   CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
-  // A name is resolved to its id; an id is used as given.
+  // A name is resolved to its id; anything else is used as given (the root checks it).
   std::string credential_id = opts.credential;
-  CANOPY_ASSIGN_OR_RETURN(Json creds, s.Get(Credentials().path));
-  for (const Json& c : ListItems(creds)) {
-    if (c.is_object() && c.value("name", "") == opts.credential) {
-      credential_id = c.value("id", "");
-    }
+  Result<Json> cred = ResolveCredential(s, opts.credential);
+  if (cred) {
+    credential_id = StringField(*cred, "id");
+  } else if (cred.error().code != ErrorCode::kNotFound) {
+    return std::move(cred).error();
   }
-  std::string query = "?credential_id=" + EscapeUrlComponent(credential_id);
-  if (opts.provider) query += "&provider=" + EscapeUrlComponent(*opts.provider);
-  if (opts.region) query += "&region=" + EscapeUrlComponent(*opts.region);
-  CANOPY_ASSIGN_OR_RETURN(Json offers, s.Get("/api/v1/offers" + query));
+  CANOPY_ASSIGN_OR_RETURN(Json offers, GetOffers(s, credential_id, opts.provider, opts.region));
   if (ctx.global.output == OutputFormat::kJson) {
     PrintJson(ctx.out, offers);
     return OkStatus();
@@ -588,6 +861,229 @@ Status DoOperationShow(Context& ctx, const std::string& id) {
                  {"STARTED", "started_at"},
                  {"FINISHED", "finished_at"}},
                 op["steps"]);
+  }
+  return OkStatus();
+}
+
+Status DoClusterCreate(Context& ctx, const ClusterCreateOptions& o) {
+  if (o.name.empty()) {
+    return Error::InvalidArgument("the cluster needs a NAME");
+  }
+  if (o.credential.empty()) {
+    return Error::InvalidArgument("cluster create needs --credential NAME or ID");
+  }
+  if (o.disk_gb <= 0) {
+    return Error::InvalidArgument("--disk-gb must be a positive number of GB");
+  }
+  if (o.workers < 0) {
+    return Error::InvalidArgument("--workers must not be negative");
+  }
+  if (o.workers == 0 && o.worker_instance_type) {
+    return Error::InvalidArgument("--worker-instance-type needs --workers N (N > 0)");
+  }
+  CANOPY_TRY(CheckWait(o.wait));
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json cred, ResolveCredential(s, o.credential));
+  std::string credential_id = StringField(cred, "id");
+  std::string cred_provider = StringField(cred, "provider");
+  if (o.provider && !cred_provider.empty() && *o.provider != cred_provider) {
+    return Error::InvalidArgument(fmt::format("credential '{}' is for provider '{}', not '{}'",
+                                              o.credential, cred_provider, *o.provider));
+  }
+
+  std::string region = o.region.value_or("");
+  std::string instance_type = o.instance_type.value_or("");
+  std::string image = o.image.value_or("");
+  if (region.empty() || instance_type.empty() || image.empty()) {
+    CANOPY_ASSIGN_OR_RETURN(Json offers, GetOffers(s, credential_id, o.provider, o.region));
+    auto missing = [&o](std::string_view what, std::string_view flag) {
+      return Error::FailedPrecondition(fmt::format(
+          "the offers of credential '{}' list no {}; pass {}", o.credential, what, flag));
+    };
+    if (region.empty()) {
+      std::optional<std::string> r = FirstOffer(offers, "regions", false);
+      if (!r) return missing("regions", "--region");
+      region = *r;
+    }
+    if (instance_type.empty()) {
+      std::optional<std::string> t = SmallestInstanceType(offers);
+      if (!t) return missing("instance types", "--instance-type");
+      instance_type = *t;
+    }
+    if (image.empty()) {
+      std::optional<std::string> i = FirstOffer(offers, "images", true);
+      if (!i) return missing("images", "--image");
+      image = *i;
+    }
+  }
+
+  Json body = {{"name", o.name},          {"credential_id", credential_id},
+               {"region", region},        {"instance_type", instance_type},
+               {"image", image},          {"disk_gb", o.disk_gb}};
+  if (o.workers > 0) {
+    body["workers"] = {{"count", o.workers},
+                       {"instance_type", o.worker_instance_type.value_or(instance_type)},
+                       {"image", image},
+                       {"disk_gb", o.disk_gb}};
+  }
+  CANOPY_ASSIGN_OR_RETURN(Json accepted, s.Post(Clusters().path, body));
+  if (!o.wait.wait) {
+    PrintAccepted(ctx, accepted, "cluster", Clusters().details);
+    return OkStatus();
+  }
+  std::string cluster_id =
+      accepted.is_object() ? StringField(accepted.value("cluster", Json()), "id") : "";
+  CANOPY_TRY(Follow(ctx, s, accepted, o.wait));
+  if (cluster_id.empty()) {
+    return Error::Internal("the root's response names no cluster id");
+  }
+  return PrintCluster(ctx, s, cluster_id);
+}
+
+Status DoClusterShow(Context& ctx, const std::string& key) {
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json cluster, ResolveCluster(s, key));
+  return PrintCluster(ctx, s, StringField(cluster, "id"));
+}
+
+Status DoClusterDelete(Context& ctx, const std::string& key, const WaitOptions& wait) {
+  CANOPY_TRY(CheckWait(wait));
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json cluster, ResolveCluster(s, key));
+  std::string id = StringField(cluster, "id");
+  CANOPY_ASSIGN_OR_RETURN(Json accepted, s.Delete(ClusterPath(id)));
+  if (!wait.wait) {
+    PrintAccepted(ctx, accepted, "cluster", {{"ID", "id"}, {"Name", "name"}, {"State", "state"}});
+    return OkStatus();
+  }
+  CANOPY_ASSIGN_OR_RETURN(Json op, Follow(ctx, s, accepted, wait));
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, op);
+  } else {
+    ctx.out << fmt::format("Deleted cluster {} ({})\n", FieldText(cluster, "name"),
+                           FieldText(cluster, "id"));
+  }
+  return OkStatus();
+}
+
+Status DoWorkerAdd(Context& ctx, const WorkerAddOptions& o) {
+  if (o.count < 1) {
+    return Error::InvalidArgument("--count must be at least 1");
+  }
+  if (o.disk_gb && *o.disk_gb <= 0) {
+    return Error::InvalidArgument("--disk-gb must be a positive number of GB");
+  }
+  CANOPY_TRY(CheckWait(o.wait));
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json cluster, ResolveCluster(s, o.cluster));
+  std::string cluster_id = StringField(cluster, "id");
+  Json body = {{"count", o.count}};
+  if (o.instance_type) body["instance_type"] = *o.instance_type;
+  if (o.image) body["image"] = *o.image;
+  if (o.disk_gb) body["disk_gb"] = *o.disk_gb;
+  CANOPY_ASSIGN_OR_RETURN(Json accepted, s.Post(WorkersPath(cluster_id), body));
+  Json added = accepted.is_object() ? accepted.value("workers", Json::array()) : Json::array();
+  if (!o.wait.wait) {
+    if (ctx.global.output == OutputFormat::kJson) {
+      PrintJson(ctx.out, accepted);
+    } else {
+      RenderTable(ctx.out, Workers().list, added);
+      ctx.out << '\n';
+      RenderKeyValues(ctx.out, {{"Operation", FieldText(accepted, "operation_id")}});
+    }
+    return OkStatus();
+  }
+  CANOPY_TRY(Follow(ctx, s, accepted, o.wait));
+  CANOPY_ASSIGN_OR_RETURN(Json now, s.Get(WorkersPath(cluster_id)));
+  std::set<std::string> ids;
+  if (added.is_array()) {
+    for (const Json& w : added) {
+      ids.insert(StringField(w, "id"));
+    }
+  }
+  Json fresh = Json::array();
+  for (const Json& w : ListItems(now)) {
+    if (ids.count(StringField(w, "id")) != 0) {
+      fresh.push_back(w);
+    }
+  }
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, fresh);
+  } else {
+    RenderTable(ctx.out, Workers().list, fresh);
+  }
+  return OkStatus();
+}
+
+Status DoWorkerList(Context& ctx, const std::string& key) {
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json cluster, ResolveCluster(s, key));
+  CANOPY_ASSIGN_OR_RETURN(Json list, s.Get(WorkersPath(StringField(cluster, "id"))));
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, list);
+  } else {
+    RenderTable(ctx.out, Workers().list, ListItems(list));
+  }
+  return OkStatus();
+}
+
+struct WorkerVerb {
+  std::string_view path;  // POST .../workers/{wid}/<path>; empty: DELETE .../workers/{wid}
+  std::string_view done;  // "Stopped"
+};
+
+WorkerVerb VerbOf(WorkerAction a) {
+  switch (a) {
+    case WorkerAction::kStop:
+      return {"stop", "Stopped"};
+    case WorkerAction::kRestart:
+      return {"restart", "Restarted"};
+    case WorkerAction::kTerminate:
+      return {"terminate", "Terminated"};
+    case WorkerAction::kRecreate:
+      return {"recreate", "Recreated"};
+    case WorkerAction::kDelete:
+      break;
+  }
+  return {"", "Deleted"};
+}
+
+Status DoWorkerAct(Context& ctx, const WorkerActionOptions& o) {
+  CANOPY_TRY(CheckWait(o.wait));
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json cluster, ResolveCluster(s, o.cluster));
+  std::string cluster_id = StringField(cluster, "id");
+  CANOPY_ASSIGN_OR_RETURN(Json worker, ResolveWorker(s, cluster, o.worker));
+  std::string worker_id = StringField(worker, "id");
+  WorkerVerb verb = VerbOf(o.action);
+  std::string path = WorkerPath(cluster_id, worker_id);
+  Result<Json> sent = verb.path.empty()
+                          ? s.Delete(path)
+                          : s.Post(fmt::format("{}/{}", path, verb.path), Json::object());
+  CANOPY_ASSIGN_OR_RETURN(Json accepted, std::move(sent));
+  if (!o.wait.wait) {
+    PrintAccepted(ctx, accepted, "worker", Workers().details);
+    return OkStatus();
+  }
+  CANOPY_ASSIGN_OR_RETURN(Json op, Follow(ctx, s, accepted, o.wait));
+  const Json* fresh = nullptr;
+  Json list;
+  if (o.action != WorkerAction::kDelete) {
+    CANOPY_ASSIGN_OR_RETURN(list, s.Get(WorkersPath(cluster_id)));
+    list = ListItems(list);
+    for (const Json& w : list) {
+      if (StringField(w, "id") == worker_id) {
+        fresh = &w;
+      }
+    }
+  }
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, fresh != nullptr ? *fresh : op);
+  } else if (fresh != nullptr) {
+    RenderDetails(ctx.out, Workers().details, *fresh);
+  } else {
+    ctx.out << fmt::format("{} worker {} ({})\n", verb.done, FieldText(worker, "name"),
+                           FieldText(worker, "id"));
   }
   return OkStatus();
 }
@@ -708,6 +1204,27 @@ int OperationList(Context& ctx, const OperationListOptions& opts) {
     query = "?target=" + EscapeUrlComponent(*opts.target);
   }
   return Finish(ctx, ListResource(ctx, Operations(), query));
+}
+
+int ClusterCreate(Context& ctx, const ClusterCreateOptions& opts) {
+  return Finish(ctx, DoClusterCreate(ctx, opts));
+}
+int ClusterList(Context& ctx) { return Finish(ctx, ListResource(ctx, Clusters())); }
+int ClusterShow(Context& ctx, const std::string& cluster) {
+  return Finish(ctx, DoClusterShow(ctx, cluster));
+}
+int ClusterDelete(Context& ctx, const std::string& cluster, const WaitOptions& wait) {
+  return Finish(ctx, DoClusterDelete(ctx, cluster, wait));
+}
+
+int WorkerAdd(Context& ctx, const WorkerAddOptions& opts) {
+  return Finish(ctx, DoWorkerAdd(ctx, opts));
+}
+int WorkerList(Context& ctx, const std::string& cluster) {
+  return Finish(ctx, DoWorkerList(ctx, cluster));
+}
+int WorkerAct(Context& ctx, const WorkerActionOptions& opts) {
+  return Finish(ctx, DoWorkerAct(ctx, opts));
 }
 
 }  // namespace canopy::cli

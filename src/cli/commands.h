@@ -3,6 +3,7 @@
 // the command line (CLI11) stays in src/exe/canopy.cpp. Thread-compatible.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <iosfwd>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "cli/api_client.h"
 #include "cli/config.h"
 #include "cli/output.h"
+#include "cli/wait.h"
 #include "common/clock.h"
 #include "common/result.h"
 #include "common/secret.h"
@@ -41,6 +43,10 @@ struct Context {
   Transport transport;
   ClockPtr clock;
   GlobalOptions global;
+  // Pauses between the polls of --wait; nullptr sleeps for real (RealSleep).
+  SleepFn sleep = nullptr;
+  // Whether `err` is a terminal: --wait then rewrites one progress line in place.
+  bool err_is_terminal = false;
 };
 
 struct LoginOptions {
@@ -73,6 +79,47 @@ struct OperationListOptions {
   std::optional<std::string> target;
 };
 
+// --wait and --timeout of the commands that start an operation.
+struct WaitOptions {
+  bool wait = false;              // follow the operation until it succeeds or fails
+  int64_t timeout_seconds = 1800;  // give up waiting after this long (the operation goes on)
+};
+
+struct ClusterCreateOptions {
+  std::string name;
+  std::string credential;  // name or id
+  // Checked against the credential's provider; also narrows the offers asked for defaults.
+  std::optional<std::string> provider;
+  // Defaults from GET /api/v1/offers: the first region, the smallest instance type (fewest vcpus,
+  // then least memory, then lowest price, then name) and the first image.
+  std::optional<std::string> region;
+  std::optional<std::string> instance_type;
+  std::optional<std::string> image;
+  int64_t disk_gb = 10;
+  int64_t workers = 0;  // 0 sends no "workers" member
+  std::optional<std::string> worker_instance_type;  // default: the cluster's
+  WaitOptions wait;
+};
+
+struct WorkerAddOptions {
+  std::string cluster;  // name or id
+  int64_t count = 1;
+  // Absent = the cluster's.
+  std::optional<std::string> instance_type;
+  std::optional<std::string> image;
+  std::optional<int64_t> disk_gb;
+  WaitOptions wait;
+};
+
+enum class WorkerAction { kStop, kRestart, kTerminate, kRecreate, kDelete };
+
+struct WorkerActionOptions {
+  std::string cluster;  // name or id
+  std::string worker;   // id or name
+  WorkerAction action = WorkerAction::kStop;
+  WaitOptions wait;
+};
+
 // login / logout: the config file holds root, username, token and its expiry.
 int Login(Context& ctx, const LoginOptions& opts);
 int Logout(Context& ctx);
@@ -95,6 +142,24 @@ int CredentialDelete(Context& ctx, const std::string& id);
 
 int OperationShow(Context& ctx, const std::string& id);
 int OperationList(Context& ctx, const OperationListOptions& opts);
+
+// cluster: CLUSTER arguments are a cluster id or name (GET /api/v1/clusters: id first, then name).
+// Commands that start an operation print the 202 body (with its operation id) unless --wait is
+// given; with --wait they follow the operation (progress on stderr only) and print the result:
+// create the re-fetched cluster, delete a short line (-o json: the final operation). `show` and a
+// waited `create` print the cluster's key/values and its workers table; with -o json the cluster
+// object with a "workers" member holding GET /api/v1/clusters/{id}/workers.
+int ClusterCreate(Context& ctx, const ClusterCreateOptions& opts);
+int ClusterList(Context& ctx);
+int ClusterShow(Context& ctx, const std::string& cluster);
+int ClusterDelete(Context& ctx, const std::string& cluster, const WaitOptions& wait);
+
+// worker: WORKER arguments are a worker id or name within the cluster. A waited add prints the
+// new workers re-fetched; a waited action prints the worker re-fetched (delete, or a worker gone
+// from the list: a short line; -o json: the final operation).
+int WorkerAdd(Context& ctx, const WorkerAddOptions& opts);
+int WorkerList(Context& ctx, const std::string& cluster);
+int WorkerAct(Context& ctx, const WorkerActionOptions& opts);
 
 // Writes FormatErrorLine(message) to ctx.err and returns kExitError (used by the main for its own
 // failures, such as a bad -o value).

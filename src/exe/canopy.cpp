@@ -2,6 +2,7 @@
 // functions in src/cli/commands.h.
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "cli/output.h"
 #include "cli/terminal.h"
 #include "cli/up.h"
+#include "cli/wait.h"
 #include "common/clock.h"
 
 namespace {
@@ -27,6 +29,21 @@ CLI::Option* AddOptional(CLI::App* app, const std::string& name, std::optional<s
                          const std::string& description) {
   return app->add_option_function<std::string>(
       name, [out](const std::string& v) { *out = v; }, description);
+}
+
+// An int64 option whose presence matters.
+CLI::Option* AddOptionalInt(CLI::App* app, const std::string& name, std::optional<int64_t>* out,
+                            const std::string& description) {
+  return app->add_option_function<int64_t>(
+      name, [out](const int64_t& v) { *out = v; }, description);
+}
+
+// --wait and --timeout of a command that starts an operation.
+void AddWait(CLI::App* app, canopy::cli::WaitOptions* w) {
+  app->add_flag("--wait", w->wait,
+                "Follow the operation until it ends (progress on stderr), then print the result");
+  app->add_option("--timeout", w->timeout_seconds, "With --wait: give up after SECONDS")
+      ->capture_default_str();
 }
 
 // Registers `sub` so that choosing it selects `action`.
@@ -143,6 +160,88 @@ int main(int argc, char** argv) {
   AddOptional(offers, "--region", &offers_opts->region, "Region");
   OnRun(offers, &action, [offers_opts](Context& c) { return cli::Offers(c, *offers_opts); });
 
+  // cluster
+  auto* cluster = app.add_subcommand("cluster", "Manage clusters (infra)");
+  cluster->require_subcommand(1);
+  auto* cluster_create = cluster->add_subcommand(
+      "create", "Create a cluster; unset region, instance type and image come from the offers");
+  auto cc_opts = std::make_shared<cli::ClusterCreateOptions>();
+  cluster_create->add_option("name", cc_opts->name, "Cluster name")->required();
+  cluster_create->add_option("--credential", cc_opts->credential, "Credential name or id")
+      ->required();
+  AddOptional(cluster_create, "--provider", &cc_opts->provider,
+              "Provider type (must be the credential's)");
+  AddOptional(cluster_create, "--region", &cc_opts->region, "Region (default: the first offered)");
+  AddOptional(cluster_create, "--instance-type", &cc_opts->instance_type,
+              "Instance type (default: the smallest offered)");
+  AddOptional(cluster_create, "--image", &cc_opts->image, "Image (default: the first offered)");
+  cluster_create->add_option("--disk-gb", cc_opts->disk_gb, "Disk size in GB")
+      ->capture_default_str();
+  cluster_create->add_option("--workers", cc_opts->workers, "Workers to add once it is active")
+      ->capture_default_str();
+  AddOptional(cluster_create, "--worker-instance-type", &cc_opts->worker_instance_type,
+              "Instance type of the workers (default: the cluster's)");
+  AddWait(cluster_create, &cc_opts->wait);
+  OnRun(cluster_create, &action,
+        [cc_opts](Context& c) { return cli::ClusterCreate(c, *cc_opts); });
+  auto* cluster_list = cluster->add_subcommand("list", "List clusters");
+  OnRun(cluster_list, &action, [](Context& c) { return cli::ClusterList(c); });
+  auto* cluster_show = cluster->add_subcommand("show", "Show a cluster and its workers");
+  auto cluster_key = std::make_shared<std::string>();
+  cluster_show->add_option("cluster", *cluster_key, "Cluster name or id")->required();
+  OnRun(cluster_show, &action,
+        [cluster_key](Context& c) { return cli::ClusterShow(c, *cluster_key); });
+  auto* cluster_delete = cluster->add_subcommand("delete", "Delete a cluster");
+  auto cluster_delete_wait = std::make_shared<cli::WaitOptions>();
+  cluster_delete->add_option("cluster", *cluster_key, "Cluster name or id")->required();
+  AddWait(cluster_delete, cluster_delete_wait.get());
+  OnRun(cluster_delete, &action, [cluster_key, cluster_delete_wait](Context& c) {
+    return cli::ClusterDelete(c, *cluster_key, *cluster_delete_wait);
+  });
+
+  // worker
+  auto* worker = app.add_subcommand("worker", "Manage the workers of a cluster (infra)");
+  worker->require_subcommand(1);
+  auto* worker_add = worker->add_subcommand("add", "Add workers to a cluster");
+  auto wa_opts = std::make_shared<cli::WorkerAddOptions>();
+  worker_add->add_option("--cluster", wa_opts->cluster, "Cluster name or id")->required();
+  worker_add->add_option("--count", wa_opts->count, "Number of workers")->capture_default_str();
+  AddOptional(worker_add, "--instance-type", &wa_opts->instance_type,
+              "Instance type (default: the cluster's)");
+  AddOptional(worker_add, "--image", &wa_opts->image, "Image (default: the cluster's)");
+  AddOptionalInt(worker_add, "--disk-gb", &wa_opts->disk_gb,
+                 "Disk size in GB (default: the cluster's)");
+  AddWait(worker_add, &wa_opts->wait);
+  OnRun(worker_add, &action, [wa_opts](Context& c) { return cli::WorkerAdd(c, *wa_opts); });
+  auto* worker_list = worker->add_subcommand("list", "List the workers of a cluster");
+  auto worker_list_cluster = std::make_shared<std::string>();
+  worker_list->add_option("--cluster", *worker_list_cluster, "Cluster name or id")->required();
+  OnRun(worker_list, &action, [worker_list_cluster](Context& c) {
+    return cli::WorkerList(c, *worker_list_cluster);
+  });
+  struct WorkerCommand {
+    const char* name;
+    const char* description;
+    cli::WorkerAction action;
+  };
+  for (const WorkerCommand& wc : {
+           WorkerCommand{"stop", "Stop a worker (keeps its disk)", cli::WorkerAction::kStop},
+           WorkerCommand{"restart", "Start a stopped worker again", cli::WorkerAction::kRestart},
+           WorkerCommand{"terminate", "Terminate a worker's instance",
+                         cli::WorkerAction::kTerminate},
+           WorkerCommand{"recreate", "Replace a worker's instance with a new one",
+                         cli::WorkerAction::kRecreate},
+           WorkerCommand{"delete", "Delete a worker", cli::WorkerAction::kDelete},
+       }) {
+    auto* sub = worker->add_subcommand(wc.name, wc.description);
+    auto opts = std::make_shared<cli::WorkerActionOptions>();
+    opts->action = wc.action;
+    sub->add_option("worker", opts->worker, "Worker name or id")->required();
+    sub->add_option("--cluster", opts->cluster, "Cluster name or id")->required();
+    AddWait(sub, &opts->wait);
+    OnRun(sub, &action, [opts](Context& c) { return cli::WorkerAct(c, *opts); });
+  }
+
   auto* up = app.add_subcommand(
       "up", "Run root + a local provider adapter in the foreground (needs root; Ctrl-C stops)");
   auto up_opts = std::make_shared<cli::UpOptions>();
@@ -177,6 +276,8 @@ int main(int argc, char** argv) {
   ctx.global.root = root;
   ctx.global.output = *format;
   ctx.transport = cli::HttpTransport();
+  ctx.sleep = cli::RealSleep;
+  ctx.err_is_terminal = cli::StderrIsTerminal();
   if (!action) {
     return cli::ReportError(ctx, "no command given; run canopy --help");
   }

@@ -198,6 +198,47 @@ TEST_F(CanopyBinaryTest, SecretFromStdin) {
   EXPECT_EQ((*body)["secret"]["private_key"], "pk-stdin-42");
 }
 
+// The acceptance command's shape against the fake root (its operation takes 7 polls, ~3 s).
+TEST_F(CanopyBinaryTest, ClusterCreateWaitPrintsTheActiveClusterAndProgressOnStderr) {
+  LogIn();
+  RunResult r = Run({"cluster", "create", "web", "--provider", "local", "--credential", "local",
+                     "--workers", "2", "--wait"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("State:           ACTIVE\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("web-w2"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("cluster.create"), std::string::npos) << r.out;
+  // stderr is a file here: one line per step, no carriage returns.
+  EXPECT_EQ(r.err.rfind("cluster.create: pending (0s)\n", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("cluster.create: step 5/5 workers ("), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("cluster.create: succeeded ("), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos);
+  bool posted = false;
+  for (const auto& req : root_.requests()) {
+    if (req.method == "POST" && req.path == "/api/v1/clusters") {
+      auto b = ParseJson(req.body);
+      ASSERT_OK(b);
+      EXPECT_EQ((*b)["workers"]["count"], 2);
+      EXPECT_EQ((*b)["instance_type"], "small-a");
+      posted = true;
+    }
+  }
+  EXPECT_TRUE(posted);
+}
+
+TEST_F(CanopyBinaryTest, WorkerCommandsParseAndFailInOneLine) {
+  LogIn();
+  RunResult r = Run({"worker", "stop", "demo-w2", "--cluster", "demo", "-o", "json"});
+  ExpectOneErrorLine(r, "error: worker wrk_2 is STOPPED; cannot stop it (conflict, HTTP 409)");
+  RunResult list = Run({"worker", "list", "--cluster", "cls_1", "-o", "json"});
+  ASSERT_EQ(list.rc, 0) << list.err;
+  auto j = ParseJson(list.out);
+  ASSERT_OK(j);
+  EXPECT_EQ(j->size(), 2u);
+  RunResult missing = Run({"worker", "add"});
+  EXPECT_EQ(missing.rc, 2);
+  EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1) << missing.err;
+}
+
 TEST_F(CanopyBinaryTest, HelpExitsZero) {
   RunResult r = Run({"--help"});
   EXPECT_EQ(r.rc, 0);

@@ -1,8 +1,11 @@
-// A tiny fake of the root's REST API for CLI tests: canned users, providers, credentials and
-// operations behind bearer-token auth. Reachable in memory (InMemoryTransport, no sockets) or over
+// A tiny fake of the root's REST API for CLI tests: canned users, providers, credentials, offers,
+// clusters, workers and operations behind bearer-token auth. Clusters and workers are a little
+// stateful (create, delete and worker actions change what later GETs return); operations follow a
+// script, one state further per GET. Reachable in memory (InMemoryTransport, no sockets) or over
 // HTTP (StartServer: net::HttpServer on 127.0.0.1, port 0). Records every request. Thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <cctype>
 #include <map>
 #include <memory>
@@ -87,6 +90,68 @@ class FakeRoot {
     revoked_ = true;
   }
 
+  // Operation ids the cluster and worker routes answer with.
+  static constexpr const char* kOpCreate = "op_create";
+  static constexpr const char* kOpDelete = "op_delete";
+  static constexpr const char* kOpWorkers = "op_workers";
+  static constexpr const char* kOpWorker = "op_worker";
+
+  // The states GET /api/v1/operations/{id} returns, one further per GET (the last one repeats).
+  void ScriptOperation(const std::string& id, std::vector<Json> states) {
+    std::lock_guard<std::mutex> l(mu_);
+    scripts_[id] = Script{std::move(states), 0};
+  }
+  // How many times GET /api/v1/operations/{id} was asked.
+  size_t polls(const std::string& id) const {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = scripts_.find(id);
+    return it == scripts_.end() ? 0 : it->second.next;
+  }
+
+  // A script: "pending", then "running" at each step in turn, then "succeeded" (fail_at < 0) or
+  // "failed" at step fail_at with `message`.
+  static std::vector<Json> OperationStates(const std::string& id, const std::string& kind,
+                                           const std::string& target,
+                                           const std::vector<std::string>& steps,
+                                           int fail_at = -1, const std::string& message = "") {
+    auto op = [&](const std::string& state, size_t index) {
+      Json st = Json::array();
+      for (size_t i = 0; i < steps.size(); ++i) {
+        std::string s = i < index ? "succeeded" : "pending";
+        if (i == index && state == "running") s = "running";
+        if (i == index && state == "failed") s = "failed";
+        st.push_back(Json{{"name", steps[i]},
+                          {"state", s},
+                          {"started_at", i <= index ? Json("2026-11-28T12:00:00.000Z") : Json()},
+                          {"finished_at", i < index ? Json("2026-11-28T12:00:01.000Z") : Json()}});
+      }
+      Json j{{"id", id},
+             {"kind", kind},
+             {"target_id", target},
+             {"state", state},
+             {"step", index < steps.size() && state != "pending" ? Json(steps[index]) : Json()},
+             {"step_index", state == "pending" ? 0 : static_cast<int64_t>(index)},
+             {"steps", st},
+             {"attempt", 1},
+             {"created_at", "2026-11-28T12:00:00.000Z"},
+             {"updated_at", "2026-11-28T12:00:00.000Z"}};
+      if (state == "failed") {
+        j["error"] = Json{{"code", "provider_error"}, {"message", message}};
+      }
+      return j;
+    };
+    std::vector<Json> out{op("pending", 0)};
+    for (size_t i = 0; i < steps.size(); ++i) {
+      if (fail_at >= 0 && static_cast<size_t>(fail_at) == i) {
+        out.push_back(op("failed", i));
+        return out;
+      }
+      out.push_back(op("running", i));
+    }
+    out.push_back(op("succeeded", steps.size()));
+    return out;
+  }
+
  private:
   static net::Response ApiError(int status, const char* code, const std::string& message) {
     return net::Response::FromJson(status,
@@ -114,7 +179,233 @@ class FakeRoot {
     };
   }
 
+  static Json Cluster(const std::string& id, const std::string& name, const std::string& state,
+                      int64_t workers) {
+    return Json{{"id", id},
+                {"name", name},
+                {"kind", "cloud"},
+                {"state", state},
+                {"credential_id", "crd-1"},
+                {"provider", "local"},
+                {"region", "local"},
+                {"instance_type", "small-a"},
+                {"image", "img-debian"},
+                {"disk_gb", 10},
+                {"url", nullptr},
+                {"address", "198.18.0.10"},
+                {"software_version", "0.1.0"},
+                {"link_interval_seconds", 10},
+                {"last_seen", nullptr},
+                {"paired_at", nullptr},
+                {"node_count", 1},
+                {"nodes", Json::array()},
+                {"resources", Json::object()},
+                {"worker_count", workers},
+                {"created_at", kCreated},
+                {"updated_at", kCreated}};
+  }
+
+  static Json Worker(const std::string& id, const std::string& cluster, const std::string& name,
+                     const std::string& state) {
+    return Json{{"id", id},
+                {"cluster_id", cluster},
+                {"name", name},
+                {"state", state},
+                {"instance_type", "small-a"},
+                {"image", "img-debian"},
+                {"disk_gb", 10},
+                {"address", nullptr},
+                {"provider_id", "i-" + id},
+                {"node_id", nullptr},
+                {"last_error", nullptr},
+                {"created_at", kCreated},
+                {"updated_at", kCreated}};
+  }
+
+  // Canned clusters: cls_1 "demo" with two workers, cls_2 "empty" without, and cls_3 named
+  // "cls_1" (an id wins over a name).
+  void SeedClusters() {
+    clusters_ = {Cluster("cls_1", "demo", "ACTIVE", 2), Cluster("cls_2", "empty", "ACTIVE", 0),
+                 Cluster("cls_3", "cls_1", "ACTIVE", 0)};
+    workers_["cls_1"] = {Worker("wrk_1", "cls_1", "demo-w1", "ACTIVE"),
+                         Worker("wrk_2", "cls_1", "demo-w2", "STOPPED")};
+    scripts_[kOpCreate] = Script{
+        OperationStates(kOpCreate, "cluster.create", "cls_new",
+                        {"instance", "firewalls", "install", "pair", "workers"}),
+        0};
+    scripts_[kOpDelete] = Script{
+        OperationStates(kOpDelete, "cluster.delete", "cls_2",
+                        {"instance", "firewalls", "identity", "rows"}),
+        0};
+    scripts_[kOpWorkers] = Script{
+        OperationStates(kOpWorkers, "workers.provision", "cls_1", {"instances", "join"}), 0};
+    scripts_[kOpWorker] =
+        Script{OperationStates(kOpWorker, "worker.shutdown", "wrk_1", {"instance"}), 0};
+  }
+
+  // Index of cluster `id` in clusters_ or -1 (mu_ held).
+  int FindCluster(const std::string& id) const {
+    for (size_t i = 0; i < clusters_.size(); ++i) {
+      if (clusters_[i]["id"] == id) return static_cast<int>(i);
+    }
+    return -1;
+  }
+
+  void AddClusterRoutes() {
+    router_->Add("GET", "/api/v1/offers", Auth([](const net::Request& r) {
+      if (r.Query("credential_id") != "crd-1") {
+        return ApiError(404, "not_found", "credential " + r.Query("credential_id") + " not found");
+      }
+      if (!r.Query("provider").empty() && r.Query("provider") != "local") {
+        return ApiError(400, "invalid_argument",
+                        "credential crd-1 is for provider local, not " + r.Query("provider"));
+      }
+      return net::Response::FromJson(
+          200,
+          Json{{"provider", "local"},
+               {"regions", {"local", "local-2"}},
+               {"instance_types",
+                Json::array(
+                    {Json{{"name", "big"}, {"vcpus", 4}, {"memory_mib", 8192}, {"gpus", 0},
+                          {"price_hour", 0.2}},
+                     Json{{"name", "small-b"}, {"vcpus", 1}, {"memory_mib", 1024}, {"gpus", 0},
+                          {"price_hour", 0.02}},
+                     Json{{"name", "roomy"}, {"vcpus", 1}, {"memory_mib", 2048}, {"gpus", 0},
+                          {"price_hour", 0.01}},
+                     Json{{"name", "pricey"}, {"vcpus", 1}, {"memory_mib", 1024}, {"gpus", 0},
+                          {"price_hour", 0.05}},
+                     Json{{"name", "small-a"}, {"vcpus", 1}, {"memory_mib", 1024}, {"gpus", 0},
+                          {"price_hour", 0.02}}})},
+               {"images", Json::array({Json{{"id", "img-debian"}, {"name", "Debian 12"}},
+                                       Json{{"id", "img-ubuntu"}, {"name", "Ubuntu 24.04"}}})}});
+    }));
+
+    router_->Add("GET", "/api/v1/clusters", Auth([this](const net::Request&) {
+      std::lock_guard<std::mutex> l(mu_);
+      return net::Response::FromJson(200, Json(clusters_));
+    }));
+    router_->Add("GET", "/api/v1/clusters/{id}", Auth([this](const net::Request& r) {
+      std::lock_guard<std::mutex> l(mu_);
+      int i = FindCluster(r.Param("id"));
+      if (i < 0) return ApiError(404, "not_found", "cluster " + r.Param("id") + " not found");
+      return net::Response::FromJson(200, clusters_[static_cast<size_t>(i)]);
+    }));
+    router_->Add("POST", "/api/v1/clusters", Auth([this](const net::Request& r) {
+      auto body = ParseJsonObject(r.body);
+      if (!body) return ApiError(400, "invalid_argument", "body must be a JSON object");
+      std::string name = body->value("name", "");
+      if (name == "demo") {
+        return ApiError(409, "already_exists", "a cluster named demo already exists");
+      }
+      int64_t workers = 0;
+      if (body->contains("workers")) workers = (*body)["workers"].value("count", int64_t{0});
+      Json c = Cluster("cls_new", name, "PROVISIONING", 0);
+      c["region"] = body->value("region", "");
+      c["instance_type"] = body->value("instance_type", "");
+      c["image"] = body->value("image", "");
+      c["disk_gb"] = body->value("disk_gb", int64_t{0});
+      c["address"] = nullptr;
+      std::lock_guard<std::mutex> l(mu_);
+      // What later GETs see: the operation has made it ACTIVE with its workers.
+      Json done = c;
+      done["state"] = "ACTIVE";
+      done["address"] = "198.18.0.20";
+      done["worker_count"] = workers;
+      clusters_.push_back(done);
+      for (int64_t i = 1; i <= workers; ++i) {
+        workers_["cls_new"].push_back(Worker("wrk_n" + std::to_string(i), "cls_new",
+                                             name + "-w" + std::to_string(i), "ACTIVE"));
+      }
+      return net::Response::FromJson(202, Json{{"cluster", c}, {"operation_id", kOpCreate}});
+    }));
+    router_->Add("DELETE", "/api/v1/clusters/{id}", Auth([this](const net::Request& r) {
+      std::lock_guard<std::mutex> l(mu_);
+      int i = FindCluster(r.Param("id"));
+      if (i < 0) return ApiError(404, "not_found", "cluster " + r.Param("id") + " not found");
+      size_t billed = workers_[r.Param("id")].size();
+      if (billed > 0) {
+        return ApiError(409, "failed_precondition",
+                        "cluster " + r.Param("id") + " has " + std::to_string(billed) +
+                            " billed workers; terminate them first");
+      }
+      Json c = clusters_[static_cast<size_t>(i)];
+      c["state"] = "DELETING";
+      clusters_.erase(clusters_.begin() + i);
+      return net::Response::FromJson(202, Json{{"cluster", c}, {"operation_id", kOpDelete}});
+    }));
+
+    router_->Add("GET", "/api/v1/clusters/{id}/workers", Auth([this](const net::Request& r) {
+      std::lock_guard<std::mutex> l(mu_);
+      if (FindCluster(r.Param("id")) < 0) {
+        return ApiError(404, "not_found", "cluster " + r.Param("id") + " not found");
+      }
+      auto it = workers_.find(r.Param("id"));
+      return net::Response::FromJson(
+          200, it == workers_.end() ? Json::array() : Json(it->second));
+    }));
+    router_->Add("POST", "/api/v1/clusters/{id}/workers", Auth([this](const net::Request& r) {
+      auto body = ParseJsonObject(r.body);
+      if (!body || body->value("count", int64_t{0}) < 1) {
+        return ApiError(400, "invalid_argument", "count must be at least 1");
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      std::string cid = r.Param("id");
+      if (FindCluster(cid) < 0) return ApiError(404, "not_found", "cluster not found");
+      Json added = Json::array();
+      auto& list = workers_[cid];
+      for (int64_t i = 0; i < body->value("count", int64_t{0}); ++i) {
+        std::string n = std::to_string(list.size() + 1);
+        Json w = Worker("wrk_a" + n, cid, "added-" + n, "BOOTING");
+        if (body->contains("instance_type")) w["instance_type"] = (*body)["instance_type"];
+        added.push_back(w);
+        w["state"] = "ACTIVE";
+        list.push_back(w);
+      }
+      return net::Response::FromJson(202, Json{{"workers", added}, {"operation_id", kOpWorkers}});
+    }));
+    auto act = [this](const net::Request& r, const std::string& action) {
+      std::lock_guard<std::mutex> l(mu_);
+      auto& list = workers_[r.Param("id")];
+      auto it = std::find_if(list.begin(), list.end(),
+                             [&](const Json& w) { return w["id"] == r.Param("wid"); });
+      if (it == list.end()) return ApiError(404, "not_found", "worker not found");
+      std::string state = (*it)["state"];
+      static const std::map<std::string, std::pair<std::string, std::string>> kMoves = {
+          // action -> (required state, state after the operation)
+          {"stop", {"ACTIVE", "STOPPED"}},
+          {"restart", {"STOPPED", "ACTIVE"}},
+          {"terminate", {"", "TERMINATED"}},
+          {"recreate", {"", "ACTIVE"}},
+          {"delete", {"", ""}}};
+      auto move = kMoves.find(action);
+      if (move == kMoves.end()) return ApiError(404, "not_found", "no such action");
+      if (!move->second.first.empty() && state != move->second.first) {
+        return ApiError(409, "conflict",
+                        "worker " + r.Param("wid") + " is " + state + "; cannot " + action + " it");
+      }
+      Json before = *it;
+      if (action == "delete") {
+        before["state"] = "TERMINATING";
+        list.erase(it);
+      } else {
+        (*it)["state"] = move->second.second;
+      }
+      return net::Response::FromJson(202, Json{{"worker", before}, {"operation_id", kOpWorker}});
+    };
+    router_->Add("POST", "/api/v1/clusters/{id}/workers/{wid}/{action}",
+                 Auth([act](const net::Request& r) {
+                   if (r.Param("action") == "delete") {
+                     return ApiError(404, "not_found", "no such action");
+                   }
+                   return act(r, r.Param("action"));
+                 }));
+    router_->Add("DELETE", "/api/v1/clusters/{id}/workers/{wid}",
+                 Auth([act](const net::Request& r) { return act(r, "delete"); }));
+  }
+
   void AddRoutes() {
+    SeedClusters();
+    AddClusterRoutes();
     router_->Add("POST", "/api/v1/auth/login", [this](const net::Request& r) {
       Record(r);
       auto body = ParseJsonObject(r.body);
@@ -217,7 +508,17 @@ class FakeRoot {
       return net::Response::Text(204, "", "application/json");
     }));
 
-    router_->Add("GET", "/api/v1/operations/{id}", Auth([](const net::Request& r) {
+    router_->Add("GET", "/api/v1/operations/{id}", Auth([this](const net::Request& r) {
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        auto it = scripts_.find(r.Param("id"));
+        if (it != scripts_.end() && !it->second.states.empty()) {
+          Script& sc = it->second;
+          size_t i = std::min(sc.next, sc.states.size() - 1);
+          ++sc.next;
+          return net::Response::FromJson(200, sc.states[i]);
+        }
+      }
       if (r.Param("id") != "op-1") {
         return ApiError(404, "not_found", "operation not found");
       }
@@ -318,6 +619,13 @@ class FakeRoot {
   std::unique_ptr<net::HttpServer> server_;
   mutable std::mutex mu_;
   std::vector<RecordedRequest> requests_;
+  struct Script {
+    std::vector<Json> states;
+    size_t next = 0;  // GETs so far
+  };
+  std::vector<Json> clusters_;
+  std::map<std::string, std::vector<Json>> workers_;  // by cluster id
+  std::map<std::string, Script> scripts_;              // by operation id
   bool unreachable_ = false;
   bool revoked_ = false;
   int64_t expires_in_ = 3600;

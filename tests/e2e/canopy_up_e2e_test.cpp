@@ -19,6 +19,17 @@
 namespace canopy::testing {
 namespace {
 
+// stdout of `sh -c cmd` ("" on failure).
+std::string RunCommandOut(const std::string& cmd) {
+  std::string out;
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return out;
+  char buf[256];
+  while (fgets(buf, sizeof buf, f) != nullptr) out += buf;
+  pclose(f);
+  return out;
+}
+
 using namespace std::chrono_literals;
 
 class CanopyUp : public ::testing::Test {
@@ -36,6 +47,14 @@ class CanopyUp : public ::testing::Test {
       std::string pattern = std::string("canopyd ") + what + " .*" + dir_.str();
       (void)system(("pkill -9 -f '" + pattern + "' 2>/dev/null").c_str());
     }
+    // Instances the local provider made under this data dir (a failed cluster test).
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir_.path() / "data" / "local" / "instances", ec)) {
+      std::string ns = "canopy-" + e.path().filename().string();
+      (void)system(("for p in $(ip netns pids " + ns + " 2>/dev/null); do kill -9 $p; done; ip netns del " +
+                    ns + " 2>/dev/null")
+                       .c_str());
+    }
   }
 
   std::string Canopy() const { return std::string(CANOPY_TEST_BIN_DIR) + "/canopy"; }
@@ -45,11 +64,11 @@ class CanopyUp : public ::testing::Test {
   }
   std::string Log() const { return (dir_.path() / ("up" + std::to_string(starts_) + ".log")).string(); }
 
-  void StartUp() {
+  void StartUp(const std::string& host = "127.0.0.1") {
     ++starts_;
     up_ = std::make_unique<Process>(
         std::vector<std::string>{Canopy(), "up", "--data-dir", (dir_.path() / "data").string(),
-                                 "--listen", "127.0.0.1:" + std::to_string(port_)},
+                                 "--listen", host + ":" + std::to_string(port_)},
         Env(), Log());
     ASSERT_TRUE(WaitFor([&] { return ReadFile(Log()).find("Press Ctrl-C") != std::string::npos ||
                                      !up_->Running(); },
@@ -68,7 +87,16 @@ class CanopyUp : public ::testing::Test {
     std::remove(out.c_str());
     Process p(argv, Env(), out);
     EXPECT_EQ(p.Wait(), 0) << ReadFile(out);
-    auto j = ParseJson(ReadFile(out));
+    // stdout and stderr share the file: skip --wait's progress lines (stderr) before the JSON.
+    std::string text = ReadFile(out);
+    size_t start = 0;
+    while (start < text.size() && text[start] != '{' && text[start] != '[') {
+      size_t nl = text.find('\n', start);
+      if (nl == std::string::npos) break;
+      start = nl + 1;
+    }
+    auto j = ParseJson(text.substr(std::min(start, text.size())));
+    EXPECT_TRUE(j.has_value()) << text;
     return j.has_value() ? *j : Json();
   }
 
@@ -104,6 +132,37 @@ TEST_F(CanopyUp, StartsRootAndLocalAdapterAndStopsThemOnCtrlC) {
   EXPECT_EQ(providers[0]["id"], adapter_id);
   ASSERT_TRUE(WaitFor([&] { return Cli({"provider", "list"})[0]["status"] == "live"; }, 10s));
   EXPECT_EQ(Cli({"credential", "list"}).size(), 1u);
+  up_->Kill(SIGTERM);
+  EXPECT_EQ(up_->Wait(), 0) << ReadFile(Log());
+  up_.reset();
+}
+
+// The acceptance, as a user types it: `canopy up`, then
+// `canopy cluster create demo --provider local --credential local --workers 2 --wait`.
+TEST_F(CanopyUp, ClusterCreateDemoWithTwoWorkersFromTheCli) {
+  StartUp("0.0.0.0");
+  if (HasFatalFailure()) return;
+  Json cluster = Cli({"cluster", "create", "demo", "--provider", "local", "--credential", "local",
+                      "--workers", "2", "--wait"});
+  ASSERT_TRUE(cluster.is_object()) << ReadFile(Log());
+  EXPECT_EQ(cluster["state"], "ACTIVE") << cluster.dump();
+  ASSERT_TRUE(cluster["workers"].is_array()) << cluster.dump();
+  ASSERT_EQ(cluster["workers"].size(), 2u) << cluster.dump();
+  for (const auto& w : cluster["workers"]) {
+    EXPECT_EQ(w["state"], "ACTIVE") << w.dump();
+    std::string ns = "canopy-" + w.value("provider_id", "");
+    auto pids = RunCommandOut("ip netns pids " + ns);
+    EXPECT_FALSE(pids.empty()) << "no node agent runs in " << ns;
+  }
+  // The cluster saw both nodes register.
+  EXPECT_EQ(cluster["node_count"], 2) << cluster.dump();
+  Json workers = Cli({"worker", "list", "--cluster", "demo"});
+  ASSERT_EQ(workers.size(), 2u) << workers.dump();
+
+  // Everything goes again, through the CLI.
+  for (const auto& w : workers) Cli({"worker", "delete", w["name"], "--cluster", "demo", "--wait"});
+  Cli({"cluster", "delete", "demo", "--wait"});
+  EXPECT_EQ(Cli({"cluster", "list"}).size(), 0u);
   up_->Kill(SIGTERM);
   EXPECT_EQ(up_->Wait(), 0) << ReadFile(Log());
   up_.reset();
