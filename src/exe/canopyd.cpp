@@ -173,6 +173,8 @@ int main(int argc, char** argv) {
   prov->add_option("--listen", po.listen, "HOST:PORT to serve the adapter API on")->capture_default_str();
   prov->add_option("--advertise-url", po.advertise_url, "URL the root uses to reach this adapter");
   prov->add_option("--data-dir", po.data_dir, "Directory keeping the adapter's identity");
+  prov->add_option("--test-kill-after-call", po.test_kill_after_call,
+                   "Tests only: METHOD[#N] after whose N-th call the adapter kills itself once");
   LocalFlags lf;
   prov->add_option("--boot-delay", lf.boot_delay_ms, "local: milliseconds an instance takes to boot")
       ->check(CLI::Range(int64_t{0}, int64_t{3600000}));

@@ -112,6 +112,67 @@ INSTANTIATE_TEST_SUITE_P(
                       "workers.provision/install@recreate", "workers.provision/register@recreate"),
     TestName);
 
+// ---- the adapter killed right after handling a named call, before answering it ----
+// "METHOD[#N]@PHASE": the N-th METHOD call (the root's view: the cloud did it, no answer came)
+// during the cluster create (with one worker), a worker restart or a worker recreate.
+
+// Waits for the operation, starting the adapter again whenever it died; true if it had died.
+bool WaitRestartingAdapter(BrokerEnv& env, const std::string& op_id, Json* op) {
+  bool died = false;
+  WaitFor(
+      [&] {
+        if (!env.adapter().Running()) {
+          died = true;
+          env.RestartAdapter();
+        }
+        auto r = env.Call("GET", "/api/v1/operations/" + op_id);
+        *op = r.json;
+        std::string st = r.json.value("state", "");
+        return st == "succeeded" || st == "failed";
+      },
+      180s);
+  return died;
+}
+
+class AdapterKilledAfterCall : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AdapterKilledAfterCall, CompletesWithoutLeakOrDuplicate) {
+  if (!LocalTestNet::Available()) GTEST_SKIP() << "the local provider needs root";
+  const std::string point = GetParam();
+  const std::string call = point.substr(0, point.find('@'));
+  const std::string phase = point.substr(point.find('@') + 1);
+  BrokerEnv env({"--op-lease-ms", "3000"}, {"--test-kill-after-call", call});
+  env.Start();
+  auto created = env.CreateCluster("crash", 1);
+  const std::string cluster = created["cluster"]["id"];
+  Json op;
+  bool died = WaitRestartingAdapter(env, created["operation_id"], &op);
+  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n" << ReadFile(env.root().log_path());
+  if (phase != "create") {
+    ASSERT_FALSE(died) << "killed before the phase under test";
+    const std::string wid = env.Workers(cluster)[0]["id"];
+    const std::string base = "/api/v1/clusters/" + cluster + "/workers/" + wid;
+    auto pre = env.Call("POST", base + (phase == "restart" ? "/stop" : "/terminate"));
+    ASSERT_EQ(pre.status, 202) << pre.body;
+    ASSERT_EQ(env.WaitOperation(pre.json["operation_id"], 60s).value("state", ""), "succeeded");
+    auto act = env.Call("POST", base + "/" + phase);
+    ASSERT_EQ(act.status, 202) << act.body;
+    died = WaitRestartingAdapter(env, act.json["operation_id"], &op);
+    ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n" << ReadFile(env.root().log_path());
+  }
+  EXPECT_TRUE(died) << "the adapter never reached " << call;
+  ExpectConverged(env, cluster, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Calls, AdapterKilledAfterCall,
+    ::testing::Values("create_key_pair@create", "create_firewall@create",
+                      "create_cluster_identity@create", "create_instance@create",
+                      "wait_until_running@create", "create_key_pair#2@create",
+                      "create_instance#2@create", "create_key_pair#3@create",
+                      "start_instance@restart", "create_instance#3@recreate"),
+    TestName);
+
 // ---- the adapter killed while the cluster instance boots (step `running`) ----
 
 TEST(AdapterKilled, DuringClusterCreateRunningStep) {

@@ -210,6 +210,7 @@ Status AdapterServer::Start(const std::string& listen) {
       }
       // Only the method name and the outcome are logged: never the body (it holds the credential).
       auto r = Dispatch(method, *body);
+      if (after_call_) after_call_(method);
       if (!r) {
         SPDLOG_INFO("Provider call failed method={} code={} reason={}", method,
                     ErrorCodeName(r.error().code), r.error().reason);

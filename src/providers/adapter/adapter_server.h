@@ -3,6 +3,7 @@
 // in-process by tests. Never logs or keeps credentials. Thread-safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,6 +26,11 @@ class AdapterServer {
   void Stop();
   uint16_t port() const;
   void SetKey(SecretString key);
+  /// Tests only (crash injection): called after a call was handled and before it is answered.
+  /// Set before Start().
+  void SetAfterCallHook(std::function<void(const std::string& method)> hook) {
+    after_call_ = std::move(hook);
+  }
 
   /// Handles one call of the binding: `method` is the snake_case name, `body` the request JSON.
   /// Exposed for tests; the HTTP route calls it after checking the key.
@@ -37,6 +43,7 @@ class AdapterServer {
   mutable std::mutex mu_;
   SecretString key_;
   std::unique_ptr<net::HttpServer> server_;
+  std::function<void(const std::string&)> after_call_;
 };
 
 }  // namespace canopy::providers::adapter

@@ -1,9 +1,13 @@
 #include "providers/adapter/adapter_service.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -34,6 +38,23 @@ uint16_t AdapterService::port() const { return server_ ? server_->port() : 0; }
 Status AdapterService::Start() {
   CANOPY_ASSIGN_OR_RETURN(auto hp, net::ParseHostPort(opts_.listen));
   server_ = std::make_unique<AdapterServer>(*provider_, SecretString());
+  if (!opts_.test_kill_after_call.empty()) {
+    std::string point = opts_.test_kill_after_call;
+    int nth = 1;
+    if (auto hash = point.find('#'); hash != std::string::npos) {
+      nth = std::max(1, std::atoi(point.c_str() + hash + 1));
+      point.resize(hash);
+    }
+    auto seen = std::make_shared<std::atomic<int>>(0);
+    std::string marker = opts_.data_dir + "/test-kill-done";
+    server_->SetAfterCallHook([point, nth, seen, marker](const std::string& method) {
+      if (method != point || ++*seen != nth || std::filesystem::exists(marker)) return;
+      (void)WriteFileAtomic(marker, method + "\n");
+      SPDLOG_WARN("Test kill after call method={} n={}", method, nth);
+      spdlog::default_logger()->flush();
+      ::raise(SIGKILL);
+    });
+  }
   CANOPY_TRY(server_->Start(opts_.listen));
   if (opts_.advertise_url.empty()) {
     opts_.advertise_url = fmt::format("http://{}:{}", hp.first, server_->port());
