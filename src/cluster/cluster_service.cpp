@@ -62,6 +62,71 @@ Result<std::string> ReadAddress(const Json& body, const net::Request& req) {
   return a;
 }
 
+bool ValidJobId(const std::string& id) {
+  if (id.empty() || id.size() > 64 || id[0] == '.') return false;
+  for (char c : id) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// deploy_job args -> the spec stored and sent to the node.
+Result<Json> JobSpecFromArgs(const Json& args) {
+  CANOPY_ASSIGN_OR_RETURN(std::string job_id, GetString(args, "job_id", 64));
+  if (!ValidJobId(job_id)) return Error::InvalidArgument("field 'job_id' must be 1-64 of [A-Za-z0-9._-]");
+  if (!args.contains("command") || !args["command"].is_array() || args["command"].empty() ||
+      args["command"].size() > 256) {
+    return Error::InvalidArgument("field 'command' must be a non-empty array of strings");
+  }
+  for (const auto& a : args["command"]) {
+    if (!a.is_string() || a.get<std::string>().size() > 4096) {
+      return Error::InvalidArgument("field 'command' must be a non-empty array of strings");
+    }
+  }
+  if (args["command"][0].get<std::string>().empty()) {
+    return Error::InvalidArgument("field 'command' must name a program");
+  }
+  Json env = Json::object();
+  if (args.contains("env") && !args["env"].is_null()) {
+    if (!args["env"].is_object()) return Error::InvalidArgument("field 'env' must be an object of strings");
+    for (const auto& [k, v] : args["env"].items()) {
+      if (!v.is_string() || k.empty() || k.find('=') != std::string::npos) {
+        return Error::InvalidArgument("field 'env' must be an object of strings");
+      }
+    }
+    env = args["env"];
+  }
+  Json ports = Json::array();
+  if (args.contains("ports") && !args["ports"].is_null()) {
+    if (!args["ports"].is_array() || args["ports"].size() > 64) {
+      return Error::InvalidArgument("field 'ports' must be an array");
+    }
+    for (const auto& p : args["ports"]) {
+      if (!p.is_object()) return Error::InvalidArgument("every port must be an object");
+      CANOPY_ASSIGN_OR_RETURN(int64_t port, GetInt(p, "port", 1, 65535));
+      CANOPY_ASSIGN_OR_RETURN(auto proto, GetOptString(p, "protocol", 8));
+      std::string pr = proto.value_or("tcp");
+      if (pr.empty()) pr = "tcp";
+      if (pr != "tcp" && pr != "udp") return Error::InvalidArgument("port 'protocol' must be tcp or udp");
+      ports.push_back({{"port", port}, {"protocol", pr}});
+    }
+  }
+  constexpr int64_t kMax = int64_t{1} << 40;
+  CANOPY_ASSIGN_OR_RETURN(int64_t cpu, GetInt(args, "cpu_millis", 0, kMax));
+  CANOPY_ASSIGN_OR_RETURN(int64_t mem, GetInt(args, "memory_mib", 0, kMax));
+  CANOPY_ASSIGN_OR_RETURN(auto restart, GetOptString(args, "restart", 16));
+  std::string rs = restart.value_or("");
+  if (rs.empty()) rs = "on-failure";
+  if (rs != "always" && rs != "on-failure" && rs != "never") {
+    return Error::InvalidArgument("field 'restart' must be always, on-failure or never");
+  }
+  return Json{{"id", job_id},       {"command", args["command"]}, {"env", env},
+              {"cpu_millis", cpu},  {"memory_mib", mem},          {"restart", rs},
+              {"ports", ports}};
+}
+
 }  // namespace
 
 ClusterService::ClusterService(ClusterOptions opts, ClockPtr clock, IdGeneratorPtr ids)
@@ -180,15 +245,90 @@ Result<std::pair<std::string, TimePoint>> ClusterService::CreateNodeToken(std::c
   return std::make_pair(token, t.expires_at);
 }
 
+bool ClusterService::Online(const core::NodeRecord& n, TimePoint now) const {
+  return now - n.last_heartbeat <= opts_.heartbeat_interval * opts_.missed_heartbeats_for_offline;
+}
+
+Result<Json> ClusterService::DeployJob(const Json& args) {
+  CANOPY_ASSIGN_OR_RETURN(Json spec, JobSpecFromArgs(args));
+  CANOPY_ASSIGN_OR_RETURN(std::string service_id, GetString(args, "service_id", 128));
+  std::string job_id = spec["id"].get<std::string>();
+  auto existing = store_->GetJob(job_id);
+  if (existing || existing.error().code != ErrorCode::kNotFound) {
+    if (!existing) return existing.error();
+    // Already placed: the same placement (idempotent per job_id).
+    auto node = store_->GetNode(existing->node_id);
+    return Json{{"job_id", job_id},
+                {"node_id", existing->node_id},
+                {"address", node ? Json(node->address) : Json(nullptr)}};
+  }
+  int64_t cpu = spec["cpu_millis"].get<int64_t>();
+  int64_t mem = spec["memory_mib"].get<int64_t>();
+  CANOPY_ASSIGN_OR_RETURN(auto nodes, store_->ListNodes());
+  CANOPY_ASSIGN_OR_RETURN(auto jobs, store_->ListJobs(""));
+  TimePoint now = clock_->Now();
+  const core::NodeRecord* best = nullptr;
+  int64_t best_free_mem = 0;
+  size_t best_jobs = 0;
+  for (const auto& n : nodes) {
+    if (!Online(n, now)) continue;
+    int64_t used_cpu = 0, used_mem = 0;
+    size_t count = 0;
+    for (const auto& j : jobs) {
+      if (j.node_id != n.id) continue;
+      used_cpu += j.spec.value("cpu_millis", int64_t{0});
+      used_mem += j.spec.value("memory_mib", int64_t{0});
+      ++count;
+    }
+    int64_t free_cpu = n.cpu_millis - used_cpu;
+    int64_t free_mem = n.memory_mib - used_mem;
+    if (free_cpu < cpu || free_mem < mem) continue;
+    // Most free memory, then fewest jobs, then id (nodes are not ordered by id).
+    bool better = !best || free_mem > best_free_mem ||
+                  (free_mem == best_free_mem &&
+                   (count < best_jobs || (count == best_jobs && n.id < best->id)));
+    if (better) {
+      best = &n;
+      best_free_mem = free_mem;
+      best_jobs = count;
+    }
+  }
+  if (!best) {
+    return Error{ErrorCode::kResourceExhausted,
+                 fmt::format("no_worker_capacity: no online node has {} cpu_millis and {} MiB free",
+                             cpu, mem),
+                 {}};
+  }
+  store::JobPlacement p;
+  p.job_id = job_id;
+  p.service_id = service_id;
+  p.node_id = best->id;
+  p.spec = spec;
+  p.created_at = p.updated_at = now;
+  CANOPY_TRY(store_->CreateJob(p));
+  SPDLOG_INFO("Job placed job={} service={} node={}", job_id, service_id, best->id);
+  return Json{{"job_id", job_id}, {"node_id", best->id}, {"address", best->address}};
+}
+
+Result<Json> ClusterService::UndeployJob(const Json& args) {
+  CANOPY_ASSIGN_OR_RETURN(std::string job_id, GetString(args, "job_id", 64));
+  auto st = store_->DeleteJob(job_id);
+  if (!st && st.error().code != ErrorCode::kNotFound) return st.error();
+  if (st) SPDLOG_INFO("Job removed job={}", job_id);
+  return Json{{"job_id", job_id}, {"removed", static_cast<bool>(st)}};
+}
+
 Result<Json> ClusterService::BuildReport() {
   CANOPY_ASSIGN_OR_RETURN(auto nodes, store_->ListNodes());
+  CANOPY_ASSIGN_OR_RETURN(auto jobs, store_->ListJobs(""));
   TimePoint now = clock_->Now();
-  auto limit = opts_.heartbeat_interval * opts_.missed_heartbeats_for_offline;
   Json arr = Json::array();
   int64_t cpu = 0, mem = 0, avail = 0, online = 0;
   double load = 0;
+  std::map<std::string, std::string> addresses;
   for (const auto& n : nodes) {
-    bool up = now - n.last_heartbeat <= limit;
+    addresses[n.id] = n.address;
+    bool up = Online(n, now);
     if (up) {
       cpu += n.cpu_millis;
       mem += n.memory_mib;
@@ -207,7 +347,19 @@ Result<Json> ClusterService::BuildReport() {
                      {"load1", n.load1}}},
                    {"last_seen", FormatRfc3339(n.last_heartbeat)}});
   }
+  Json job_arr = Json::array();
+  for (const auto& j : jobs) {
+    std::string state = j.status.is_object() ? j.status.value("state", "") : "";
+    if (state.empty()) state = "pending";
+    auto addr = addresses.find(j.node_id);
+    job_arr.push_back({{"job_id", j.job_id},
+                       {"service_id", j.service_id},
+                       {"node_id", j.node_id},
+                       {"address", addr != addresses.end() ? Json(addr->second) : Json(nullptr)},
+                       {"state", state}});
+  }
   return Json{{"url", opts_.advertise_url},
+              {"jobs", job_arr},
               {"version", opts_.version},
               {"link_interval_seconds", LinkInterval().count()},
               {"nodes", arr},
@@ -256,6 +408,16 @@ Json ClusterService::ExecuteCommand(const Json& cmd) {
       o.ok = false;
       o.error_code = std::string(ErrorCodeName(tok.error().code));
       o.error_message = tok.error().message;
+    }
+  } else if (type == "deploy_job" || type == "undeploy_job") {
+    auto r = type == "deploy_job" ? DeployJob(args) : UndeployJob(args);
+    if (r) {
+      full = *r;
+      o.result = full;
+    } else {
+      o.ok = false;
+      o.error_code = std::string(ErrorCodeName(r.error().code));
+      o.error_message = r.error().message;
     }
   } else {
     o.ok = false;
@@ -433,10 +595,27 @@ std::shared_ptr<net::Router> ClusterService::MakeRouter() {
     if (address != n->address) SPDLOG_INFO("Node moved node={} address={}", n->id, address);
     n->address = address;
     CANOPY_TRY(ReadResources(body, *n));
-    n->last_heartbeat = clock_->Now();
+    TimePoint now = clock_->Now();
+    n->last_heartbeat = now;
     CANOPY_TRY(store_->UpdateNode(*n));
+    // Job statuses reported by the node: stored on the jobs placed there (others are ignored).
+    if (body.contains("jobs") && !body["jobs"].is_null()) {
+      if (!body["jobs"].is_array() || body["jobs"].size() > 1000) {
+        return Error::InvalidArgument("field 'jobs' must be an array");
+      }
+      for (const auto& js : body["jobs"]) {
+        if (!js.is_object() || !js.contains("id") || !js["id"].is_string()) continue;
+        auto st = store_->UpdateJobStatus(js["id"].get<std::string>(), n->id, js, now);
+        if (!st && st.error().code != ErrorCode::kNotFound) return st.error();
+      }
+    }
+    // The full desired job list of this node (empty = run nothing).
+    CANOPY_ASSIGN_OR_RETURN(auto placed, store_->ListJobs(n->id));
+    Json desired = Json::array();
+    for (const auto& j : placed) desired.push_back(j.spec);
     return net::Response::FromJson(200, {{"status", "ok"},
-                                         {"heartbeat_interval_seconds", opts_.heartbeat_interval.count()}});
+                                         {"heartbeat_interval_seconds", opts_.heartbeat_interval.count()},
+                                         {"jobs", desired}});
   }));
   return router;
 }

@@ -53,8 +53,12 @@ class ClusterService {
   std::string cluster_id() const;
   // Creates a node registration token (also the "create_node_token" command). Thread-safe.
   Result<std::pair<std::string, TimePoint>> CreateNodeToken(std::chrono::seconds ttl);
-  // The state report sent on the link (nodes with their online/offline state, aggregate).
+  // The state report sent on the link (nodes with their online/offline state, aggregate, jobs).
   Result<Json> BuildReport();
+  // The "deploy_job" / "undeploy_job" commands (placement policy: src/cluster/README.md).
+  // No node fits -> kResourceExhausted with "no_worker_capacity" in the message.
+  Result<Json> DeployJob(const Json& args);
+  Result<Json> UndeployJob(const Json& args);
 
  private:
   Status Pair();
@@ -65,6 +69,7 @@ class ClusterService {
   void SleepFor(std::chrono::milliseconds d);
   std::shared_ptr<net::Router> MakeRouter();
   std::chrono::seconds LinkInterval() const;
+  bool Online(const core::NodeRecord& n, TimePoint now) const;
 
   ClusterOptions opts_;
   ClockPtr clock_;

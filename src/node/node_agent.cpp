@@ -45,6 +45,13 @@ Status NodeAgent::Start() {
   std::filesystem::create_directories(opts_.data_dir, ec);
   if (ec) return Error::Internal("cannot create the data dir");
   ::chmod(opts_.data_dir.c_str(), 0700);
+  if (!jobs_) {
+    JobRunnerOptions jo;
+    jo.data_dir = opts_.data_dir;
+    jo.stop_grace = opts_.job_stop_grace;
+    jo.cgroup_root = opts_.cgroup_root;
+    jobs_ = std::make_unique<JobRunner>(jo);
+  }
   bool have_identity = LoadIdentity();
   if (!have_identity && opts_.token.empty()) {
     return Error::Unauthenticated("no node identity and no registration token: pass --token");
@@ -117,8 +124,16 @@ Status NodeAgent::SaveIdentity() {
   return WriteFileAtomic(opts_.data_dir + "/identity.json", DumpJson(j));
 }
 
+std::vector<JobStatus> NodeAgent::JobStatuses() const {
+  if (!jobs_) return {};
+  return jobs_->Statuses();
+}
+
 Status NodeAgent::Heartbeat() {
   Json body = {{"resources", ReadResources().ToJson()}};
+  Json statuses = Json::array();
+  for (const auto& s : JobStatuses()) statuses.push_back(s.ToJson());
+  body["jobs"] = std::move(statuses);
   if (!opts_.advertise_address.empty()) body["address"] = opts_.advertise_address;
   net::JsonCall call;
   {
@@ -129,7 +144,22 @@ Status NodeAgent::Heartbeat() {
   call.body = std::move(body);
   call.timeout = std::chrono::milliseconds(5000);
   call.peer = "cluster at " + opts_.cluster_url;
-  CANOPY_TRY(net::PostJson(call));
+  CANOPY_ASSIGN_OR_RETURN(Json reply, net::PostJson(call));
+  // `jobs` present: the full desired list for this node. Absent: leave the jobs alone.
+  if (jobs_ && reply.is_object() && reply.contains("jobs") && reply["jobs"].is_array()) {
+    std::vector<JobSpec> desired;
+    for (const auto& j : reply["jobs"]) {
+      auto spec = JobSpec::FromJson(j);
+      if (!spec) {
+        SPDLOG_WARN("Ignoring a malformed job from the cluster error={}", spec.error().ToString());
+        continue;
+      }
+      desired.push_back(std::move(*spec));
+    }
+    if (auto st = jobs_->Reconcile(desired); !st) {
+      SPDLOG_WARN("Some jobs could not be started error={}", st.error().ToString());
+    }
+  }
   return OkStatus();
 }
 

@@ -1,17 +1,20 @@
 // NodeAgent: the `canopyd node` daemon. Registers with its cluster using a single-use node token
 // (identity.json, 0600, in the data dir keeps the node id and key, so a restart re-registers with
 // the key and keeps the id), then heartbeats with this machine's resource figures. The cluster
-// records the source address of the connection unless --advertise-address is given. Runs nothing
-// else yet. Protocol: src/cluster/README.md. Start() once, Run() on one thread, Stop() from any.
+// records the source address of the connection unless --advertise-address is given. Runs the jobs
+// the cluster assigns (heartbeat reply `jobs`, reconciled by a JobRunner; statuses go back in every
+// heartbeat). Protocol: src/cluster/README.md. Start() once, Run() on one thread, Stop() from any.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
 
 #include "common/result.h"
 #include "common/secret.h"
+#include "node/job_runner.h"
 
 namespace canopy::node {
 
@@ -20,6 +23,8 @@ struct NodeOptions {
   std::string token;              // node registration token (first start only)
   std::string data_dir;
   std::string advertise_address;  // "" = the cluster sees our source address
+  std::chrono::milliseconds job_stop_grace{5000};
+  std::string cgroup_root = "/sys/fs/cgroup";  // "" = run jobs without cgroup limits
 };
 
 class NodeAgent {
@@ -32,6 +37,8 @@ class NodeAgent {
   void Run();
   void Stop();
   std::string node_id() const;
+  // Statuses of the jobs this node runs (empty before Start()).
+  std::vector<JobStatus> JobStatuses() const;
 
  private:
   Status Register(bool with_key);
@@ -48,6 +55,7 @@ class NodeAgent {
   std::string node_id_;
   SecretString node_key_;
   std::chrono::seconds heartbeat_{5};
+  std::unique_ptr<JobRunner> jobs_;  // created by Start(); stops its jobs when destroyed
 };
 
 }  // namespace canopy::node

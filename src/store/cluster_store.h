@@ -1,5 +1,5 @@
-// ClusterStore: the persistent state of one `canopyd cluster` (its nodes, node tokens and the
-// outcomes of root commands), separate from the root's Store. SQLite file in the cluster's data
+// ClusterStore: the persistent state of one `canopyd cluster` (its nodes, node tokens, the
+// outcomes of root commands and the jobs placed on its nodes), separate from the root's Store. SQLite file in the cluster's data
 // dir (store/sqlite/sqlite_cluster_store.cpp, own migrations). Implementations are thread-safe.
 // Like Store, it never invents ids or timestamps.
 #pragma once
@@ -8,10 +8,24 @@
 #include <string>
 #include <vector>
 
+#include "common/json.h"
 #include "common/result.h"
 #include "core/types.h"
 
 namespace canopy::store {
+
+// A job placed on one node of the cluster: `spec` is the desired JobSpec JSON sent to the node
+// ({id, command, env, cpu_millis, memory_mib, restart, ports}), `status` the last status the node
+// reported for it ({} before the first report).
+struct JobPlacement {
+  std::string job_id;
+  std::string service_id;
+  std::string node_id;
+  Json spec = Json::object();
+  Json status = Json::object();
+  TimePoint created_at{};
+  TimePoint updated_at{};
+};
 
 class ClusterStore {
  public:
@@ -36,6 +50,17 @@ class ClusterStore {
   /// Outcomes not yet confirmed by the root, oldest first.
   virtual Result<std::vector<core::CommandOutcome>> ListUnacknowledged() = 0;
   virtual Status MarkAcknowledged(const std::vector<std::string>& ids) = 0;
+
+  /// Job placements. CreateJob: kAlreadyExists for a known job_id. GetJob: kNotFound when absent.
+  /// ListJobs ordered by created_at, then job_id ("" node_id = every node).
+  /// UpdateJobStatus: kNotFound when the job is unknown or not on that node.
+  /// DeleteJob: kNotFound when absent.
+  virtual Status CreateJob(const JobPlacement& j) = 0;
+  virtual Result<JobPlacement> GetJob(const std::string& job_id) = 0;
+  virtual Result<std::vector<JobPlacement>> ListJobs(const std::string& node_id = "") = 0;
+  virtual Status UpdateJobStatus(const std::string& job_id, const std::string& node_id,
+                                 const Json& status, TimePoint at) = 0;
+  virtual Status DeleteJob(const std::string& job_id) = 0;
 };
 using ClusterStorePtr = std::unique_ptr<ClusterStore>;
 

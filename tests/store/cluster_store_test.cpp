@@ -80,5 +80,48 @@ TEST(ClusterStore, OutcomesKeepTheFirstResultUntilAcknowledged) {
   EXPECT_EQ((*s)->GetOutcome("cmd-2").error().code, ErrorCode::kNotFound);
 }
 
+TEST(ClusterStore, JobPlacementsRoundTripAndSurviveReopen) {
+  TempDir dir;
+  std::string path = dir.str() + "/cluster.db";
+  {
+    auto s = OpenClusterStore(path);
+    ASSERT_OK(s);
+    JobPlacement j;
+    j.job_id = "job-1";
+    j.service_id = "svc-1";
+    j.node_id = "nod-1";
+    j.spec = Json{{"id", "job-1"}, {"cpu_millis", 100}};
+    j.created_at = j.updated_at = At(0);
+    ASSERT_OK((*s)->CreateJob(j));
+    EXPECT_EQ((*s)->CreateJob(j).error().code, ErrorCode::kAlreadyExists);
+    j.job_id = "job-2";
+    j.node_id = "nod-2";
+    j.created_at = j.updated_at = At(1);
+    ASSERT_OK((*s)->CreateJob(j));
+    ASSERT_OK((*s)->UpdateJobStatus("job-1", "nod-1", Json{{"state", "running"}}, At(5)));
+    EXPECT_EQ((*s)->UpdateJobStatus("job-1", "nod-2", Json::object(), At(5)).error().code,
+              ErrorCode::kNotFound);
+    EXPECT_EQ((*s)->UpdateJobStatus("job-x", "nod-1", Json::object(), At(5)).error().code,
+              ErrorCode::kNotFound);
+  }
+  auto s = OpenClusterStore(path);
+  ASSERT_OK(s);
+  auto all = (*s)->ListJobs("");
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].job_id, "job-1");
+  EXPECT_EQ((*all)[0].status, (Json{{"state", "running"}}));
+  EXPECT_EQ((*all)[0].updated_at, At(5));
+  EXPECT_EQ((*all)[0].spec["cpu_millis"], 100);
+  auto on2 = (*s)->ListJobs("nod-2");
+  ASSERT_OK(on2);
+  ASSERT_EQ(on2->size(), 1u);
+  EXPECT_EQ((*on2)[0].job_id, "job-2");
+  EXPECT_EQ((*s)->GetJob("job-2")->service_id, "svc-1");
+  ASSERT_OK((*s)->DeleteJob("job-2"));
+  EXPECT_EQ((*s)->DeleteJob("job-2").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ((*s)->GetJob("job-2").error().code, ErrorCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace canopy::store

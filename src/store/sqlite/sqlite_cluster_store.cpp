@@ -61,6 +61,18 @@ CREATE TABLE command_outcomes (
 );
 CREATE INDEX command_outcomes_ack_idx ON command_outcomes (acknowledged, created_at);
 )sql"},
+    {2, "0002_cluster_jobs", R"sql(
+CREATE TABLE jobs (
+  job_id     TEXT PRIMARY KEY,
+  service_id TEXT NOT NULL,
+  node_id    TEXT NOT NULL,
+  spec       TEXT NOT NULL,
+  status     TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE INDEX jobs_node_idx ON jobs (node_id, created_at);
+)sql"},
 };
 
 constexpr const char* kNodeColumns =
@@ -101,6 +113,26 @@ Result<core::CommandOutcome> ReadOutcome(const Statement& s) {
   o.acknowledged = s.Int(6) != 0;
   o.created_at = At(s.Int(7));
   return o;
+}
+
+constexpr const char* kJobColumns = "job_id, service_id, node_id, spec, status, created_at, updated_at";
+
+Result<JobPlacement> ReadJob(const Statement& s) {
+  JobPlacement j;
+  j.job_id = s.Text(0);
+  j.service_id = s.Text(1);
+  j.node_id = s.Text(2);
+  auto spec = ParseJson(s.Text(3));
+  auto status = ParseJson(s.Text(4));
+  if (!spec || !status) {
+    CANOPY_LOG_ERROR("Stored row is corrupt table=jobs id={}", j.job_id);
+    return Error::Internal("stored data is corrupt");
+  }
+  j.spec = std::move(*spec);
+  j.status = std::move(*status);
+  j.created_at = At(s.Int(5));
+  j.updated_at = At(s.Int(6));
+  return j;
 }
 
 class SqliteClusterStore final : public ClusterStore {
@@ -267,6 +299,66 @@ class SqliteClusterStore final : public ClusterStore {
       s.Bind(id);
       CANOPY_TRY(s.Run());
     }
+    return OkStatus();
+  }
+
+  Status CreateJob(const JobPlacement& j) override {
+    Lock lock(c_->mutex());
+    CANOPY_ASSIGN_OR_RETURN(
+        Statement s,
+        c_->Prepare(fmt::format("INSERT INTO jobs ({}) VALUES (?, ?, ?, ?, ?, ?, ?)", kJobColumns)));
+    s.Bind(j.job_id).Bind(j.service_id).Bind(j.node_id).Bind(DumpJson(j.spec)).Bind(DumpJson(j.status));
+    s.Bind(Ms(j.created_at)).Bind(Ms(j.updated_at));
+    auto st = s.Run();
+    if (!st && st.error().code == ErrorCode::kAlreadyExists) return Error::AlreadyExists("job already exists");
+    return st;
+  }
+
+  Result<JobPlacement> GetJob(const std::string& job_id) override {
+    Lock lock(c_->mutex());
+    CANOPY_ASSIGN_OR_RETURN(
+        Statement s, c_->Prepare(fmt::format("SELECT {} FROM jobs WHERE job_id = ?", kJobColumns)));
+    s.Bind(job_id);
+    CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return Error::NotFound("job not found");
+    return ReadJob(s);
+  }
+
+  Result<std::vector<JobPlacement>> ListJobs(const std::string& node_id) override {
+    Lock lock(c_->mutex());
+    CANOPY_ASSIGN_OR_RETURN(
+        Statement s,
+        c_->Prepare(fmt::format("SELECT {} FROM jobs WHERE (? = '' OR node_id = ?) "
+                                "ORDER BY created_at, job_id",
+                                kJobColumns)));
+    s.Bind(node_id).Bind(node_id);
+    std::vector<JobPlacement> out;
+    while (true) {
+      CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return out;
+      CANOPY_ASSIGN_OR_RETURN(auto j, ReadJob(s));
+      out.push_back(std::move(j));
+    }
+  }
+
+  Status UpdateJobStatus(const std::string& job_id, const std::string& node_id, const Json& status,
+                         TimePoint at) override {
+    Lock lock(c_->mutex());
+    CANOPY_ASSIGN_OR_RETURN(
+        Statement s,
+        c_->Prepare("UPDATE jobs SET status = ?, updated_at = ? WHERE job_id = ? AND node_id = ?"));
+    s.Bind(DumpJson(status)).Bind(Ms(at)).Bind(job_id).Bind(node_id);
+    CANOPY_TRY(s.Run());
+    if (c_->Changes() == 0) return Error::NotFound("job not found");
+    return OkStatus();
+  }
+
+  Status DeleteJob(const std::string& job_id) override {
+    Lock lock(c_->mutex());
+    CANOPY_ASSIGN_OR_RETURN(Statement s, c_->Prepare("DELETE FROM jobs WHERE job_id = ?"));
+    s.Bind(job_id);
+    CANOPY_TRY(s.Run());
+    if (c_->Changes() == 0) return Error::NotFound("job not found");
     return OkStatus();
   }
 
