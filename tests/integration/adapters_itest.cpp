@@ -58,17 +58,23 @@ TEST(Adapters, SeveralAttachAtOnceAndDetachingOneLeavesTheOthers) {
         "local", root.url(), dirs.back(), std::vector<std::string>{"--config", DumpJson(net->Config())}));
     adapters.back()->Start(token());
   }
+  // Each adapter writes its id once it has registered (after it serves /healthz): read the ids
+  // until every one is there, then wait for all to be live (slow under sanitizers).
   std::vector<std::string> ids;
-  for (const auto& d : dirs) ids.push_back(AdapterId(d));
   ASSERT_TRUE(WaitFor(
       [&] {
+        ids.clear();
+        for (const auto& d : dirs) ids.push_back(AdapterId(d));
+        for (const auto& id : ids) {
+          if (id.empty()) return false;
+        }
         auto s = StatusById(root, admin);
         for (const auto& id : ids) {
           if (s[id] != "live") return false;
         }
         return s.size() == ids.size();
       },
-      10s));
+      30s));
 
   auto add_credential = [&](const std::string& name, const std::string& provider, const Json& secret) {
     return root.Call("POST", "/api/v1/credentials",
