@@ -39,8 +39,16 @@ void BrokerEnv::Start() {
   adapter_ = std::make_unique<AdapterDaemon>("local", root_->url(),
                                              (dir_.path() / "adapter").string(), aflags);
   adapter_->Start(tok.json["token"].get<std::string>());
-  auto cred = Call("POST", "/api/v1/credentials",
-                   R"({"name":"local","provider":"local","secret":{"type":"local"}})");
+  // The adapter answers /healthz before its registration with the root is through; a credential
+  // needs a live adapter of its type, so retry while the root still says there is none.
+  ApiReply cred;
+  WaitFor(
+      [&] {
+        cred = Call("POST", "/api/v1/credentials",
+                    R"({"name":"local","provider":"local","secret":{"type":"local"}})");
+        return cred.status != 409;
+      },
+      30s);
   ASSERT_EQ(cred.status, 201) << cred.body;
   credential_id_ = cred.json["id"].get<std::string>();
 }
