@@ -19,7 +19,7 @@ if [ "${CANOPY_SKIP_SANITIZE:-0}" != "1" ]; then
     ctest --test-dir build-asan --output-on-failure --timeout 600 -j 2 -L 'unit|integration'
   echo "== broker flows under sanitizers (the root, adapter, cluster and nodes all sanitized)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure --timeout 600 -j 2 -R '^(BrokerE2E|Sweeper)\.'
+    ctest --test-dir build-asan --output-on-failure --timeout 600 -j 2 -R '^(BrokerE2E|Sweeper|ServicesE2E)\.'
 fi
 echo "== leftovers of the local provider tests (namespaces, test bridges)"
 left=$( (ip netns list 2>/dev/null | awk '{print $1}' | grep '^canopy-' || true; \

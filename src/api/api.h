@@ -40,6 +40,9 @@ struct ApiOptions {
 // shared by every copy of ApiDeps; thread-safe.
 class ClusterLinkHub;
 std::shared_ptr<ClusterLinkHub> NewClusterLinkHub();
+// Job reports of clusters and the scheduler's bell (api/services.h); one per root, shared.
+class ServiceBoard;
+std::shared_ptr<ServiceBoard> NewServiceBoard();
 
 struct ApiDeps {
   store::Store* store = nullptr;
@@ -51,6 +54,7 @@ struct ApiDeps {
   std::shared_ptr<net::Metrics> metrics;
   ApiOptions options;
   std::shared_ptr<ClusterLinkHub> cluster_hub = NewClusterLinkHub();
+  std::shared_ptr<ServiceBoard> service_board = NewServiceBoard();
 };
 
 // Who may call a route.

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/clusters.h"
+#include "api/services.h"
 #include "api/detail/context.h"
 #include "common/ids.h"
 
@@ -190,6 +191,7 @@ Json NodeToJson(const core::ClusterNodeInfo& n) {
             {"memory_mib", n.memory_mib},
             {"memory_available_mib", n.memory_available_mib},
             {"load1", n.load1}}},
+          {"draining", n.draining},
           {"last_seen", n.last_seen ? Json(Iso(*n.last_seen)) : Json(nullptr)}};
 }
 
@@ -246,6 +248,10 @@ Result<std::vector<core::ClusterNodeInfo>> ParseNodes(const Json& body) {
     n.memory_mib = res.value("memory_mib", int64_t{0});
     n.memory_available_mib = res.value("memory_available_mib", int64_t{0});
     n.load1 = res.value("load1", 0.0);
+    if (j.contains("draining")) {
+      if (!j["draining"].is_boolean()) return Error::InvalidArgument("field 'draining' must be a boolean");
+      n.draining = j["draining"].get<bool>();
+    }
     CANOPY_ASSIGN_OR_RETURN(auto seen, GetOptString(j, "last_seen", 64));
     if (seen) {
       n.last_seen = ParseIso(*seen);
@@ -445,6 +451,21 @@ void Link(const ApiDeps& deps, const net::Request& req, const Principal&, net::R
   if (!recorded) return fail(recorded.error());
   if (c->state == core::ClusterState::kOffline && recorded->state == core::ClusterState::kActive) {
     SPDLOG_INFO("Cluster back online cluster={}", c->id);
+  }
+  if (body.contains("jobs") && body["jobs"].is_array()) {
+    // The cluster's full job list, for the service scheduler (api/services.h). Only the string
+    // fields it needs are kept; malformed items are skipped.
+    Json jobs = Json::array();
+    for (const auto& j : body["jobs"]) {
+      if (!j.is_object() || !j.contains("job_id") || !j["job_id"].is_string()) continue;
+      Json keep = Json::object();
+      for (const char* f : {"job_id", "service_id", "node_id", "address", "state"}) {
+        if (j.contains(f) && j[f].is_string() && j[f].get<std::string>().size() <= 256) keep[f] = j[f];
+      }
+      jobs.push_back(std::move(keep));
+      if (jobs.size() >= 10000) break;
+    }
+    deps.service_board->RecordJobs(c->id, std::move(jobs), deps.clock->Now());
   }
 
   uint64_t seen = deps.cluster_hub->Seq(c->id);

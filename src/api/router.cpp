@@ -17,7 +17,8 @@ std::vector<RouteDef> AllRoutes(const ApiOptions& options) {
   std::vector<RouteDef> all;
   for (auto group : {detail::SystemRoutes, detail::AuthRoutes, detail::UserRoutes,
                      detail::ProviderRoutes, detail::CredentialRoutes, detail::OperationRoutes,
-                     detail::ClusterRoutes, detail::OfferRoutes, detail::BrokerRoutes}) {
+                     detail::ClusterRoutes, detail::OfferRoutes, detail::BrokerRoutes,
+                     detail::ServiceRoutes}) {
     for (auto& r : group()) {
       if (r.test_only && !options.enable_test_ops) continue;
       all.push_back(r);

@@ -1,11 +1,13 @@
 #include "broker/broker.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -313,6 +315,7 @@ class ClusterCreateKind final : public ops::OperationKind {
                  std::to_string(opts_.link_interval_seconds),
                  "--heartbeat-interval",
                  std::to_string(opts_.node_heartbeat_seconds)};
+    spec.argv.insert(spec.argv.end(), opts_.cluster_extra_args.begin(), opts_.cluster_extra_args.end());
     spec.env = {{"CANOPY_CLUSTER_TOKEN", grant.token}};
     auto report = install::Installer(opts_.install).Install(target, spec);
     if (!report) {
@@ -422,6 +425,11 @@ class ClusterDeleteKind final : public ops::OperationKind {
         if (c.cloud.contains("firewalls")) {
           std::string api_fw = c.cloud["firewalls"].value("api", "");
           if (!api_fw.empty()) CANOPY_TRY(p.DeleteFirewall(cloud.ctx, api_fw));
+        }
+        // Per-service firewalls the firewall sync made (src/scheduler/firewall_sync.h).
+        const Json service_fws = c.cloud.value("service_firewalls", Json::object());
+        for (const auto& [sid, fw] : service_fws.items()) {
+          if (fw.is_string()) CANOPY_TRY(p.DeleteFirewall(cloud.ctx, fw.get<std::string>()));
         }
         return StepResult::Next();
       }
@@ -603,6 +611,12 @@ class WorkersProvisionKind final : public ops::OperationKind {
     CANOPY_ASSIGN_OR_RETURN(providers::KeyPair kp,
                             cloud.opened.provider->CreateKeyPair(cloud.ctx, KeyPairName(c)));
     const Json ssh = ctx.op.data.value("ssh", Json::object());
+    // Nodes advertise their instance type's size (on the local provider every namespace sees
+    // the host's CPUs and memory); unknown types keep what the node reads from /proc.
+    std::map<std::string, providers::InstanceType> types;
+    if (auto offers = cloud.opened.provider->ListOffers(cloud.ctx)) {
+      for (const auto& t : offers->instance_types) types[t.name] = t;
+    }
     CANOPY_TRY(ForEachParallel(workers.size(), opts_.parallelism, [&](size_t i) -> Status {
       const core::Worker& w = workers[i];
       CANOPY_ASSIGN_OR_RETURN(install::SshTarget target,
@@ -620,6 +634,11 @@ class WorkersProvisionKind final : public ops::OperationKind {
       spec.name = "node";
       spec.binary_path = opts_.canopyd_binary;
       spec.argv = {"node", "--cluster", c.cluster_url, "--data-dir", "node-data"};
+      if (auto t = types.find(w.instance_type); t != types.end() && t->second.vcpus > 0 &&
+                                                 t->second.memory_mib > 0) {
+        spec.argv.insert(spec.argv.end(), {"--cpu-millis", std::to_string(t->second.vcpus * 1000),
+                                           "--memory-mib", std::to_string(t->second.memory_mib)});
+      }
       spec.env = {{"CANOPY_NODE_TOKEN", cmd.result["token"].get<std::string>()}};
       auto report = install::Installer(opts_.install).Install(target, spec);
       if (!report) {
@@ -686,7 +705,7 @@ class WorkersProvisionKind final : public ops::OperationKind {
 
 class WorkerShutdownKind final : public ops::OperationKind {
  public:
-  explicit WorkerShutdownKind(api::ApiDeps deps) : deps_(std::move(deps)) {}
+  WorkerShutdownKind(api::ApiDeps deps, BrokerOptions opts) : deps_(std::move(deps)), opts_(std::move(opts)) {}
   std::string Name() const override { return api::kOpWorkerShutdown; }
   std::vector<std::string> Steps() const override { return {"drain", "shutdown", "finish"}; }
   Result<std::vector<std::string>> StepsFor(const Json& data) const override {
@@ -707,9 +726,7 @@ class WorkerShutdownKind final : public ops::OperationKind {
     if (w.operation_id != ctx.op.id) return StepResult::Succeed();  // a newer action took over
     switch (step) {
       case 0:
-        // Drain hook: the node's jobs are redeployed elsewhere before it goes (no jobs yet).
-        SPDLOG_INFO("Draining worker worker={} node={} (no jobs to move)", w.id, w.node_id);
-        return StepResult::Next();
+        return Drain(ctx, w);
       case 1: {
         CANOPY_ASSIGN_OR_RETURN(core::Cluster c, ctx.store.clusters().Get(w.cluster_id));
         CANOPY_ASSIGN_OR_RETURN(Cloud cloud, OpenCloud(deps_, c));
@@ -754,6 +771,91 @@ class WorkerShutdownKind final : public ops::OperationKind {
     }
   }
 
+  // drain: the cluster marks the node draining (no new jobs) and moves its jobs to other nodes,
+  // or gives them back to the root when none has room (the scheduler places them in another
+  // cluster or keeps them pending); then wait until each runs elsewhere, at most drain_timeout.
+  // The outcome is logged; a timeout is also left in the worker's last_error. Progress lives in
+  // op.data.drain, so a restarted root goes on where it was.
+  Result<StepResult> Drain(StepContext& ctx, const core::Worker& w) {
+    if (w.node_id.empty()) return StepResult::Next();
+    Json drain = ctx.op.data.value("drain", Json::object());
+    const int64_t now_ms = UnixMillis(ctx.clock.Now());
+    if (!drain.contains("command_id")) {
+      auto cmd = api::EnqueueClusterCommand(deps_, w.cluster_id, "drain_node", {{"node_id", w.node_id}});
+      if (!cmd) {
+        if (cmd.error().code == ErrorCode::kNotFound) return StepResult::Next();
+        return cmd.error();
+      }
+      drain = {{"command_id", cmd->id}, {"started_ms", now_ms}};
+      ctx.op.data["drain"] = drain;
+      SPDLOG_INFO("Draining worker worker={} node={} command={}", w.id, w.node_id, cmd->id);
+      return StepResult::Wait(200ms);
+    }
+    const int64_t elapsed_ms = now_ms - drain.value("started_ms", now_ms);
+    const bool late = elapsed_ms > std::chrono::duration_cast<std::chrono::milliseconds>(opts_.drain_timeout).count();
+    auto finish = [&](const std::string& outcome, bool problem) -> Result<StepResult> {
+      ctx.op.data["drain"]["outcome"] = outcome;
+      if (problem) {
+        SPDLOG_WARN("Drain of worker incomplete worker={} outcome={}", w.id, outcome);
+        (void)MutateWorker(ctx.store, ctx.clock, w.id, [&](core::Worker& row) {
+          row.last_error = "drain: " + outcome;
+          return OkStatus();
+        });
+      } else {
+        SPDLOG_INFO("Worker drained worker={} outcome={}", w.id, outcome);
+      }
+      return StepResult::Next();
+    };
+    if (!drain.contains("jobs")) {
+      auto cmd = api::GetClusterCommand(deps_, drain["command_id"].get<std::string>());
+      if (!cmd) {
+        if (cmd.error().code == ErrorCode::kNotFound) return finish("the drain command is gone", true);
+        return cmd.error();
+      }
+      if (cmd->state == core::ClusterCommandState::kPending) {
+        if (late) {
+          return finish(fmt::format("timed out after {} s: the cluster did not answer", opts_.drain_timeout.count()), true);
+        }
+        return StepResult::Wait(250ms);
+      }
+      if (cmd->state == core::ClusterCommandState::kFailed) {
+        return finish("the cluster could not drain the node: " + cmd->error_message, true);
+      }
+      Json jobs = Json::array();
+      for (const char* list : {"moved", "returned"}) {
+        for (const auto& j : cmd->result.value(list, Json::array())) {
+          if (j.is_object() && j.contains("job_id") && j["job_id"].is_string()) jobs.push_back(j["job_id"]);
+        }
+      }
+      ctx.op.data["drain"]["jobs"] = jobs;
+      ctx.op.data["drain"]["moved"] = cmd->result.value("moved", Json::array()).size();
+      ctx.op.data["drain"]["returned"] = cmd->result.value("returned", Json::array()).size();
+      drain = ctx.op.data["drain"];
+    }
+    // Done when every job runs on another node (or its service no longer wants it).
+    CANOPY_ASSIGN_OR_RETURN(auto instances, ctx.store.services().ListInstances(""));
+    std::vector<std::string> waiting;
+    for (const auto& j : drain["jobs"]) {
+      std::string job = j.get<std::string>();
+      auto it = std::find_if(instances.begin(), instances.end(),
+                             [&](const core::ServiceInstance& i) { return i.job_id == job; });
+      if (it == instances.end() || it->state == "removing") continue;
+      if (it->state == "running" && !it->node_id.empty() && it->node_id != w.node_id) continue;
+      waiting.push_back(job);
+    }
+    if (waiting.empty()) {
+      return finish(fmt::format("{} job(s) running elsewhere ({} moved in the cluster, {} given back to root)",
+                                drain["jobs"].size(), drain.value("moved", 0), drain.value("returned", 0)),
+                    false);
+    }
+    if (late) {
+      return finish(fmt::format("timed out after {} s: {} job(s) not running elsewhere yet ({}); shutting down anyway",
+                                opts_.drain_timeout.count(), waiting.size(), fmt::join(waiting, ", ")),
+                    true);
+    }
+    return StepResult::Wait(300ms);
+  }
+
   void OnFailed(StepContext& ctx) override {
     std::string message = ErrorText(ctx.op, "shutdown failed");
     (void)MutateWorker(ctx.store, ctx.clock, ctx.op.data.value("worker_id", ""), [&](core::Worker& w) {
@@ -767,6 +869,7 @@ class WorkerShutdownKind final : public ops::OperationKind {
 
  private:
   api::ApiDeps deps_;
+  BrokerOptions opts_;
 };
 
 }  // namespace
@@ -775,7 +878,7 @@ Status RegisterBrokerKinds(ops::Engine& engine, const api::ApiDeps& deps, const 
   CANOPY_TRY(engine.Register(std::make_unique<ClusterCreateKind>(deps, opts)));
   CANOPY_TRY(engine.Register(std::make_unique<ClusterDeleteKind>(deps)));
   CANOPY_TRY(engine.Register(std::make_unique<WorkersProvisionKind>(deps, opts)));
-  CANOPY_TRY(engine.Register(std::make_unique<WorkerShutdownKind>(deps)));
+  CANOPY_TRY(engine.Register(std::make_unique<WorkerShutdownKind>(deps, opts)));
   return OkStatus();
 }
 

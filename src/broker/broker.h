@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "api/api.h"
 #include "install/installer.h"
@@ -29,6 +30,8 @@ struct BrokerOptions {
   std::chrono::seconds boot_timeout{600};
   std::chrono::seconds pair_timeout{180};
   std::chrono::seconds register_timeout{180};
+  std::chrono::seconds drain_timeout{120};
+  std::vector<std::string> cluster_extra_args;  // appended to installed clusters' argv (tests)  // worker.shutdown waits this long for moved jobs
 };
 
 // Registers cluster.create, cluster.delete, workers.provision and worker.shutdown (names in

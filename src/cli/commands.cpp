@@ -17,6 +17,7 @@
 #include <tuple>
 #include <utility>
 
+#include "cli/service_spec.h"
 #include "common/json.h"
 
 namespace canopy::cli {
@@ -202,6 +203,69 @@ const Resource& Workers() {
       {},
   };
   return r;
+}
+
+// "1/2": the service's instances that run, of its replicas.
+std::string ServiceReplicas(const Json& svc) {
+  if (!svc.is_object() || !svc.contains("replicas")) {
+    return "-";
+  }
+  int64_t running = 0;
+  if (svc.contains("instances") && svc["instances"].is_array()) {
+    for (const Json& i : svc["instances"]) {
+      running += StringField(i, "state") == "running" ? 1 : 0;
+    }
+  }
+  return fmt::format("{}/{}", running, FieldText(svc, "replicas"));
+}
+
+std::string ServicePorts(const Json& svc) {
+  return svc.is_object() ? PortsText(svc.value("ports", Json()), false) : "-";
+}
+
+const Resource& Services() {
+  static const Resource r{
+      "service",
+      "/api/v1/services",
+      {{"ID", "id"},
+       {"NAME", "name"},
+       {"STATE", "state"},
+       {"REPLICAS", "", ServiceReplicas},
+       {"PORTS", "", ServicePorts}},
+      {{"ID", "id"},
+       {"Name", "name"},
+       {"State", "state"},
+       {"Reason", "reason"},
+       {"Deployed", "deployed"},
+       {"Replicas", "", [](const Json& svc) { return ServiceReplicas(svc) + " running"; }},
+       {"Command", "",
+        [](const Json& svc) {
+          return svc.is_object() ? ShellJoin(svc.value("command", Json())) : "-";
+        }},
+       {"Ports", "",
+        [](const Json& svc) {
+          return svc.is_object() ? PortsText(svc.value("ports", Json()), true) : "-";
+        }},
+       {"CPU millis", "cpu_millis"},
+       {"Memory MiB", "memory_mib"},
+       {"Cluster", "cluster_id"},
+       {"Restart", "restart"},
+       {"Env", "",
+        [](const Json& svc) { return svc.is_object() ? EnvText(svc.value("env", Json())) : "-"; }},
+       {"Created", "created_at"},
+       {"Updated", "updated_at"}},
+      {},
+  };
+  return r;
+}
+
+// The instances of a service (`service show` and the results of the other service commands).
+const std::vector<Column>& InstanceColumns() {
+  static const std::vector<Column> c{{"JOB", "job_id"},       {"REPLICA", "replica"},
+                                     {"CLUSTER", "cluster_id"}, {"NODE", "node_id"},
+                                     {"ADDRESS", "address"},    {"STATE", "state"},
+                                     {"REASON", "reason"}};
+  return c;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -672,6 +736,175 @@ Status PrintCluster(Context& ctx, const Session& s, const std::string& cluster_i
 }
 
 // ---------------------------------------------------------------------------------------------
+// Services.
+
+std::string ServicePath(std::string_view service_id) { return ItemPath(Services(), service_id); }
+
+// The service with id or name `key`, from GET /api/v1/services.
+Result<Json> ResolveService(const Session& s, const std::string& key) {
+  if (key.empty()) {
+    return Error::InvalidArgument("give a service name or id");
+  }
+  CANOPY_ASSIGN_OR_RETURN(Json list, s.Get(Services().path));
+  const Json items = ListItems(list);
+  const Json* svc = FindByIdOrName(items, key);
+  if (svc == nullptr || StringField(*svc, "id").empty()) {
+    return Error::NotFound(fmt::format("service '{}' not found", key));
+  }
+  return *svc;
+}
+
+// A service's key/values and, when it has any, its instances; with -o json the Service as is.
+void PrintService(Context& ctx, const Json& svc) {
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, svc);
+    return;
+  }
+  RenderDetails(ctx.out, Services().details, svc);
+  if (svc.is_object() && svc.contains("instances") && svc["instances"].is_array() &&
+      !svc["instances"].empty()) {
+    ctx.out << '\n';
+    RenderTable(ctx.out, InstanceColumns(), svc["instances"]);
+  }
+}
+
+// Services as a list; with -o json {"services":[...]} (the import's answer).
+void PrintServices(Context& ctx, const Json& services) {
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, Json{{"services", services}});
+  } else {
+    RenderTable(ctx.out, Services().list, services);
+  }
+}
+
+// Follows service `id` until `goal` (see WaitForService), giving up after `timeout`.
+Result<Json> FollowService(Context& ctx, const Session& s, const std::string& id,
+                           ServiceGoal goal, std::chrono::seconds timeout) {
+  WaitSettings settings;
+  settings.timeout = timeout;
+  ServiceFetcher fetch = [&s](const std::string& service_id) {
+    return s.Get(ServicePath(service_id));
+  };
+  SleepFn sleep = ctx.sleep ? ctx.sleep : SleepFn(RealSleep);
+  return WaitForService(id, goal, fetch, *ctx.clock, sleep, ctx.err, ctx.err_is_terminal,
+                        settings);
+}
+
+// The body of POST /api/v1/services from the options; every value is checked before anything is
+// sent.
+Result<Json> ServiceBody(const ServiceCreateOptions& o) {
+  const char* usage = "canopy service create NAME [options] -- CMD [ARGS...]";
+  if (o.name.empty()) {
+    return Error::InvalidArgument(fmt::format("the service needs a NAME: {}", usage));
+  }
+  if (o.command.empty()) {
+    return Error::InvalidArgument(fmt::format("give the command to run after --: {}", usage));
+  }
+  int64_t cpu = o.cpu_millis.value_or(kServiceCpuMillis);
+  int64_t memory = o.memory_mib.value_or(kServiceMemoryMib);
+  int64_t replicas = o.replicas.value_or(1);
+  if (cpu <= 0) {
+    return Error::InvalidArgument("--cpu must be a positive number of millicores");
+  }
+  if (memory <= 0) {
+    return Error::InvalidArgument("--memory must be a positive number of MiB");
+  }
+  if (replicas < 1) {
+    return Error::InvalidArgument("--replicas must be at least 1");
+  }
+  if (o.restart && *o.restart != "always" && *o.restart != "on-failure" && *o.restart != "never") {
+    return Error::InvalidArgument(fmt::format(
+        "invalid --restart '{}': use always, on-failure or never", CellText(Json(*o.restart))));
+  }
+  if (o.cluster && o.cluster->empty()) {
+    return Error::InvalidArgument("--cluster needs a cluster id");
+  }
+  Json ports = Json::array();
+  std::set<std::pair<int64_t, std::string>> seen;
+  for (const std::string& spec : o.ports) {
+    CANOPY_ASSIGN_OR_RETURN(Json port, ParsePortSpec(spec));
+    if (!seen.emplace(port["port"].get<int64_t>(), port["protocol"].get<std::string>()).second) {
+      return Error::InvalidArgument(
+          fmt::format("--port {}/{} is given twice", FieldText(port, "port"),
+                      FieldText(port, "protocol")));
+    }
+    ports.push_back(std::move(port));
+  }
+  Json body = {{"name", o.name},          {"command", o.command},
+               {"ports", std::move(ports)}, {"cpu_millis", cpu},
+               {"memory_mib", memory},    {"replicas", replicas}};
+  if (o.cluster) {
+    body["cluster_id"] = *o.cluster;
+  }
+  if (!o.env.empty()) {
+    Json env = Json::object();
+    for (const std::string& assignment : o.env) {
+      CANOPY_ASSIGN_OR_RETURN(auto kv, ParseEnvAssignment(assignment));
+      if (env.contains(kv.first)) {
+        return Error::InvalidArgument(fmt::format("--env {} is given twice", kv.first));
+      }
+      env[kv.first] = std::move(kv.second);
+    }
+    body["env"] = std::move(env);
+  }
+  if (o.restart) {
+    body["restart"] = *o.restart;
+  }
+  return body;
+}
+
+// The SLA file as a JSON object (bounded in size, like a secret file).
+Result<Json> ReadSlaFile(const std::string& file) {
+  std::string what = fmt::format("SLA file {}", file);
+  int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Error::FailedPrecondition(fmt::format("cannot read {}: {}", what, strerror(errno)));
+  }
+  Result<std::string> data = ReadLimited(fd, what);
+  close(fd);
+  if (!data) {
+    return std::move(data).error();
+  }
+  Result<Json> parsed = ParseJson(*data);
+  if (!parsed) {
+    return Error::InvalidArgument(fmt::format("{} is not valid JSON", what));
+  }
+  if (!parsed->is_object()) {
+    return Error::InvalidArgument(fmt::format("{} must be a JSON object", what));
+  }
+  return parsed;
+}
+
+// Deploys the services just created (and with --wait follows them in turn within one timeout);
+// returns them as the root last answered.
+Result<Json> DeployCreated(Context& ctx, const Session& s, const Json& created,
+                           const WaitOptions& wait) {
+  Json deployed = Json::array();
+  for (const Json& svc : created) {
+    std::string id = StringField(svc, "id");
+    Result<Json> sent = s.Post(ServicePath(id) + "/deploy", Json::object());
+    if (!sent) {
+      Error e = std::move(sent).error();
+      e.message = fmt::format("created service {} ({}) but could not deploy it: {}",
+                              FieldText(svc, "name"), FieldText(svc, "id"), e.message);
+      return e;
+    }
+    deployed.push_back(std::move(*sent));
+  }
+  if (!wait.wait) {
+    return deployed;
+  }
+  const TimePoint deadline = ctx.clock->Now() + std::chrono::seconds(wait.timeout_seconds);
+  for (Json& svc : deployed) {
+    auto left = std::chrono::ceil<std::chrono::seconds>(deadline - ctx.clock->Now());
+    CANOPY_ASSIGN_OR_RETURN(svc, FollowService(ctx, s, StringField(svc, "id"),
+                                               ServiceGoal::kRunning,
+                                               std::max(left, std::chrono::seconds(0))));
+  }
+  return deployed;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Commands.
 
 Status DoLogin(Context& ctx, const LoginOptions& opts) {
@@ -1088,6 +1321,109 @@ Status DoWorkerAct(Context& ctx, const WorkerActionOptions& o) {
   return OkStatus();
 }
 
+Status DoServiceCreate(Context& ctx, const ServiceCreateOptions& o) {
+  if (o.wait.wait && !o.deploy) {
+    return Error::InvalidArgument("--wait needs --deploy");
+  }
+  CANOPY_TRY(CheckWait(o.wait));
+  if (o.sla_file) {
+    if (!o.name.empty() || !o.command.empty() || !o.ports.empty() || !o.env.empty() ||
+        o.cpu_millis || o.memory_mib || o.replicas || o.cluster || o.restart) {
+      return Error::InvalidArgument(
+          "--sla takes the services from the file: give no NAME, command, --port, --env, --cpu, "
+          "--memory, --replicas, --cluster or --restart with it");
+    }
+    CANOPY_ASSIGN_OR_RETURN(Json sla, ReadSlaFile(*o.sla_file));
+    CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+    CANOPY_ASSIGN_OR_RETURN(Json imported,
+                            s.Post(fmt::format("{}/import", Services().path), sla));
+    Json created = ListItems(imported);
+    if (!o.deploy) {
+      if (ctx.global.output == OutputFormat::kJson) {
+        PrintJson(ctx.out, imported);
+      } else {
+        RenderTable(ctx.out, Services().list, created);
+      }
+      return OkStatus();
+    }
+    CANOPY_ASSIGN_OR_RETURN(Json deployed, DeployCreated(ctx, s, created, o.wait));
+    PrintServices(ctx, deployed);
+    return OkStatus();
+  }
+  CANOPY_ASSIGN_OR_RETURN(Json body, ServiceBody(o));
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json created, s.Post(Services().path, body));
+  if (!o.deploy) {
+    PrintService(ctx, created);
+    return OkStatus();
+  }
+  CANOPY_ASSIGN_OR_RETURN(Json deployed, DeployCreated(ctx, s, Json::array({created}), o.wait));
+  PrintService(ctx, deployed.empty() ? created : deployed[0]);
+  return OkStatus();
+}
+
+Status DoServiceShow(Context& ctx, const std::string& key) {
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json svc, ResolveService(s, key));
+  CANOPY_ASSIGN_OR_RETURN(Json fresh, s.Get(ServicePath(StringField(svc, "id"))));
+  PrintService(ctx, fresh);
+  return OkStatus();
+}
+
+// POST /api/v1/services/{id}/<action> with `body`, then with --wait follows the service to `goal`.
+Status ServiceAction(Context& ctx, const std::string& key, std::string_view action,
+                     const Json& body, const WaitOptions& wait, ServiceGoal goal) {
+  CANOPY_TRY(CheckWait(wait));
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json svc, ResolveService(s, key));
+  std::string id = StringField(svc, "id");
+  CANOPY_ASSIGN_OR_RETURN(Json accepted,
+                          s.Post(fmt::format("{}/{}", ServicePath(id), action), body));
+  // Scaling a service that is not deployed changes only its replicas: nothing to wait for.
+  bool undeployed = accepted.is_object() && accepted.contains("deployed") &&
+                    accepted["deployed"].is_boolean() && !accepted["deployed"].get<bool>();
+  if (!wait.wait || (goal == ServiceGoal::kRunning && undeployed)) {
+    PrintService(ctx, accepted);
+    return OkStatus();
+  }
+  CANOPY_ASSIGN_OR_RETURN(
+      Json done, FollowService(ctx, s, id, goal, std::chrono::seconds(wait.timeout_seconds)));
+  PrintService(ctx, done);
+  return OkStatus();
+}
+
+Status DoServiceDeploy(Context& ctx, const ServiceDeployOptions& o) {
+  if (o.replicas && *o.replicas < 1) {
+    return Error::InvalidArgument("--replicas must be at least 1");
+  }
+  Json body = Json::object();
+  if (o.replicas) {
+    body["replicas"] = *o.replicas;
+  }
+  return ServiceAction(ctx, o.service, "deploy", body, o.wait, ServiceGoal::kRunning);
+}
+
+Status DoServiceScale(Context& ctx, const ServiceScaleOptions& o) {
+  if (o.replicas < 0) {
+    return Error::InvalidArgument("the number of replicas must not be negative");
+  }
+  return ServiceAction(ctx, o.service, "scale", Json{{"replicas", o.replicas}}, o.wait,
+                       ServiceGoal::kRunning);
+}
+
+Status DoServiceDelete(Context& ctx, const std::string& key) {
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json svc, ResolveService(s, key));
+  CANOPY_ASSIGN_OR_RETURN(Json resp, s.Delete(ServicePath(StringField(svc, "id"))));
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, resp);
+  } else {
+    ctx.out << fmt::format("Deleted service {} ({})\n", FieldText(svc, "name"),
+                           FieldText(svc, "id"));
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 int ReportError(Context& ctx, std::string_view message) {
@@ -1225,6 +1561,27 @@ int WorkerList(Context& ctx, const std::string& cluster) {
 }
 int WorkerAct(Context& ctx, const WorkerActionOptions& opts) {
   return Finish(ctx, DoWorkerAct(ctx, opts));
+}
+
+int ServiceCreate(Context& ctx, const ServiceCreateOptions& opts) {
+  return Finish(ctx, DoServiceCreate(ctx, opts));
+}
+int ServiceList(Context& ctx) { return Finish(ctx, ListResource(ctx, Services())); }
+int ServiceShow(Context& ctx, const std::string& service) {
+  return Finish(ctx, DoServiceShow(ctx, service));
+}
+int ServiceDeploy(Context& ctx, const ServiceDeployOptions& opts) {
+  return Finish(ctx, DoServiceDeploy(ctx, opts));
+}
+int ServiceUndeploy(Context& ctx, const std::string& service, const WaitOptions& wait) {
+  return Finish(ctx, ServiceAction(ctx, service, "undeploy", Json::object(), wait,
+                                   ServiceGoal::kStopped));
+}
+int ServiceScale(Context& ctx, const ServiceScaleOptions& opts) {
+  return Finish(ctx, DoServiceScale(ctx, opts));
+}
+int ServiceDelete(Context& ctx, const std::string& service) {
+  return Finish(ctx, DoServiceDelete(ctx, service));
 }
 
 }  // namespace canopy::cli

@@ -120,6 +120,42 @@ struct WorkerActionOptions {
   WaitOptions wait;
 };
 
+// --wait of the service commands gives up sooner than that of the broker's operations.
+constexpr int64_t kServiceWaitSeconds = 120;
+// What `service create` asks for when --cpu / --memory are not given.
+constexpr int64_t kServiceCpuMillis = 100;
+constexpr int64_t kServiceMemoryMib = 128;
+
+struct ServiceCreateOptions {
+  std::string name;
+  std::vector<std::string> command;  // argv after `--`
+  std::vector<std::string> ports;    // PORT[/tcp|/udp] (ParsePortSpec)
+  std::vector<std::string> env;      // KEY=VALUE (ParseEnvAssignment)
+  // Absent: kServiceCpuMillis, kServiceMemoryMib and 1 replica.
+  std::optional<int64_t> cpu_millis;
+  std::optional<int64_t> memory_mib;
+  std::optional<int64_t> replicas;
+  std::optional<std::string> cluster;  // cluster id; absent = any cluster
+  std::optional<std::string> restart;  // always, on-failure or never; absent = the root's default
+  // An Oakestra SLA file to import instead (then NAME, the command and the options above are
+  // refused).
+  std::optional<std::string> sla_file;
+  bool deploy = false;  // deploy each created service at once
+  WaitOptions wait{false, kServiceWaitSeconds};  // needs deploy
+};
+
+struct ServiceDeployOptions {
+  std::string service;              // id or name
+  std::optional<int64_t> replicas;  // absent = the service's
+  WaitOptions wait{false, kServiceWaitSeconds};
+};
+
+struct ServiceScaleOptions {
+  std::string service;  // id or name
+  int64_t replicas = 1;
+  WaitOptions wait{false, kServiceWaitSeconds};  // only waits while the service is deployed
+};
+
 // login / logout: the config file holds root, username, token and its expiry.
 int Login(Context& ctx, const LoginOptions& opts);
 int Logout(Context& ctx);
@@ -160,6 +196,21 @@ int ClusterDelete(Context& ctx, const std::string& cluster, const WaitOptions& w
 int WorkerAdd(Context& ctx, const WorkerAddOptions& opts);
 int WorkerList(Context& ctx, const std::string& cluster);
 int WorkerAct(Context& ctx, const WorkerActionOptions& opts);
+
+// service: SERVICE arguments are a service id or name (GET /api/v1/services: id first, then
+// name). create, deploy, undeploy and scale print the service the root answers with (key/values
+// and an instances table; -o json: the API's Service). --wait on create --deploy, deploy and
+// scale follows the service until it runs as many instances as its replicas, all "running"; on
+// undeploy until it has no instances left. Progress goes to stderr; the result is then the
+// service re-fetched. `create --sla FILE` posts the file to /api/v1/services/import and prints
+// the created services as a list (-o json: {"services":[...]}).
+int ServiceCreate(Context& ctx, const ServiceCreateOptions& opts);
+int ServiceList(Context& ctx);
+int ServiceShow(Context& ctx, const std::string& service);
+int ServiceDeploy(Context& ctx, const ServiceDeployOptions& opts);
+int ServiceUndeploy(Context& ctx, const std::string& service, const WaitOptions& wait);
+int ServiceScale(Context& ctx, const ServiceScaleOptions& opts);
+int ServiceDelete(Context& ctx, const std::string& service);
 
 // Writes FormatErrorLine(message) to ctx.err and returns kExitError (used by the main for its own
 // failures, such as a bad -o value).

@@ -5,10 +5,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <ostream>
+#include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "cli/api_client.h"
 #include "cli/output.h"
@@ -119,8 +122,7 @@ class Progress {
  public:
   Progress(std::ostream& err, bool terminal) : err_(err), terminal_(terminal) {}
 
-  void Show(const Json& op, std::chrono::seconds elapsed) {
-    ProgressParts p = Describe(op);
+  void Show(const ProgressParts& p, std::chrono::seconds elapsed) {
     std::string text = fmt::format("{} ({}s){}", p.head, elapsed.count(), p.tail);
     if (terminal_) {
       std::string line = "\r" + text;
@@ -184,6 +186,111 @@ std::chrono::milliseconds Pause(std::chrono::milliseconds interval, TimePoint de
   return std::max(std::chrono::milliseconds(1), std::min(interval, left));
 }
 
+// ---- services --------------------------------------------------------------------------------
+
+// Instance states in the order a summary lists them; others follow by name.
+constexpr std::string_view kInstanceStates[] = {"pending", "scheduled", "starting", "running",
+                                                "restarting", "exited",  "failed",  "removing"};
+
+Json Instances(const Json& service) {
+  if (service.is_object()) {
+    auto it = service.find("instances");
+    if (it != service.end() && it->is_array()) {
+      return *it;
+    }
+  }
+  return Json::array();
+}
+
+// The desired replicas, or -1 when the service does not say.
+int64_t Replicas(const Json& service) {
+  if (service.is_object()) {
+    auto it = service.find("replicas");
+    if (it != service.end() && it->is_number_integer()) {
+      return it->get<int64_t>();
+    }
+  }
+  return -1;
+}
+
+std::string ServiceLabel(const Json& service, const std::string& fallback_id) {
+  std::string name = StringMember(service, "name");
+  return name.empty() ? fallback_id : name;
+}
+
+// "0/2 running, 2 pending" (kRunning) or "1 running, 1 removing" / "no instances" (kStopped).
+std::string InstanceSummary(const Json& service, ServiceGoal goal) {
+  std::map<std::string, int64_t> counts;
+  Json instances = Instances(service);
+  for (const Json& i : instances) {
+    std::string state = StringMember(i, "state");
+    ++counts[state.empty() ? "unknown" : state];
+  }
+  std::vector<std::string> parts;
+  if (goal == ServiceGoal::kRunning) {
+    int64_t desired = Replicas(service);
+    parts.push_back(fmt::format("{}/{} running", counts["running"],
+                                desired < 0 ? static_cast<int64_t>(instances.size()) : desired));
+    counts.erase("running");
+  } else if (instances.empty()) {
+    return "no instances";
+  }
+  for (std::string_view state : kInstanceStates) {
+    auto it = counts.find(std::string(state));
+    if (it != counts.end()) {
+      if (it->second > 0) {
+        parts.push_back(fmt::format("{} {}", it->second, it->first));
+      }
+      counts.erase(it);
+    }
+  }
+  for (const auto& [state, n] : counts) {
+    if (n > 0) {
+      parts.push_back(fmt::format("{} {}", n, state));
+    }
+  }
+  std::string out;
+  for (const std::string& p : parts) {
+    out += out.empty() ? p : ", " + p;
+  }
+  return out;
+}
+
+// Why the service is where it is: its own reason, else that of its first instance that is not
+// running; empty when neither gives one.
+std::string ServiceReason(const Json& service) {
+  std::string reason = ErrorMessage(service, "reason");
+  if (!reason.empty()) {
+    return reason;
+  }
+  for (const Json& i : Instances(service)) {
+    if (StringMember(i, "state") != "running") {
+      reason = ErrorMessage(i, "reason");
+      if (!reason.empty()) {
+        return reason;
+      }
+    }
+  }
+  return "";
+}
+
+// "pending, 0/2 running, 2 pending"
+std::string ServiceStatus(const Json& service, ServiceGoal goal) {
+  std::string state = StringMember(service, "state");
+  return fmt::format("{}, {}", state.empty() ? "unknown state" : state,
+                     InstanceSummary(service, goal));
+}
+
+ProgressParts DescribeService(const Json& service, const std::string& id, ServiceGoal goal) {
+  ProgressParts p;
+  p.head = fmt::format("service {}: {}", ServiceLabel(service, id), ServiceStatus(service, goal));
+  std::string reason = ServiceReason(service);
+  if (!reason.empty()) {
+    p.tail = " - " + Truncate(reason, kMaxRetryMessage);
+  }
+  return p;
+}
+
 }  // namespace
 
 std::string ProgressText(const Json& op, std::chrono::seconds elapsed) {
@@ -213,7 +320,7 @@ Result<Json> WaitForOperation(const std::string& op_id, const OperationFetcher& 
     }
     unavailable = 0;
     auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(now - start);
-    progress.Show(*op, elapsed);
+    progress.Show(Describe(*op), elapsed);
     std::string state = StringMember(*op, "state");
     if (state == "succeeded") {
       progress.End();
@@ -233,6 +340,66 @@ Result<Json> WaitForOperation(const std::string& op_id, const OperationFetcher& 
           "gave up waiting for operation {} after {}s ({} at step {}); it goes on: see canopy "
           "operation show {}",
           op_id, settings.timeout.count(), state, last_step, op_id));
+    }
+    sleep(Pause(settings.interval, deadline, now));
+  }
+}
+
+bool ServiceReached(const Json& service, ServiceGoal goal) {
+  Json instances = Instances(service);
+  if (goal == ServiceGoal::kStopped) {
+    return instances.empty();
+  }
+  int64_t desired = Replicas(service);
+  if (desired < 0 || static_cast<size_t>(desired) != instances.size()) {
+    return false;
+  }
+  return std::all_of(instances.begin(), instances.end(),
+                     [](const Json& i) { return StringMember(i, "state") == "running"; });
+}
+
+std::string ServiceProgressText(const Json& service, ServiceGoal goal,
+                                std::chrono::seconds elapsed) {
+  ProgressParts p = DescribeService(service, StringMember(service, "id"), goal);
+  return fmt::format("{} ({}s){}", p.head, elapsed.count(), p.tail);
+}
+
+Result<Json> WaitForService(const std::string& service_id, ServiceGoal goal,
+                            const ServiceFetcher& fetch, const Clock& clock, const SleepFn& sleep,
+                            std::ostream& err, bool err_is_terminal,
+                            const WaitSettings& settings) {
+  const TimePoint start = clock.Now();
+  const TimePoint deadline = start + settings.timeout;
+  Progress progress(err, err_is_terminal);
+  int unavailable = 0;
+  for (;;) {
+    Result<Json> service = fetch(service_id);
+    TimePoint now = clock.Now();
+    if (!service) {
+      if (service.error().code == ErrorCode::kUnavailable &&
+          ++unavailable < settings.max_unavailable_polls && now < deadline) {
+        sleep(Pause(settings.interval, deadline, now));
+        continue;
+      }
+      progress.End();
+      return std::move(service).error();
+    }
+    unavailable = 0;
+    auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(now - start);
+    progress.Show(DescribeService(*service, service_id, goal), elapsed);
+    if (ServiceReached(*service, goal)) {
+      progress.End();
+      return service;
+    }
+    if (now >= deadline) {
+      progress.End();
+      std::string label = ServiceLabel(*service, service_id);
+      std::string reason = ServiceReason(*service);
+      return Error::DeadlineExceeded(fmt::format(
+          "gave up waiting for service {} to {} after {}s ({}{}); the root keeps at it: see "
+          "canopy service show {}",
+          label, goal == ServiceGoal::kRunning ? "run" : "stop", settings.timeout.count(),
+          ServiceStatus(*service, goal), reason.empty() ? "" : ": " + reason, label));
     }
     sleep(Pause(settings.interval, deadline, now));
   }

@@ -1,5 +1,6 @@
 // --wait: follows one long-running operation (GET /api/v1/operations/{id}) until it succeeds or
-// fails, showing progress on stderr only. Time comes from the injected Clock and the pauses from
+// fails, or one service (GET /api/v1/services/{id}) until its instances run or are gone, showing
+// progress on stderr only. Time comes from the injected Clock and the pauses from
 // an injected sleep, so tests neither read the system clock nor really sleep. Used by
 // cli/commands. Thread-compatible.
 #pragma once
@@ -40,6 +41,35 @@ std::string ProgressText(const Json& op, std::chrono::seconds elapsed);
 Result<Json> WaitForOperation(const std::string& op_id, const OperationFetcher& fetch,
                               const Clock& clock, const SleepFn& sleep, std::ostream& err,
                               bool err_is_terminal, const WaitSettings& settings = {});
+
+// What --wait on a service waits for.
+enum class ServiceGoal {
+  kRunning,  // as many instances as the service's replicas, every one "running"
+  kStopped,  // no instances left
+};
+
+// Fetches the service with the given id (its JSON as served by the API).
+using ServiceFetcher = std::function<Result<Json>(const std::string& service_id)>;
+
+// Whether `service` has reached `goal`.
+bool ServiceReached(const Json& service, ServiceGoal goal);
+
+// The progress text of one poll, e.g. "service web: pending, 0/2 running, 2 pending (3s) -
+// no_worker_capacity: ...": the service's state, its instances by state and the reason the
+// service (else its first instance that is not running) gives. Values from the server have
+// control characters replaced.
+std::string ServiceProgressText(const Json& service, ServiceGoal goal,
+                                std::chrono::seconds elapsed);
+
+// Polls `fetch(service_id)` every settings.interval until ServiceReached (returns the service) or
+// settings.timeout passes (kDeadlineExceeded: "gave up waiting for service <name> to run after
+// <N>s (<state>, <instances>: <reason>); ..."). Other poll failures end the wait at once (a
+// kUnavailable one only after settings.max_unavailable_polls in a row). Progress as for
+// WaitForOperation.
+Result<Json> WaitForService(const std::string& service_id, ServiceGoal goal,
+                            const ServiceFetcher& fetch, const Clock& clock, const SleepFn& sleep,
+                            std::ostream& err, bool err_is_terminal,
+                            const WaitSettings& settings = {});
 
 // Real sleep (std::this_thread::sleep_for).
 void RealSleep(std::chrono::milliseconds d);

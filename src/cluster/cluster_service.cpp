@@ -249,6 +249,40 @@ bool ClusterService::Online(const core::NodeRecord& n, TimePoint now) const {
   return now - n.last_heartbeat <= opts_.heartbeat_interval * opts_.missed_heartbeats_for_offline;
 }
 
+const core::NodeRecord* ClusterService::PickNode(const std::vector<core::NodeRecord>& nodes,
+                                                 const std::vector<store::JobPlacement>& jobs,
+                                                 const std::set<std::string>& excluded,
+                                                 int64_t cpu_millis, int64_t memory_mib,
+                                                 TimePoint now) const {
+  const core::NodeRecord* best = nullptr;
+  int64_t best_free_mem = 0;
+  size_t best_jobs = 0;
+  for (const auto& n : nodes) {
+    if (!Online(n, now) || excluded.count(n.id) != 0) continue;
+    int64_t used_cpu = 0, used_mem = 0;
+    size_t count = 0;
+    for (const auto& j : jobs) {
+      if (j.node_id != n.id) continue;
+      used_cpu += j.spec.value("cpu_millis", int64_t{0});
+      used_mem += j.spec.value("memory_mib", int64_t{0});
+      ++count;
+    }
+    int64_t free_cpu = n.cpu_millis - used_cpu;
+    int64_t free_mem = n.memory_mib - used_mem;
+    if (free_cpu < cpu_millis || free_mem < memory_mib) continue;
+    // Most free memory, then fewest jobs, then id (nodes are not ordered by id).
+    bool better = !best || free_mem > best_free_mem ||
+                  (free_mem == best_free_mem &&
+                   (count < best_jobs || (count == best_jobs && n.id < best->id)));
+    if (better) {
+      best = &n;
+      best_free_mem = free_mem;
+      best_jobs = count;
+    }
+  }
+  return best;
+}
+
 Result<Json> ClusterService::DeployJob(const Json& args) {
   CANOPY_ASSIGN_OR_RETURN(Json spec, JobSpecFromArgs(args));
   CANOPY_ASSIGN_OR_RETURN(std::string service_id, GetString(args, "service_id", 128));
@@ -266,33 +300,10 @@ Result<Json> ClusterService::DeployJob(const Json& args) {
   int64_t mem = spec["memory_mib"].get<int64_t>();
   CANOPY_ASSIGN_OR_RETURN(auto nodes, store_->ListNodes());
   CANOPY_ASSIGN_OR_RETURN(auto jobs, store_->ListJobs(""));
+  CANOPY_ASSIGN_OR_RETURN(auto draining, store_->ListDrainingNodes());
   TimePoint now = clock_->Now();
-  const core::NodeRecord* best = nullptr;
-  int64_t best_free_mem = 0;
-  size_t best_jobs = 0;
-  for (const auto& n : nodes) {
-    if (!Online(n, now)) continue;
-    int64_t used_cpu = 0, used_mem = 0;
-    size_t count = 0;
-    for (const auto& j : jobs) {
-      if (j.node_id != n.id) continue;
-      used_cpu += j.spec.value("cpu_millis", int64_t{0});
-      used_mem += j.spec.value("memory_mib", int64_t{0});
-      ++count;
-    }
-    int64_t free_cpu = n.cpu_millis - used_cpu;
-    int64_t free_mem = n.memory_mib - used_mem;
-    if (free_cpu < cpu || free_mem < mem) continue;
-    // Most free memory, then fewest jobs, then id (nodes are not ordered by id).
-    bool better = !best || free_mem > best_free_mem ||
-                  (free_mem == best_free_mem &&
-                   (count < best_jobs || (count == best_jobs && n.id < best->id)));
-    if (better) {
-      best = &n;
-      best_free_mem = free_mem;
-      best_jobs = count;
-    }
-  }
+  const core::NodeRecord* best =
+      PickNode(nodes, jobs, std::set<std::string>(draining.begin(), draining.end()), cpu, mem, now);
   if (!best) {
     return Error{ErrorCode::kResourceExhausted,
                  fmt::format("no_worker_capacity: no online node has {} cpu_millis and {} MiB free",
@@ -318,9 +329,79 @@ Result<Json> ClusterService::UndeployJob(const Json& args) {
   return Json{{"job_id", job_id}, {"removed", static_cast<bool>(st)}};
 }
 
+Result<Json> ClusterService::DrainNode(const Json& args) {
+  CANOPY_ASSIGN_OR_RETURN(std::string node_id, GetString(args, "node_id", 128));
+  Json out;
+  bool known = true;
+  // All or nothing: the flag, every move and every removal in one transaction.
+  CANOPY_TRY(store_->InTransaction([&]() -> Status {
+    out = {{"node_id", node_id}, {"moved", Json::array()}, {"returned", Json::array()}};
+    if (auto st = store_->SetNodeDraining(node_id, true); !st) {
+      if (st.error().code != ErrorCode::kNotFound) return st.error();
+      known = false;  // already gone
+      return OkStatus();
+    }
+    CANOPY_ASSIGN_OR_RETURN(auto nodes, store_->ListNodes());
+    CANOPY_ASSIGN_OR_RETURN(auto jobs, store_->ListJobs(""));
+    CANOPY_ASSIGN_OR_RETURN(auto draining, store_->ListDrainingNodes());
+    std::set<std::string> excluded(draining.begin(), draining.end());
+    excluded.insert(node_id);
+    TimePoint now = clock_->Now();
+    // Oldest job first, each with DeployJob's rule; a moved job's reservation counts on its new node.
+    for (auto& j : jobs) {
+      if (j.node_id != node_id) continue;
+      int64_t cpu = j.spec.value("cpu_millis", int64_t{0});
+      int64_t mem = j.spec.value("memory_mib", int64_t{0});
+      const core::NodeRecord* to = PickNode(nodes, jobs, excluded, cpu, mem, now);
+      if (to) {
+        CANOPY_TRY(store_->MoveJob(j.job_id, node_id, to->id, now));
+        j.node_id = to->id;
+        out["moved"].push_back({{"job_id", j.job_id},
+                                {"service_id", j.service_id},
+                                {"node_id", to->id},
+                                {"address", to->address}});
+      } else {
+        CANOPY_TRY(store_->DeleteJob(j.job_id));
+        j.node_id.clear();
+        out["returned"].push_back({{"job_id", j.job_id}, {"service_id", j.service_id}});
+      }
+    }
+    return OkStatus();
+  }));
+  if (!known) {
+    SPDLOG_INFO("Drain of an unknown node node={}", node_id);
+    return out;
+  }
+  for (const auto& m : out["moved"]) {
+    SPDLOG_INFO("Job moved job={} service={} from={} node={}", m["job_id"].get<std::string>(),
+                m["service_id"].get<std::string>(), node_id, m["node_id"].get<std::string>());
+  }
+  for (const auto& r : out["returned"]) {
+    SPDLOG_INFO("Job returned to the root job={} service={} from={}", r["job_id"].get<std::string>(),
+                r["service_id"].get<std::string>(), node_id);
+  }
+  SPDLOG_INFO("Node draining node={} moved={} returned={}", node_id, out["moved"].size(),
+              out["returned"].size());
+  return out;
+}
+
+Result<Json> ClusterService::UndrainNode(const Json& args) {
+  CANOPY_ASSIGN_OR_RETURN(std::string node_id, GetString(args, "node_id", 128));
+  CANOPY_ASSIGN_OR_RETURN(auto draining, store_->ListDrainingNodes());
+  bool was = std::find(draining.begin(), draining.end(), node_id) != draining.end();
+  if (was) {
+    auto st = store_->SetNodeDraining(node_id, false);
+    if (!st && st.error().code != ErrorCode::kNotFound) return st.error();
+    SPDLOG_INFO("Node no longer draining node={}", node_id);
+  }
+  return Json{{"node_id", node_id}, {"was_draining", was}};
+}
+
 Result<Json> ClusterService::BuildReport() {
   CANOPY_ASSIGN_OR_RETURN(auto nodes, store_->ListNodes());
   CANOPY_ASSIGN_OR_RETURN(auto jobs, store_->ListJobs(""));
+  CANOPY_ASSIGN_OR_RETURN(auto drain_list, store_->ListDrainingNodes());
+  std::set<std::string> draining(drain_list.begin(), drain_list.end());
   TimePoint now = clock_->Now();
   Json arr = Json::array();
   int64_t cpu = 0, mem = 0, avail = 0, online = 0;
@@ -329,7 +410,8 @@ Result<Json> ClusterService::BuildReport() {
   for (const auto& n : nodes) {
     addresses[n.id] = n.address;
     bool up = Online(n, now);
-    if (up) {
+    bool drains = draining.count(n.id) != 0;
+    if (up && !drains) {  // a draining node offers no capacity
       cpu += n.cpu_millis;
       mem += n.memory_mib;
       avail += n.memory_available_mib;
@@ -340,6 +422,7 @@ Result<Json> ClusterService::BuildReport() {
                    {"address", n.address},
                    {"hostname", n.hostname},
                    {"state", up ? "online" : "offline"},
+                   {"draining", drains},
                    {"resources",
                     {{"cpu_millis", n.cpu_millis},
                      {"memory_mib", n.memory_mib},
@@ -393,39 +476,69 @@ Json ClusterService::ExecuteCommand(const Json& cmd) {
   o.type = type;
   o.created_at = clock_->Now();
   Json full = Json::object();
-  if (type == "ping") {
-    full = {{"pong", true}, {"cluster_id", cluster_id()}};
-    o.result = full;
-  } else if (type == "create_node_token") {
-    auto ttl_arg = GetOptInt(args, "ttl_seconds", 60, 7 * 24 * 3600);
-    auto ttl = ttl_arg && *ttl_arg ? std::chrono::seconds(**ttl_arg) : opts_.node_token_ttl;
-    auto tok = CreateNodeToken(ttl);
-    if (tok) {
-      full = {{"token", tok->first}, {"expires_at", FormatRfc3339(tok->second)}};
-      // The token is not stored: after a restart a re-delivery creates a fresh one.
-      o.result = {{"expires_at", FormatRfc3339(tok->second)}, {"has_secret", true}};
-    } else {
-      o.ok = false;
-      o.error_code = std::string(ErrorCodeName(tok.error().code));
-      o.error_message = tok.error().message;
-    }
-  } else if (type == "deploy_job" || type == "undeploy_job") {
-    auto r = type == "deploy_job" ? DeployJob(args) : UndeployJob(args);
-    if (r) {
-      full = *r;
+  // The effect and the outcome commit together: after a crash a re-delivered id finds both or
+  // neither (and then runs again). A failed command's own writes are rolled back by its code.
+  Status tx = store_->InTransaction([&]() -> Status {
+    full = Json::object();
+    o.ok = true;
+    o.result = Json::object();
+    if (type == "ping") {
+      full = {{"pong", true}, {"cluster_id", cluster_id()}};
       o.result = full;
+    } else if (type == "create_node_token") {
+      auto ttl_arg = GetOptInt(args, "ttl_seconds", 60, 7 * 24 * 3600);
+      auto ttl = ttl_arg && *ttl_arg ? std::chrono::seconds(**ttl_arg) : opts_.node_token_ttl;
+      auto tok = CreateNodeToken(ttl);
+      if (tok) {
+        full = {{"token", tok->first}, {"expires_at", FormatRfc3339(tok->second)}};
+        // The token is not stored: after a restart a re-delivery creates a fresh one.
+        o.result = {{"expires_at", FormatRfc3339(tok->second)}, {"has_secret", true}};
+      } else {
+        o.ok = false;
+        o.error_code = std::string(ErrorCodeName(tok.error().code));
+        o.error_message = tok.error().message;
+      }
+    } else if (type == "deploy_job" || type == "undeploy_job" || type == "drain_node" ||
+               type == "undrain_node") {
+      Result<Json> r = type == "deploy_job"     ? DeployJob(args)
+                       : type == "undeploy_job" ? UndeployJob(args)
+                       : type == "drain_node"   ? DrainNode(args)
+                                                : UndrainNode(args);
+      if (r) {
+        full = *r;
+        o.result = full;
+      } else {
+        o.ok = false;
+        o.error_code = std::string(ErrorCodeName(r.error().code));
+        o.error_message = r.error().message;
+      }
     } else {
       o.ok = false;
-      o.error_code = std::string(ErrorCodeName(r.error().code));
-      o.error_message = r.error().message;
+      o.error_code = "invalid_argument";
+      o.error_message = fmt::format("unknown command type '{}'", type.substr(0, 64));
     }
-  } else {
+    return store_->PutOutcome(o);
+  });
+  if (!tx) {
+    // Nothing of it was kept: answer a failure (not stored; a re-delivery after a restart runs it).
+    SPDLOG_WARN("Cannot store command outcome command={} error={}", id, tx.error().ToString());
     o.ok = false;
-    o.error_code = "invalid_argument";
-    o.error_message = fmt::format("unknown command type '{}'", type.substr(0, 64));
+    o.error_code = std::string(ErrorCodeName(ErrorCode::kInternal));
+    o.error_message = "internal error";
   }
-  if (auto st = store_->PutOutcome(o); !st) {
-    SPDLOG_WARN("Cannot store command outcome command={} error={}", id, st.error().ToString());
+  if (!opts_.test_kill_after_command.empty() && type == opts_.test_kill_after_command) {
+    bool first = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      first = !test_killed_;
+      test_killed_ = true;
+    }
+    if (first) {
+      // Crash tests: like kill -9 after the outcome is stored and before the root hears of it.
+      SPDLOG_WARN("Test kill after command command={} type={}", id, type);
+      spdlog::default_logger()->flush();
+      ::_exit(137);
+    }
   }
   Json ack = {{"id", id}, {"ok", o.ok}, {"result", o.ok ? full : Json::object()}};
   if (!o.ok) ack["error"] = {{"code", o.error_code}, {"message", o.error_message}};
@@ -570,6 +683,12 @@ std::shared_ptr<net::Router> ClusterService::MakeRouter() {
     if (key.empty()) {
       CANOPY_TRY(store_->UpdateNode(n));
       SPDLOG_INFO("Node re-registered node={} address={}", n.id, n.address);
+      // A node that starts again (e.g. a stopped worker restarted) offers its capacity again.
+      CANOPY_ASSIGN_OR_RETURN(auto draining, store_->ListDrainingNodes());
+      if (std::find(draining.begin(), draining.end(), n.id) != draining.end()) {
+        CANOPY_TRY(store_->SetNodeDraining(n.id, false));
+        SPDLOG_INFO("Node no longer draining node={}", n.id);
+      }
     } else {
       CANOPY_TRY(store_->CreateNode(n));
       SPDLOG_INFO("Node registered node={} address={} hostname={}", n.id, n.address, n.hostname);

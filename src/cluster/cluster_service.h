@@ -11,7 +11,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/ids.h"
@@ -34,6 +36,9 @@ struct ClusterOptions {
   int missed_heartbeats_for_offline = 3;
   std::chrono::seconds node_token_ttl{3600};
   std::string version = "0.1.0";
+  // Tests only (crash tests): after the first command of this type has run and its outcome is
+  // stored, but before its ack is sent, the process exits at once with _exit(137). "" = off.
+  std::string test_kill_after_command;
 };
 
 class ClusterService {
@@ -59,17 +64,32 @@ class ClusterService {
   // No node fits -> kResourceExhausted with "no_worker_capacity" in the message.
   Result<Json> DeployJob(const Json& args);
   Result<Json> UndeployJob(const Json& args);
+  // The "drain_node" / "undrain_node" commands: drain marks the node draining (persisted; no
+  // longer a placement candidate) and re-places its jobs with DeployJob's rule, removing those
+  // that fit nowhere ({"node_id", "moved": [...], "returned": [...]}); undrain clears the flag.
+  // An unknown node gives empty lists.
+  Result<Json> DrainNode(const Json& args);
+  Result<Json> UndrainNode(const Json& args);
+  // Runs one root command {"id", "type", "args"} once per id (a known id answers its stored
+  // outcome; the effect and the outcome commit in one store transaction) and returns its ack
+  // {"id", "ok", "result"|"error"}. Called by the link loop.
+  Json ExecuteCommand(const Json& cmd);
 
  private:
   Status Pair();
   Status LinkOnce();
-  Json ExecuteCommand(const Json& cmd);
   bool LoadIdentity();
   Status SaveIdentity();
   void SleepFor(std::chrono::milliseconds d);
   std::shared_ptr<net::Router> MakeRouter();
   std::chrono::seconds LinkInterval() const;
   bool Online(const core::NodeRecord& n, TimePoint now) const;
+  // DeployJob's fit rule over online nodes not in `excluded` (reported totals minus the jobs
+  // placed on them); nullptr when none fits.
+  const core::NodeRecord* PickNode(const std::vector<core::NodeRecord>& nodes,
+                                   const std::vector<store::JobPlacement>& jobs,
+                                   const std::set<std::string>& excluded, int64_t cpu_millis,
+                                   int64_t memory_mib, TimePoint now) const;
 
   ClusterOptions opts_;
   ClockPtr clock_;
@@ -86,6 +106,7 @@ class ClusterService {
   // Full results of executed commands not yet confirmed by the root (the store keeps them without
   // secrets); a command re-delivered after a restart and holding a secret is executed again.
   std::map<std::string, Json> results_;
+  bool test_killed_ = false;  // --test-kill-after-command fires once per process (under mu_)
 };
 
 }  // namespace canopy::cluster

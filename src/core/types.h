@@ -119,6 +119,7 @@ struct ClusterNodeInfo {
   int64_t memory_available_mib = 0;
   double load1 = 0;
   std::optional<TimePoint> last_seen;
+  bool draining = false;  // no new jobs (its worker is being stopped/terminated/deleted)
 };
 
 // A cluster row. Cloud fields are empty for edge clusters. `key_ciphertext` is the cluster key
@@ -257,6 +258,40 @@ struct CommandOutcome {
   std::string error_message;
   bool acknowledged = false;  // the root has confirmed the ack
   TimePoint created_at{};
+};
+
+// A service of an application provider (root): what to run and how many replicas. `spec` is
+// the validated request (api/services.h): command, env, ports [{port, protocol, source_cidrs}],
+// cpu_millis, memory_mib, restart, cluster_id (null = any cluster). `deployed` is the desired
+// state; the root's scheduler (src/scheduler) makes the instances follow it.
+struct Service {
+  std::string id;
+  std::string name;
+  Json spec = Json::object();
+  int64_t replicas = 1;
+  bool deployed = false;
+  std::string created_by;
+  TimePoint created_at{};
+  TimePoint updated_at{};
+  int64_t version = 1;
+};
+
+// One replica of a deployed service as the root's scheduler sees it. job_id = "<service id>-r<N>"
+// is the id the cluster and node use. state: pending (no cluster yet; reason says why),
+// scheduled (deploy_job sent to cluster_id), removing (undeploy_job sent), else the state the
+// cluster last reported (starting, running, restarting, exited, failed).
+struct ServiceInstance {
+  std::string job_id;
+  std::string service_id;
+  int64_t replica = 0;
+  std::string cluster_id;
+  std::string node_id;
+  std::string address;
+  std::string state = "pending";
+  std::string reason;
+  std::string command_id;  // the pending deploy_job / undeploy_job command
+  TimePoint created_at{};
+  TimePoint updated_at{};
 };
 
 }  // namespace canopy::core

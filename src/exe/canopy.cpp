@@ -38,10 +38,11 @@ CLI::Option* AddOptionalInt(CLI::App* app, const std::string& name, std::optiona
       name, [out](const int64_t& v) { *out = v; }, description);
 }
 
-// --wait and --timeout of a command that starts an operation.
-void AddWait(CLI::App* app, canopy::cli::WaitOptions* w) {
-  app->add_flag("--wait", w->wait,
-                "Follow the operation until it ends (progress on stderr), then print the result");
+// --wait and --timeout of a command that starts an operation (or, with `what`, of one that waits
+// for something else).
+void AddWait(CLI::App* app, canopy::cli::WaitOptions* w,
+             const std::string& what = "Follow the operation until it ends") {
+  app->add_flag("--wait", w->wait, what + " (progress on stderr), then print the result");
   app->add_option("--timeout", w->timeout_seconds, "With --wait: give up after SECONDS")
       ->capture_default_str();
 }
@@ -241,6 +242,72 @@ int main(int argc, char** argv) {
     AddWait(sub, &opts->wait);
     OnRun(sub, &action, [opts](Context& c) { return cli::WorkerAct(c, *opts); });
   }
+
+  // service
+  auto* service = app.add_subcommand("service", "Manage services (app)");
+  service->require_subcommand(1);
+  auto* service_create = service->add_subcommand(
+      "create",
+      "Create a service: NAME [options] -- CMD [ARGS...]; or import an Oakestra SLA with --sla");
+  auto sc_opts = std::make_shared<cli::ServiceCreateOptions>();
+  service_create->add_option("name", sc_opts->name, "Service name");
+  service_create->add_option("command", sc_opts->command,
+                             "The command line to run, after -- (options after -- are its own)");
+  service_create
+      ->add_option("--port", sc_opts->ports,
+                   "Port to open: PORT, PORT/tcp or PORT/udp (repeatable)")
+      ->allow_extra_args(false);
+  service_create->add_option("--env", sc_opts->env, "Environment variable KEY=VALUE (repeatable)")
+      ->allow_extra_args(false);
+  AddOptionalInt(service_create, "--cpu", &sc_opts->cpu_millis,
+                 "CPU in millicores (default: " + std::to_string(cli::kServiceCpuMillis) + ")");
+  AddOptionalInt(service_create, "--memory", &sc_opts->memory_mib,
+                 "Memory in MiB (default: " + std::to_string(cli::kServiceMemoryMib) + ")");
+  AddOptionalInt(service_create, "--replicas", &sc_opts->replicas, "Replicas (default: 1)");
+  AddOptional(service_create, "--cluster", &sc_opts->cluster,
+              "Cluster id to run on (default: any cluster with room)");
+  AddOptional(service_create, "--restart", &sc_opts->restart,
+              "Restart policy: always, on-failure or never (default: the root's)")
+      ->check(CLI::IsMember({"always", "on-failure", "never"}));
+  AddOptional(service_create, "--sla", &sc_opts->sla_file,
+              "Import the services of an Oakestra SLA file instead");
+  service_create->add_flag("--deploy", sc_opts->deploy, "Deploy the service once created");
+  AddWait(service_create, &sc_opts->wait, "With --deploy: wait until every instance runs");
+  OnRun(service_create, &action,
+        [sc_opts](Context& c) { return cli::ServiceCreate(c, *sc_opts); });
+  auto* service_list = service->add_subcommand("list", "List services");
+  OnRun(service_list, &action, [](Context& c) { return cli::ServiceList(c); });
+  auto* service_show = service->add_subcommand("show", "Show a service and its instances");
+  auto service_key = std::make_shared<std::string>();
+  service_show->add_option("service", *service_key, "Service name or id")->required();
+  OnRun(service_show, &action,
+        [service_key](Context& c) { return cli::ServiceShow(c, *service_key); });
+  auto* service_deploy = service->add_subcommand("deploy", "Deploy a service");
+  auto sd_opts = std::make_shared<cli::ServiceDeployOptions>();
+  service_deploy->add_option("service", sd_opts->service, "Service name or id")->required();
+  AddOptionalInt(service_deploy, "--replicas", &sd_opts->replicas,
+                 "Replicas (default: the service's)");
+  AddWait(service_deploy, &sd_opts->wait, "Wait until every instance runs");
+  OnRun(service_deploy, &action,
+        [sd_opts](Context& c) { return cli::ServiceDeploy(c, *sd_opts); });
+  auto* service_undeploy = service->add_subcommand("undeploy", "Stop all of a service's instances");
+  auto service_undeploy_wait = std::make_shared<cli::WaitOptions>(
+      cli::WaitOptions{false, cli::kServiceWaitSeconds});
+  service_undeploy->add_option("service", *service_key, "Service name or id")->required();
+  AddWait(service_undeploy, service_undeploy_wait.get(), "Wait until no instance is left");
+  OnRun(service_undeploy, &action, [service_key, service_undeploy_wait](Context& c) {
+    return cli::ServiceUndeploy(c, *service_key, *service_undeploy_wait);
+  });
+  auto* service_scale = service->add_subcommand("scale", "Change the replicas of a service");
+  auto ss_opts = std::make_shared<cli::ServiceScaleOptions>();
+  service_scale->add_option("service", ss_opts->service, "Service name or id")->required();
+  service_scale->add_option("replicas", ss_opts->replicas, "Replicas")->required();
+  AddWait(service_scale, &ss_opts->wait, "Wait until every instance runs");
+  OnRun(service_scale, &action, [ss_opts](Context& c) { return cli::ServiceScale(c, *ss_opts); });
+  auto* service_delete = service->add_subcommand("delete", "Delete an undeployed service");
+  service_delete->add_option("service", *service_key, "Service name or id")->required();
+  OnRun(service_delete, &action,
+        [service_key](Context& c) { return cli::ServiceDelete(c, *service_key); });
 
   auto* up = app.add_subcommand(
       "up", "Run root + a local provider adapter in the foreground (needs root; Ctrl-C stops)");

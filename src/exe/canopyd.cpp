@@ -146,6 +146,8 @@ int main(int argc, char** argv) {
   root->add_flag("--enable-test-ops", ro.enable_test_ops, "Serve POST /api/v1/test/operations (tests only)");
   root->add_option("--test-kill-after-step", ro.test_kill_after_step,
                    "Tests only: KIND/STEP at which the root kills itself once (crash tests)");
+  root->add_option("--test-cluster-kill-after-command", ro.test_cluster_kill_after_command,
+                   "Tests only: installed clusters get --test-kill-after-command TYPE (crash tests)");
   root->add_option("--sweep-interval", ro.sweep_interval,
                    "Seconds between sweeps for orphan instances (0 = off)")
       ->check(CLI::Range(int64_t{0}, int64_t{86400}))->capture_default_str();
@@ -195,6 +197,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 3600));
   clus->add_option("--heartbeat-interval", node_heartbeat, "Seconds between node heartbeats")
       ->check(CLI::Range(1, 3600));
+  clus->add_option("--test-kill-after-command", co.test_kill_after_command,
+                   "Tests only: command TYPE after whose first run (outcome stored, ack not sent) "
+                   "the cluster exits with status 137");
 
   canopy::node::NodeOptions no;
   auto* nodecmd = app.add_subcommand("node", "Run a node agent (registers with its cluster)");
@@ -203,6 +208,12 @@ int main(int argc, char** argv) {
   nodecmd->add_option("--data-dir", no.data_dir, "Directory keeping the node's identity")->required();
   nodecmd->add_option("--advertise-address", no.advertise_address,
                       "Address reported to the cluster (default: source address of the connection)");
+  nodecmd->add_option("--cpu-millis", no.cpu_millis,
+                      "CPU capacity offered to jobs, in millicores (default: the usable CPUs)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  nodecmd->add_option("--memory-mib", no.memory_mib,
+                      "Memory offered to jobs, in MiB (default: MemTotal from /proc/meminfo)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
 
   CLI11_PARSE(app, argc, argv);
   if (clus->parsed()) {

@@ -39,8 +39,15 @@ std::string NodeAgent::node_id() const {
   return node_id_;
 }
 
+NodeResources NodeAgent::Resources() const {
+  return WithCapacity(ReadResources(), opts_.cpu_millis, opts_.memory_mib);
+}
+
 Status NodeAgent::Start() {
   if (opts_.data_dir.empty()) return Error::InvalidArgument("the node needs --data-dir");
+  if (opts_.cpu_millis < 0 || opts_.memory_mib < 0) {
+    return Error::InvalidArgument("--cpu-millis and --memory-mib must be positive");
+  }
   std::error_code ec;
   std::filesystem::create_directories(opts_.data_dir, ec);
   if (ec) return Error::Internal("cannot create the data dir");
@@ -70,7 +77,7 @@ Status NodeAgent::Start() {
 }
 
 Status NodeAgent::Register(bool with_key) {
-  NodeResources res = ReadResources();
+  NodeResources res = Resources();
   Json body = {{"hostname", Hostname()}, {"resources", res.ToJson()}};
   if (!opts_.advertise_address.empty()) body["address"] = opts_.advertise_address;
   net::JsonCall call;
@@ -130,7 +137,7 @@ std::vector<JobStatus> NodeAgent::JobStatuses() const {
 }
 
 Status NodeAgent::Heartbeat() {
-  Json body = {{"resources", ReadResources().ToJson()}};
+  Json body = {{"resources", Resources().ToJson()}};
   Json statuses = Json::array();
   for (const auto& s : JobStatuses()) statuses.push_back(s.ToJson());
   body["jobs"] = std::move(statuses);

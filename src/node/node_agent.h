@@ -1,7 +1,8 @@
 // NodeAgent: the `canopyd node` daemon. Registers with its cluster using a single-use node token
 // (identity.json, 0600, in the data dir keeps the node id and key, so a restart re-registers with
 // the key and keeps the id), then heartbeats with this machine's resource figures. The cluster
-// records the source address of the connection unless --advertise-address is given. Runs the jobs
+// records the source address of the connection unless --advertise-address is given; the capacity
+// reported may be given (--cpu-millis / --memory-mib) instead of the /proc figures. Runs the jobs
 // the cluster assigns (heartbeat reply `jobs`, reconciled by a JobRunner; statuses go back in every
 // heartbeat). Protocol: src/cluster/README.md. Start() once, Run() on one thread, Stop() from any.
 #pragma once
@@ -15,6 +16,7 @@
 #include "common/result.h"
 #include "common/secret.h"
 #include "node/job_runner.h"
+#include "node/resources.h"
 
 namespace canopy::node {
 
@@ -25,6 +27,10 @@ struct NodeOptions {
   std::string advertise_address;  // "" = the cluster sees our source address
   std::chrono::milliseconds job_stop_grace{5000};
   std::string cgroup_root = "/sys/fs/cgroup";  // "" = run jobs without cgroup limits
+  // Capacity offered to jobs, reported instead of the /proc figures (0 = the /proc figure;
+  // memory_available_mib is capped at memory_mib): --cpu-millis / --memory-mib.
+  int64_t cpu_millis = 0;
+  int64_t memory_mib = 0;
 };
 
 class NodeAgent {
@@ -46,6 +52,8 @@ class NodeAgent {
   bool LoadIdentity();
   Status SaveIdentity();
   void SleepFor(std::chrono::milliseconds d);
+  // The figures reported to the cluster: /proc, overridden by the capacity options.
+  NodeResources Resources() const;
 
   NodeOptions opts_;
   mutable std::mutex mu_;

@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -90,6 +91,15 @@ NodeResources ReadResources() {
   }
   r.load1 = ParseLoadavg(ReadAll("/proc/loadavg")).value_or(0);
   return r;
+}
+
+NodeResources WithCapacity(NodeResources real, int64_t cpu_millis, int64_t memory_mib) {
+  if (cpu_millis > 0) real.cpu_millis = cpu_millis;
+  if (memory_mib > 0) {
+    real.memory_mib = memory_mib;
+    real.memory_available_mib = std::min(real.memory_available_mib, memory_mib);
+  }
+  return real;
 }
 
 }  // namespace canopy::node

@@ -31,5 +31,9 @@ std::optional<double> ParseLoadavg(std::string_view text);
 int64_t UsableCpus();
 // Reads the live figures (zeros for what cannot be read).
 NodeResources ReadResources();
+// The figures a node offers when its capacity is given (--cpu-millis / --memory-mib; 0 = not
+// given, keep the real figure): cpu_millis and memory_mib replace the real ones,
+// memory_available_mib = min(real available, memory_mib); load1 stays.
+NodeResources WithCapacity(NodeResources real, int64_t cpu_millis, int64_t memory_mib);
 
 }  // namespace canopy::node

@@ -23,6 +23,8 @@
 #include "net/http.h"
 #include "broker/broker.h"
 #include "broker/sweeper.h"
+#include "scheduler/firewall_sync.h"
+#include "scheduler/service_scheduler.h"
 #include "ops/engine.h"
 #include "ops/test_kind.h"
 #include "store/store.h"
@@ -156,8 +158,17 @@ int RunRoot(const RootOptions& opts) {
   bo.canopyd_binary = opts.canopyd_binary.empty() ? DefaultDistBinary() : opts.canopyd_binary;
   bo.link_interval_seconds = opts.cluster_link_interval;
   bo.node_heartbeat_seconds = opts.cluster_node_heartbeat;
+  if (!opts.test_cluster_kill_after_command.empty()) {
+    bo.cluster_extra_args = {"--test-kill-after-command", opts.test_cluster_kill_after_command};
+  }
   if (auto st = broker::RegisterBrokerKinds(engine, deps, bo); !st) return fail(st.error());
   engine.Start();
+  // Services: the scheduler places instances; the firewall sync follows them (fire-and-forget).
+  scheduler::FirewallSync firewalls(deps, scheduler::FirewallSyncOptions{});
+  scheduler::ServiceScheduler services(deps, scheduler::SchedulerOptions{}, nullptr,
+                                       [&firewalls] { firewalls.Trigger(); });
+  firewalls.Start();
+  services.Start();
   std::unique_ptr<broker::PeriodicSweeper> sweeper;
   if (opts.sweep_interval > 0) {
     sweeper = std::make_unique<broker::PeriodicSweeper>(
@@ -171,6 +182,8 @@ int RunRoot(const RootOptions& opts) {
   sigwait(&sigs, &sig);
   SPDLOG_INFO("Stopping root signal={}", sig);
   sweeper.reset();
+  services.Stop();
+  firewalls.Stop();
   (*server)->Stop();
   engine.Stop();
   return 0;

@@ -37,6 +37,8 @@ struct RootOptions {
   // of that kind returns and before the engine records it (a marker file in the data dir makes
   // it once per data dir, so the restarted root goes on).
   std::string test_kill_after_step;
+  // Tests only: passed to installed clusters as --test-kill-after-command.
+  std::string test_cluster_kill_after_command;
 };
 
 // Runs until SIGINT/SIGTERM. Returns a process exit code.

@@ -173,6 +173,30 @@ class WorkerRepo {
   virtual Status Delete(const std::string& id) = 0;
 };
 
+/// Services and their instances (migration 0004). Instances are written by the root's scheduler
+/// only (one writer), so they have no version.
+class ServiceRepo {
+ public:
+  virtual ~ServiceRepo() = default;
+  /// kAlreadyExists when the name is taken.
+  virtual Status Create(const core::Service& s) = 0;
+  /// kNotFound when absent.
+  virtual Result<core::Service> Get(const std::string& id) = 0;
+  /// Ordered by created_at, then id.
+  virtual Result<std::vector<core::Service>> List() = 0;
+  /// Compare-and-swap on version (kConflict when it moved); spec, replicas, deployed, updated_at.
+  virtual Status Update(const core::Service& s) = 0;
+  /// kNotFound when absent; kFailedPrecondition while it has instances.
+  virtual Status Delete(const std::string& id) = 0;
+
+  /// Inserts or replaces the instance with this job_id.
+  virtual Status PutInstance(const core::ServiceInstance& i) = 0;
+  /// Instances of one service ("" = all), ordered by service_id, replica.
+  virtual Result<std::vector<core::ServiceInstance>> ListInstances(const std::string& service_id) = 0;
+  /// kNotFound when absent.
+  virtual Status DeleteInstance(const std::string& job_id) = 0;
+};
+
 /// The whole store. Transaction() runs `fn` atomically (all or nothing); repositories reached
 /// through the Store& passed to `fn` take part in it. Nested calls join the outer transaction.
 class Store {
@@ -187,6 +211,7 @@ class Store {
   virtual ClusterTokenRepo& cluster_tokens() = 0;
   virtual ClusterCommandRepo& cluster_commands() = 0;
   virtual WorkerRepo& workers() = 0;
+  virtual ServiceRepo& services() = 0;
   virtual Status Transaction(const std::function<Status(Store&)>& fn) = 0;
 };
 using StorePtr = std::unique_ptr<Store>;

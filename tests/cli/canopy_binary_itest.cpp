@@ -239,6 +239,76 @@ TEST_F(CanopyBinaryTest, WorkerCommandsParseAndFailInOneLine) {
   EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1) << missing.err;
 }
 
+TEST_F(CanopyBinaryTest, ServiceCreateTakesTheCommandAfterDoubleDash) {
+  LogIn();
+  RunResult r = Run({"service", "create", "shop", "--port", "8080", "--env", "A=1", "--port",
+                     "53/udp", "--env", "B=x=y", "--cpu", "250", "--restart", "never", "--",
+                     "python3", "-m", "http.server", "-o", "json", "--bind", "0.0.0.0"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  // "-o json" after "--" belongs to the command: the output is a table.
+  EXPECT_NE(r.out.find("Command:      python3 -m http.server -o json --bind 0.0.0.0\n"),
+            std::string::npos)
+      << r.out;
+  auto body = ParseJson(root_.last().body);
+  ASSERT_OK(body);
+  EXPECT_EQ(root_.last().path, "/api/v1/services");
+  EXPECT_EQ(*body, (Json{{"name", "shop"},
+                         {"command",
+                          {"python3", "-m", "http.server", "-o", "json", "--bind", "0.0.0.0"}},
+                         {"ports", Json::array({Json{{"port", 8080}, {"protocol", "tcp"}},
+                                                Json{{"port", 53}, {"protocol", "udp"}}})},
+                         {"cpu_millis", 250},
+                         {"memory_mib", 128},
+                         {"replicas", 1},
+                         {"env", {{"A", "1"}, {"B", "x=y"}}},
+                         {"restart", "never"}}));
+
+  std::string sla = (dir_.path() / "sla.json").string();
+  {
+    std::ofstream f(sla);
+    f << R"({"sla_version":"v2.0","applications":[{"microservices":[)"
+      << R"({"microservice_name":"a","cmd":["true"]},{"microservice_name":"b"}]}]})";
+  }
+  RunResult imported = Run({"service", "create", "--sla", sla, "-o", "json"});
+  ASSERT_EQ(imported.rc, 0) << imported.err;
+  auto j = ParseJson(imported.out);
+  ASSERT_OK(j);
+  ASSERT_EQ((*j)["services"].size(), 2u);
+  EXPECT_EQ((*j)["services"][1]["name"], "b");
+}
+
+TEST_F(CanopyBinaryTest, ServiceCommandsParseAndFailInOneLine) {
+  LogIn();
+  RunResult deploy = Run({"service", "deploy", "web", "--replicas", "1", "--wait", "--timeout",
+                          "10", "-o", "json"});
+  ASSERT_EQ(deploy.rc, 0) << deploy.err;
+  auto j = ParseJson(deploy.out);
+  ASSERT_OK(j);
+  EXPECT_EQ((*j)["state"], "running");
+  EXPECT_NE(deploy.err.find("service web: running, 1/1 running ("), std::string::npos)
+      << deploy.err;
+  EXPECT_EQ(deploy.err.find('\r'), std::string::npos);
+
+  ExpectOneErrorLine(Run({"service", "show", "nope"}), "error: service 'nope' not found");
+  ExpectOneErrorLine(Run({"service", "delete", "api", "-o", "json"}),
+                     "error: service svc-2 is deployed; undeploy it first (conflict, HTTP 409)");
+  ExpectOneErrorLine(Run({"service", "create", "x"}),
+                     "error: give the command to run after --: canopy service create NAME "
+                     "[options] -- CMD [ARGS...]");
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"service", "create", "x", "--restart", "sometimes", "--", "true"},
+           {"service", "scale", "web"},
+           {"service", "deploy"},
+           {"service"}}) {
+    RunResult bad = Run(args);
+    EXPECT_EQ(bad.rc, 2);
+    EXPECT_EQ(bad.out, "");
+    EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+    EXPECT_EQ(bad.err.rfind("error: ", 0), 0u) << bad.err;
+  }
+}
+
 TEST_F(CanopyBinaryTest, HelpExitsZero) {
   RunResult r = Run({"--help"});
   EXPECT_EQ(r.rc, 0);

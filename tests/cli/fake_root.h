@@ -1,7 +1,8 @@
 // A tiny fake of the root's REST API for CLI tests: canned users, providers, credentials, offers,
-// clusters, workers and operations behind bearer-token auth. Clusters and workers are a little
-// stateful (create, delete and worker actions change what later GETs return); operations follow a
-// script, one state further per GET. Reachable in memory (InMemoryTransport, no sockets) or over
+// clusters, workers, services and operations behind bearer-token auth. Clusters, workers and
+// services are a little stateful (create, delete and actions change what later GETs return);
+// operations follow a script, one state further per GET, and so does GET of a service after
+// deploy, undeploy and scale. Reachable in memory (InMemoryTransport, no sockets) or over
 // HTTP (StartServer: net::HttpServer on 127.0.0.1, port 0). Records every request. Thread-safe.
 #pragma once
 
@@ -106,6 +107,68 @@ class FakeRoot {
     std::lock_guard<std::mutex> l(mu_);
     auto it = scripts_.find(id);
     return it == scripts_.end() ? 0 : it->second.next;
+  }
+
+  // The services GET /api/v1/services/{id} returns, one further per GET (the last one repeats).
+  // Without one, deploy, undeploy and scale script a short default (see AddServiceRoutes).
+  void ScriptService(const std::string& id, std::vector<Json> states) {
+    std::lock_guard<std::mutex> l(mu_);
+    service_scripts_[id] = Script{std::move(states), 0, true};
+  }
+  // How many times GET /api/v1/services/{id} was asked.
+  size_t service_polls(const std::string& id) const {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = service_polls_.find(id);
+    return it == service_polls_.end() ? 0 : it->second;
+  }
+
+  // A service as the API returns it. Seeded: svc-1 "web" (undeployed, 2 replicas), svc-2 "api"
+  // (deployed, 2 instances running) and svc-3 named "svc-1" (an id wins over a name).
+  static Json Service(const std::string& id, const std::string& name, int64_t replicas,
+                      bool deployed, const std::string& state, Json instances = Json::array()) {
+    return Json{{"id", id},
+                {"name", name},
+                {"command", {"python3", "-m", "http.server", "8080"}},
+                {"ports", Json::array({Json{{"port", 8080}, {"protocol", "tcp"}}})},
+                {"cpu_millis", 500},
+                {"memory_mib", 256},
+                {"replicas", replicas},
+                {"cluster_id", nullptr},
+                {"env", {{"MODE", "prod"}}},
+                {"restart", "always"},
+                {"deployed", deployed},
+                {"state", state},
+                {"reason", nullptr},
+                {"instances", std::move(instances)},
+                {"created_at", kCreated},
+                {"updated_at", kCreated}};
+  }
+  // Replica `replica` (1-based) of service `id` in `state`; placed on cls_1 unless pending.
+  static Json Instance(const std::string& id, int64_t replica, const std::string& state,
+                       const std::string& reason = "") {
+    bool placed = state != "pending";
+    std::string n = std::to_string(replica);
+    return Json{{"job_id", id + "-r" + n},
+                {"replica", replica},
+                {"cluster_id", placed ? Json("cls_1") : Json()},
+                {"node_id", placed ? Json("node-" + n) : Json()},
+                {"worker_id", placed ? Json("wrk_" + n) : Json()},
+                {"address", state == "running" ? Json("198.18.0.1" + n) : Json()},
+                {"state", state},
+                {"reason", reason.empty() ? Json() : Json(reason)}};
+  }
+  // `svc` with `states.size()` instances in those states, its state and reason set.
+  static Json WithInstances(Json svc, const std::vector<std::string>& states,
+                            const std::string& service_state, const std::string& reason = "") {
+    Json instances = Json::array();
+    for (size_t i = 0; i < states.size(); ++i) {
+      instances.push_back(Instance(svc["id"].get<std::string>(), static_cast<int64_t>(i + 1),
+                                   states[i], states[i] == "pending" ? reason : ""));
+    }
+    svc["instances"] = std::move(instances);
+    svc["state"] = service_state;
+    svc["reason"] = reason.empty() ? Json() : Json(reason);
+    return svc;
   }
 
   // A script: "pending", then "running" at each step in turn, then "succeeded" (fail_at < 0) or
@@ -403,9 +466,167 @@ class FakeRoot {
                  Auth([act](const net::Request& r) { return act(r, "delete"); }));
   }
 
+  // Index of service `id` in services_ or -1 (mu_ held).
+  int FindService(const std::string& id) const {
+    for (size_t i = 0; i < services_.size(); ++i) {
+      if (services_[i]["id"] == id) return static_cast<int>(i);
+    }
+    return -1;
+  }
+
+  // Scripts GETs of service `id` (mu_ held) unless a test has.
+  void DefaultServiceScript(const std::string& id, std::vector<Json> states) {
+    auto it = service_scripts_.find(id);
+    if (it != service_scripts_.end() && it->second.pinned) return;
+    service_scripts_[id] = Script{std::move(states), 0, false};
+  }
+
+  void AddServiceRoutes() {
+    services_ = {Service("svc-1", "web", 2, false, "undeployed"),
+                 WithInstances(Service("svc-2", "api", 2, true, "running"), {"running", "running"},
+                               "running"),
+                 Service("svc-3", "svc-1", 1, false, "undeployed")};
+    services_[1]["cluster_id"] = "cls_1";
+    services_[1]["ports"] = Json::array(
+        {Json{{"port", 80}, {"protocol", "tcp"}, {"source_cidrs", {"10.0.0.0/8"}}},
+         Json{{"port", 53}, {"protocol", "udp"}}});
+
+    router_->Add("GET", "/api/v1/services", Auth([this](const net::Request&) {
+      std::lock_guard<std::mutex> l(mu_);
+      return net::Response::FromJson(200, Json(services_));
+    }));
+    router_->Add("GET", "/api/v1/services/{id}", Auth([this](const net::Request& r) {
+      std::lock_guard<std::mutex> l(mu_);
+      std::string id = r.Param("id");
+      auto sc = service_scripts_.find(id);
+      if (sc != service_scripts_.end() && !sc->second.states.empty()) {
+        ++service_polls_[id];
+        size_t i = std::min(sc->second.next, sc->second.states.size() - 1);
+        ++sc->second.next;
+        return net::Response::FromJson(200, sc->second.states[i]);
+      }
+      int i = FindService(id);
+      if (i < 0) return ApiError(404, "not_found", "service " + id + " not found");
+      ++service_polls_[id];
+      return net::Response::FromJson(200, services_[static_cast<size_t>(i)]);
+    }));
+    router_->Add("POST", "/api/v1/services", Auth([this](const net::Request& r) {
+      auto body = ParseJsonObject(r.body);
+      if (!body) return ApiError(400, "invalid_argument", "body must be a JSON object");
+      std::string name = body->value("name", "");
+      if (name.empty()) return ApiError(400, "invalid_argument", "name is required");
+      if (!body->contains("command") || !(*body)["command"].is_array() ||
+          (*body)["command"].empty()) {
+        return ApiError(400, "invalid_argument", "command must be a non-empty array");
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      for (const Json& svc : services_) {
+        if (svc["name"] == name) {
+          return ApiError(409, "already_exists", "a service named " + name + " already exists");
+        }
+      }
+      Json svc = Service("svc-new", name, body->value("replicas", int64_t{1}), false, "undeployed");
+      for (const char* k : {"command", "ports", "cpu_millis", "memory_mib", "cluster_id", "env",
+                            "restart"}) {
+        if (body->contains(k)) svc[k] = (*body)[k];
+      }
+      if (!body->contains("env")) svc["env"] = Json::object();
+      services_.push_back(svc);
+      return net::Response::FromJson(201, svc);
+    }));
+    router_->Add("POST", "/api/v1/services/import", Auth([this](const net::Request& r) {
+      auto body = ParseJsonObject(r.body);
+      if (!body || !body->contains("applications") || !(*body)["applications"].is_array()) {
+        return ApiError(400, "invalid_argument", "the SLA has no applications");
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      Json created = Json::array();
+      for (const Json& app : (*body)["applications"]) {
+        for (const Json& ms : app.value("microservices", Json::array())) {
+          std::string id = "svc-imp" + std::to_string(created.size() + 1);
+          Json svc = Service(id, ms.value("microservice_name", id), 1, false, "undeployed");
+          if (ms.contains("cmd")) svc["command"] = ms["cmd"];
+          services_.push_back(svc);
+          created.push_back(svc);
+        }
+      }
+      return net::Response::FromJson(201, Json{{"services", created}});
+    }));
+    router_->Add("DELETE", "/api/v1/services/{id}", Auth([this](const net::Request& r) {
+      std::lock_guard<std::mutex> l(mu_);
+      std::string id = r.Param("id");
+      int i = FindService(id);
+      if (i < 0) return ApiError(404, "not_found", "service " + id + " not found");
+      if (services_[static_cast<size_t>(i)]["deployed"] == true) {
+        return ApiError(409, "conflict", "service " + id + " is deployed; undeploy it first");
+      }
+      services_.erase(services_.begin() + i);
+      return net::Response::Text(204, "", "application/json");
+    }));
+    // deploy: pending, then starting, then running (each GET one further); undeploy: removing,
+    // then gone; scale: the new replicas pending, then all running.
+    router_->Add("POST", "/api/v1/services/{id}/{action}", Auth([this](const net::Request& r) {
+      std::string id = r.Param("id");
+      std::string action = r.Param("action");
+      Json body = Json::object();
+      if (!r.body.empty()) {
+        auto parsed = ParseJsonObject(r.body);
+        if (!parsed) return ApiError(400, "invalid_argument", "body must be a JSON object");
+        body = *parsed;
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      int i = FindService(id);
+      if (i < 0) return ApiError(404, "not_found", "service " + id + " not found");
+      Json& svc = services_[static_cast<size_t>(i)];
+      auto replicas_of = [&body](int64_t dflt) -> int64_t {
+        if (!body.contains("replicas")) return dflt;
+        return body["replicas"].is_number_integer() ? body["replicas"].get<int64_t>() : -1;
+      };
+      auto all = [](int64_t n, const std::string& state) {
+        return std::vector<std::string>(static_cast<size_t>(n), state);
+      };
+      if (action == "deploy") {
+        int64_t n = replicas_of(svc["replicas"].get<int64_t>());
+        if (n < 1) return ApiError(400, "invalid_argument", "replicas must be at least 1");
+        svc["replicas"] = n;
+        svc["deployed"] = true;
+        Json pending = WithInstances(svc, all(n, "pending"), "pending");
+        DefaultServiceScript(id, {pending, WithInstances(svc, all(n, "starting"), "deploying"),
+                                  WithInstances(svc, all(n, "running"), "running")});
+        svc = WithInstances(svc, all(n, "running"), "running");
+        return net::Response::FromJson(202, pending);
+      }
+      if (action == "undeploy") {
+        svc["deployed"] = false;
+        Json removing = WithInstances(svc, all(static_cast<int64_t>(svc["instances"].size()),
+                                               "removing"),
+                                      "undeployed");
+        svc = WithInstances(svc, {}, "undeployed");
+        DefaultServiceScript(id, {removing, svc});
+        return net::Response::FromJson(202, removing);
+      }
+      if (action == "scale") {
+        int64_t n = replicas_of(-1);
+        if (n < 0) return ApiError(400, "invalid_argument", "replicas must be 0 or more");
+        svc["replicas"] = n;
+        if (svc["deployed"] != true) return net::Response::FromJson(202, svc);
+        std::vector<std::string> states = all(n, "pending");
+        for (size_t k = 0; k < states.size() && k < svc["instances"].size(); ++k) {
+          states[k] = svc["instances"][k]["state"].get<std::string>();
+        }
+        Json scaled = WithInstances(svc, states, "deploying");
+        svc = WithInstances(svc, all(n, "running"), "running");
+        DefaultServiceScript(id, {scaled, svc});
+        return net::Response::FromJson(202, scaled);
+      }
+      return ApiError(404, "not_found", "no such action");
+    }));
+  }
+
   void AddRoutes() {
     SeedClusters();
     AddClusterRoutes();
+    AddServiceRoutes();
     router_->Add("POST", "/api/v1/auth/login", [this](const net::Request& r) {
       Record(r);
       auto body = ParseJsonObject(r.body);
@@ -621,11 +842,15 @@ class FakeRoot {
   std::vector<RecordedRequest> requests_;
   struct Script {
     std::vector<Json> states;
-    size_t next = 0;  // GETs so far
+    size_t next = 0;      // GETs so far
+    bool pinned = false;  // set by the test (actions keep it)
   };
   std::vector<Json> clusters_;
   std::map<std::string, std::vector<Json>> workers_;  // by cluster id
   std::map<std::string, Script> scripts_;              // by operation id
+  std::vector<Json> services_;
+  std::map<std::string, Script> service_scripts_;  // by service id
+  std::map<std::string, size_t> service_polls_;    // GETs of /api/v1/services/{id}, by id
   bool unreachable_ = false;
   bool revoked_ = false;
   int64_t expires_in_ = 3600;

@@ -41,5 +41,26 @@ TEST(Resources, ReadsLiveFiguresOfThisMachine) {
   EXPECT_EQ(r.ToJson()["cpu_millis"], r.cpu_millis);
 }
 
+TEST(Resources, GivenCapacityReplacesTheRealFigures) {
+  NodeResources real;
+  real.cpu_millis = 8000;
+  real.memory_mib = 16000;
+  real.memory_available_mib = 9000;
+  real.load1 = 1.5;
+  NodeResources same = WithCapacity(real, 0, 0);
+  EXPECT_EQ(same.ToJson(), real.ToJson());
+  NodeResources small = WithCapacity(real, 2000, 4096);
+  EXPECT_EQ(small.cpu_millis, 2000);
+  EXPECT_EQ(small.memory_mib, 4096);
+  EXPECT_EQ(small.memory_available_mib, 4096);  // min(real available, given)
+  EXPECT_DOUBLE_EQ(small.load1, 1.5);
+  NodeResources big = WithCapacity(real, 0, 32000);
+  EXPECT_EQ(big.cpu_millis, 8000);
+  EXPECT_EQ(big.memory_mib, 32000);
+  EXPECT_EQ(big.memory_available_mib, 9000);
+  EXPECT_EQ(WithCapacity(real, 500, 0).cpu_millis, 500);
+  EXPECT_EQ(WithCapacity(real, 500, 0).memory_mib, 16000);
+}
+
 }  // namespace
 }  // namespace canopy::node

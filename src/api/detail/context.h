@@ -42,6 +42,7 @@ std::vector<RouteDef> OperationRoutes();
 std::vector<RouteDef> ClusterRoutes();
 std::vector<RouteDef> OfferRoutes();
 std::vector<RouteDef> BrokerRoutes();
+std::vector<RouteDef> ServiceRoutes();
 // Starts the hub's periodic OFFLINE check (cluster_handlers.cpp); called by BuildRouter.
 void StartClusterChecks(const ApiDeps& deps);
 // The response for a failed handler: internal errors are logged and answered bare.

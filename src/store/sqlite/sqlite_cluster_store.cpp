@@ -73,6 +73,9 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_node_idx ON jobs (node_id, created_at);
 )sql"},
+    {3, "0003_cluster_node_draining", R"sql(
+ALTER TABLE nodes ADD COLUMN draining BIGINT NOT NULL DEFAULT 0;
+)sql"},
 };
 
 constexpr const char* kNodeColumns =
@@ -173,6 +176,8 @@ class SqliteClusterStore final : public ClusterStore {
     return OkStatus();
   }
 
+  Status InTransaction(const std::function<Status()>& fn) override { return c_->InTransaction(fn); }
+
   Status CreateNodeToken(const core::NodeToken& t) override {
     Lock lock(c_->mutex());
     CANOPY_ASSIGN_OR_RETURN(
@@ -250,6 +255,27 @@ class SqliteClusterStore final : public ClusterStore {
     CANOPY_TRY(s.Run());
     if (c_->Changes() == 0) return Error::NotFound("node not found");
     return OkStatus();
+  }
+
+  Status SetNodeDraining(const std::string& id, bool draining) override {
+    Lock lock(c_->mutex());
+    CANOPY_ASSIGN_OR_RETURN(Statement s, c_->Prepare("UPDATE nodes SET draining = ? WHERE id = ?"));
+    s.Bind(int64_t{draining ? 1 : 0}).Bind(id);
+    CANOPY_TRY(s.Run());
+    if (c_->Changes() == 0) return Error::NotFound("node not found");
+    return OkStatus();
+  }
+
+  Result<std::vector<std::string>> ListDrainingNodes() override {
+    Lock lock(c_->mutex());
+    CANOPY_ASSIGN_OR_RETURN(Statement s,
+                            c_->Prepare("SELECT id FROM nodes WHERE draining != 0 ORDER BY id"));
+    std::vector<std::string> out;
+    while (true) {
+      CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return out;
+      out.push_back(s.Text(0));
+    }
   }
 
   Status PutOutcome(const core::CommandOutcome& o) override {
@@ -348,6 +374,18 @@ class SqliteClusterStore final : public ClusterStore {
         Statement s,
         c_->Prepare("UPDATE jobs SET status = ?, updated_at = ? WHERE job_id = ? AND node_id = ?"));
     s.Bind(DumpJson(status)).Bind(Ms(at)).Bind(job_id).Bind(node_id);
+    CANOPY_TRY(s.Run());
+    if (c_->Changes() == 0) return Error::NotFound("job not found");
+    return OkStatus();
+  }
+
+  Status MoveJob(const std::string& job_id, const std::string& from_node, const std::string& to_node,
+                 TimePoint at) override {
+    Lock lock(c_->mutex());
+    CANOPY_ASSIGN_OR_RETURN(
+        Statement s, c_->Prepare("UPDATE jobs SET node_id = ?, status = '{}', updated_at = ? "
+                                 "WHERE job_id = ? AND node_id = ?"));
+    s.Bind(to_node).Bind(Ms(at)).Bind(job_id).Bind(from_node);
     CANOPY_TRY(s.Run());
     if (c_->Changes() == 0) return Error::NotFound("job not found");
     return OkStatus();

@@ -652,7 +652,8 @@ class SqliteStore::Repos {
         clusters(detail::MakeClusterRepo(c)),
         cluster_tokens(detail::MakeClusterTokenRepo(c)),
         cluster_commands(detail::MakeClusterCommandRepo(c)),
-        workers(detail::MakeWorkerRepo(c)) {}
+        workers(detail::MakeWorkerRepo(c)),
+        services(detail::MakeServiceRepo(c)) {}
   SqliteUserRepo users;
   SqliteProviderTokenRepo provider_tokens;
   SqliteProviderRepo providers;
@@ -662,6 +663,7 @@ class SqliteStore::Repos {
   std::unique_ptr<ClusterTokenRepo> cluster_tokens;
   std::unique_ptr<ClusterCommandRepo> cluster_commands;
   std::unique_ptr<WorkerRepo> workers;
+  std::unique_ptr<ServiceRepo> services;
 };
 
 SqliteStore::SqliteStore(std::unique_ptr<Connection> conn)
@@ -746,6 +748,7 @@ ClusterRepo& SqliteStore::clusters() { return *repos_->clusters; }
 ClusterTokenRepo& SqliteStore::cluster_tokens() { return *repos_->cluster_tokens; }
 ClusterCommandRepo& SqliteStore::cluster_commands() { return *repos_->cluster_commands; }
 WorkerRepo& SqliteStore::workers() { return *repos_->workers; }
+ServiceRepo& SqliteStore::services() { return *repos_->services; }
 
 Status SqliteStore::Transaction(const std::function<Status(Store&)>& fn) {
   return conn_->InTransaction([&]() { return fn(*this); });

@@ -50,6 +50,7 @@ class SqliteStore final : public Store {
   ClusterTokenRepo& cluster_tokens() override;
   ClusterCommandRepo& cluster_commands() override;
   WorkerRepo& workers() override;
+  ServiceRepo& services() override;
   Status Transaction(const std::function<Status(Store&)>& fn) override;
 
   // Diagnostics: the journal mode in force ("wal") and the rows of schema_migrations.

@@ -60,6 +60,7 @@ std::string NodesToJson(const std::vector<core::ClusterNodeInfo>& nodes) {
                    {"memory_mib", n.memory_mib},
                    {"memory_available_mib", n.memory_available_mib},
                    {"load1", n.load1},
+                   {"draining", n.draining},
                    {"last_seen", n.last_seen ? Json(Ms(*n.last_seen)) : Json(nullptr)}});
   }
   return DumpJson(arr);
@@ -80,6 +81,7 @@ Result<std::vector<core::ClusterNodeInfo>> ParseNodes(const std::string& id,
     n.memory_mib = j.value("memory_mib", int64_t{0});
     n.memory_available_mib = j.value("memory_available_mib", int64_t{0});
     n.load1 = j.value("load1", 0.0);
+    n.draining = j.value("draining", false);
     if (j.contains("last_seen") && j["last_seen"].is_number_integer()) {
       n.last_seen = At(j["last_seen"].get<int64_t>());
     }

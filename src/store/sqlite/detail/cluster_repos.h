@@ -14,5 +14,6 @@ std::unique_ptr<ClusterRepo> MakeClusterRepo(Connection& c);
 std::unique_ptr<ClusterTokenRepo> MakeClusterTokenRepo(Connection& c);
 std::unique_ptr<ClusterCommandRepo> MakeClusterCommandRepo(Connection& c);
 std::unique_ptr<WorkerRepo> MakeWorkerRepo(Connection& c);  // worker_repo.cpp
+std::unique_ptr<ServiceRepo> MakeServiceRepo(Connection& c);  // service_repo.cpp
 
 }  // namespace canopy::store::sqlite::detail
