@@ -146,8 +146,13 @@ def main():
         _, workers = api.call("GET", "/api/v1/clusters/%s/workers" % cid)
         for d in [api.call("DELETE", "/api/v1/clusters/%s/workers/%s" % (cid, w["id"]))[1] for w in workers]:
             wait_op(api, d["operation_id"])
-        _, d = api.call("DELETE", "/api/v1/clusters/" + cid)
-        wait_op(api, d["operation_id"])
+        for _ in range(60):
+            code, d = api.call("DELETE", "/api/v1/clusters/" + cid)
+            if code == 202:
+                wait_op(api, d["operation_id"])
+                break
+            print("cluster delete: %s %s (retrying)" % (code, d), file=sys.stderr)
+            time.sleep(1)
     finally:
         for p in (root, adapter):
             if p:
