@@ -1,5 +1,13 @@
 #include "broker/broker.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
@@ -97,6 +105,42 @@ Result<Cloud> OpenCloud(const api::ApiDeps& deps, const core::Cluster& c) {
 Result<ProviderHandle> HandleOf(const Json& j) {
   if (j.is_null()) return Error::FailedPrecondition("no instance handle saved");
   return providers::wire::HandleFromJson(j);
+}
+
+// A TCP connect to addr:port succeeds within `timeout` (IPv4 or IPv6 literal addresses).
+bool TcpAnswers(const std::string& addr, int port, std::chrono::milliseconds timeout) {
+  if (port <= 0 || port > 65535) return false;
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, addr.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(sockaddr_in);
+  } else if (inet_pton(AF_INET6, addr.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(sockaddr_in6);
+  } else {
+    return false;
+  }
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  bool ok = false;
+  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
+  if (rc == 0) {
+    ok = true;
+  } else if (errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) == 1) {
+      int err = 0;
+      socklen_t elen = sizeof err;
+      ok = ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err == 0;
+    }
+  }
+  ::close(fd);
+  return ok;
 }
 
 // Runs fn(i) for i in [0, n) on up to `parallel` threads; returns the first error (all run).
@@ -832,16 +876,30 @@ class WorkerShutdownKind final : public ops::OperationKind {
       ctx.op.data["drain"]["returned"] = cmd->result.value("returned", Json::array()).size();
       drain = ctx.op.data["drain"];
     }
-    // Done when every job runs on another node (or its service no longer wants it).
+    // Done when every job runs on another node (or its service no longer wants it) and, for a
+    // service with TCP ports open to anyone, answers a TCP connect there (process listening and
+    // the new worker's firewall open).
     CANOPY_ASSIGN_OR_RETURN(auto instances, ctx.store.services().ListInstances(""));
+    CANOPY_ASSIGN_OR_RETURN(auto services, ctx.store.services().List());
     std::vector<std::string> waiting;
     for (const auto& j : drain["jobs"]) {
       std::string job = j.get<std::string>();
       auto it = std::find_if(instances.begin(), instances.end(),
                              [&](const core::ServiceInstance& i) { return i.job_id == job; });
       if (it == instances.end() || it->state == "removing") continue;
-      if (it->state == "running" && !it->node_id.empty() && it->node_id != w.node_id) continue;
-      waiting.push_back(job);
+      bool ready = it->state == "running" && !it->node_id.empty() && it->node_id != w.node_id;
+      if (ready) {
+        auto svc = std::find_if(services.begin(), services.end(),
+                                [&](const core::Service& s) { return s.id == it->service_id; });
+        if (svc != services.end()) {
+          for (const auto& port : svc->spec.value("ports", Json::array())) {
+            if (port.value("protocol", "tcp") != "tcp" || !port.value("source_cidrs", Json::array()).empty()) continue;
+            if (!TcpAnswers(it->address, static_cast<int>(port.value("port", 0)), 300ms)) ready = false;
+            break;
+          }
+        }
+      }
+      if (!ready) waiting.push_back(job);
     }
     if (waiting.empty()) {
       return finish(fmt::format("{} job(s) running elsewhere ({} moved in the cluster, {} given back to root)",

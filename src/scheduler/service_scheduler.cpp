@@ -1,5 +1,6 @@
 #include "scheduler/service_scheduler.h"
 
+#include <algorithm>
 #include <set>
 
 #include <fmt/format.h>
@@ -21,6 +22,13 @@ const Json* FindJob(const Json& jobs, const std::string& job_id) {
   return nullptr;
 }
 
+// The state a cluster reports for a job; its "pending" (placed, the node has not reported yet)
+// is "starting" here, where "pending" means "no cluster".
+std::string ReportedState(const Json& job, const std::string& fallback) {
+  std::string s = job.value("state", fallback);
+  return s == "pending" ? "starting" : s;
+}
+
 Json DeployArgs(const core::Service& s, const core::ServiceInstance& i) {
   Json ports = Json::array();
   for (const auto& p : s.spec.value("ports", Json::array())) {
@@ -34,6 +42,15 @@ Json DeployArgs(const core::Service& s, const core::ServiceInstance& i) {
           {"cpu_millis", s.spec.value("cpu_millis", int64_t{0})},
           {"memory_mib", s.spec.value("memory_mib", int64_t{0})},
           {"restart", s.spec.value("restart", "on-failure")}};
+}
+
+// A job id of the form the scheduler gives its instances: "svc-<…>-r<N>" (N decimal digits).
+bool IsSchedulerJobId(const std::string& job_id) {
+  if (job_id.rfind("svc-", 0) != 0) return false;
+  size_t r = job_id.rfind("-r");
+  if (r == std::string::npos || r < 5 || r + 2 >= job_id.size()) return false;
+  return std::all_of(job_id.begin() + static_cast<std::ptrdiff_t>(r) + 2, job_id.end(),
+                     [](char ch) { return ch >= '0' && ch <= '9'; });
 }
 
 void ToPending(core::ServiceInstance& i, std::string reason) {
@@ -102,6 +119,8 @@ Status ServiceScheduler::RunOnce() {
   // Which cluster reports which job (the first one that does).
   auto reported_in = [&](const std::string& job_id) -> std::pair<std::string, const Json*> {
     for (const auto& [cid, r] : reports) {
+      // The board keeps the last report of a deleted cluster: never adopt into a gone cluster.
+      if (cl.find(cid) == cl.end()) continue;
       if (const Json* j = FindJob(r.jobs, job_id)) return {cid, j};
     }
     return {"", nullptr};
@@ -161,7 +180,7 @@ Status ServiceScheduler::RunOnce() {
         i.cluster_id = cid;
         i.node_id = job->value("node_id", "");
         i.address = job->value("address", "");
-        i.state = job->value("state", "starting");
+        i.state = ReportedState(*job, "starting");
         i.reason.clear();
         baseline_[i.job_id] = reports[cid].seq;
         CANOPY_TRY(put(i));
@@ -205,7 +224,7 @@ Status ServiceScheduler::RunOnce() {
       missing_.erase(i.job_id);
       std::string node = job->value("node_id", i.node_id);
       std::string addr = job->value("address", i.address);
-      std::string state = job->value("state", i.state);
+      std::string state = ReportedState(*job, i.state);
       if (node != i.node_id || addr != i.address || state != i.state) {
         if (node != i.node_id) SPDLOG_INFO("Instance moved job={} node={}", i.job_id, node);
         i.node_id = node;
@@ -317,7 +336,7 @@ Status ServiceScheduler::RunOnce() {
       std::string job_id = j.value("job_id", "");
       // Only the scheduler's own jobs ("<service id>-r<N>"); jobs deployed by other means
       // (commands sent by hand or by tests) are left alone.
-      if (job_id.rfind("svc-", 0) != 0 || job_id.find("-r") == std::string::npos) continue;
+      if (!IsSchedulerJobId(job_id)) continue;
       auto p = placed_in.find(job_id);
       if (p != placed_in.end() && p->second == cid) continue;
       // A pending row will adopt it next pass; only undeploy what nobody wants.
