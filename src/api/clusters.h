@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,14 @@ Result<core::ClusterCommand> WaitClusterCommand(const ApiDeps& deps, const std::
 // Marks OFFLINE every ACTIVE cluster that missed options.missed_links_for_offline link intervals;
 // returns their ids. Runs periodically on the hub (BuildRouter starts it); callable any time.
 Result<std::vector<std::string>> MarkOfflineClusters(const ApiDeps& deps);
+
+// Re-reads the row, applies `fn` and writes it with compare-and-swap (updated_at = now), retrying
+// when a link call, an operation or a background sync wrote in between (kUnavailable after 20
+// tries). Errors of `fn` and of the store are returned as they are. Returns the written row.
+Result<core::Cluster> MutateCluster(store::Store& s, const Clock& clock, const std::string& id,
+                                    const std::function<Status(core::Cluster&)>& fn);
+Result<core::Worker> MutateWorker(store::Store& s, const Clock& clock, const std::string& id,
+                                  const std::function<Status(core::Worker&)>& fn);
 
 // The JSON of a cluster as served by the API (never its key, never its sealed identity).
 Json ClusterToJson(const core::Cluster& c);

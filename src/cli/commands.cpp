@@ -596,18 +596,24 @@ std::string WorkerPath(std::string_view cluster_id, std::string_view worker_id) 
   return fmt::format("{}/{}", WorkersPath(cluster_id), EscapeUrlComponent(worker_id));
 }
 
+// The item of `r` (named `noun` in errors) with id or name `key`, from its list call.
+Result<Json> ResolveByIdOrName(const Session& s, const Resource& r, std::string_view noun,
+                               const std::string& key) {
+  if (key.empty()) {
+    return Error::InvalidArgument(fmt::format("give a {} name or id", noun));
+  }
+  CANOPY_ASSIGN_OR_RETURN(Json list, s.Get(r.path));
+  const Json items = ListItems(list);
+  const Json* item = FindByIdOrName(items, key);
+  if (item == nullptr || StringField(*item, "id").empty()) {
+    return Error::NotFound(fmt::format("{} '{}' not found", noun, key));
+  }
+  return *item;
+}
+
 // The cluster with id or name `key`, from GET /api/v1/clusters.
 Result<Json> ResolveCluster(const Session& s, const std::string& key) {
-  if (key.empty()) {
-    return Error::InvalidArgument("give a cluster name or id");
-  }
-  CANOPY_ASSIGN_OR_RETURN(Json list, s.Get(Clusters().path));
-  const Json items = ListItems(list);
-  const Json* c = FindByIdOrName(items, key);
-  if (c == nullptr || StringField(*c, "id").empty()) {
-    return Error::NotFound(fmt::format("cluster '{}' not found", key));
-  }
-  return *c;
+  return ResolveByIdOrName(s, Clusters(), "cluster", key);
 }
 
 // The worker with id or name `key` in `cluster`, from GET /api/v1/clusters/{id}/workers.
@@ -742,16 +748,7 @@ std::string ServicePath(std::string_view service_id) { return ItemPath(Services(
 
 // The service with id or name `key`, from GET /api/v1/services.
 Result<Json> ResolveService(const Session& s, const std::string& key) {
-  if (key.empty()) {
-    return Error::InvalidArgument("give a service name or id");
-  }
-  CANOPY_ASSIGN_OR_RETURN(Json list, s.Get(Services().path));
-  const Json items = ListItems(list);
-  const Json* svc = FindByIdOrName(items, key);
-  if (svc == nullptr || StringField(*svc, "id").empty()) {
-    return Error::NotFound(fmt::format("service '{}' not found", key));
-  }
-  return *svc;
+  return ResolveByIdOrName(s, Services(), "service", key);
 }
 
 // A service's key/values and, when it has any, its instances; with -o json the Service as is.

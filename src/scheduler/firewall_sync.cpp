@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "api/clusters.h"
 #include "api/provider_access.h"
 #include "common/ids.h"
 #include "providers/wire.h"
@@ -140,16 +141,12 @@ Result<int> FirewallSync::SyncCluster(const core::Cluster& cluster, const std::v
     }
     CANOPY_ASSIGN_OR_RETURN(providers::Firewall fw, p.CreateFirewall(limited, spec));
     ++calls;
-    for (int attempt = 0;; ++attempt) {
-      CANOPY_ASSIGN_OR_RETURN(core::Cluster row, deps_.store->clusters().Get(cluster.id));
+    CANOPY_TRY(api::MutateCluster(*deps_.store, *deps_.clock, cluster.id, [&](core::Cluster& row) {
       Json sf = row.cloud.value("service_firewalls", Json::object());
       sf[sid] = fw.id;
       row.cloud["service_firewalls"] = sf;
-      row.updated_at = deps_.clock->Now();
-      auto st = deps_.store->clusters().Update(row);
-      if (st) break;
-      if (st.error().code != ErrorCode::kConflict || attempt > 5) return st.error();
-    }
+      return OkStatus();
+    }));
     known[sid] = fw.id;
     SPDLOG_INFO("Service firewall ready cluster={} service={} firewall={}", cluster.id, sid, fw.id);
   }
@@ -206,16 +203,12 @@ Result<int> FirewallSync::SyncCluster(const core::Cluster& cluster, const std::v
     if (needed.count(sid) || !fw.is_string() || still_attached.count(fw.get<std::string>())) continue;
     CANOPY_TRY(p.DeleteFirewall(limited, fw.get<std::string>()));
     ++calls;
-    for (int attempt = 0;; ++attempt) {
-      CANOPY_ASSIGN_OR_RETURN(core::Cluster row, deps_.store->clusters().Get(cluster.id));
+    CANOPY_TRY(api::MutateCluster(*deps_.store, *deps_.clock, cluster.id, [&](core::Cluster& row) {
       Json sf = row.cloud.value("service_firewalls", Json::object());
       sf.erase(sid);
       row.cloud["service_firewalls"] = sf;
-      row.updated_at = deps_.clock->Now();
-      auto st = deps_.store->clusters().Update(row);
-      if (st) break;
-      if (st.error().code != ErrorCode::kConflict || attempt > 5) return st.error();
-    }
+      return OkStatus();
+    }));
     SPDLOG_INFO("Service firewall deleted cluster={} service={} firewall={}", cluster.id, sid, fw.get<std::string>());
   }
   return calls;
