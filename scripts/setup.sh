@@ -29,3 +29,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 echo "setup: all packages present"
+
+# Test peers from PyPI: moto (the AWS emulator the AWS provider's tests run against).
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+  echo "setup: installing moto[server] from PyPI"
+  python3 -m pip install --quiet 'moto[server]>=5.0,<6' 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages 'moto[server]>=5.0,<6' ||
+    { apt-get install -y -qq --no-install-recommends python3-pip &&
+      python3 -m pip install --quiet --break-system-packages 'moto[server]>=5.0,<6'; }
+fi
+python3 -c 'import moto.server' || { echo "setup: moto is required for the AWS provider tests" >&2; exit 1; }
+echo "setup: moto present"

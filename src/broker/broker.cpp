@@ -145,6 +145,12 @@ Result<install::SshTarget> TargetFrom(const Json& ssh, const SecretString& key) 
   if (!ssh.is_object() || !ssh.contains("address")) {
     return Error::FailedPrecondition("no SSH login saved for the instance");
   }
+  if (ssh.value("host_key", "").empty()) {
+    return Error::FailedPrecondition(fmt::format(
+        "cannot install: the provider reported no SSH host key for the instance at {}, and Canopy "
+        "never connects to a host it cannot verify",
+        ssh.value("address", "")));
+  }
   install::SshTarget t;
   t.host = ssh.value("address", "");
   t.port = ssh.value("port", uint16_t{22});

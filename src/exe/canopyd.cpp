@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <algorithm>
 #include <iostream>
 #include <thread>
 #include <vector>
@@ -56,6 +57,10 @@ struct LocalFlags {
   double fail_rate = -1;
   std::vector<std::string> capacity;  // TYPE=N
   std::string state_dir;
+  // aws: endpoints (like AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>) and the price catalog.
+  std::string endpoint_url;
+  std::vector<std::string> endpoints;  // SERVICE=URL
+  std::string price_catalog;
 };
 
 int RunProvider(const std::string& type, const std::string& config_text, const LocalFlags& lf,
@@ -79,6 +84,19 @@ int RunProvider(const std::string& type, const std::string& config_text, const L
   if (lf.boot_delay_ms >= 0) config["boot_delay_ms"] = lf.boot_delay_ms;
   if (lf.fail_rate >= 0) config["fail_rate"] = lf.fail_rate;
   if (!lf.state_dir.empty()) config["state_dir"] = lf.state_dir;
+  if (!lf.endpoint_url.empty()) config["endpoint_url"] = lf.endpoint_url;
+  if (!lf.price_catalog.empty()) config["price_catalog"] = lf.price_catalog;
+  for (const std::string& e : lf.endpoints) {
+    auto eq = e.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::cerr << "error: --endpoint must be SERVICE=URL, got '" << e << "'\n";
+      return 2;
+    }
+    std::string svc = e.substr(0, eq);
+    std::transform(svc.begin(), svc.end(), svc.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (svc == "secrets_manager" || svc == "secrets-manager") svc = "secretsmanager";
+    config["endpoints"][svc] = e.substr(eq + 1);
+  }
   for (const std::string& c : lf.capacity) {
     auto eq = c.find('=');
     int64_t n = -1;
@@ -162,6 +180,9 @@ int main(int argc, char** argv) {
   root->add_option("--cluster-heartbeat-interval", ro.cluster_node_heartbeat,
                    "Node heartbeat seconds given to installed clusters")
       ->check(CLI::Range(1, 3600))->capture_default_str();
+  root->add_option("--ssh-wait", ro.ssh_wait_seconds,
+                   "Seconds one install attempt waits for an instance's sshd")
+      ->check(CLI::Range(1, 3600))->capture_default_str();
 
   canopy::providers::adapter::AdapterOptions po;
   std::string type;
@@ -184,6 +205,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   prov->add_option("--capacity", lf.capacity, "local: TYPE=COUNT instances at most (repeatable)");
   prov->add_option("--state-dir", lf.state_dir, "local: directory of instance state and disks");
+  prov->add_option("--endpoint-url", lf.endpoint_url,
+                   "aws: base URL of every AWS service (as AWS_ENDPOINT_URL), e.g. an emulator");
+  prov->add_option("--endpoint", lf.endpoints,
+                   "aws: SERVICE=URL for one service: ec2, iam, sts, secretsmanager, pricing (repeatable; "
+                   "as AWS_ENDPOINT_URL_<SERVICE>)");
+  prov->add_option("--price-catalog", lf.price_catalog,
+                   "aws: offline price list CSV (InstanceType,Region,PriceHour)");
 
   canopy::cluster::ClusterOptions co;
   int64_t link_interval = 0, node_heartbeat = 5;

@@ -13,7 +13,7 @@
 #include <utility>
 
 #include "common/log.h"
-#include "ops/backoff.h"
+#include "common/backoff.h"
 
 namespace canopy::ops {
 namespace {

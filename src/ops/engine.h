@@ -89,7 +89,7 @@ struct EngineOptions {
 //   Wait(d)  run again at now+d; lease released; attempt reset (waiting is not failing).
 //   Succeed  operation succeeded; the remaining steps are marked succeeded with null timestamps.
 //   error    retryable and attempt+1 < MaxAttempts(): attempt++, last_error_* set, run again
-//            after Backoff(attempt) (full jitter, ops/backoff.h), lease released. Otherwise the
+//            after Backoff(attempt) (full jitter, common/backoff.h), lease released. Otherwise the
 //            step and the operation fail, OnFailed() runs, then the failure is persisted.
 //   stop     a step that returns (any error) while the engine stops is not counted as an
 //            attempt: the operation is released, due now, and the step runs again elsewhere.

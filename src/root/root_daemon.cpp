@@ -158,6 +158,7 @@ int RunRoot(const RootOptions& opts) {
   bo.canopyd_binary = opts.canopyd_binary.empty() ? DefaultDistBinary() : opts.canopyd_binary;
   bo.link_interval_seconds = opts.cluster_link_interval;
   bo.node_heartbeat_seconds = opts.cluster_node_heartbeat;
+  bo.install.wait.deadline = std::chrono::seconds(opts.ssh_wait_seconds);
   if (!opts.test_cluster_kill_after_command.empty()) {
     bo.cluster_extra_args = {"--test-kill-after-command", opts.test_cluster_kill_after_command};
   }

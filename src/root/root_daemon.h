@@ -29,6 +29,8 @@ struct RootOptions {
   std::string canopyd_binary;
   int64_t cluster_link_interval = 2;
   int64_t cluster_node_heartbeat = 2;
+  // How long one install attempt waits for an instance's sshd (cloud images boot slowly).
+  int64_t ssh_wait_seconds = 120;
   // Sweeper (src/broker/sweeper.h): seconds between passes (0 = off); terminate orphans or only
   // report them.
   int64_t sweep_interval = 600;

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "common/ids.h"
-#include "ops/backoff.h"
+#include "common/backoff.h"
 #include "ops/test_kind.h"
 #include "store/store.h"
 #include "support/test_util.h"

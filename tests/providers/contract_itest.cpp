@@ -5,6 +5,7 @@
 // contract_subject.h).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -12,11 +13,13 @@
 
 #include "common/ids.h"
 #include "providers/adapter/adapter_server.h"
+#include "providers/aws/aws_provider.h"
 #include "providers/contract_subject.h"
 #include "providers/fake/fake_provider.h"
 #include "providers/local/local_provider.h"
 #include "providers/remote/remote_provider.h"
 #include "support/local_env.h"
+#include "support/moto.h"
 #include "support/test_util.h"
 
 namespace canopy::providers {
@@ -30,6 +33,7 @@ using contract::SubjectMaker;
 struct NamedMaker {
   std::string name;
   SubjectMaker make;
+  bool injectable = false;  // failures and capacity can be injected (the fake behind it)
 };
 void PrintTo(const NamedMaker& m, std::ostream* os) { *os << m.name; }
 
@@ -74,6 +78,17 @@ Result<Subject> MakeRemoteFakeSubject() {
   return s;
 }
 
+// Serves `provider` from an in-process AdapterServer and returns a RemoteProvider talking to it.
+Status ServeRemotely(Provider& provider, std::unique_ptr<adapter::AdapterServer>& server,
+                     std::unique_ptr<remote::RemoteProvider>& remote) {
+  std::string key = RandomHex(16);
+  server = std::make_unique<adapter::AdapterServer>(provider, SecretString(key));
+  CANOPY_TRY(server->Start("127.0.0.1:0"));
+  remote = std::make_unique<remote::RemoteProvider>("http://127.0.0.1:" + std::to_string(server->port()),
+                                                    SecretString(key), provider.Info());
+  return OkStatus();
+}
+
 // A LocalProvider on a private bridge and /24; the destructor removes everything it made.
 struct LocalStack {
   canopy::testing::LocalTestNet net;
@@ -111,12 +126,7 @@ Result<Subject> MakeLocalSubject() {
 
 Result<Subject> MakeRemoteLocalSubject() {
   CANOPY_ASSIGN_OR_RETURN(auto stack, MakeLocalStack());
-  std::string key = RandomHex(16);
-  stack->server = std::make_unique<adapter::AdapterServer>(*stack->provider, SecretString(key));
-  CANOPY_TRY(stack->server->Start("127.0.0.1:0"));
-  stack->remote = std::make_unique<remote::RemoteProvider>(
-      "http://127.0.0.1:" + std::to_string(stack->server->port()), SecretString(key),
-      stack->provider->Info());
+  CANOPY_TRY(ServeRemotely(*stack->provider, stack->server, stack->remote));
   Subject s;
   s.provider = stack->remote.get();
   s.ctx = LocalCtx();
@@ -125,16 +135,77 @@ Result<Subject> MakeRemoteLocalSubject() {
   return s;
 }
 
+// AwsProvider against the shared moto server (signatures checked), with the offline price
+// catalog for us-east-1 when the reference data is at hand; moto has no Pricing API, so other
+// prices are null with a reason.
+struct AwsStack {
+  aws::AwsProvider* provider = nullptr;
+  std::unique_ptr<adapter::AdapterServer> server;
+  std::unique_ptr<remote::RemoteProvider> remote;
+};
+
+Result<std::shared_ptr<AwsStack>> MakeAwsStack(Json* admin) {
+  CANOPY_ASSIGN_OR_RETURN(canopy::testing::MotoServer * moto, canopy::testing::MotoServer::Shared());
+  aws::AwsOptions o;
+  o.endpoints.all = moto->url();
+  o.console_host_keys = false;  // moto has no cloud-init console
+  o.instance_type_patterns = {"t3.*", "m5.*", "g4dn.*"};  // moto lists all types in 5 s
+  o.retry = aws::RetryPolicy{2, std::chrono::milliseconds(20), std::chrono::milliseconds(100)};
+  std::string catalog = std::string(CANOPY_SOURCE_DIR) + "/../shared/reference/catalog/aws-vms.csv";
+  if (std::filesystem::exists(catalog)) o.price_catalog = catalog;
+  // One provider for all tests, as one adapter serves many calls (its offer cache saves ~1 s
+  // per test); the stack's own pointer does not own it.
+  static aws::AwsProvider* shared = new aws::AwsProvider(o);
+  auto stack = std::make_shared<AwsStack>();
+  stack->provider = shared;
+  *admin = moto->admin_credential();
+  return stack;
+}
+
+Result<Subject> AwsSubjectOf(std::shared_ptr<AwsStack> stack, Provider* p, const Json& admin) {
+  Subject s;
+  s.provider = p;
+  s.ctx = CallContext{CredentialSecret(admin), "us-east-1"};
+  s.malformed_credential = Json{{"access_key_id", 7}};
+  Json wrong = admin;
+  wrong["secret_access_key"] = "wrong-secret-key-0000000000000000000000";
+  s.rejected_credential = wrong;
+  s.keep = std::move(stack);
+  return s;
+}
+
+Result<Subject> MakeAwsSubject() {
+  Json admin;
+  CANOPY_ASSIGN_OR_RETURN(auto stack, MakeAwsStack(&admin));
+  Provider* p = stack->provider;
+  return AwsSubjectOf(std::move(stack), p, admin);
+}
+
+Result<Subject> MakeRemoteAwsSubject() {
+  Json admin;
+  CANOPY_ASSIGN_OR_RETURN(auto stack, MakeAwsStack(&admin));
+  CANOPY_TRY(ServeRemotely(*stack->provider, stack->server, stack->remote));
+  Provider* p = stack->remote.get();
+  return AwsSubjectOf(std::move(stack), p, admin);
+}
+
 const NamedMaker kSubjects[] = {
-    {"fake", MakeFakeSubject},
-    {"remote_fake", MakeRemoteFakeSubject},
+    {"fake", MakeFakeSubject, true},
+    {"remote_fake", MakeRemoteFakeSubject, true},
     {"local", MakeLocalSubject},
     {"remote_local", MakeRemoteLocalSubject},
+    {"aws", MakeAwsSubject},
+    {"remote_aws", MakeRemoteAwsSubject},
 };
 
 class ProviderContract : public ::testing::TestWithParam<NamedMaker> {
  protected:
   void SetUp() override {
+    // Tests of injected failures need the fake: skip before starting a costly subject.
+    std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    if (!GetParam().injectable && (test.rfind("InjectedErrors", 0) == 0 || test.rfind("CapacityLimit", 0) == 0)) {
+      GTEST_SKIP() << "no failure injection for this subject";
+    }
     auto s = GetParam().make();
     if (!s) {
       GTEST_SKIP() << GetParam().name << ": " << s.error().message;

@@ -1,9 +1,9 @@
-#include "ops/backoff.h"
+#include "common/backoff.h"
 
 #include <algorithm>
 #include <random>
 
-namespace canopy::ops {
+namespace canopy {
 
 std::chrono::milliseconds BackoffCeiling(int64_t attempt, std::chrono::milliseconds base,
                                          std::chrono::milliseconds max) {
@@ -28,4 +28,4 @@ std::chrono::milliseconds Backoff(int64_t attempt, std::chrono::milliseconds bas
   return std::chrono::milliseconds(dist(rng));
 }
 
-}  // namespace canopy::ops
+}  // namespace canopy

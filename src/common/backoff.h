@@ -1,4 +1,4 @@
-// Retry delays of the operations engine: capped exponential backoff with full jitter (AWS
+// Retry delays of the operations engine and the AWS client: capped exponential backoff with full jitter (AWS
 // "Exponential Backoff And Jitter"). Pure functions; Backoff() uses a thread-local generator and
 // is thread-safe.
 #pragma once
@@ -6,7 +6,7 @@
 #include <chrono>
 #include <cstdint>
 
-namespace canopy::ops {
+namespace canopy {
 
 // The largest delay after a failed try number `attempt` (0-based): base * 2^attempt, capped at
 // `max` (and never negative).
@@ -17,4 +17,4 @@ std::chrono::milliseconds BackoffCeiling(int64_t attempt, std::chrono::milliseco
 std::chrono::milliseconds Backoff(int64_t attempt, std::chrono::milliseconds base,
                                   std::chrono::milliseconds max);
 
-}  // namespace canopy::ops
+}  // namespace canopy
