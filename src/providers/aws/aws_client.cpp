@@ -227,6 +227,12 @@ Result<AwsClient::Answer> AwsClient::Send(
     const SigV4Credentials& creds, const std::string& service, const std::string& region,
     const std::string& body, const std::vector<std::pair<std::string, std::string>>& extra_headers,
     const std::string& what, bool idempotent) const {
+  // The region becomes part of a host name: only region-shaped names, never another host.
+  if (region.size() > 32 ||
+      region.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+    return MakeProviderError(ProviderErrorKind::kInvalidRequest,
+                             fmt::format("'{}' is not an AWS region name", region.substr(0, 40)));
+  }
   CANOPY_ASSIGN_OR_RETURN(ParsedUrl url, ParseBaseUrl(endpoints_.UrlFor(service, region)));
   const std::string signing_region = AwsEndpoints::SigningRegion(service, region);
   net::HttpClient http;

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <fstream>
 #include <mutex>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -21,6 +20,18 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr const char* kSshUserTag = "canopy-ssh-user";
+
+// Every character of `s` is in `allowed`, and its length is within [min, max].
+bool Charset(std::string_view s, std::string_view allowed, size_t min, size_t max) {
+  return s.size() >= min && s.size() <= max && s.find_first_not_of(allowed) == std::string_view::npos;
+}
+// An EC2 id: `prefix` ("i-", "sg-", "ami-") and 8 to 17 lower-case hex digits.
+bool Ec2Id(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix && Charset(s.substr(std::min(prefix.size(), s.size())), "0123456789abcdef", 8, 17);
+}
+constexpr std::string_view kUpperDigits = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+constexpr std::string_view kNameChars =
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+=,@-";
 
 Error Invalid(std::string m) { return MakeProviderError(ProviderErrorKind::kInvalidRequest, std::move(m)); }
 Error Auth(std::string m) { return MakeProviderError(ProviderErrorKind::kAuth, std::move(m)); }
@@ -51,8 +62,7 @@ Result<Cred> ParseCred(const CallContext& ctx) {
   c.sig.secret_access_key = SecretString(j.value("secret_access_key", ""));
   c.sig.session_token = j.value("session_token", "");
   c.cluster_id = j.value("cluster_id", "");
-  static const std::regex kKeyId("[A-Z0-9]{16,128}");
-  if (!std::regex_match(c.sig.access_key_id, kKeyId)) {
+  if (!Charset(c.sig.access_key_id, kUpperDigits, 16, 128)) {
     return Invalid("access_key_id must be 16 to 128 upper-case letters and digits");
   }
   if (c.sig.secret_access_key.Reveal().empty() || c.sig.secret_access_key.Reveal().size() > 128) {
@@ -118,8 +128,7 @@ std::string SgText(const std::string& s) {
 }
 
 Status ValidName(const std::string& s, std::string_view what, size_t max) {
-  static const std::regex kName("[A-Za-z0-9._+=,@-]+");
-  if (s.empty() || s.size() > max || !std::regex_match(s, kName)) {
+  if (!Charset(s, kNameChars, 1, max)) {
     return Invalid(fmt::format("{} must be 1 to {} characters of A-Z a-z 0-9 . _ + = , @ -", what, max));
   }
   return OkStatus();
@@ -200,9 +209,8 @@ struct AwsProvider::Impl {
   }
 
   Result<std::pair<std::string, std::string>> HandleOf(const CallContext& ctx, const ProviderHandle& h) const {
-    static const std::regex kId("i-[0-9a-f]{8,17}");
     std::string id = h.data.is_object() ? h.data.value("instance_id", "") : "";
-    if (!std::regex_match(id, kId)) return Invalid("not an EC2 instance handle");
+    if (!Ec2Id(id, "i-")) return Invalid("not an EC2 instance handle");
     std::string region = h.data.value("region", "");
     return std::make_pair(id, region.empty() ? Region(ctx) : region);
   }
@@ -261,8 +269,7 @@ struct AwsProvider::Impl {
   // (firewall, tags) of a group id; kNotFound when absent.
   Result<std::pair<Firewall, std::map<std::string, std::string>>> Group(const Cred& c, const std::string& region,
                                                                       const std::string& id) const {
-    static const std::regex kSg("sg-[0-9a-f]{8,17}");
-    if (!std::regex_match(id, kSg)) return Invalid(fmt::format("'{}' is not a security group id", id));
+    if (!Ec2Id(id, "sg-")) return Invalid(fmt::format("'{}' is not a security group id", id));
     std::vector<std::map<std::string, std::string>> tags;
     auto g = DescribeGroups(c, region, {{"GroupId.1", id}}, &tags);
     if (!g) return g.error();
@@ -270,7 +277,10 @@ struct AwsProvider::Impl {
     return std::make_pair(g->front(), tags.front());
   }
 
-  Status Authorize(const Cred& c, const std::string& region, const std::string& group, const FirewallRule& r) const {
+  // AuthorizeSecurityGroupIngress (`authorize`) or RevokeSecurityGroupIngress of one rule; a
+  // rule already there, or already gone, counts as done.
+  Status SetRule(const Cred& c, const std::string& region, const std::string& group, const FirewallRule& r,
+                 bool authorize) const {
     QueryParams p{{"GroupId", group},
                   {"IpPermissions.1.IpProtocol", r.protocol},
                   {"IpPermissions.1.FromPort", std::to_string(r.port)},
@@ -279,8 +289,10 @@ struct AwsProvider::Impl {
     for (size_t i = 0; i < cidrs.size(); ++i) {
       p.emplace_back(fmt::format("IpPermissions.1.IpRanges.{}.CidrIp", i + 1), cidrs[i]);
     }
-    auto r2 = Ec2(c, region, "AuthorizeSecurityGroupIngress", p);
-    if (!r2 && !HasCode(r2.error(), "InvalidPermission.Duplicate")) return r2.error();
+    auto r2 = Ec2(c, region, authorize ? "AuthorizeSecurityGroupIngress" : "RevokeSecurityGroupIngress", p);
+    if (!r2 && !HasCode(r2.error(), authorize ? "InvalidPermission.Duplicate" : "InvalidPermission.NotFound")) {
+      return r2.error();
+    }
     return OkStatus();
   }
 
@@ -453,6 +465,16 @@ struct AwsProvider::Impl {
     return o;
   }
 
+  // ARN of the identity policy named `name` (path /canopy/), in the caller's account and partition.
+  Result<std::string> PolicyArn(const Cred& c, const std::string& region, const std::string& name) const {
+    CANOPY_ASSIGN_OR_RETURN(Xml who, client.Query(c.sig, "sts", region, "GetCallerIdentity", {}));
+    std::string arn = XmlText(who, "GetCallerIdentityResult.Arn");
+    std::string partition = "aws";
+    if (arn.rfind("arn:", 0) == 0) partition = arn.substr(4, arn.find(':', 4) - 4);
+    return fmt::format("arn:{}:iam::{}:policy/canopy/{}", partition, XmlText(who, "GetCallerIdentityResult.Account"),
+                       name);
+  }
+
   // Key pairs.
   Result<KeyPair> StoredKey(const Cred& c, const std::string& region, const std::string& name) const {
     auto r = Secrets(c, region, "GetSecretValue", {{"SecretId", KeyPairSecretName(name)}});
@@ -579,8 +601,7 @@ Result<Instance> AwsProvider::CreateInstance(const CallContext& ctx, const Insta
     return found.front();
   }
   // The root volume: the image's root device, at least the image's snapshot size.
-  static const std::regex kAmi("ami-[0-9a-f]{8,17}");
-  if (!std::regex_match(spec.image, kAmi)) return Invalid(fmt::format("'{}' is not an AMI id", spec.image));
+  if (!Ec2Id(spec.image, "ami-")) return Invalid(fmt::format("'{}' is not an AMI id", spec.image));
   auto described = impl_->Ec2(c, region, "DescribeImages", {{"ImageId.1", spec.image}});
   if (!described && IsNotFound(described.error())) {
     return Invalid(fmt::format("image {} is not available in {}", spec.image, region));
@@ -856,11 +877,19 @@ Result<Firewall> AwsProvider::CreateFirewall(const CallContext& ctx, const Firew
     fw.name = group_name;
     SPDLOG_INFO("EC2 security group created canopy_id={} group={} region={}", spec.canopy_id, fw.id, region);
   }
+  // Converge the group's rules on the spec: add what is missing, revoke what is no longer wanted.
+  auto same = [](FirewallRule a, FirewallRule b) {
+    std::sort(a.source_cidrs.begin(), a.source_cidrs.end());
+    std::sort(b.source_cidrs.begin(), b.source_cidrs.end());
+    return a.port == b.port && a.protocol == b.protocol && a.source_cidrs == b.source_cidrs;
+  };
   for (const auto& r : spec.rules) {
-    bool have = std::any_of(fw.rules.begin(), fw.rules.end(), [&](const FirewallRule& e) {
-      return e.port == r.port && e.protocol == r.protocol && e.source_cidrs == r.source_cidrs;
-    });
-    if (!have) CANOPY_TRY(impl_->Authorize(c, region, fw.id, r));
+    bool have = std::any_of(fw.rules.begin(), fw.rules.end(), [&](const FirewallRule& e) { return same(e, r); });
+    if (!have) CANOPY_TRY(impl_->SetRule(c, region, fw.id, r, true));
+  }
+  for (const auto& e : fw.rules) {
+    bool wanted = std::any_of(spec.rules.begin(), spec.rules.end(), [&](const FirewallRule& r) { return same(e, r); });
+    if (!wanted) CANOPY_TRY(impl_->SetRule(c, region, fw.id, e, false));
   }
   fw.canopy_id = spec.canopy_id;
   fw.rules = spec.rules;
@@ -950,13 +979,7 @@ Result<ClusterIdentity> AwsProvider::CreateClusterIdentity(const CallContext& ct
                           {"Tags.member.1.Value", cluster_id}},
                          false);
   if (!made && !HasCode(made.error(), "EntityAlreadyExists")) return made.error();
-  // The policy ARN from the account and partition of the caller.
-  CANOPY_ASSIGN_OR_RETURN(Xml who, impl_->client.Query(c.sig, "sts", impl_->Region(ctx), "GetCallerIdentity", {}));
-  std::string arn = XmlText(who, "GetCallerIdentityResult.Arn");
-  std::string partition = "aws";
-  if (arn.rfind("arn:", 0) == 0) partition = arn.substr(4, arn.find(':', 4) - 4);
-  std::string policy_arn = fmt::format("arn:{}:iam::{}:policy/canopy/{}", partition,
-                                       XmlText(who, "GetCallerIdentityResult.Account"), user);
+  CANOPY_ASSIGN_OR_RETURN(std::string policy_arn, impl_->PolicyArn(c, impl_->Region(ctx), user));
   auto policy = impl_->Iam(c, "CreatePolicy",
                            {{"PolicyName", user},
                             {"Path", "/canopy/"},
@@ -1002,11 +1025,11 @@ Status AwsProvider::DeleteClusterIdentity(const CallContext& ctx, const std::str
     std::string arn = XmlText(*pol, "PolicyArn");
     auto d = impl_->Iam(c, "DetachUserPolicy", {{"UserName", identity_id}, {"PolicyArn", arn}});
     if (!d && !IsNotFound(d.error())) return d.error();
-    if (XmlText(*pol, "PolicyName") == identity_id) {  // the identity's own policy
-      auto del = impl_->Iam(c, "DeletePolicy", {{"PolicyArn", arn}});
-      if (!del && !IsNotFound(del.error())) return del.error();
-    }
   }
+  // Its own policy, attached or left unattached by an interrupted create.
+  CANOPY_ASSIGN_OR_RETURN(std::string own, impl_->PolicyArn(c, impl_->Region(ctx), identity_id));
+  auto del = impl_->Iam(c, "DeletePolicy", {{"PolicyArn", own}});
+  if (!del && !IsNotFound(del.error())) return del.error();
   auto u = impl_->Iam(c, "DeleteUser", {{"UserName", identity_id}});
   if (!u && !IsNotFound(u.error())) return u.error();
   SPDLOG_INFO("IAM cluster identity deleted user={}", identity_id);

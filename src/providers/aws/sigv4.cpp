@@ -1,5 +1,7 @@
 #include "providers/aws/sigv4.h"
 
+#include "common/ids.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -20,7 +22,6 @@ namespace {
 
 constexpr std::string_view kAlgorithm = "AWS4-HMAC-SHA256";
 constexpr std::string_view kTerminator = "aws4_request";
-constexpr char kHexLower[] = "0123456789abcdef";
 constexpr char kHexUpper[] = "0123456789ABCDEF";
 
 // Wipes a string holding key material when it goes out of scope.
@@ -61,16 +62,6 @@ bool IEquals(std::string_view a, std::string_view b) {
     if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
   }
   return true;
-}
-
-std::string HexLower(const unsigned char* p, size_t n) {
-  std::string out;
-  out.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kHexLower[p[i] >> 4]);
-    out.push_back(kHexLower[p[i] & 0x0f]);
-  }
-  return out;
 }
 
 int HexValue(char c) {
@@ -253,7 +244,7 @@ std::string AuthorizationFrom(const Canonical& c, const SigV4Credentials& creds,
   std::string sts = StringToSign(scope, c.request);
   Wiped key = SigningKey(creds, scope);
   std::string mac = HmacSha256(key.str(), sts);
-  std::string signature = HexLower(reinterpret_cast<const unsigned char*>(mac.data()), mac.size());
+  std::string signature = HexEncode(mac);
   std::string out(kAlgorithm);
   out.append(" Credential=").append(creds.access_key_id).append("/").append(CredentialScope(scope));
   out.append(", SignedHeaders=").append(c.signed_headers);
@@ -338,15 +329,6 @@ void Sign(SigV4Request& req, const SigV4Credentials& creds, const SigV4Scope& sc
   }
   std::string authz = Authorization(req, creds, scope);
   req.headers.emplace_back("Authorization", std::move(authz));
-}
-
-std::string Sha256Hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) {
-    throw std::runtime_error("sigv4: SHA-256 failed");
-  }
-  return HexLower(md, len);
 }
 
 }  // namespace canopy::providers::aws

@@ -58,7 +58,4 @@ std::string Authorization(const SigV4Request& req, const SigV4Credentials& creds
 /// Authorization to req.headers; `Host` must already be present.
 void Sign(SigV4Request& req, const SigV4Credentials& creds, const SigV4Scope& scope);
 
-/// Lower-case hex SHA-256 of `data`.
-std::string Sha256Hex(std::string_view data);
-
 }  // namespace canopy::providers::aws

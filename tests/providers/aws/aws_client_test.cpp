@@ -164,6 +164,16 @@ TEST_F(FlakyEndpoint, ServerErrorsAreRetriedOnlyForIdempotentCalls) {
   EXPECT_OK(again);
 }
 
+TEST(AwsClientTransport, RegionMustBeARegionName) {
+  AwsClient c(AwsEndpoints{}, RetryPolicy{1, 1ms, 1ms});
+  SigV4Credentials creds{"AKIAIOSFODNN7EXAMPLE", SecretString("s"), ""};
+  for (const char* bad : {"evil.example.com/x", "us-east-1.attacker", "US-EAST-1", "a b"}) {
+    auto r = c.Query(creds, "ec2", bad, "DescribeRegions", {});
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(KindOf(r.error()), ProviderErrorKind::kInvalidRequest) << bad;
+  }
+}
+
 TEST(AwsClientTransport, UnreachableEndpointIsTransient) {
   AwsEndpoints e;
   e.all = "http://127.0.0.1:" + std::to_string(canopy::testing::FreePort());

@@ -4,6 +4,8 @@
 // key wait, and EC2 errors mapped to kinds.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "common/ids.h"
 #include "providers/aws/aws_client.h"
 #include "providers/aws/aws_provider.h"
@@ -89,6 +91,11 @@ TEST_F(AwsMoto, ClusterIdentityPolicyIsEnforcedByIam) {
   auto gone = Raw(moto_->admin_credential(), "iam", "GetUser", {{"UserName", again->id}});
   ASSERT_FALSE(gone);
   EXPECT_EQ(KindOf(gone.error()), ProviderErrorKind::kNotFound);
+  auto policies = Raw(moto_->admin_credential(), "iam", "ListPolicies", {{"Scope", "Local"}, {"PathPrefix", "/canopy/"}});
+  ASSERT_OK(policies);
+  for (const Xml* p : XmlItems(*policies, "ListPoliciesResult.Policies")) {
+    EXPECT_NE(XmlText(*p, "PolicyName"), again->id);
+  }
 }
 
 TEST_F(AwsMoto, KeyPairLeftWithoutItsSecretIsReplaced) {
@@ -133,6 +140,28 @@ TEST_F(AwsMoto, WaitingForConsoleHostKeysTimesOutClearly) {
   EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
   EXPECT_NE(r.error().message.find("host key"), std::string::npos) << r.error().message;
   EXPECT_OK(strict.TerminateInstance(ctx_, inst->handle));
+}
+
+TEST_F(AwsMoto, FirewallRulesConvergeOnTheSpec) {
+  FirewallSpec spec{"fwc-" + RandomHex(4), "converge",
+                    {FirewallRule{8080, "tcp", {}}, FirewallRule{9000, "udp", {"10.0.0.0/8", "192.168.0.0/16"}}}, {}};
+  auto a = provider_->CreateFirewall(ctx_, spec);
+  ASSERT_OK(a);
+  spec.rules = {FirewallRule{9000, "udp", {"192.168.0.0/16", "10.0.0.0/8"}}, FirewallRule{443, "tcp", {}}};
+  auto b = provider_->CreateFirewall(ctx_, spec);
+  ASSERT_OK(b);
+  EXPECT_EQ(a->id, b->id);
+  auto x = Raw(moto_->admin_credential(), "ec2", "DescribeSecurityGroups", {{"GroupId.1", a->id}});
+  ASSERT_OK(x);
+  auto groups = XmlItems(*x, "securityGroupInfo");
+  ASSERT_EQ(groups.size(), 1u);
+  std::set<std::string> ports;
+  for (const Xml* perm : XmlItems(*groups[0], "ipPermissions")) {
+    ports.insert(XmlText(*perm, "ipProtocol") + "/" + XmlText(*perm, "fromPort") + "/" +
+                 std::to_string(XmlItems(*perm, "ipRanges").size()));
+  }
+  EXPECT_EQ(ports, (std::set<std::string>{"tcp/443/1", "udp/9000/2"}));
+  EXPECT_OK(provider_->DeleteFirewall(ctx_, a->id));
 }
 
 TEST_F(AwsMoto, Ec2ErrorsKeepTheirKinds) {

@@ -1,6 +1,7 @@
 // AWS Signature Version 4: conformance over every case of the official test suite
 // (../shared/reference/sigv4/, botocore's copy of the AWS suite; see its README.md) plus unit
 // tests of the helpers and of Sign().
+#include "common/ids.h"
 #include "providers/aws/sigv4.h"
 
 #include <gtest/gtest.h>
