@@ -1,6 +1,10 @@
 #include "support/local_env.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <string>
 
 #include "common/ids.h"
 
@@ -8,13 +12,29 @@ namespace canopy::testing {
 
 using providers::local::LocalProvider;
 
+// Test nets of concurrent test processes must not share a /24 (two instances with one address
+// answer SSH with different host keys): each holds an exclusive lock on its octet while it lives.
 LocalTestNet::LocalTestNet() {
   bridge_ = "cbt" + RandomHex(4);
-  int octet = std::stoi(RandomHex(1), nullptr, 16);
+  int octet = 0;
+  for (int attempt = 0; attempt < 512; ++attempt) {
+    octet = std::stoi(RandomHex(1), nullptr, 16);
+    std::string path = "/tmp/canopy-testnet-" + std::to_string(octet) + ".lock";
+    int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) break;  // no lock possible here: a random octet as before
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      lock_fd_ = fd;
+      break;
+    }
+    ::close(fd);
+  }
   subnet_ = "198.19." + std::to_string(octet) + ".0/24";
 }
 
-LocalTestNet::~LocalTestNet() { Cleanup(); }
+LocalTestNet::~LocalTestNet() {
+  Cleanup();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
 
 bool LocalTestNet::Available() { return geteuid() == 0; }
 

@@ -34,6 +34,7 @@ class LocalTestNet {
   TempDir dir_;
   std::string bridge_;
   std::string subnet_;
+  int lock_fd_ = -1;  // flock on /tmp/canopy-testnet-<octet>.lock, held for the net's lifetime
 };
 
 }  // namespace canopy::testing
