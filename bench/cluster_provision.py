@@ -10,7 +10,7 @@ operations' step timestamps and the root's install log lines:
   install  = install steps minus nothing (wall time of the step: connect + upload + start)
   register = pair (cluster) / register (workers) steps
 Each cluster is deleted (workers first) before the next run. Prints a Markdown table.
-Usage: sudo bench/cluster_provision.py [--build build] [--boot-delay-ms 5000] [N ...]
+Usage (as root): bench/cluster_provision.py [--build build] [--boot-delay-ms 5000] [N ...]
 """
 import argparse, datetime, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 import urllib.request, urllib.error

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Time to create + install 1, 10 and 30 local instances in parallel, per phase (needs root).
-# Usage: sudo [BOOT_DELAY_MS=5000] bench/local_provision.sh [BUILD_DIR] [N ...]   (default: build 1 10 30)
+# Usage (as root): [BOOT_DELAY_MS=5000] bench/local_provision.sh [BUILD_DIR] [N ...]   (default: build 1 10 30)
 # BOOT_DELAY_MS models a cloud's boot time (the local provider's --boot-delay).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -8,7 +8,7 @@ answer from the host at the instance's address (so the job runs AND the worker's
   2. S services at once (distinct ports), spread over the W workers: per-service latency
      percentiles and the time until all S answer.
 Everything is undeployed and deleted afterwards. Prints a Markdown table.
-Usage: sudo bench/service_deploy.py [--build build] [--workers 10] [--services 100]
+Usage (as root): bench/service_deploy.py [--build build] [--workers 10] [--services 100]
 """
 import argparse, os, signal, shutil, socket, subprocess, sys, tempfile, time
 

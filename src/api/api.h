@@ -74,8 +74,13 @@ struct RouteInfo {
   Access access;
 };
 
+// Which routes a router serves: every route (the API listener), or only those the lower tiers
+// call (cluster pairing and link, adapter registration and heartbeat, /healthz) for a listener
+// that faces instances (root --cluster-listen) without exposing the user API there.
+enum class RouterScope { kAll, kTiers };
+
 // Also starts the periodic cluster OFFLINE check on deps.cluster_hub (stops with the hub).
-std::shared_ptr<net::Router> BuildRouter(const ApiDeps& deps);
+std::shared_ptr<net::Router> BuildRouter(const ApiDeps& deps, RouterScope scope = RouterScope::kAll);
 // Every route with its access rule (for the role-matrix tests and the OpenAPI check).
 std::vector<RouteInfo> RouteTable(const ApiOptions& options);
 

@@ -649,8 +649,8 @@ void StartClusterChecks(const ApiDeps& deps) {
 std::vector<RouteDef> ClusterRoutes() {
   return {
       {"POST", "/api/v1/cluster-tokens", Access::kInfra, CreateEdgeToken},
-      {"POST", "/api/v1/clusters/pair", Access::kPublic, Pair},
-      {"POST", "/api/v1/clusters/{id}/link", Access::kAdapter, nullptr, false, Link},
+      {"POST", "/api/v1/clusters/pair", Access::kPublic, Pair, false, nullptr, true},
+      {"POST", "/api/v1/clusters/{id}/link", Access::kAdapter, nullptr, false, Link, true},
       {"GET", "/api/v1/clusters", Access::kInfraOrApp, ListClusters},
       {"GET", "/api/v1/clusters/{id}", Access::kInfraOrApp, GetCluster},
   };

@@ -143,8 +143,8 @@ Result<net::Response> DetachProvider(const ApiDeps& deps, const net::Request& re
 std::vector<RouteDef> ProviderRoutes() {
   return {
       {"POST", "/api/v1/provider-tokens", Access::kInfra, CreateToken},
-      {"POST", "/api/v1/providers/register", Access::kPublic, Register},
-      {"POST", "/api/v1/providers/{id}/heartbeat", Access::kAdapter, Heartbeat},
+      {"POST", "/api/v1/providers/register", Access::kPublic, Register, false, nullptr, true},
+      {"POST", "/api/v1/providers/{id}/heartbeat", Access::kAdapter, Heartbeat, false, nullptr, true},
       {"GET", "/api/v1/providers", Access::kInfra, ListProviders},
       {"GET", "/api/v1/providers/{id}", Access::kInfra, GetProvider},
       {"DELETE", "/api/v1/providers/{id}", Access::kInfra, DetachProvider},

@@ -66,9 +66,10 @@ std::vector<RouteInfo> RouteTable(const ApiOptions& options) {
   return out;
 }
 
-std::shared_ptr<net::Router> BuildRouter(const ApiDeps& deps) {
+std::shared_ptr<net::Router> BuildRouter(const ApiDeps& deps, RouterScope scope) {
   auto router = std::make_shared<net::Router>();
   for (const RouteDef& def : AllRoutes(deps.options)) {
+    if (scope == RouterScope::kTiers && !def.tier) continue;
     if (def.async_fn != nullptr) {
       router->AddAsync(def.method, def.pattern,
                        [deps, def](const net::Request& req, net::Responder respond) {

@@ -46,7 +46,7 @@ Result<net::Response> CreateTestOperation(const ApiDeps& deps, const net::Reques
 
 std::vector<RouteDef> SystemRoutes() {
   return {
-      {"GET", "/healthz", Access::kPublic, Healthz},
+      {"GET", "/healthz", Access::kPublic, Healthz, false, nullptr, true},
       {"GET", "/metrics", Access::kAdmin, MetricsText},
       {"GET", "/api/v1/openapi.json", Access::kPublic, OpenApi},
       {"POST", "/api/v1/test/operations", Access::kAdmin, CreateTestOperation, true},

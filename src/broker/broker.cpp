@@ -333,7 +333,19 @@ class ClusterCreateKind final : public ops::OperationKind {
                  std::to_string(opts_.node_heartbeat_seconds)};
     spec.argv.insert(spec.argv.end(), opts_.cluster_extra_args.begin(), opts_.cluster_extra_args.end());
     spec.env = {{"CANOPY_CLUSTER_TOKEN", grant.token}};
+    spec.preflight = {"probe", "--url", opts_.cluster_root_url + "/healthz", "--timeout", "10"};
     auto report = install::Installer(opts_.install).Install(target, spec);
+    if (!report && report.error().reason == "install_preflight") {
+      // Not retried: the root's URL for clusters does not work from the instance.
+      SPDLOG_WARN("Cluster cannot reach the root cluster={} url={} error={}", c.id,
+                  opts_.cluster_root_url, report.error().message);
+      Error e = Error::FailedPrecondition(fmt::format(
+          "the cluster's instance at {} cannot reach the root at {} ({}); give the root an "
+          "address instances can reach: canopyd root --cluster-listen HOST:PORT or --cluster-url URL",
+          target.host, opts_.cluster_root_url, report.error().message));
+      e.reason = "root_unreachable";
+      return e;
+    }
     if (!report) {
       SPDLOG_WARN("Cluster install failed cluster={} reason={} error={}", c.id, report.error().reason,
                   report.error().message);
@@ -656,7 +668,15 @@ class WorkersProvisionKind final : public ops::OperationKind {
                                            "--memory-mib", std::to_string(t->second.memory_mib)});
       }
       spec.env = {{"CANOPY_NODE_TOKEN", cmd.result["token"].get<std::string>()}};
+      spec.preflight = {"probe", "--url", c.cluster_url + "/healthz", "--timeout", "10"};
       auto report = install::Installer(opts_.install).Install(target, spec);
+      if (!report && report.error().reason == "install_preflight") {
+        Error e = Error::FailedPrecondition(fmt::format(
+            "the worker's instance at {} cannot reach its cluster at {} ({})", target.host,
+            c.cluster_url, report.error().message));
+        e.reason = "cluster_unreachable";
+        return e;
+      }
       if (!report) {
         SPDLOG_WARN("Node install failed worker={} reason={} error={}", w.id, report.error().reason,
                     report.error().message);

@@ -117,7 +117,7 @@ constexpr const char* kLocalGateway = "198.18.0.1";
 Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter, std::string* url_out) {
   if (::geteuid() != 0) {
     return Error::FailedPrecondition(
-        "canopy up runs the local provider, which needs root (network namespaces): use sudo");
+        "canopy up runs the local provider, which needs root (network namespaces): run it as root");
   }
   std::string canopyd = opts.canopyd.empty() ? DefaultCanopyd() : opts.canopyd;
   if (::access(canopyd.c_str(), X_OK) != 0) {
@@ -139,18 +139,19 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter, s
                     opts.listen.substr(colon);
   *url_out = url;
 
-  // Root.
-  // Instances reach the host at the local provider's bridge gateway (first address of its
-  // default subnet 198.18.0.0/15).
-  const bool reachable = host == "0.0.0.0" || host == kLocalGateway;
-  std::string cluster_url = "http://" + std::string(kLocalGateway) + opts.listen.substr(colon);
-  CANOPY_TRY(root.Start({canopyd, "root", "--listen", opts.listen, "--data-dir", (dir / "root").string(),
-                         "--cluster-url", cluster_url},
-                        dir / "root.log"));
-  if (!reachable) {
-    ctx.err << "note: the root listens on " << host << " only; clusters on local instances reach it at "
-            << cluster_url << ", so `canopy cluster create` needs --listen 0.0.0.0:PORT\n";
+  // Root. Instances reach the host at the local provider's bridge gateway (first address of its
+  // default subnet 198.18.0.0/15): a listener that covers it serves them; otherwise the root gets
+  // a tier-only listener there (pairing and link, not the user API).
+  const bool covers_gateway = host == "0.0.0.0" || host == "[::]" || host == "::" || host == kLocalGateway;
+  std::vector<std::string> root_argv = {canopyd, "root", "--listen", opts.listen, "--data-dir",
+                                        (dir / "root").string()};
+  std::string cluster_listen = std::string(kLocalGateway) + opts.listen.substr(colon);
+  if (covers_gateway) {
+    root_argv.insert(root_argv.end(), {"--cluster-url", "http://" + cluster_listen});
+  } else {
+    root_argv.insert(root_argv.end(), {"--cluster-listen", cluster_listen});
   }
+  CANOPY_TRY(root.Start(root_argv, dir / "root.log"));
   ApiClient anon(url, SecretString(""), ctx.transport);
   CANOPY_TRY(WaitUntil(root, "canopyd root", dir / "root.log",
                        [&] { return anon.Get("/healthz").has_value(); }, 30s));
@@ -225,6 +226,9 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter, s
             << "  admin login:  username admin, password " << pw_note << "\n"
             << "  this CLI is logged in (" << cfg_path.string() << ")\n"
             << "  provider:     local adapter live; credential \"local\" added\n"
+            << "  reachable:    the API at " << url
+            << (covers_gateway ? "" : " (this machine only)") << "; clusters on local instances dial "
+            << "http://" << cluster_listen << (covers_gateway ? "" : " (pairing and link only)") << "\n"
             << "  logs:         " << (dir / "root.log").string() << ", "
             << (dir / "adapter-local.log").string() << "\n"
             << "Press Ctrl-C to stop.\n";

@@ -13,10 +13,11 @@ namespace canopy::cli {
 
 struct UpOptions {
   std::string data_dir = "canopy-data";     // root/, adapter-local/, local/, *.log inside
-  // The root's API. Clusters installed on local instances dial the root at the bridge gateway
-  // (198.18.0.1), so the default listens on every interface; with a loopback-only --listen the
-  // root still runs but cloud clusters cannot reach it (up says so).
-  std::string listen = "0.0.0.0:8080";
+  // The root's API. It stays private by default (loopback). Clusters installed on local
+  // instances dial the root at the local provider's bridge gateway (198.18.0.1): unless --listen
+  // already covers that address (0.0.0.0, or the gateway itself), the root gets a second
+  // listener there on the same port that serves only what clusters and adapters call.
+  std::string listen = "127.0.0.1:8080";
   std::string canopyd;                      // path of canopyd; default: next to this binary
 };
 

@@ -15,6 +15,7 @@
 #include "node/node_agent.h"
 #include "providers/adapter/adapter_service.h"
 #include "common/json.h"
+#include "net/probe.h"
 #include "providers/builtin.h"
 #include "providers/registry.h"
 #include "root/root_daemon.h"
@@ -171,7 +172,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{86400}))->capture_default_str();
   root->add_flag("--sweep-delete", ro.sweep_delete, "Terminate orphan instances (default: report only)");
   root->add_option("--cluster-url", ro.cluster_url,
-                   "Root URL that clusters installed by the broker dial (default: from --listen)");
+                   "Root URL that clusters installed by the broker dial (default: the "
+                   "--cluster-listen URL, else the --listen URL)");
+  root->add_option("--cluster-listen", ro.cluster_listen,
+                   "HOST:PORT of a second listener serving only what clusters and adapters call "
+                   "(pairing, link, registration); binds before HOST exists (e.g. a bridge made later)");
   root->add_option("--canopyd-binary", ro.canopyd_binary,
                    "canopyd binary uploaded to new instances (default: canopyd-dist next to this one)");
   root->add_option("--cluster-link-interval", ro.cluster_link_interval,
@@ -243,7 +248,24 @@ int main(int argc, char** argv) {
                       "Memory offered to jobs, in MiB (default: MemTotal from /proc/meminfo)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
 
+  std::string probe_url;
+  int64_t probe_timeout = 10;
+  auto* probe = app.add_subcommand(
+      "probe", "Check that this machine reaches an HTTP(S) URL (any HTTP answer); exit 1 if not");
+  probe->add_option("--url", probe_url, "URL to GET")->required();
+  probe->add_option("--timeout", probe_timeout, "Seconds to keep trying")
+      ->check(CLI::Range(1, 600))->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
+  if (probe->parsed()) {
+    auto st = canopy::net::Probe(probe_url, std::chrono::seconds(probe_timeout));
+    if (!st) {
+      std::cerr << "error: " << st.error().message << "\n";
+      return 1;
+    }
+    std::cout << "ok: " << probe_url << " answered\n";
+    return 0;
+  }
   if (clus->parsed()) {
     co.link_interval = std::chrono::seconds(link_interval);
     co.heartbeat_interval = std::chrono::seconds(node_heartbeat);

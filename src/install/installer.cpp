@@ -370,6 +370,33 @@ echo "init=$init"
   }
   rep.timings.upload_ms = MsSince(t0);
 
+  // preflight: the uploaded binary checks what the component needs (e.g. the tier above is
+  // reachable from here), so a doomed start fails now with the reason instead of a timeout later.
+  if (!spec.preflight.empty()) {
+    t0 = SteadyClock::now();
+    std::string cmd = fmt::format("cd {} || exit 3\nexec ./bin/canopyd", Q(dir));
+    for (const auto& a : spec.preflight) cmd += " " + Q(a);
+    cmd += " </dev/null\n";
+    auto pre = session->Exec(cmd, opts_.script_timeout);
+    if (!pre) {
+      return InPhase(std::move(pre).error(), "preflight");
+    }
+    if (pre->exit_status != 0) {
+      std::string why = pre->err;
+      while (!why.empty() && (why.back() == '\n' || why.back() == '\r' || why.back() == ' ')) {
+        why.pop_back();
+      }
+      if (auto nl = why.rfind('\n'); nl != std::string::npos) why = why.substr(nl + 1);
+      if (why.rfind("error: ", 0) == 0) why = why.substr(7);
+      if (why.size() > 400) why.resize(400);
+      if (why.empty()) why = fmt::format("exited with status {}", pre->exit_status);
+      Error e = Error::FailedPrecondition(why);
+      e.reason = "install_preflight";
+      return e;
+    }
+    rep.timings.preflight_ms = MsSince(t0);
+  }
+
   // start: (re)start only when something changed or it is not running: never a second copy.
   t0 = SteadyClock::now();
   const bool changed = !rep.upload_skipped || rep.config_changed;

@@ -25,6 +25,11 @@ struct ComponentSpec {
   // runs in <remote_dir>.
   std::vector<std::string> argv;
   std::vector<std::pair<std::string, std::string>> env;  // names: [A-Za-z_][A-Za-z0-9_]*
+  // Arguments to the uploaded canopyd, run once on the instance after the upload and before the
+  // start (e.g. {"probe", "--url", ...}: can the instance reach the tier above?). A non-zero exit
+  // fails the install with kFailedPrecondition, reason "install_preflight" and the command's
+  // last stderr line as the message; nothing is started then. Empty = no preflight.
+  std::vector<std::string> preflight;
 };
 
 struct InstallOptions {
@@ -37,6 +42,7 @@ struct PhaseTimings {
   int64_t connect_ms = 0;
   int64_t check_ms = 0;
   int64_t upload_ms = 0;
+  int64_t preflight_ms = 0;
   int64_t start_ms = 0;
 };
 

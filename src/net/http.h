@@ -108,6 +108,9 @@ class Metrics {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;                          // 0 picks a free port
+  // Bind even when `host` is not (yet) an address of this machine (IP_FREEBIND): for an address
+  // that appears later, such as the local provider's bridge gateway.
+  bool freebind = false;
   size_t io_threads = 2;
   size_t worker_threads = 8;
   size_t max_body_bytes = 1 << 20;            // larger bodies get 413

@@ -150,11 +150,30 @@ int RunRoot(const RootOptions& opts) {
   so.worker_threads = opts.http_workers;
   auto server = net::HttpServer::Start(so, api::BuildRouter(deps), net::ErrorResponse, deps.metrics);
   if (!server) return fail(server.error());
-  std::string url = fmt::format("http://{}:{}", hp->first.find(':') != std::string::npos
-                                                    ? "[" + hp->first + "]" : hp->first,
-                                (*server)->port());
+  auto url_of = [](const std::string& host, uint16_t port) {
+    return fmt::format("http://{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host,
+                       port);
+  };
+  std::string url = url_of(hp->first, (*server)->port());
+  std::unique_ptr<net::HttpServer> tier_server;
+  std::string tier_url;
+  if (!opts.cluster_listen.empty()) {
+    auto thp = net::ParseHostPort(opts.cluster_listen);
+    if (!thp) return fail(thp.error());
+    net::ServerOptions to = so;
+    to.host = thp->first;
+    to.port = thp->second;
+    to.freebind = true;
+    auto ts = net::HttpServer::Start(to, api::BuildRouter(deps, api::RouterScope::kTiers),
+                                     net::ErrorResponse, deps.metrics);
+    if (!ts) return fail(ts.error());
+    tier_server = std::move(*ts);
+    tier_url = url_of(thp->first, tier_server->port());
+  }
   broker::BrokerOptions bo;
-  bo.cluster_root_url = opts.cluster_url.empty() ? url : opts.cluster_url;
+  bo.cluster_root_url = !opts.cluster_url.empty() ? opts.cluster_url
+                        : !tier_url.empty()       ? tier_url
+                                                  : url;
   bo.canopyd_binary = opts.canopyd_binary.empty() ? DefaultDistBinary() : opts.canopyd_binary;
   bo.link_interval_seconds = opts.cluster_link_interval;
   bo.node_heartbeat_seconds = opts.cluster_node_heartbeat;
@@ -176,8 +195,9 @@ int RunRoot(const RootOptions& opts) {
         deps, std::chrono::seconds(opts.sweep_interval), opts.sweep_delete);
   }
   (void)WriteFileAtomic(opts.data_dir + "/root.url", url + "\n");
-  SPDLOG_INFO("Root listening url={} data_dir={} cluster_url={} dist_binary={}", url, opts.data_dir,
-              bo.cluster_root_url, bo.canopyd_binary);
+  SPDLOG_INFO("Root listening url={} tier_url={} data_dir={} cluster_url={} dist_binary={}", url,
+              tier_url.empty() ? "-" : tier_url, opts.data_dir, bo.cluster_root_url,
+              bo.canopyd_binary);
 
   int sig = 0;
   sigwait(&sigs, &sig);
@@ -185,6 +205,7 @@ int RunRoot(const RootOptions& opts) {
   sweeper.reset();
   services.Stop();
   firewalls.Stop();
+  if (tier_server) tier_server->Stop();
   (*server)->Stop();
   engine.Stop();
   return 0;

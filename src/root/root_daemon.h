@@ -26,6 +26,11 @@ struct RootOptions {
   // to instances ("" = canopyd-dist next to this binary, else this binary), and the link and
   // node heartbeat intervals given to installed clusters.
   std::string cluster_url;
+  // A second listener for the lower tiers only (cluster pairing and link, adapter registration,
+  // /healthz), e.g. on the local provider's bridge gateway while --listen stays on loopback. It
+  // binds even before that address exists. "" = none. When set and cluster_url is "", installed
+  // clusters dial it.
+  std::string cluster_listen;
   std::string canopyd_binary;
   int64_t cluster_link_interval = 2;
   int64_t cluster_node_heartbeat = 2;

@@ -148,6 +148,27 @@ TEST_F(BrokerE2E, ClusterWithTwoWorkersThenEveryWorkerActionThenDelete) {
   EXPECT_EQ(env_->Call("DELETE", "/api/v1/credentials/" + env_->credential_id()).status, 204);
 }
 
+// A root whose URL for clusters does not work from the instances (here: its loopback address,
+// which inside an instance's namespace is the instance itself) fails the create at the install
+// step with that reason, at once, instead of waiting out the pairing timeout.
+TEST(BrokerE2EReachability, UnreachableRootFailsTheCreateFastWithTheReason) {
+  if (!LocalTestNet::Available()) GTEST_SKIP() << "needs root";
+  BrokerEnv env({"--cluster-url", "http://127.0.0.1:9"});
+  env.Start();
+  if (::testing::Test::HasFatalFailure()) return;
+  auto started = std::chrono::steady_clock::now();
+  Json created = env.CreateCluster("unreachable", 1);
+  Json op = env.WaitOperation(created.value("operation_id", ""), 120s);
+  auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(op["state"], "failed") << op.dump();
+  EXPECT_EQ(op["step"], "install") << op.dump();
+  std::string message = op["error"].value("message", "");
+  EXPECT_NE(message.find("cannot reach the root at http://127.0.0.1:9"), std::string::npos) << message;
+  EXPECT_NE(message.find("--cluster-listen"), std::string::npos) << message;
+  EXPECT_LT(took, 60s) << "the create should not wait for the 180 s pairing timeout";
+  EXPECT_EQ(env.Cluster(created["cluster"]["id"])["state"], "FAILED");
+}
+
 TEST_F(BrokerE2E, BadCreateRequestsAreRefusedBeforeAnythingIsMade) {
   auto base = Json{{"name", "x1"},        {"credential_id", env_->credential_id()}, {"region", "local"},
                    {"instance_type", "local.small"}, {"image", "debian-12"}, {"disk_gb", 1}};

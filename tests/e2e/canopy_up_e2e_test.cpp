@@ -80,10 +80,9 @@ class CanopyUp : public ::testing::Test {
   // Runs the CLI with the same config; returns its parsed -o json output.
   Json Cli(const std::vector<std::string>& args) {
     std::string out = (dir_.path() / "cli.out").string();
-    std::vector<std::string> argv = {Canopy()};
+    // -o json first: everything after a `--` is the service's own command.
+    std::vector<std::string> argv = {Canopy(), "-o", "json"};
     argv.insert(argv.end(), args.begin(), args.end());
-    argv.push_back("-o");
-    argv.push_back("json");
     std::remove(out.c_str());
     Process p(argv, Env(), out);
     EXPECT_EQ(p.Wait(), 0) << ReadFile(out);
@@ -161,6 +160,64 @@ TEST_F(CanopyUp, ClusterCreateDemoWithTwoWorkersFromTheCli) {
 
   // Everything goes again, through the CLI.
   for (const auto& w : workers) Cli({"worker", "delete", w["name"], "--cluster", "demo", "--wait"});
+  Cli({"cluster", "delete", "demo", "--wait"});
+  EXPECT_EQ(Cli({"cluster", "list"}).size(), 0u);
+  up_->Kill(SIGTERM);
+  EXPECT_EQ(up_->Wait(), 0) << ReadFile(Log());
+  up_.reset();
+}
+
+// The README's path, as a new user takes it on a fresh machine (as root): `scripts/demo.sh` with
+// its defaults (the API on loopback only), then the README's
+// `canopy cluster create demo --provider local --credential local --workers 2 --wait`, then a
+// service deployed on the cluster answers from this host at its instance's address.
+TEST_F(CanopyUp, ReadmeDemoScriptThenClusterCreateThenAServiceAnswersFromTheHost) {
+  ++starts_;
+  const std::string listen = "127.0.0.1:" + std::to_string(port_);
+  std::vector<std::string> env = Env();
+  env.push_back("CANOPY_BIN=" + std::string(CANOPY_TEST_BIN_DIR));  // the script's last command only
+  env.push_back("DATA_DIR=" + (dir_.path() / "data").string());
+  env.push_back("LISTEN=" + listen);
+  up_ = std::make_unique<Process>(
+      std::vector<std::string>{"/bin/bash", std::string(CANOPY_SOURCE_DIR) + "/scripts/demo.sh"}, env,
+      Log());
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(Log()).find("Press Ctrl-C") != std::string::npos ||
+                                   !up_->Running(); },
+                      60s))
+      << ReadFile(Log());
+  ASSERT_TRUE(up_->Running()) << ReadFile(Log());
+  const auto ready = std::chrono::steady_clock::now();
+
+  // The user API stays private: the bridge listener serves the lower tiers only.
+  const std::string tier = "http://198.18.0.1:" + std::to_string(port_);
+  EXPECT_EQ(CallApi(tier, "GET", "/healthz").status, 200) << ReadFile(Log());
+  EXPECT_EQ(CallApi(tier, "POST", "/api/v1/auth/login", R"({"username":"admin","password":"x"})").status, 404);
+
+  Json cluster = Cli({"cluster", "create", "demo", "--provider", "local", "--credential", "local",
+                      "--workers", "2", "--wait"});
+  ASSERT_TRUE(cluster.is_object()) << ReadFile(Log());
+  ASSERT_EQ(cluster["state"], "ACTIVE") << cluster.dump() << ReadFile(Log());
+  ASSERT_EQ(cluster["workers"].size(), 2u) << cluster.dump();
+
+  const int port = 18080;
+  Json svc = Cli({"service", "create", "web", "--port", std::to_string(port), "--memory", "64",
+                  "--deploy", "--wait", "--", "python3", "-m", "http.server", std::to_string(port)});
+  ASSERT_TRUE(svc.is_object()) << svc.dump();
+  ASSERT_EQ(svc["instances"].size(), 1u) << svc.dump();
+  std::string addr = svc["instances"][0].value("address", "");
+  ASSERT_FALSE(addr.empty()) << svc.dump();
+  EXPECT_TRUE(WaitFor([&] { return CallApi("http://" + addr + ":" + std::to_string(port), "GET", "/").status == 200; },
+                      30s))
+      << "the service does not answer at " << addr << ":" << port;
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - ready);
+  std::printf("README path: cluster with 2 workers and a reachable service %.2f s after `canopy up` was ready\n",
+              static_cast<double>(took.count()) / 1000.0);
+
+  Cli({"service", "undeploy", "web", "--wait"});
+  Cli({"service", "delete", "web"});
+  for (const auto& w : Cli({"worker", "list", "--cluster", "demo"})) {
+    Cli({"worker", "delete", w["name"], "--cluster", "demo", "--wait"});
+  }
   Cli({"cluster", "delete", "demo", "--wait"});
   EXPECT_EQ(Cli({"cluster", "list"}).size(), 0u);
   up_->Kill(SIGTERM);

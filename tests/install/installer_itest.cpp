@@ -427,6 +427,35 @@ TEST_F(InstallerItest, InstallFailureNamesThePhase) {
   EXPECT_EQ(c.error().code, ErrorCode::kUnavailable);
 }
 
+// A failing preflight (the uploaded binary's own check) fails the install with its last stderr
+// line and starts nothing; a passing one lets the start go on.
+TEST_F(InstallerItest, PreflightFailureStopsTheInstallWithTheCommandsReason) {
+  std::string path = (dir_ / "fake-canopyd-probe").string();
+  WriteFile(path,
+            "#!/bin/sh\n"
+            "if [ \"$1\" = probe ]; then\n"
+            "  [ \"$3\" = ok ] && exit 0\n"
+            "  echo 'some noise' >&2; echo \"error: cannot reach $3 from this machine: refused\" >&2; exit 1\n"
+            "fi\n"
+            "echo \"run $$\" >> started.txt\nexec sleep 1000\n",
+            fs::perms::owner_all);
+  Installer inst = FastInstaller();
+  ComponentSpec spec = Spec(path);
+  spec.preflight = {"probe", "--url", "http://10.0.0.1:8080/healthz"};
+  auto r = inst.Install(target_, spec);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().reason, "install_preflight");
+  EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(r.error().message, "cannot reach http://10.0.0.1:8080/healthz from this machine: refused");
+  EXPECT_FALSE(fs::exists(home_ / "canopy" / "started.txt"));
+
+  spec.preflight = {"probe", "--url", "ok"};
+  auto ok = inst.Install(target_, spec);
+  ASSERT_OK(ok);
+  for (int i = 0; i < 50 && !fs::exists(home_ / "canopy" / "started.txt"); ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(fs::exists(home_ / "canopy" / "started.txt"));
+}
+
 TEST(InstallerScripts, SupervisorScriptQuotesArgumentsAndEnv) {
   ComponentSpec spec;
   spec.name = "cluster";

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <sstream>
 #include <thread>
 
@@ -25,8 +26,10 @@ BrokerEnv::~BrokerEnv() {
 
 void BrokerEnv::Start() {
   port_ = FreePort();
-  std::vector<std::string> flags = {"--heartbeat-interval", "1", "--cluster-url",
-                                    "http://" + net_.gateway() + ":" + std::to_string(port_)};
+  std::vector<std::string> flags = {"--heartbeat-interval", "1"};
+  if (std::find(root_flags_.begin(), root_flags_.end(), "--cluster-url") == root_flags_.end()) {
+    flags.insert(flags.end(), {"--cluster-url", "http://" + net_.gateway() + ":" + std::to_string(port_)});
+  }
   flags.insert(flags.end(), root_flags_.begin(), root_flags_.end());
   root_ = std::make_unique<RootDaemon>((dir_.path() / "root").string(), flags);
   root_->SetListenHost("0.0.0.0");

@@ -30,6 +30,9 @@ struct RouteDef {
   HandlerFn fn;
   bool test_only = false;
   AsyncHandlerFn async_fn = nullptr;  // when set, used instead of fn
+  // Called by the lower tiers (clusters pairing and linking, adapters registering): also served
+  // on the root's tier listener (BuildRouter with RouterScope::kTiers).
+  bool tier = false;
 };
 
 // Handlers, one group per resource (each in its own <resource>_handlers.cpp).

@@ -13,6 +13,13 @@
 // outlive its io_context).
 
 #include <utility>  // Boost 1.74 asio/awaitable.hpp misses it on GCC 12: keep it first.
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#ifndef IPV6_FREEBIND
+#define IPV6_FREEBIND 78  // linux/in6.h, which clashes with netinet/in.h
+#endif
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -227,6 +234,15 @@ class ServerImpl final : public HttpServer {
     acceptor_.open(ep.protocol(), ec);
     if (!ec) {
       acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    }
+    if (!ec && opts_.freebind) {
+      // The address may not exist yet (a bridge made later): bind anyway, serve once it does.
+      int on = 1;
+      int level = ep.protocol() == tcp::v6() ? IPPROTO_IPV6 : IPPROTO_IP;
+      int name = ep.protocol() == tcp::v6() ? IPV6_FREEBIND : IP_FREEBIND;
+      if (::setsockopt(acceptor_.native_handle(), level, name, &on, sizeof on) != 0) {
+        ec = ErrorCodeT(errno, boost::system::system_category());
+      }
     }
     if (!ec) {
       acceptor_.bind(ep, ec);
