@@ -9,6 +9,7 @@ PACKAGES=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   iproute2 nftables openssh-server openssh-client procps curl wrk python3
+  ccache clang-format
 )
 
 missing=()
