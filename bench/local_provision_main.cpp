@@ -78,7 +78,7 @@ Sample One(providers::Provider& p, const providers::CallContext& ctx, const prov
   comp.binary_path = canopyd;
   comp.argv = {"root", "--listen", "0.0.0.0:7900", "--data-dir", "data"};
   comp.env = {{"CANOPY_ADMIN_PASSWORD", "bench-password-0123456789"}};
-  install::Installer installer;
+  install::SshInstaller installer;
   auto rep = installer.Install(t, comp);
   if (!rep) {
     s.error = rep.error().ToString();

@@ -1,63 +1,77 @@
-// POST /api/v1/auth/login and GET /api/v1/auth/jwks.
-#include <spdlog/spdlog.h>
+// POST /api/v1/auth/login, GET /api/v1/auth/jwks and /api/v1/users (admin only).
+#include <fmt/format.h>
 
 #include "api/detail/context.h"
-#include "auth/password.h"
-#include "common/secret.h"
+#include "common/clock.h"
 
 namespace canopy::api::detail {
 namespace {
 
-// A valid Argon2id hash of a random string: verifying against it for unknown users keeps login
-// time independent of whether the username exists.
-const std::string& DummyHash() {
-  static const std::string h = [] {
-    auto r = auth::HashPassword(SecretString(RandomToken(16)));
-    return r ? *r : std::string();
-  }();
-  return h;
-}
-
-Result<net::Response> Login(const ApiDeps& deps, const net::Request& req, const Principal&) {
-  CANOPY_ASSIGN_OR_RETURN(Json body, ParseBody(req));
-  CANOPY_ASSIGN_OR_RETURN(std::string username, GetString(body, "username", 128));
-  CANOPY_ASSIGN_OR_RETURN(std::string password_plain, GetString(body, "password", 1024));
-  SecretString password(std::move(password_plain));
-  auto user = deps.store->users().GetByUsername(username);
-  if (!user) {
-    if (user.error().code != ErrorCode::kNotFound) return std::move(user).error();
-    (void)auth::VerifyPassword(password, DummyHash());
-    SPDLOG_INFO("Login refused reason=unknown_user");
-    return Error::Unauthenticated("invalid username or password");
-  }
-  if (!auth::VerifyPassword(password, user->password_hash)) {
-    SPDLOG_INFO("Login refused reason=wrong_password user={}", user->id);
-    return Error::Unauthenticated("invalid username or password");
-  }
-  auth::Claims c;
-  c.subject = user->id;
-  c.username = user->username;
-  for (auto r : user->roles) c.roles.emplace_back(core::RoleName(r));
-  c.issued_at = UnixSeconds(deps.clock->Now());
-  c.expires_at = c.issued_at + deps.options.token_ttl.count();
-  c.token_id = RandomHex(12);
-  CANOPY_ASSIGN_OR_RETURN(std::string token, deps.jwt->Sign(c));
-  SPDLOG_INFO("Login succeeded user={}", user->id);
-  return JsonResponse(200, {{"access_token", token},
-                            {"token_type", "Bearer"},
-                            {"expires_in", deps.options.token_ttl.count()}});
-}
-
-Result<net::Response> Jwks(const ApiDeps& deps, const net::Request&, const Principal&) {
-  return JsonResponse(200, deps.jwt->Jwks());
+Json UserJson(const core::User& u) {
+  Json roles = Json::array();
+  for (auto r : u.roles) roles.push_back(core::RoleName(r));
+  return {{"id", u.id},
+          {"username", u.username},
+          {"roles", roles},
+          {"created_at", FormatRfc3339(u.created_at)}};
 }
 
 }  // namespace
 
-std::vector<RouteDef> AuthRoutes() {
+std::vector<RouteDef> AuthRoutes(control::Users* users) {
+  auto login = [users](const net::Request& req, const Principal&) -> Result<net::Response> {
+    CANOPY_ASSIGN_OR_RETURN(Json body, ParseBody(req));
+    CANOPY_ASSIGN_OR_RETURN(std::string username, GetString(body, "username", 128));
+    CANOPY_ASSIGN_OR_RETURN(std::string password, GetString(body, "password", 1024));
+    CANOPY_ASSIGN_OR_RETURN(auto t, users->Login(username, SecretString(std::move(password))));
+    return JsonResponse(200, {{"access_token", t.access_token},
+                              {"token_type", "Bearer"},
+                              {"expires_in", t.expires_in}});
+  };
+  auto jwks = [users](const net::Request&, const Principal&) -> Result<net::Response> {
+    return JsonResponse(200, users->Jwks());
+  };
   return {
-      {"POST", "/api/v1/auth/login", Access::kPublic, Login},
-      {"GET", "/api/v1/auth/jwks", Access::kPublic, Jwks},
+      {"POST", "/api/v1/auth/login", Access::kPublic, login},
+      {"GET", "/api/v1/auth/jwks", Access::kPublic, jwks},
+  };
+}
+
+std::vector<RouteDef> UserRoutes(control::Users* users) {
+  auto create = [users](const net::Request& req, const Principal&) -> Result<net::Response> {
+    CANOPY_ASSIGN_OR_RETURN(Json body, ParseBody(req));
+    CANOPY_ASSIGN_OR_RETURN(std::string username, GetString(body, "username", 64));
+    CANOPY_TRY(CheckName(username, "username"));
+    CANOPY_ASSIGN_OR_RETURN(std::string password, GetString(body, "password", 1024));
+    if (password.size() < 8) {
+      return Error::InvalidArgument("field 'password' must have at least 8 characters");
+    }
+    CANOPY_ASSIGN_OR_RETURN(auto role_names, GetStringArray(body, "roles", 3, 16));
+    if (role_names.empty()) return Error::InvalidArgument("field 'roles' must name at least one role");
+    std::vector<core::Role> roles;
+    for (const auto& n : role_names) {
+      auto r = core::ParseRole(n);
+      if (!r) return Error::InvalidArgument(fmt::format("unknown role '{}' (admin, infra or app)", n));
+      roles.push_back(*r);
+    }
+    CANOPY_ASSIGN_OR_RETURN(core::User u,
+                            users->Create(username, SecretString(std::move(password)), roles));
+    return JsonResponse(201, UserJson(u));
+  };
+  auto list = [users](const net::Request&, const Principal&) -> Result<net::Response> {
+    CANOPY_ASSIGN_OR_RETURN(auto all, users->List());
+    Json out = Json::array();
+    for (const auto& u : all) out.push_back(UserJson(u));
+    return JsonResponse(200, out);
+  };
+  auto del = [users](const net::Request& req, const Principal& p) -> Result<net::Response> {
+    CANOPY_TRY(users->Delete(req.Param("id"), p.user_id));
+    return NoContent();
+  };
+  return {
+      {"POST", "/api/v1/users", Access::kAdmin, create},
+      {"GET", "/api/v1/users", Access::kAdmin, list},
+      {"DELETE", "/api/v1/users/{id}", Access::kAdmin, del},
   };
 }
 

@@ -8,8 +8,7 @@
 #include <mutex>
 #include <set>
 
-#include "api/clusters.h"
-#include "api/provider_access.h"
+#include "control/operation_kinds.h"
 
 namespace canopy::broker {
 namespace {
@@ -20,9 +19,9 @@ struct Candidate {
   std::string region;
 };
 
-std::vector<Candidate> Candidates(const api::ApiDeps& deps, SweepReport& report) {
+std::vector<Candidate> Candidates(store::Store& store, SweepReport& report) {
   std::map<std::string, Candidate> out;
-  if (auto clusters = deps.store->clusters().List(); clusters) {
+  if (auto clusters = store.clusters().List(); clusters) {
     for (const auto& c : *clusters) {
       if (c.kind != core::ClusterKind::kCloud || !c.credential_id) continue;
       out[c.id] = {c.id, *c.credential_id, c.region.value_or("")};
@@ -30,9 +29,9 @@ std::vector<Candidate> Candidates(const api::ApiDeps& deps, SweepReport& report)
   } else {
     report.errors.push_back("cannot list clusters: " + clusters.error().message);
   }
-  if (auto ops = deps.store->operations().List(100000); ops) {
+  if (auto ops = store.operations().List(100000); ops) {
     for (const auto& op : *ops) {
-      if (op.kind != api::kOpClusterCreate || out.count(op.target_id) != 0) continue;
+      if (op.kind != control::kOpClusterCreate || out.count(op.target_id) != 0) continue;
       std::string cred = op.data.value("credential_id", "");
       if (cred.empty()) continue;
       out[op.target_id] = {op.target_id, cred, op.data.value("region", "")};
@@ -47,17 +46,17 @@ std::vector<Candidate> Candidates(const api::ApiDeps& deps, SweepReport& report)
 
 }  // namespace
 
-SweepReport SweepOnce(const api::ApiDeps& deps, bool remove) {
+SweepReport SweepOnce(store::Store& store, control::CloudAccess& clouds, bool remove) {
   SweepReport report;
   // Which canopy ids rows own now: live clusters and every worker's current generation. A
   // worker being recreated (BOOTING) also owns its previous generations until its operation
   // has terminated them.
   std::set<std::string> owned;
   std::map<std::string, std::string> booting;  // worker id -> its cluster
-  if (auto clusters = deps.store->clusters().List(); clusters) {
+  if (auto clusters = store.clusters().List(); clusters) {
     for (const auto& c : *clusters) owned.insert(c.id);
   }
-  auto workers = deps.store->workers().List();
+  auto workers = store.workers().List();
   if (!workers) {
     report.errors.push_back("cannot list workers: " + workers.error().message);
     return report;
@@ -66,8 +65,8 @@ SweepReport SweepOnce(const api::ApiDeps& deps, bool remove) {
     owned.insert(w.InstanceCanopyId());
     if (w.state == core::WorkerState::kBooting) booting[w.id] = w.cluster_id;
   }
-  for (const auto& cand : Candidates(deps, report)) {
-    auto opened = api::OpenProviderForCredential(deps, cand.credential_id);
+  for (const auto& cand : Candidates(store, report)) {
+    auto opened = clouds.Open(cand.credential_id);
     if (!opened) {
       report.errors.push_back(fmt::format("cluster {}: {}", cand.cluster_id, opened.error().message));
       continue;
@@ -101,8 +100,9 @@ SweepReport SweepOnce(const api::ApiDeps& deps, bool remove) {
   return report;
 }
 
-PeriodicSweeper::PeriodicSweeper(api::ApiDeps deps, std::chrono::seconds interval, bool remove)
-    : thread_([deps = std::move(deps), interval, remove](std::stop_token stop) {
+PeriodicSweeper::PeriodicSweeper(store::Store& store, control::CloudAccess& clouds,
+                                 std::chrono::seconds interval, bool remove)
+    : thread_([&store, &clouds, interval, remove](std::stop_token stop) {
         std::mutex mu;
         std::condition_variable_any cv;
         while (!stop.stop_requested()) {
@@ -111,7 +111,7 @@ PeriodicSweeper::PeriodicSweeper(api::ApiDeps deps, std::chrono::seconds interva
             cv.wait_for(lock, stop, interval, [] { return false; });
           }
           if (stop.stop_requested()) break;
-          auto r = SweepOnce(deps, remove);
+          auto r = SweepOnce(store, clouds, remove);
           SPDLOG_INFO("Sweep done clusters={} instances={} orphans={} removed={} errors={}",
                       r.clusters_checked, r.instances_seen, r.orphans.size(), r.removed,
                       r.errors.size());

@@ -12,7 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "api/api.h"
+#include "control/cloud_access.h"
+#include "store/store.h"
 
 namespace canopy::broker {
 
@@ -25,12 +26,13 @@ struct SweepReport {
 };
 
 // One pass over every candidate cluster. `remove` terminates the orphans found.
-SweepReport SweepOnce(const api::ApiDeps& deps, bool remove);
+SweepReport SweepOnce(store::Store& store, control::CloudAccess& clouds, bool remove);
 
 // Runs SweepOnce every `interval` until destroyed (first pass after one interval).
 class PeriodicSweeper {
  public:
-  PeriodicSweeper(api::ApiDeps deps, std::chrono::seconds interval, bool remove);
+  PeriodicSweeper(store::Store& store, control::CloudAccess& clouds, std::chrono::seconds interval,
+                  bool remove);
   ~PeriodicSweeper();
 
  private:

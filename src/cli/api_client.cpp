@@ -1,5 +1,7 @@
 #include "cli/api_client.h"
 
+#include "net/error_mapping.h"
+
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 
@@ -86,43 +88,6 @@ Result<std::string> NormalizeRootUrl(std::string_view url) {
   return out;
 }
 
-std::optional<ErrorCode> ErrorCodeFromName(std::string_view name) {
-  static constexpr std::array kCodes = {
-      ErrorCode::kInvalidArgument,    ErrorCode::kUnauthenticated,   ErrorCode::kPermissionDenied,
-      ErrorCode::kNotFound,           ErrorCode::kAlreadyExists,     ErrorCode::kConflict,
-      ErrorCode::kFailedPrecondition, ErrorCode::kPayloadTooLarge,   ErrorCode::kUnprocessable,
-      ErrorCode::kResourceExhausted,  ErrorCode::kInternal,          ErrorCode::kProviderError,
-      ErrorCode::kUnavailable,        ErrorCode::kDeadlineExceeded,
-  };
-  for (ErrorCode c : kCodes) {
-    if (ErrorCodeName(c) == name) {
-      return c;
-    }
-  }
-  return std::nullopt;
-}
-
-ErrorCode ErrorCodeFromHttpStatus(int status) {
-  switch (status) {
-    case 400: return ErrorCode::kInvalidArgument;
-    case 401: return ErrorCode::kUnauthenticated;
-    case 403: return ErrorCode::kPermissionDenied;
-    case 404: return ErrorCode::kNotFound;
-    case 409: return ErrorCode::kConflict;
-    case 413: return ErrorCode::kPayloadTooLarge;
-    case 422: return ErrorCode::kUnprocessable;
-    case 429: return ErrorCode::kResourceExhausted;
-    case 502: return ErrorCode::kProviderError;
-    case 503: return ErrorCode::kUnavailable;
-    case 504: return ErrorCode::kDeadlineExceeded;
-    default: break;
-  }
-  if (status >= 400 && status < 500) {
-    return ErrorCode::kInvalidArgument;
-  }
-  return ErrorCode::kInternal;
-}
-
 Error ApiErrorFromResponse(int status, std::string_view body) {
   std::string code_name;
   std::string message;
@@ -140,10 +105,9 @@ Error ApiErrorFromResponse(int status, std::string_view body) {
       }
     }
   }
-  ErrorCode code = ErrorCodeFromHttpStatus(status);
-  if (!code_name.empty()) {
-    code = ErrorCodeFromName(code_name).value_or(code);
-  } else {
+  // The code as every Canopy client decodes it; the name shown is the API's own, even unknown.
+  ErrorCode code = net::ErrorFromResponse(status, body).code;
+  if (code_name.empty()) {
     code_name = std::string(ErrorCodeName(code));
   }
   if (message.empty()) {

@@ -26,11 +26,6 @@ Transport HttpTransport();
 // kInvalidArgument otherwise.
 Result<std::string> NormalizeRootUrl(std::string_view url);
 
-// The ErrorCode for an API error code name ("not_found"); nullopt for names Canopy does not know.
-std::optional<ErrorCode> ErrorCodeFromName(std::string_view name);
-// Fallback when an error body carries no usable code.
-ErrorCode ErrorCodeFromHttpStatus(int status);
-
 // Builds the Error for a non-2xx response. message is "<api message> (<code>, HTTP <status>)",
 // made one line and bounded in length; the code string is the API's own even when unknown here.
 Error ApiErrorFromResponse(int status, std::string_view body);

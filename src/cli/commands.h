@@ -217,6 +217,5 @@ int ServiceDelete(Context& ctx, const std::string& service);
 int ReportError(Context& ctx, std::string_view message);
 
 // Parses "2026-11-28T12:00:00Z" / "...12:00:00.123Z" / "...+01:00"; nullopt if malformed.
-std::optional<TimePoint> ParseRfc3339(std::string_view s);
 
 }  // namespace canopy::cli

@@ -20,6 +20,19 @@
 namespace canopy::cluster {
 namespace {
 
+void SetError(core::CommandOutcome& o, const Error& e) {
+  o.error_code = std::string(ErrorCodeName(e.code));
+  o.error_message = e.message;
+  o.error_reason = e.reason;
+}
+
+// The "error" of an ack: {code, message, reason?}.
+Json ErrorJson(const std::string& code, const std::string& message, const std::string& reason) {
+  Json e = {{"code", code}, {"message", message}};
+  if (!reason.empty()) e["reason"] = reason;
+  return e;
+}
+
 constexpr std::string_view kNodeTokenPrefix = "cnt_";
 constexpr std::string_view kNodeKeyPrefix = "nk_";
 
@@ -306,9 +319,8 @@ Result<Json> ClusterService::DeployJob(const Json& args) {
       PickNode(nodes, jobs, std::set<std::string>(draining.begin(), draining.end()), cpu, mem, now);
   if (!best) {
     return Error{ErrorCode::kResourceExhausted,
-                 fmt::format("no_worker_capacity: no online node has {} cpu_millis and {} MiB free",
-                             cpu, mem),
-                 {}};
+                 fmt::format("no online node has {} cpu_millis and {} MiB free", cpu, mem),
+                 std::string(core::kReasonNoWorkerCapacity)};
   }
   store::JobPlacement p;
   p.job_id = job_id;
@@ -467,7 +479,7 @@ Json ClusterService::ExecuteCommand(const Json& cmd) {
   auto stored = store_->GetOutcome(id);
   if (stored && !(stored->ok && stored->result.value("has_secret", false))) {
     Json ack = {{"id", id}, {"ok", stored->ok}, {"result", stored->result}};
-    if (!stored->ok) ack["error"] = {{"code", stored->error_code}, {"message", stored->error_message}};
+    if (!stored->ok) ack["error"] = ErrorJson(stored->error_code, stored->error_message, stored->error_reason);
     return ack;
   }
   SPDLOG_INFO("Running root command command={} type={}", id, type);
@@ -482,10 +494,12 @@ Json ClusterService::ExecuteCommand(const Json& cmd) {
     full = Json::object();
     o.ok = true;
     o.result = Json::object();
-    if (type == "ping") {
+    const auto known = core::ParseCommandType(type);
+    using core::CommandType;
+    if (known == CommandType::kPing) {
       full = {{"pong", true}, {"cluster_id", cluster_id()}};
       o.result = full;
-    } else if (type == "create_node_token") {
+    } else if (known == CommandType::kCreateNodeToken) {
       auto ttl_arg = GetOptInt(args, "ttl_seconds", 60, 7 * 24 * 3600);
       auto ttl = ttl_arg && *ttl_arg ? std::chrono::seconds(**ttl_arg) : opts_.node_token_ttl;
       auto tok = CreateNodeToken(ttl);
@@ -495,22 +509,19 @@ Json ClusterService::ExecuteCommand(const Json& cmd) {
         o.result = {{"expires_at", FormatRfc3339(tok->second)}, {"has_secret", true}};
       } else {
         o.ok = false;
-        o.error_code = std::string(ErrorCodeName(tok.error().code));
-        o.error_message = tok.error().message;
+        SetError(o, tok.error());
       }
-    } else if (type == "deploy_job" || type == "undeploy_job" || type == "drain_node" ||
-               type == "undrain_node") {
-      Result<Json> r = type == "deploy_job"     ? DeployJob(args)
-                       : type == "undeploy_job" ? UndeployJob(args)
-                       : type == "drain_node"   ? DrainNode(args)
-                                                : UndrainNode(args);
+    } else if (known) {
+      Result<Json> r = *known == CommandType::kDeployJob     ? DeployJob(args)
+                       : *known == CommandType::kUndeployJob ? UndeployJob(args)
+                       : *known == CommandType::kDrainNode   ? DrainNode(args)
+                                                             : UndrainNode(args);
       if (r) {
         full = *r;
         o.result = full;
       } else {
         o.ok = false;
-        o.error_code = std::string(ErrorCodeName(r.error().code));
-        o.error_message = r.error().message;
+        SetError(o, r.error());
       }
     } else {
       o.ok = false;
@@ -541,7 +552,7 @@ Json ClusterService::ExecuteCommand(const Json& cmd) {
     }
   }
   Json ack = {{"id", id}, {"ok", o.ok}, {"result", o.ok ? full : Json::object()}};
-  if (!o.ok) ack["error"] = {{"code", o.error_code}, {"message", o.error_message}};
+  if (!o.ok) ack["error"] = ErrorJson(o.error_code, o.error_message, o.error_reason);
   std::lock_guard<std::mutex> l(mu_);
   results_[id] = ack;
   return ack;

@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace canopy {
 
@@ -29,5 +31,8 @@ int64_t UnixMillis(TimePoint t);
 TimePoint FromUnixMillis(int64_t ms);
 // RFC 3339 UTC with milliseconds: "2026-11-28T12:00:00.123Z".
 std::string FormatRfc3339(TimePoint t);
+// The one RFC 3339 parser: "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)" (T/Z in either
+// case; fractions beyond milliseconds are cut). nullopt for anything else.
+std::optional<TimePoint> ParseRfc3339(std::string_view s);
 
 }  // namespace canopy

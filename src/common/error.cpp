@@ -19,16 +19,21 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kProviderError: return "provider_error";
     case ErrorCode::kUnavailable: return "unavailable";
     case ErrorCode::kDeadlineExceeded: return "deadline_exceeded";
+    case ErrorCode::kNotSupported: return "not_supported";
   }
   return "internal";
 }
 
-ErrorCode ParseErrorCode(std::string_view name) {
-  for (int i = 0; i <= static_cast<int>(ErrorCode::kDeadlineExceeded); ++i) {
+std::optional<ErrorCode> ErrorCodeFromName(std::string_view name) {
+  for (int i = 1; i <= static_cast<int>(ErrorCode::kNotSupported); ++i) {
     auto c = static_cast<ErrorCode>(i);
     if (ErrorCodeName(c) == name) return c;
   }
-  return ErrorCode::kInternal;
+  return std::nullopt;
+}
+
+ErrorCode ParseErrorCode(std::string_view name) {
+  return ErrorCodeFromName(name).value_or(ErrorCode::kInternal);
 }
 
 bool IsRetryable(ErrorCode code) {

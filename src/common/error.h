@@ -1,7 +1,8 @@
 // Error and ErrorCode: the one error vocabulary of Canopy. Value types, thread-compatible.
-// The mapping to HTTP status lives only in api/error_mapping.cpp.
+// The mapping to HTTP status lives only in net/error_mapping.cpp.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,7 @@ enum class ErrorCode {
   kProviderError,       // 502: a cloud/adapter failed
   kUnavailable,         // 503: try again later
   kDeadlineExceeded,    // 504
+  kNotSupported,        // 501: this implementation does not offer the feature (not a state problem)
 };
 
 // Stable snake_case name used in API error bodies ("invalid_argument", ...).
@@ -30,6 +32,8 @@ std::string_view ErrorCodeName(ErrorCode code);
 
 // Inverse of ErrorCodeName; kInternal for unknown names.
 ErrorCode ParseErrorCode(std::string_view name);
+// Inverse of ErrorCodeName; nullopt for unknown names (and for "ok").
+std::optional<ErrorCode> ErrorCodeFromName(std::string_view name);
 
 // Whether an operation failing with this code may succeed if retried later.
 bool IsRetryable(ErrorCode code);
@@ -53,6 +57,12 @@ struct Error {
   static Error Provider(std::string m) { return {ErrorCode::kProviderError, std::move(m), {}}; }
   static Error Unavailable(std::string m) { return {ErrorCode::kUnavailable, std::move(m), {}}; }
   static Error DeadlineExceeded(std::string m) { return {ErrorCode::kDeadlineExceeded, std::move(m), {}}; }
+  static Error NotSupported(std::string m) { return {ErrorCode::kNotSupported, std::move(m), {}}; }
+  // The same error with a machine-readable reason.
+  Error WithReason(std::string r) && {
+    reason = std::move(r);
+    return std::move(*this);
+  }
 
   std::string ToString() const;
 };

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -109,11 +110,16 @@ enum class ClusterState { kProvisioning, kInstalling, kPairing, kActive, kFailed
 std::string_view ClusterStateName(ClusterState s);
 std::optional<ClusterState> ParseClusterState(std::string_view s);
 
+// A node as its cluster reports it (the cluster decides: heartbeats within its window).
+enum class NodeState { kOnline, kOffline };
+std::string_view NodeStateName(NodeState s);
+std::optional<NodeState> ParseNodeState(std::string_view s);
+
 // One node of a cluster as last reported over the cluster's link.
 struct ClusterNodeInfo {
   std::string id;
   std::string address;
-  std::string state;  // "online" | "offline" (the cluster decides)
+  NodeState state = NodeState::kOnline;
   int64_t cpu_millis = 0;
   int64_t memory_mib = 0;
   int64_t memory_available_mib = 0;
@@ -121,6 +127,41 @@ struct ClusterNodeInfo {
   std::optional<TimePoint> last_seen;
   bool draining = false;  // no new jobs (its worker is being stopped/terminated/deleted)
 };
+
+// How the broker logs in to an instance over SSH, as the provider reported it once running.
+struct SshLogin {
+  std::string user;
+  uint16_t port = 22;
+  std::string host_key;  // SHA256 fingerprint; "" when the provider reported none
+  std::string address;
+};
+
+// The cluster's identity step: not run yet, run for a provider without identities, or made.
+enum class IdentityState { kUnknown, kNone, kMade };
+
+// What the broker made for a cloud cluster (stored as the clusters.cloud JSON column; the keys
+// are those of ClusterCloudToJson). Every field is saved as soon as the cloud call that made it
+// returns, so a re-run step finds it.
+struct ClusterCloud {
+  std::string operation_id;  // the broker operation that last changed the cluster
+  std::string key_pair;      // "canopy-<credential id>" once made
+  std::string ssh_firewall;  // shared per credential and region
+  std::string api_firewall;  // the cluster's own (its API port)
+  IdentityState identity = IdentityState::kUnknown;
+  std::string identity_id;      // kMade only
+  std::string identity_sealed;  // base64 of the SecretBox-sealed credential, aad "<id>/identity"
+  Json handle;                  // the instance's provider handle; null until it exists
+  std::string provider_id;
+  std::string address;
+  std::optional<SshLogin> ssh;  // set by the `running` step
+  // Per-service firewalls the firewall sync made in this cluster: service id -> firewall id.
+  std::map<std::string, std::string> service_firewalls;
+
+  bool HasInstance() const { return !handle.is_null(); }
+};
+Json ClusterCloudToJson(const ClusterCloud& c);
+// Lenient: unknown keys are ignored, missing ones keep their defaults (rows of older versions).
+ClusterCloud ClusterCloudFromJson(const Json& j);
 
 // A cluster row. Cloud fields are empty for edge clusters. `key_ciphertext` is the cluster key
 // (issued at pairing) sealed with the SecretBox, the cluster id as associated data; empty until
@@ -145,9 +186,8 @@ struct Cluster {
   std::vector<ClusterNodeInfo> nodes;
   Json resources = Json::object();  // aggregate of online nodes: cpu_millis, memory_mib, ...
   // Cloud clusters: what the broker made for this cluster, saved as soon as each cloud call
-  // returns (src/broker/README.md): instance handle, provider id, address, SSH user/port, host
-  // key, key pair, firewall ids, identity id and sealed identity. {} for edge clusters.
-  Json cloud = Json::object();
+  // returns (src/broker/README.md). Empty for edge clusters.
+  ClusterCloud cloud;
   std::string created_by;
   TimePoint created_at{};
   TimePoint updated_at{};
@@ -159,10 +199,19 @@ enum class WorkerState { kBooting, kActive, kFailed, kTerminating, kStopped, kTe
 std::string_view WorkerStateName(WorkerState s);
 std::optional<WorkerState> ParseWorkerState(std::string_view s);
 
-// The contract's worker transition table: the state a worker passes through when `action`
-// ("stop", "restart", "terminate", "recreate", "delete") starts from `from`; nullopt when the
-// transition is not allowed (the API answers 409 with the current state).
-std::optional<WorkerState> WorkerActionThrough(std::string_view action, WorkerState from);
+// What an application provider may do to a worker (the contract's worker table).
+enum class WorkerAction { kStop, kRestart, kTerminate, kRecreate, kDelete };
+std::string_view WorkerActionName(WorkerAction a);
+std::optional<WorkerAction> ParseWorkerAction(std::string_view s);
+// Restart and recreate boot an instance (workers.provision); the others end one (worker.shutdown).
+inline bool BootsInstance(WorkerAction a) {
+  return a == WorkerAction::kRestart || a == WorkerAction::kRecreate;
+}
+
+// The contract's worker transition table: the state a worker passes through when `action` starts
+// from `from`; nullopt when the transition is not allowed (the API answers 409 with the current
+// state).
+std::optional<WorkerState> WorkerActionThrough(WorkerAction action, WorkerState from);
 // A worker in a state that may still cost money (anything but TERMINATED).
 inline bool IsBilled(WorkerState s) { return s != WorkerState::kTerminated; }
 
@@ -202,6 +251,12 @@ struct ClusterToken {
   std::string created_by;
 };
 
+// What the root asks of a cluster over its link (protocol: src/cluster/README.md). The wire and
+// the store carry CommandTypeName().
+enum class CommandType { kPing, kCreateNodeToken, kDeployJob, kUndeployJob, kDrainNode, kUndrainNode };
+std::string_view CommandTypeName(CommandType t);
+std::optional<CommandType> ParseCommandType(std::string_view s);
+
 enum class ClusterCommandState { kPending, kSucceeded, kFailed };
 std::string_view ClusterCommandStateName(ClusterCommandState s);
 std::optional<ClusterCommandState> ParseClusterCommandState(std::string_view s);
@@ -210,12 +265,13 @@ std::optional<ClusterCommandState> ParseClusterCommandState(std::string_view s);
 struct ClusterCommand {
   std::string id;
   std::string cluster_id;
-  std::string type;  // "ping", "create_node_token", ...
+  std::string type;  // CommandTypeName() (a cluster answers unknown types with a failure)
   Json args = Json::object();
   ClusterCommandState state = ClusterCommandState::kPending;
   Json result;                 // set when succeeded
   std::string error_code;      // set when failed
   std::string error_message;
+  std::string error_reason;    // machine-readable (e.g. "no_worker_capacity"); may be empty
   int64_t deliveries = 0;
   TimePoint created_at{};
   std::optional<TimePoint> delivered_at;  // last delivery
@@ -256,6 +312,7 @@ struct CommandOutcome {
   Json result = Json::object();
   std::string error_code;
   std::string error_message;
+  std::string error_reason;
   bool acknowledged = false;  // the root has confirmed the ack
   TimePoint created_at{};
 };
@@ -276,10 +333,27 @@ struct Service {
   int64_t version = 1;
 };
 
+// A service instance's state at the root: pending (no cluster yet; reason says why), scheduled
+// (deploy_job sent to cluster_id), removing (undeploy_job sent), else the state its cluster last
+// reported (starting, running, restarting, exited, failed; a cluster's "pending" - placed, the
+// node has not started it yet - is starting here, where pending means "no cluster").
+enum class InstanceState {
+  kPending, kScheduled, kStarting, kRunning, kRestarting, kExited, kFailed, kRemoving
+};
+std::string_view InstanceStateName(InstanceState s);
+std::optional<InstanceState> ParseInstanceState(std::string_view s);
+// The state a cluster's job report means at the root (unknown words read as starting).
+InstanceState InstanceStateFromReport(std::string_view reported);
+// On a node: counted against its capacity and its firewall (not pending/scheduled/removing).
+inline bool IsOnNode(InstanceState s) {
+  return s != InstanceState::kPending && s != InstanceState::kScheduled && s != InstanceState::kRemoving;
+}
+
+// Machine-readable reasons of pending instances (ServiceInstance::reason_code).
+inline constexpr std::string_view kReasonNoWorkerCapacity = "no_worker_capacity";
+
 // One replica of a deployed service as the root's scheduler sees it. job_id = "<service id>-r<N>"
-// is the id the cluster and node use. state: pending (no cluster yet; reason says why),
-// scheduled (deploy_job sent to cluster_id), removing (undeploy_job sent), else the state the
-// cluster last reported (starting, running, restarting, exited, failed).
+// is the id the cluster and node use.
 struct ServiceInstance {
   std::string job_id;
   std::string service_id;
@@ -287,8 +361,9 @@ struct ServiceInstance {
   std::string cluster_id;
   std::string node_id;
   std::string address;
-  std::string state = "pending";
-  std::string reason;
+  InstanceState state = InstanceState::kPending;
+  std::string reason_code;  // machine-readable (kReasonNoWorkerCapacity, ...); may be empty
+  std::string reason;       // why, for people
   std::string command_id;  // the pending deploy_job / undeploy_job command
   TimePoint created_at{};
   TimePoint updated_at{};

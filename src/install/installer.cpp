@@ -193,7 +193,7 @@ std::string Prelude(const std::string& abs_dir, const std::string& name) {
 
 }  // namespace
 
-std::string Installer::SupervisorScript(const ComponentSpec& spec, const std::string& abs_dir) {
+std::string SshInstaller::SupervisorScript(const ComponentSpec& spec, const std::string& abs_dir) {
   std::string cmd = "./bin/canopyd";
   for (const auto& a : spec.argv) {
     std::string arg = a;
@@ -239,7 +239,7 @@ rm -f "run/$N.pid" "run/$N.child"
                      fmt::arg("cmd", cmd));
 }
 
-std::string Installer::SystemdUnit(const ComponentSpec& spec, const std::string& abs_dir,
+std::string SshInstaller::SystemdUnit(const ComponentSpec& spec, const std::string& abs_dir,
                                    const std::string& user) {
   std::string exec = SystemdQuote(abs_dir + "/bin/canopyd");
   for (const auto& a : spec.argv) {
@@ -278,7 +278,7 @@ WantedBy=multi-user.target
                      fmt::arg("log", log));
 }
 
-Result<InstallReport> Installer::Install(const SshTarget& target,
+Result<InstallReport> SshInstaller::Install(const SshTarget& target,
                                          const ComponentSpec& spec) const {
   if (auto v = ValidateSpec(spec); !v) {
     return Unexpected(std::move(v).error());
@@ -471,7 +471,7 @@ std::string DirExpr(const std::string& remote_dir) {
 
 }  // namespace
 
-canopy::Status Installer::Stop(const SshTarget& target, const std::string& name,
+canopy::Status SshInstaller::Stop(const SshTarget& target, const std::string& name,
                                const std::string& remote_dir) const {
   if (!ValidName(name)) {
     return Error::InvalidArgument("component name must match [a-z0-9_-]{1,64}");
@@ -492,7 +492,7 @@ echo "state=stopped"
   return OkStatus();
 }
 
-Result<ComponentStatus> Installer::GetStatus(const SshTarget& target, const std::string& name,
+Result<ComponentStatus> SshInstaller::GetStatus(const SshTarget& target, const std::string& name,
                                              const std::string& remote_dir) const {
   if (!ValidName(name)) {
     return Error::InvalidArgument("component name must match [a-z0-9_-]{1,64}");

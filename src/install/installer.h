@@ -63,14 +63,23 @@ struct ComponentStatus {
   int64_t child_pid = 0;  // supervised process (supervisor mode)
 };
 
+// Puts a component onto an instance and keeps it running. The seam between the broker and SSH:
+// SshInstaller in production, in-process fakes in the broker's tests.
 // Failure policy: Install never tears anything down on failure. The error's `reason` names the
-// phase ("install_connect", "install_check", "install_upload", "install_start") and the caller
-// decides whether to terminate the instance or keep it for inspection/retry.
+// phase ("install_connect", "install_check", "install_upload", "install_preflight",
+// "install_start") and the caller decides whether to terminate the instance or keep it.
 class Installer {
  public:
-  explicit Installer(InstallOptions opts = {}) : opts_(std::move(opts)) {}
+  virtual ~Installer() = default;
+  virtual Result<InstallReport> Install(const SshTarget& target, const ComponentSpec& spec) const = 0;
+};
 
-  Result<InstallReport> Install(const SshTarget& target, const ComponentSpec& spec) const;
+// The installer over SSH (libssh): one session per call.
+class SshInstaller final : public Installer {
+ public:
+  explicit SshInstaller(InstallOptions opts = {}) : opts_(std::move(opts)) {}
+
+  Result<InstallReport> Install(const SshTarget& target, const ComponentSpec& spec) const override;
   // Stops the component (and its supervisor); OK when it is not running.
   Status Stop(const SshTarget& target, const std::string& name,
               const std::string& remote_dir = "canopy") const;

@@ -21,6 +21,7 @@ int HttpStatusFor(ErrorCode code) {
     case ErrorCode::kProviderError: return 502;
     case ErrorCode::kUnavailable: return 503;
     case ErrorCode::kDeadlineExceeded: return 504;
+    case ErrorCode::kNotSupported: return 501;
   }
   return 500;
 }
@@ -37,36 +38,43 @@ Response ErrorResponse(const Error& e) {
   return Response::FromJson(status, body);
 }
 
-Error ErrorFromResponse(const ClientResponse& r) {
-  auto j = ParseJson(r.body);
-  if (j && j->is_object() && j->contains("error") && (*j)["error"].is_object()) {
-    const Json& e = (*j)["error"];
-    Error err;
-    err.code = e.contains("code") && e["code"].is_string()
-                   ? ParseErrorCode(e["code"].get<std::string>())
-                   : ErrorCode::kInternal;
-    err.message = e.contains("message") && e["message"].is_string()
-                      ? e["message"].get<std::string>()
-                      : fmt::format("HTTP {}", r.status);
-    if (e.contains("reason") && e["reason"].is_string()) err.reason = e["reason"].get<std::string>();
-    return err;
-  }
-  ErrorCode code = ErrorCode::kInternal;
-  switch (r.status) {
-    case 400: code = ErrorCode::kInvalidArgument; break;
-    case 401: code = ErrorCode::kUnauthenticated; break;
-    case 403: code = ErrorCode::kPermissionDenied; break;
-    case 404: code = ErrorCode::kNotFound; break;
-    case 409: code = ErrorCode::kConflict; break;
-    case 413: code = ErrorCode::kPayloadTooLarge; break;
-    case 422: code = ErrorCode::kUnprocessable; break;
-    case 429: code = ErrorCode::kResourceExhausted; break;
-    case 502: code = ErrorCode::kProviderError; break;
-    case 503: code = ErrorCode::kUnavailable; break;
-    case 504: code = ErrorCode::kDeadlineExceeded; break;
+ErrorCode ErrorCodeForStatus(int status) {
+  switch (status) {
+    case 400: return ErrorCode::kInvalidArgument;
+    case 401: return ErrorCode::kUnauthenticated;
+    case 403: return ErrorCode::kPermissionDenied;
+    case 404: return ErrorCode::kNotFound;
+    case 409: return ErrorCode::kConflict;
+    case 413: return ErrorCode::kPayloadTooLarge;
+    case 422: return ErrorCode::kUnprocessable;
+    case 429: return ErrorCode::kResourceExhausted;
+    case 501: return ErrorCode::kNotSupported;
+    case 502: return ErrorCode::kProviderError;
+    case 503: return ErrorCode::kUnavailable;
+    case 504: return ErrorCode::kDeadlineExceeded;
     default: break;
   }
-  return Error{code, fmt::format("HTTP {}", r.status), {}};
+  // Another 4xx (405, 410, 418, ...) is still the caller's request that was refused.
+  if (status >= 400 && status < 500) return ErrorCode::kInvalidArgument;
+  return ErrorCode::kInternal;
 }
+
+Error ErrorFromResponse(int status, std::string_view body) {
+  Error err{ErrorCodeForStatus(status), "", {}};
+  auto j = ParseJson(body);
+  if (j && j->is_object() && j->contains("error") && (*j)["error"].is_object()) {
+    const Json& e = (*j)["error"];
+    // A code name this build does not know keeps the status's meaning.
+    if (e.contains("code") && e["code"].is_string()) {
+      err.code = ErrorCodeFromName(e["code"].get<std::string>()).value_or(err.code);
+    }
+    if (e.contains("message") && e["message"].is_string()) err.message = e["message"].get<std::string>();
+    if (e.contains("reason") && e["reason"].is_string()) err.reason = e["reason"].get<std::string>();
+  }
+  if (err.message.empty()) err.message = fmt::format("HTTP {}", status);
+  return err;
+}
+
+Error ErrorFromResponse(const ClientResponse& r) { return ErrorFromResponse(r.status, r.body); }
 
 }  // namespace canopy::net

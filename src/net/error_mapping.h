@@ -15,8 +15,14 @@ int HttpStatusFor(ErrorCode code);
 Response ErrorResponse(const Error& e);
 inline constexpr std::string_view kMethodNotAllowed = "method not allowed";
 
-// Reads an error body from one of Canopy's services (falls back to the status when the body is
-// not an API error).
+// The one HTTP -> Error decoder, used by every client of Canopy's services (the CLI, the lower
+// tiers, the root calling adapters). Reads {"error":{"code","message","reason?"}}; the code comes
+// from the body when this build knows its name, else from the status (ErrorCodeForStatus); the
+// message is "HTTP <status>" when the body has none.
+Error ErrorFromResponse(int status, std::string_view body);
 Error ErrorFromResponse(const ClientResponse& r);
+// The code a status means without a body: the table's inverse; another 4xx is kInvalidArgument,
+// another status kInternal.
+ErrorCode ErrorCodeForStatus(int status);
 
 }  // namespace canopy::net

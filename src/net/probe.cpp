@@ -1,5 +1,13 @@
 #include "net/probe.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <thread>
 
 #include <fmt/format.h>
@@ -28,6 +36,41 @@ Status Probe(const std::string& url, std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(500ms);
   }
   return Error::Unavailable(fmt::format("cannot reach {} from this machine: {}", url, last));
+}
+
+bool TcpConnects(const std::string& addr, int port, std::chrono::milliseconds timeout) {
+  if (port <= 0 || port > 65535) return false;
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, addr.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(sockaddr_in);
+  } else if (inet_pton(AF_INET6, addr.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof(sockaddr_in6);
+  } else {
+    return false;
+  }
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  bool ok = false;
+  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
+  if (rc == 0) {
+    ok = true;
+  } else if (errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) == 1) {
+      int err = 0;
+      socklen_t elen = sizeof err;
+      ok = ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err == 0;
+    }
+  }
+  ::close(fd);
+  return ok;
 }
 
 }  // namespace canopy::net

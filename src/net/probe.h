@@ -15,4 +15,8 @@ namespace canopy::net {
 // OK on an answer; otherwise kUnavailable "cannot reach <url> from this machine: <last error>".
 Status Probe(const std::string& url, std::chrono::milliseconds timeout);
 
+// A TCP connect to addr:port (an IPv4 or IPv6 literal) succeeds within `timeout`: something
+// listens there and no firewall drops it. The drain step's readiness check of moved services.
+bool TcpConnects(const std::string& addr, int port, std::chrono::milliseconds timeout);
+
 }  // namespace canopy::net

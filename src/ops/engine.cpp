@@ -295,7 +295,11 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
                     op.kind, index, op.steps[index].name, op.attempt, owner);
     StepContext ctx{op, store, *clock, lease->stop.get_token()};
     Result<StepResult> r = InvokeStep(*kind, index, ctx);
-    if (opts.after_step_hook) opts.after_step_hook(op, op.steps[index].name);
+    if (opts.after_step_hook && opts.after_step_hook(op, op.steps[index].name)) {
+      CANOPY_LOG_WARN("Test crash after step: dropping the operation op={} kind={} step={}", op.id,
+                      op.kind, index);
+      return;
+    }
 
     if (lease->lost) {
       CANOPY_LOG_WARN("Lease lost during step, abandoning operation op={} kind={} step={}", op.id,

@@ -77,8 +77,23 @@ struct EngineOptions {
   std::chrono::milliseconds backoff_max{60000};
   // Tests only (crash injection): called after a step returns and before its outcome is
   // persisted, the most dangerous moment to die (the cloud call happened, the engine has not
-  // recorded it). `canopyd root --test-kill-after-step KIND/STEP` raises SIGKILL here once.
-  std::function<void(const core::Operation& op, const std::string& step_name)> after_step_hook;
+  // recorded it). `canopyd root --test-kill-after-step KIND/STEP` raises SIGKILL here once;
+  // in-process tests return true instead, and the worker drops the operation as a killed process
+  // would: nothing more is written, the lease runs out and the operation is claimed again.
+  std::function<bool(const core::Operation& op, const std::string& step_name)> after_step_hook;
+};
+
+// Where request handlers and operations put new operations: what they need of the engine and
+// no more. Implemented by Engine. Thread-safe.
+class OperationQueue {
+ public:
+  virtual ~OperationQueue() = default;
+  // Builds a new pending operation of `kind` for `target_id` with `data` and stores it through
+  // `tx` (so callers can create it in the same transaction as the desired state). kNotFound for
+  // an unknown kind. Call Wake() after the transaction commits.
+  virtual Result<core::Operation> Enqueue(store::Store& tx, const std::string& kind,
+                                          const std::string& target_id, Json data) const = 0;
+  virtual void Wake() = 0;  // new work is due: skip the poll wait
 };
 
 // Transitions (each one persisted with a CAS; a kConflict means another worker owns the
@@ -96,7 +111,7 @@ struct EngineOptions {
 //   lost     when lease renewal (every lease/3) finds another owner, the step's stop token is
 //            requested and nothing more is written.
 // All timestamps and due times come from the injected Clock; poll and renewal sleeps are wall time.
-class Engine {
+class Engine final : public OperationQueue {
  public:
   Engine(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, EngineOptions opts);
   ~Engine();  // Stop()s
@@ -105,15 +120,12 @@ class Engine {
   Status Register(OperationKindPtr kind);
   bool HasKind(const std::string& name) const;
 
-  // Builds a new pending operation of `kind` for `target_id` with `data` and stores it through
-  // `tx` (so handlers can create it in the same transaction as the desired state). kNotFound for
-  // an unknown kind. Call Wake() after the transaction commits.
   Result<core::Operation> Enqueue(store::Store& tx, const std::string& kind,
-                                  const std::string& target_id, Json data) const;
+                                  const std::string& target_id, Json data) const override;
 
   void Start();
   void Stop();
-  void Wake();  // new work is due: skip the poll wait
+  void Wake() override;
 
  private:
   struct Impl;

@@ -155,7 +155,7 @@ struct Quote {
 
 /// The provider-agnostic interface. Every method returns a Result; errors use
 /// MakeProviderError kinds. Mandatory unless marked optional (optional ones may return
-/// kFailedPrecondition "not supported").
+/// kNotSupported; kFailedPrecondition means a state problem, never "not offered").
 class Provider {
  public:
   virtual ~Provider() = default;

@@ -13,6 +13,8 @@
 #include <spdlog/spdlog.h>
 
 #include "api/api.h"
+#include "install/installer.h"
+#include "root/root_core.h"
 #include "auth/jwt.h"
 #include "auth/password.h"
 #include "auth/secret_box.h"
@@ -115,40 +117,34 @@ int RunRoot(const RootOptions& opts) {
                                                                        const std::string& step) {
       // "KIND/STEP" or "KIND/STEP@ACTION" (ACTION = the operation's data.action).
       std::string at = op.kind + "/" + step;
-      if (at != point && at + "@" + op.data.value("action", "") != point) return;
-      if (std::filesystem::exists(marker)) return;
+      if (at != point && at + "@" + op.data.value("action", "") != point) return false;
+      if (std::filesystem::exists(marker)) return false;
       (void)WriteFileAtomic(marker, point + " " + op.id + "\n");
       SPDLOG_WARN("Test kill after step op={} point={}", op.id, point);
       spdlog::default_logger()->flush();
       ::raise(SIGKILL);
+      return true;
     };
   }
   ops::Engine engine(**store, clock, ids, eo);
-  api::ApiOptions ao;
-  ao.token_ttl = opts.token_ttl;
-  ao.heartbeat_interval = opts.heartbeat_interval;
-  ao.enable_test_ops = opts.enable_test_ops;
-  if (opts.enable_test_ops) {
-    ao.test_ops_marker_file = opts.data_dir + "/test-ops.log";
-    (void)engine.Register(std::make_unique<ops::TestStepsKind>());
-  }
+  if (opts.enable_test_ops) (void)engine.Register(std::make_unique<ops::TestStepsKind>());
 
   auto hp = net::ParseHostPort(opts.listen);
   if (!hp) return fail(hp.error());
-  api::ApiDeps deps;
-  deps.store = store->get();
-  deps.jwt = jwt->get();
-  deps.secrets = secrets->get();
-  deps.engine = &engine;
-  deps.clock = clock;
-  deps.ids = ids;
-  deps.metrics = std::make_shared<net::Metrics>();
-  deps.options = ao;
+  RootCoreOptions co;
+  co.token_ttl = opts.token_ttl;
+  co.adapters.heartbeat_interval = opts.heartbeat_interval;
+  co.enable_test_ops = opts.enable_test_ops;
+  if (opts.enable_test_ops) co.test_ops_marker_file = opts.data_dir + "/test-ops.log";
+  RootCore core(**store, **jwt, **secrets, clock, ids, engine, co);
+  core.Start();
+  auto metrics = std::make_shared<net::Metrics>();
   net::ServerOptions so;
   so.host = hp->first;
   so.port = hp->second;
   so.worker_threads = opts.http_workers;
-  auto server = net::HttpServer::Start(so, api::BuildRouter(deps), net::ErrorResponse, deps.metrics);
+  auto server = net::HttpServer::Start(so, core.Router(api::RouterScope::kAll, metrics),
+                                       net::ErrorResponse, metrics);
   if (!server) return fail(server.error());
   auto url_of = [](const std::string& host, uint16_t port) {
     return fmt::format("http://{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host,
@@ -164,8 +160,8 @@ int RunRoot(const RootOptions& opts) {
     to.host = thp->first;
     to.port = thp->second;
     to.freebind = true;
-    auto ts = net::HttpServer::Start(to, api::BuildRouter(deps, api::RouterScope::kTiers),
-                                     net::ErrorResponse, deps.metrics);
+    auto ts = net::HttpServer::Start(to, core.Router(api::RouterScope::kTiers, metrics),
+                                     net::ErrorResponse, metrics);
     if (!ts) return fail(ts.error());
     tier_server = std::move(*ts);
     tier_url = url_of(thp->first, tier_server->port());
@@ -177,22 +173,32 @@ int RunRoot(const RootOptions& opts) {
   bo.canopyd_binary = opts.canopyd_binary.empty() ? DefaultDistBinary() : opts.canopyd_binary;
   bo.link_interval_seconds = opts.cluster_link_interval;
   bo.node_heartbeat_seconds = opts.cluster_node_heartbeat;
-  bo.install.wait.deadline = std::chrono::seconds(opts.ssh_wait_seconds);
   if (!opts.test_cluster_kill_after_command.empty()) {
     bo.cluster_extra_args = {"--test-kill-after-command", opts.test_cluster_kill_after_command};
   }
-  if (auto st = broker::RegisterBrokerKinds(engine, deps, bo); !st) return fail(st.error());
+  install::InstallOptions io;
+  io.wait.deadline = std::chrono::seconds(opts.ssh_wait_seconds);
+  install::SshInstaller installer(io);
+  broker::BrokerDeps bd;
+  bd.clouds = &core.clouds();
+  bd.commands = &core.commands();
+  bd.tier = &core.tier();
+  bd.queue = &engine;
+  bd.ids = ids;
+  bd.installer = &installer;
+  if (auto st = broker::RegisterBrokerKinds(engine, bd, bo); !st) return fail(st.error());
   engine.Start();
   // Services: the scheduler places instances; the firewall sync follows them (fire-and-forget).
-  scheduler::FirewallSync firewalls(deps, scheduler::FirewallSyncOptions{});
-  scheduler::ServiceScheduler services(deps, scheduler::SchedulerOptions{}, nullptr,
+  scheduler::FirewallSync firewalls(**store, clock, core.clouds(), scheduler::FirewallSyncOptions{});
+  scheduler::ServiceScheduler services(**store, clock, core.commands(), core.board(),
+                                       scheduler::SchedulerOptions{}, nullptr,
                                        [&firewalls] { firewalls.Trigger(); });
   firewalls.Start();
   services.Start();
   std::unique_ptr<broker::PeriodicSweeper> sweeper;
   if (opts.sweep_interval > 0) {
     sweeper = std::make_unique<broker::PeriodicSweeper>(
-        deps, std::chrono::seconds(opts.sweep_interval), opts.sweep_delete);
+        **store, core.clouds(), std::chrono::seconds(opts.sweep_interval), opts.sweep_delete);
   }
   (void)WriteFileAtomic(opts.data_dir + "/root.url", url + "\n");
   SPDLOG_INFO("Root listening url={} tier_url={} data_dir={} cluster_url={} dist_binary={}", url,
@@ -208,6 +214,7 @@ int RunRoot(const RootOptions& opts) {
   if (tier_server) tier_server->Stop();
   (*server)->Stop();
   engine.Stop();
+  core.Stop();
   return 0;
 }
 

@@ -3,10 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "api/clusters.h"
-#include "api/provider_access.h"
-#include "common/ids.h"
 #include "providers/wire.h"
+#include "store/row_mutations.h"
 
 namespace canopy::scheduler {
 namespace {
@@ -27,7 +25,9 @@ std::map<std::string, std::set<std::string>> DesiredServiceFirewalls(
     const std::vector<core::ServiceInstance>& instances, const std::vector<core::Service>& services) {
   std::set<std::string> with_ports;
   for (const auto& s : services) {
-    if (s.spec.contains("ports") && s.spec["ports"].is_array() && !s.spec["ports"].empty()) with_ports.insert(s.id);
+    if (s.spec.contains("ports") && s.spec["ports"].is_array() && !s.spec["ports"].empty()) {
+      with_ports.insert(s.id);
+    }
   }
   std::map<std::string, std::set<std::string>> out;
   for (const auto& w : workers) {
@@ -36,14 +36,56 @@ std::map<std::string, std::set<std::string>> DesiredServiceFirewalls(
     if (w.node_id.empty()) continue;
     for (const auto& i : instances) {
       if (i.cluster_id != cluster_id || i.node_id != w.node_id) continue;
-      if (i.state == "pending" || i.state == "removing" || i.state == "scheduled") continue;
+      if (!core::IsOnNode(i.state)) continue;
       if (with_ports.count(i.service_id)) set.insert(i.service_id);
     }
   }
   return out;
 }
 
-FirewallSync::FirewallSync(const api::ApiDeps& deps, FirewallSyncOptions opts) : deps_(deps), opts_(opts) {}
+FirewallPlan PlanFirewalls(const FirewallPlanInput& in) {
+  FirewallPlan plan;
+  std::set<std::string> needed;
+  for (const auto& [w, set] : in.desired) needed.insert(set.begin(), set.end());
+  for (const auto& sid : needed) {
+    if (!in.known.count(sid)) plan.create.push_back(sid);
+  }
+  std::set<std::string> managed;
+  for (const auto& [sid, fw] : in.known) managed.insert(fw);
+  std::set<std::string> still_attached;
+  for (const auto& [wid, have] : in.attached) {
+    std::set<std::string> want;
+    auto d = in.desired.find(wid);
+    if (d != in.desired.end()) {
+      for (const auto& sid : d->second) {
+        auto fw = in.known.find(sid);
+        if (fw != in.known.end()) want.insert(fw->second);
+      }
+    }
+    std::set<std::string> after = have;
+    for (const auto& fw : want) {
+      if (!have.count(fw)) {
+        plan.attach.emplace_back(wid, fw);
+        after.insert(fw);
+      }
+    }
+    for (const auto& fw : have) {
+      if (managed.count(fw) && !want.count(fw)) {
+        plan.detach.emplace_back(wid, fw);
+        after.erase(fw);
+      }
+    }
+    still_attached.insert(after.begin(), after.end());
+  }
+  for (const auto& [sid, fw] : in.known) {
+    if (!needed.count(sid) && !still_attached.count(fw)) plan.remove.push_back(sid);
+  }
+  return plan;
+}
+
+FirewallSync::FirewallSync(store::Store& store, ClockPtr clock, control::CloudAccess& clouds,
+                           FirewallSyncOptions opts)
+    : store_(store), clock_(std::move(clock)), clouds_(clouds), opts_(opts) {}
 
 FirewallSync::~FirewallSync() { Stop(); }
 
@@ -78,14 +120,15 @@ void FirewallSync::Trigger() {
 }
 
 Result<int> FirewallSync::RunOnce() {
-  CANOPY_ASSIGN_OR_RETURN(auto clusters, deps_.store->clusters().List());
-  CANOPY_ASSIGN_OR_RETURN(auto workers, deps_.store->workers().List());
-  CANOPY_ASSIGN_OR_RETURN(auto instances, deps_.store->services().ListInstances(""));
-  CANOPY_ASSIGN_OR_RETURN(auto services, deps_.store->services().List());
+  CANOPY_ASSIGN_OR_RETURN(auto clusters, store_.clusters().List());
+  CANOPY_ASSIGN_OR_RETURN(auto workers, store_.workers().List());
+  CANOPY_ASSIGN_OR_RETURN(auto instances, store_.services().ListInstances(""));
+  CANOPY_ASSIGN_OR_RETURN(auto services, store_.services().List());
   int calls = 0;
   for (const auto& c : clusters) {
+    // Until the cluster's identity step ran, nothing may change its firewalls.
     if (c.kind != core::ClusterKind::kCloud || c.state == core::ClusterState::kDeleting ||
-        !c.credential_id || !c.cloud.contains("identity_id")) {
+        !c.credential_id || c.cloud.identity == core::IdentityState::kUnknown) {
       continue;
     }
     auto r = SyncCluster(c, workers, instances, services);
@@ -98,35 +141,66 @@ Result<int> FirewallSync::RunOnce() {
   return calls;
 }
 
-Result<int> FirewallSync::SyncCluster(const core::Cluster& cluster, const std::vector<core::Worker>& workers,
+Result<int> FirewallSync::SyncCluster(const core::Cluster& cluster,
+                                      const std::vector<core::Worker>& workers,
                                       const std::vector<core::ServiceInstance>& instances,
                                       const std::vector<core::Service>& services) {
-  auto desired = DesiredServiceFirewalls(cluster.id, workers, instances, services);
-  Json known = cluster.cloud.value("service_firewalls", Json::object());
-  std::set<std::string> needed;
-  for (const auto& [w, set] : desired) needed.insert(set.begin(), set.end());
-  if (needed.empty() && known.empty()) return 0;
+  FirewallPlanInput in;
+  in.desired = DesiredServiceFirewalls(cluster.id, workers, instances, services);
+  in.known = cluster.cloud.service_firewalls;
+  bool needed = false;
+  for (const auto& [w, set] : in.desired) needed = needed || !set.empty();
+  if (!needed && in.known.empty()) return 0;
 
-  CANOPY_ASSIGN_OR_RETURN(api::OpenedProvider opened, api::OpenProviderForCredential(deps_, *cluster.credential_id));
+  CANOPY_ASSIGN_OR_RETURN(control::OpenedProvider opened, clouds_.Open(*cluster.credential_id));
   providers::Provider& p = *opened.provider;
   providers::CallContext full = opened.Context(cluster.region.value_or(""));
-  providers::CallContext limited = full;
-  if (cluster.cloud.contains("identity_sealed") && cluster.cloud["identity_sealed"].is_string()) {
-    std::string sealed;
-    if (!Base64Decode(cluster.cloud["identity_sealed"].get<std::string>(), &sealed)) {
-      return Error::Internal("stored cluster identity is corrupt");
-    }
-    CANOPY_ASSIGN_OR_RETURN(SecretString plain, deps_.secrets->Open(sealed, cluster.id + "/identity"));
-    CANOPY_ASSIGN_OR_RETURN(Json cred, ParseJsonObject(plain.Reveal()));
-    limited.credential = providers::CredentialSecret(std::move(cred));
-  }
-  int calls = 0;
+  CANOPY_ASSIGN_OR_RETURN(providers::CallContext limited, clouds_.IdentityContext(cluster, full));
   std::map<std::string, const core::Service*> svc;
   for (const auto& s : services) svc[s.id] = &s;
+  auto save_known = [&](const std::string& sid, const std::string* fw) -> Status {
+    auto r = store::MutateCluster(store_, *clock_, cluster.id, [&](core::Cluster& row) {
+      if (fw != nullptr) {
+        row.cloud.service_firewalls[sid] = *fw;
+      } else {
+        row.cloud.service_firewalls.erase(sid);
+      }
+      return OkStatus();
+    });
+    return r ? OkStatus() : Status(r.error());
+  };
 
+  // What each worker's instance carries: read back from the provider every `resync`.
+  std::map<std::string, providers::ProviderHandle> handles;
+  const TimePoint now = clock_->Now();
+  for (const auto& w : workers) {
+    if (w.cluster_id != cluster.id) continue;
+    const std::string key = w.InstanceCanopyId();
+    if (!HasInstance(w)) {
+      read_at_.erase(key);  // read again when it is back
+      continue;
+    }
+    CANOPY_ASSIGN_OR_RETURN(providers::ProviderHandle h, providers::wire::HandleFromJson(w.handle));
+    auto read = read_at_.find(key);
+    if (read == read_at_.end() || now - read->second >= opts_.resync) {
+      auto inst = p.DescribeInstance(full, h);
+      if (!inst) {
+        if (inst.error().code == ErrorCode::kNotFound) continue;
+        return inst.error();
+      }
+      attached_[key] = std::set<std::string>(inst->firewalls.begin(), inst->firewalls.end());
+      read_at_[key] = now;
+    }
+    handles[w.id] = h;
+    in.attached[w.id] = attached_[key];
+  }
+  std::map<std::string, std::string> key_of;  // worker id -> instance canopy id
+  for (const auto& w : workers) key_of[w.id] = w.InstanceCanopyId();
+
+  int calls = 0;
+  FirewallPlan plan = PlanFirewalls(in);
   // 1. A firewall for every service that needs one (idempotent by canopy id), id saved at once.
-  for (const auto& sid : needed) {
-    if (known.contains(sid)) continue;
+  for (const auto& sid : plan.create) {
     const core::Service* s = svc[sid];
     providers::FirewallSpec spec;
     spec.canopy_id = FirewallCanopyId(cluster.id, sid);
@@ -141,75 +215,33 @@ Result<int> FirewallSync::SyncCluster(const core::Cluster& cluster, const std::v
     }
     CANOPY_ASSIGN_OR_RETURN(providers::Firewall fw, p.CreateFirewall(limited, spec));
     ++calls;
-    CANOPY_TRY(api::MutateCluster(*deps_.store, *deps_.clock, cluster.id, [&](core::Cluster& row) {
-      Json sf = row.cloud.value("service_firewalls", Json::object());
-      sf[sid] = fw.id;
-      row.cloud["service_firewalls"] = sf;
-      return OkStatus();
-    }));
-    known[sid] = fw.id;
+    CANOPY_TRY(save_known(sid, &fw.id));
+    in.known[sid] = fw.id;
     SPDLOG_INFO("Service firewall ready cluster={} service={} firewall={}", cluster.id, sid, fw.id);
   }
-  std::set<std::string> managed;
-  for (const auto& [sid, fw] : known.items()) {
-    if (fw.is_string()) managed.insert(fw.get<std::string>());
-  }
+  if (!plan.create.empty()) plan = PlanFirewalls(in);
 
   // 2. Each worker's instance: attach what it needs, detach the managed ones it does not.
-  const TimePoint now = deps_.clock->Now();
-  std::set<std::string> still_attached;
-  for (const auto& w : workers) {
-    if (w.cluster_id != cluster.id) continue;
-    if (!HasInstance(w)) {
-      read_at_.erase(w.InstanceCanopyId());  // read again when it is back
-      continue;
-    }
-    CANOPY_ASSIGN_OR_RETURN(providers::ProviderHandle h, providers::wire::HandleFromJson(w.handle));
-    const std::string key = w.InstanceCanopyId();
-    auto read = read_at_.find(key);
-    if (read == read_at_.end() || now - read->second >= opts_.resync) {
-      auto inst = p.DescribeInstance(full, h);
-      if (!inst) {
-        if (inst.error().code == ErrorCode::kNotFound) continue;
-        return inst.error();
-      }
-      attached_[key] = std::set<std::string>(inst->firewalls.begin(), inst->firewalls.end());
-      read_at_[key] = now;
-    }
-    auto& have = attached_[key];
-    std::set<std::string> want;
-    for (const auto& sid : desired[w.id]) want.insert(known[sid].get<std::string>());
-    for (const auto& fw : want) {
-      if (have.count(fw)) continue;
-      CANOPY_TRY(p.AttachFirewall(limited, h, fw));
-      ++calls;
-      have.insert(fw);
-      SPDLOG_INFO("Firewall attached cluster={} worker={} firewall={}", cluster.id, w.id, fw);
-    }
-    for (const auto& fw : std::set<std::string>(have)) {
-      if (!managed.count(fw) || want.count(fw)) continue;
-      auto st = p.DetachFirewall(limited, h, fw);
-      if (!st && st.error().code != ErrorCode::kNotFound) return st.error();
-      ++calls;
-      have.erase(fw);
-      SPDLOG_INFO("Firewall detached cluster={} worker={} firewall={}", cluster.id, w.id, fw);
-    }
-    still_attached.insert(have.begin(), have.end());
-  }
-
-  // 3. Firewalls of services with no instance left in this cluster, attached nowhere: deleted.
-  const Json snapshot = known;
-  for (const auto& [sid, fw] : snapshot.items()) {
-    if (needed.count(sid) || !fw.is_string() || still_attached.count(fw.get<std::string>())) continue;
-    CANOPY_TRY(p.DeleteFirewall(limited, fw.get<std::string>()));
+  for (const auto& [wid, fw] : plan.attach) {
+    CANOPY_TRY(p.AttachFirewall(limited, handles[wid], fw));
     ++calls;
-    CANOPY_TRY(api::MutateCluster(*deps_.store, *deps_.clock, cluster.id, [&](core::Cluster& row) {
-      Json sf = row.cloud.value("service_firewalls", Json::object());
-      sf.erase(sid);
-      row.cloud["service_firewalls"] = sf;
-      return OkStatus();
-    }));
-    SPDLOG_INFO("Service firewall deleted cluster={} service={} firewall={}", cluster.id, sid, fw.get<std::string>());
+    attached_[key_of[wid]].insert(fw);
+    SPDLOG_INFO("Firewall attached cluster={} worker={} firewall={}", cluster.id, wid, fw);
+  }
+  for (const auto& [wid, fw] : plan.detach) {
+    auto st = p.DetachFirewall(limited, handles[wid], fw);
+    if (!st && st.error().code != ErrorCode::kNotFound) return st.error();
+    ++calls;
+    attached_[key_of[wid]].erase(fw);
+    SPDLOG_INFO("Firewall detached cluster={} worker={} firewall={}", cluster.id, wid, fw);
+  }
+  // 3. Firewalls of services with no instance left in this cluster, attached nowhere: deleted.
+  for (const auto& sid : plan.remove) {
+    const std::string fw = in.known[sid];
+    CANOPY_TRY(p.DeleteFirewall(limited, fw));
+    ++calls;
+    CANOPY_TRY(save_known(sid, nullptr));
+    SPDLOG_INFO("Service firewall deleted cluster={} service={} firewall={}", cluster.id, sid, fw);
   }
   return calls;
 }

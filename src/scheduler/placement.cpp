@@ -53,7 +53,7 @@ std::vector<ClusterCandidate> Candidates(const std::vector<core::Cluster>& clust
     cand.id = c.id;
     std::map<std::string, size_t> index;
     for (const auto& n : c.nodes) {
-      if (n.state != "online" || n.draining) continue;
+      if (n.state != core::NodeState::kOnline || n.draining) continue;
       index[n.id] = cand.nodes.size();
       cand.nodes.push_back({n.id, n.cpu_millis, n.memory_mib});
     }

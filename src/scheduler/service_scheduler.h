@@ -3,7 +3,7 @@
 //  - creates a `pending` row per missing replica (job id "<service id>-r<N>"), and removes rows
 //    beyond the replica count or of undeployed services (undeploy_job to their cluster first);
 //  - places pending rows: ClusterPicker over the ACTIVE clusters' last reported nodes minus what
-//    is already placed; no fit -> stays `pending` with reason "no_worker_capacity: …", retried
+//    is already placed; no fit -> stays `pending` with reason code no_worker_capacity, retried
 //    every `pending_retry` (a new worker or a freed node lets it deploy);
 //  - sends deploy_job and follows the command: success -> `starting` on the node the cluster
 //    chose; resource_exhausted -> back to pending; then follows the cluster's job reports (state,
@@ -13,34 +13,36 @@
 //    pending row (a root killed between sending deploy_job and saving the row); and undeploys
 //    jobs a cluster runs that no row places there (orphans).
 // Crash-safe by construction: the row is written before the command, and every pass starts from
-// the rows and the clusters' reports. Policy and states: docs/services.md.
+// the rows and the clusters' reports. Each pass is planned by the pure PlanPass
+// (service_plan.h) and applied here. Policy and states: docs/services.md.
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
-#include <string>
 #include <thread>
+#include <vector>
 
-#include "api/api.h"
+#include "common/clock.h"
+#include "control/cluster_commands.h"
+#include "control/service_board.h"
 #include "scheduler/placement.h"
+#include "scheduler/service_plan.h"
+#include "store/store.h"
 
 namespace canopy::scheduler {
 
 struct SchedulerOptions {
-  std::chrono::milliseconds interval{1000};      // a pass at least this often
-  std::chrono::milliseconds pending_retry{2000};  // placing a pending instance again
-  int missing_reports_for_lost = 2;
-  std::chrono::seconds orphan_retry{10};
+  std::chrono::milliseconds interval{1000};  // a pass at least this often
+  PlanOptions plan;
 };
 
 class ServiceScheduler {
  public:
   // `on_change` runs (on the scheduler thread) after a pass that changed any instance; the
   // firewall sync hangs on it. `picker` null = MostFreeMemoryPicker.
-  ServiceScheduler(const api::ApiDeps& deps, SchedulerOptions opts,
+  ServiceScheduler(store::Store& store, ClockPtr clock, control::ClusterCommands& commands,
+                   control::ServiceBoard& board, SchedulerOptions opts,
                    std::unique_ptr<ClusterPicker> picker = nullptr,
                    std::function<void()> on_change = nullptr);
   ~ServiceScheduler();
@@ -50,21 +52,20 @@ class ServiceScheduler {
   Status RunOnce();
 
  private:
-  struct Missing {
-    uint64_t last_seq = 0;
-    int count = 0;
-  };
-  api::ApiDeps deps_;
+  Result<PlanInput> Snapshot();
+  // Applies one action; returns whether it changed an instance row.
+  Result<bool> Apply(const SchedulerAction& a);
+
+  store::Store& store_;
+  ClockPtr clock_;
+  control::ClusterCommands& commands_;
+  control::ServiceBoard& board_;
   SchedulerOptions opts_;
   std::unique_ptr<ClusterPicker> picker_;
   std::function<void()> on_change_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
-  // Thread-confined state (rebuilt from rows and reports after a restart).
-  std::map<std::string, TimePoint> next_try_;       // job -> earliest next placement
-  std::map<std::string, uint64_t> baseline_;        // job -> report seq when it was deployed
-  std::map<std::string, Missing> missing_;          // job -> reports without it
-  std::map<std::string, TimePoint> orphan_sent_;    // cluster/job -> last undeploy sent
+  SchedulerMemory memory_;  // thread-confined
 };
 
 }  // namespace canopy::scheduler

@@ -147,11 +147,11 @@ class ClusterCommandRepo {
   /// Counts one more delivery of each (pending) command at `now`.
   virtual Status MarkDelivered(const std::vector<std::string>& ids, TimePoint now) = 0;
   /// Completes a pending command of `cluster_id` with `state` (succeeded or failed) and its
-  /// result or error. Completing an already completed command changes nothing and is OK
-  /// (acks may be repeated); a command of another cluster or an unknown id is kNotFound.
+  /// result or `error` (code name, message and reason are kept; null when it succeeded).
+  /// Completing an already completed command changes nothing and is OK (acks may be repeated);
+  /// a command of another cluster or an unknown id is kNotFound.
   virtual Status Complete(const std::string& id, const std::string& cluster_id,
-                          core::ClusterCommandState state, const Json& result,
-                          const std::string& error_code, const std::string& error_message,
+                          core::ClusterCommandState state, const Json& result, const Error* error,
                           TimePoint now) = 0;
 };
 

@@ -6,13 +6,12 @@
 #include <future>
 #include <thread>
 
-#include "api/api.h"
-#include "api/clusters.h"
-#include "auth/secret_box.h"
+#include "api/render.h"
 #include "cluster/cluster_service.h"
 #include "net/error_mapping.h"
 #include "store/store.h"
 #include "support/daemons.h"
+#include "support/in_process_root.h"
 
 namespace canopy::testing {
 namespace {
@@ -22,32 +21,26 @@ using namespace std::chrono_literals;
 class ClusterLink : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto s = store::OpenStore("sqlite:" + dir_.str() + "/root/canopy.db");
-    ASSERT_OK(s);
-    store_ = std::move(*s);
-    auto b = auth::SecretBox::FromKey(SecretString(std::string(32, 'k')));
-    ASSERT_OK(b);
-    secrets_ = std::move(*b);
-    deps_.store = store_.get();
-    deps_.secrets = secrets_.get();
-    deps_.clock = clock_;
-    deps_.ids = std::make_shared<RandomIdGenerator>();
-    deps_.options.link_interval = 2s;
-    auto server = net::HttpServer::Start(net::ServerOptions{}, api::BuildRouter(deps_), net::ErrorResponse, nullptr);
-    ASSERT_OK(server);
-    server_ = std::move(*server);
-    url_ = "http://127.0.0.1:" + std::to_string(server_->port());
+    InProcessRootOptions o;
+    o.clock = clock_;
+    o.core.tier.link_interval = 2s;
+    o.core.offline_check_every = std::chrono::hours(1);  // the test marks OFFLINE itself
+    root_ = std::make_unique<InProcessRoot>(dir_.str(), std::move(o));
+    url_ = root_->url();
+    ASSERT_FALSE(url_.empty());
   }
-  void TearDown() override {
-    if (server_) server_->Stop();
-  }
+  void TearDown() override { root_.reset(); }
+
+  store::Store* store() { return &root_->store(); }
+  control::ClusterCommands& commands() { return root_->core().commands(); }
+  control::ClusterTier& tier() { return root_->core().tier(); }
 
   std::string NewEdgeCluster(const std::string& name) {
     core::Cluster c;
-    c.id = deps_.ids->NewId("cls");
+    c.id = root_->core().ids()->NewId("cls");
     c.name = name;
     c.created_at = c.updated_at = clock_->Now();
-    EXPECT_OK(store_->clusters().Create(c));
+    EXPECT_OK(store()->clusters().Create(c));
     return c.id;
   }
   ApiReply Pair(const std::string& token) {
@@ -56,7 +49,7 @@ class ClusterLink : public ::testing::Test {
   }
   std::string PairNew(const std::string& name, std::string* id) {
     *id = NewEdgeCluster(name);
-    auto grant = api::CreateClusterToken(deps_, *id);
+    auto grant = tier().CreateToken(*id);
     EXPECT_OK(grant);
     auto r = Pair(grant->token);
     EXPECT_EQ(r.status, 200) << r.body;
@@ -70,34 +63,31 @@ class ClusterLink : public ::testing::Test {
 
   TempDir dir_;
   std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
-  store::StorePtr store_;
-  std::unique_ptr<auth::SecretBox> secrets_;
-  api::ApiDeps deps_;
-  std::unique_ptr<net::HttpServer> server_;
+  std::unique_ptr<InProcessRoot> root_;
   std::string url_;
 };
 
 TEST_F(ClusterLink, PairingMakesTheClusterActiveAndTheTokenIsSingleUse) {
   std::string id = NewEdgeCluster("edge");
-  auto grant = api::CreateClusterToken(deps_, id);
+  auto grant = tier().CreateToken(id);
   ASSERT_OK(grant);
-  EXPECT_EQ(store_->clusters().Get(id)->state, core::ClusterState::kPairing);
+  EXPECT_EQ(store()->clusters().Get(id)->state, core::ClusterState::kPairing);
   auto r = Pair(grant->token);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.json["link_interval_seconds"], 2);
-  auto c = store_->clusters().Get(id);
+  auto c = store()->clusters().Get(id);
   EXPECT_EQ(c->state, core::ClusterState::kActive);
   EXPECT_EQ(c->cluster_url, "http://127.0.0.1:7000");
   // The key is stored sealed, never in clear.
   EXPECT_EQ(c->key_ciphertext.find(r.json["cluster_key"].get<std::string>()), std::string::npos);
   EXPECT_EQ(Pair(grant->token).status, 401);
   // A fresh token for a cluster that already paired gives back the same key.
-  auto again = api::CreateClusterToken(deps_, id);
+  auto again = tier().CreateToken(id);
   ASSERT_OK(again);
   auto r2 = Pair(again->token);
   ASSERT_EQ(r2.status, 200);
   EXPECT_EQ(r2.json["cluster_key"], r.json["cluster_key"]);
-  EXPECT_EQ(api::CreateClusterToken(deps_, "cls-none").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(tier().CreateToken("cls-none").error().code, ErrorCode::kNotFound);
 }
 
 TEST_F(ClusterLink, LongPollWakesWhenACommandIsQueuedAndAcksCompleteIt) {
@@ -106,7 +96,7 @@ TEST_F(ClusterLink, LongPollWakesWhenACommandIsQueuedAndAcksCompleteIt) {
   auto start = std::chrono::steady_clock::now();
   auto pending = std::async(std::launch::async, [&] { return Link(id, key, Json::object(), 20); });
   std::this_thread::sleep_for(300ms);
-  auto cmd = api::EnqueueClusterCommand(deps_, id, "ping");
+  auto cmd = commands().Enqueue(id, core::CommandType::kPing);
   ASSERT_OK(cmd);
   ApiReply reply = pending.get();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
@@ -121,18 +111,18 @@ TEST_F(ClusterLink, LongPollWakesWhenACommandIsQueuedAndAcksCompleteIt) {
   ASSERT_EQ(acked.status, 200) << acked.body;
   EXPECT_EQ(acked.json["acked"], Json::array({cmd->id}));
   EXPECT_TRUE(acked.json["commands"].empty());
-  auto done = api::GetClusterCommand(deps_, cmd->id);
+  auto done = commands().Get(cmd->id);
   EXPECT_EQ(done->state, core::ClusterCommandState::kSucceeded);
   EXPECT_EQ(done->result["pong"], true);
   EXPECT_GE(done->deliveries, 2);
   // A failed command keeps its error.
-  auto bad = api::EnqueueClusterCommand(deps_, id, "frobnicate");
+  auto bad = commands().EnqueueNamed(id, "frobnicate");
   ASSERT_OK(bad);
   Link(id, key, {{"acks", {{{"id", bad->id}, {"ok", false}, {"error", {{"code", "invalid_argument"}, {"message", "unknown"}}}}}}}, 0);
-  EXPECT_EQ(api::GetClusterCommand(deps_, bad->id)->state, core::ClusterCommandState::kFailed);
-  EXPECT_EQ(api::GetClusterCommand(deps_, bad->id)->error_code, "invalid_argument");
-  EXPECT_EQ(api::EnqueueClusterCommand(deps_, id, "Bad Type").error().code, ErrorCode::kInvalidArgument);
-  EXPECT_EQ(api::EnqueueClusterCommand(deps_, "cls-none", "ping").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(commands().Get(bad->id)->state, core::ClusterCommandState::kFailed);
+  EXPECT_EQ(commands().Get(bad->id)->error_code, "invalid_argument");
+  EXPECT_EQ(commands().EnqueueNamed(id, "Bad Type").error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(commands().Enqueue("cls-none", core::CommandType::kPing).error().code, ErrorCode::kNotFound);
 }
 
 TEST_F(ClusterLink, EmptyLongPollAnswersAfterTheWait) {
@@ -156,21 +146,21 @@ TEST_F(ClusterLink, MissedLinksMakeItOfflineAndTheNextLinkActive) {
                              {"last_seen", "2027-01-15T08:00:00.250Z"}}}},
                  {"resources", {{"cpu_millis", 2000}, {"memory_mib", 4096}, {"memory_available_mib", 100}}}};
   ASSERT_EQ(Link(id, key, report, 0).status, 200);
-  auto c = store_->clusters().Get(id);
+  auto c = store()->clusters().Get(id);
   ASSERT_EQ(c->nodes.size(), 1u);
   ASSERT_TRUE(c->nodes[0].last_seen.has_value());
   EXPECT_EQ(FormatRfc3339(*c->nodes[0].last_seen), "2027-01-15T08:00:00.250Z");
   clock_->Advance(3000ms);
-  auto none = api::MarkOfflineClusters(deps_);
+  auto none = tier().MarkOffline();
   ASSERT_OK(none);
   EXPECT_TRUE(none->empty());
   clock_->Advance(1ms);
-  auto ids = api::MarkOfflineClusters(deps_);
+  auto ids = tier().MarkOffline();
   ASSERT_OK(ids);
   EXPECT_EQ(*ids, std::vector<std::string>{id});
-  EXPECT_EQ(api::ClusterToJson(*store_->clusters().Get(id))["state"], "OFFLINE");
+  EXPECT_EQ(api::ClusterToJson(*store()->clusters().Get(id))["state"], "OFFLINE");
   ASSERT_EQ(Link(id, key, report, 0).status, 200);
-  Json j = api::ClusterToJson(*store_->clusters().Get(id));
+  Json j = api::ClusterToJson(*store()->clusters().Get(id));
   EXPECT_EQ(j["state"], "ACTIVE");
   EXPECT_EQ(j["nodes"][0]["resources"]["memory_mib"], 4096);
   EXPECT_EQ(j["resources"]["cpu_millis"], 2000);
@@ -197,7 +187,7 @@ TEST_F(ClusterLink, BadInputIsAClear4xx) {
 
 TEST_F(ClusterLink, ClusterServiceRunsCreateNodeTokenAndServesTheNode) {
   std::string id = NewEdgeCluster("edge");
-  auto grant = api::CreateClusterToken(deps_, id);
+  auto grant = tier().CreateToken(id);
   ASSERT_OK(grant);
   cluster::ClusterOptions co;
   co.root_url = url_;
@@ -209,15 +199,15 @@ TEST_F(ClusterLink, ClusterServiceRunsCreateNodeTokenAndServesTheNode) {
   ASSERT_OK(svc.Start());
   EXPECT_EQ(svc.cluster_id(), id);
   std::thread runner([&] { svc.Run(); });
-  auto cmd = api::EnqueueClusterCommand(deps_, id, api::kCommandCreateNodeToken);
+  auto cmd = commands().Enqueue(id, core::CommandType::kCreateNodeToken);
   ASSERT_OK(cmd);
-  auto done = api::WaitClusterCommand(deps_, cmd->id, 10s);
+  auto done = commands().Wait(cmd->id, 10s);
   ASSERT_OK(done);
   ASSERT_EQ(done->state, core::ClusterCommandState::kSucceeded);
   std::string token = done->result.value("token", "");
   ASSERT_EQ(token.rfind("cnt_", 0), 0u) << done->result.dump();
   // Stored only sealed at the root.
-  auto raw = store_->cluster_commands().Get(cmd->id);
+  auto raw = store()->cluster_commands().Get(cmd->id);
   EXPECT_FALSE(raw->result.contains("token"));
   EXPECT_TRUE(raw->result.contains("token_sealed"));
 
@@ -241,7 +231,7 @@ TEST_F(ClusterLink, ClusterServiceRunsCreateNodeTokenAndServesTheNode) {
                     R"({"address":"10.1.2.3","resources":{"cpu_millis":1000,"memory_mib":512,"memory_available_mib":200,"load1":0.5}})",
                     node_key).status, 200);
   EXPECT_TRUE(WaitFor([&] {
-    auto c = store_->clusters().Get(id);
+    auto c = store()->clusters().Get(id);
     return c && c->nodes.size() == 1 && c->nodes[0].id == node_id && c->nodes[0].address == "10.1.2.3" &&
            c->nodes[0].memory_available_mib == 200 && c->resources.value("memory_mib", 0) == 512;
   }, 5s));

@@ -10,13 +10,11 @@
 #include <future>
 #include <thread>
 
-#include "api/api.h"
-#include "api/clusters.h"
-#include "auth/secret_box.h"
 #include "net/error_mapping.h"
 #include "store/cluster_store.h"
 #include "store/store.h"
 #include "support/daemons.h"
+#include "support/in_process_root.h"
 
 namespace canopy::testing {
 namespace {
@@ -28,64 +26,33 @@ using namespace std::chrono_literals;
 class Root {
  public:
   explicit Root(const std::string& dir) {
-    auto s = store::OpenStore("sqlite:" + dir + "/canopy.db");
-    EXPECT_TRUE(s.has_value());
-    if (s) store_ = std::move(*s);
-    auto b = auth::SecretBox::FromKey(SecretString(std::string(32, 'k')));
-    EXPECT_TRUE(b.has_value());
-    if (b) secrets_ = std::move(*b);
-    deps.store = store_.get();
-    deps.secrets = secrets_.get();
-    deps.clock = std::make_shared<SystemClock>();
-    deps.ids = std::make_shared<RandomIdGenerator>();
-    deps.options.link_interval = 1s;
-    auto server = net::HttpServer::Start(net::ServerOptions{}, api::BuildRouter(deps), net::ErrorResponse, nullptr);
-    EXPECT_TRUE(server.has_value());
-    if (server) server_ = std::move(*server);
-    url_ = "http://127.0.0.1:" + std::to_string(server_ ? server_->port() : 0);
+    InProcessRootOptions o;
+    o.core.tier.link_interval = 1s;
+    in_ = std::make_unique<InProcessRoot>(dir, std::move(o));
   }
-  ~Root() {
-    if (server_) server_->Stop();
-  }
-  const std::string& url() const { return url_; }
+  const std::string& url() const { return in_->url(); }
 
   // A new edge cluster and its pairing token.
   std::pair<std::string, std::string> NewCluster(const std::string& name) {
-    core::Cluster c;
-    c.id = deps.ids->NewId("cls");
-    c.name = name;
-    c.created_at = c.updated_at = deps.clock->Now();
-    EXPECT_TRUE(store_->clusters().Create(c).has_value());
-    auto grant = api::CreateClusterToken(deps, c.id);
-    EXPECT_TRUE(grant.has_value());
-    return {c.id, grant ? grant->token : ""};
+    return in_->NewEdgeCluster(name);
   }
-  core::ClusterCommand Run(const std::string& cluster_id, const std::string& type, const Json& args) {
-    auto cmd = api::EnqueueClusterCommand(deps, cluster_id, type, args);
-    EXPECT_TRUE(cmd.has_value());
-    if (!cmd) return {};
-    auto done = api::WaitClusterCommand(deps, cmd->id, 15s);
-    EXPECT_TRUE(done.has_value()) << (done ? "" : done.error().ToString());
-    return done ? *done : core::ClusterCommand{};
+  core::ClusterCommand Run(const std::string& cluster_id, core::CommandType type, const Json& args) {
+    return in_->Run(cluster_id, type, args);
   }
   std::string NodeToken(const std::string& cluster_id) {
-    auto tok = Run(cluster_id, api::kCommandCreateNodeToken, Json::object());
+    auto tok = Run(cluster_id, core::CommandType::kCreateNodeToken, Json::object());
     EXPECT_EQ(tok.state, core::ClusterCommandState::kSucceeded);
     return tok.result.value("token", "");
   }
   // The nodes of the cluster as last reported on the link.
   std::vector<core::ClusterNodeInfo> Nodes(const std::string& cluster_id) {
-    auto c = store_->clusters().Get(cluster_id);
+    auto c = in_->store().clusters().Get(cluster_id);
     return c ? c->nodes : std::vector<core::ClusterNodeInfo>{};
   }
-
-  api::ApiDeps deps;
+  control::ClusterCommands& commands() { return in_->core().commands(); }
 
  private:
-  store::StorePtr store_;
-  std::unique_ptr<auth::SecretBox> secrets_;
-  std::unique_ptr<net::HttpServer> server_;
-  std::string url_;
+  std::unique_ptr<InProcessRoot> in_;
 };
 
 bool Alive(int pid) {
@@ -119,7 +86,7 @@ TEST(ClusterDrainDaemons, DrainMovesARunningJobToTheOtherNode) {
     if (nodes.size() != 2) return false;
     for (const auto& n : nodes) {
       int64_t cpu = n.id == big_id ? 2000 : 1000, mem = n.id == big_id ? 1000 : 600;
-      if (n.state != "online" || n.cpu_millis != cpu || n.memory_mib != mem ||
+      if (n.state != core::NodeState::kOnline || n.cpu_millis != cpu || n.memory_mib != mem ||
           n.memory_available_mib > mem || n.draining != (big_draining && n.id == big_id)) {
         return false;
       }
@@ -130,7 +97,7 @@ TEST(ClusterDrainDaemons, DrainMovesARunningJobToTheOtherNode) {
 
   Json args = {{"job_id", "mover"}, {"service_id", "svc-1"},
                {"command", {"/bin/sh", "-c", "exec sleep 1000"}}, {"cpu_millis", 100}, {"memory_mib", 200}};
-  auto dep = root.Run(cluster_id, "deploy_job", args);
+  auto dep = root.Run(cluster_id, core::CommandType::kDeployJob, args);
   ASSERT_EQ(dep.state, core::ClusterCommandState::kSucceeded) << dep.error_message;
   ASSERT_EQ(dep.result["node_id"], big_id);
   auto cstore = store::OpenClusterStore(tmp.str() + "/cluster/cluster.db");
@@ -145,7 +112,7 @@ TEST(ClusterDrainDaemons, DrainMovesARunningJobToTheOtherNode) {
   int pid1 = 0;
   ASSERT_TRUE(WaitFor([&] { return running_on(big_id, &pid1); }, 15s)) << ReadFile(big.log_path());
 
-  auto drain = root.Run(cluster_id, "drain_node", {{"node_id", big_id}});
+  auto drain = root.Run(cluster_id, core::CommandType::kDrainNode, {{"node_id", big_id}});
   ASSERT_EQ(drain.state, core::ClusterCommandState::kSucceeded) << drain.error_message;
   EXPECT_EQ(drain.result["node_id"], big_id);
   ASSERT_EQ(drain.result["moved"].size(), 1u) << drain.result.dump();
@@ -168,19 +135,19 @@ TEST(ClusterDrainDaemons, DrainMovesARunningJobToTheOtherNode) {
   Json two = args;
   two["job_id"] = "second";
   two["memory_mib"] = 500;
-  auto no = root.Run(cluster_id, "deploy_job", two);
+  auto no = root.Run(cluster_id, core::CommandType::kDeployJob, two);
   EXPECT_EQ(no.state, core::ClusterCommandState::kFailed);
   EXPECT_EQ(no.error_code, "resource_exhausted");
   big.Stop();
   big.Start("");
   EXPECT_TRUE(WaitFor([&] { return !Draining(cs, big_id); }, 15s)) << ReadFile(big.log_path());
   EXPECT_TRUE(WaitFor([&] { return nodes_are(false); }, 15s));
-  auto yes = root.Run(cluster_id, "deploy_job", two);
+  auto yes = root.Run(cluster_id, core::CommandType::kDeployJob, two);
   EXPECT_EQ(yes.state, core::ClusterCommandState::kSucceeded) << yes.error_message;
   EXPECT_EQ(yes.result["node_id"], big_id);
 
-  root.Run(cluster_id, "undeploy_job", {{"job_id", "mover"}});
-  root.Run(cluster_id, "undeploy_job", {{"job_id", "second"}});
+  root.Run(cluster_id, core::CommandType::kUndeployJob, {{"job_id", "mover"}});
+  root.Run(cluster_id, core::CommandType::kUndeployJob, {{"job_id", "second"}});
   EXPECT_TRUE(WaitFor([&] { return !Alive(pid2); }, 15s));
   big.Stop();
   small.Stop();
@@ -218,13 +185,13 @@ TEST(ClusterDrainDaemons, TestKillAfterCommandExitsBeforeTheAckAndTheRestartAcks
     nodes.emplace_back(reg.json["node_id"].get<std::string>(), reg.json["node_key"].get<std::string>());
   }
   // Another command type does not trigger it.
-  auto dep = root.Run(cluster_id, "deploy_job",
+  auto dep = root.Run(cluster_id, core::CommandType::kDeployJob,
                       {{"job_id", "j1"}, {"service_id", "svc-1"}, {"command", {"/bin/true"}},
                        {"cpu_millis", 100}, {"memory_mib", 100}});
   ASSERT_EQ(dep.state, core::ClusterCommandState::kSucceeded) << dep.error_message;
   ASSERT_EQ(dep.result["node_id"], nodes[0].first);
 
-  auto cmd = api::EnqueueClusterCommand(root.deps, cluster_id, "drain_node", {{"node_id", nodes[0].first}});
+  auto cmd = root.commands().Enqueue(cluster_id, core::CommandType::kDrainNode, {{"node_id", nodes[0].first}});
   ASSERT_OK(cmd);
   auto exited = std::async(std::launch::async, [&] { return proc->Wait(); });
   if (exited.wait_for(20s) != std::future_status::ready) {
@@ -235,7 +202,7 @@ TEST(ClusterDrainDaemons, TestKillAfterCommandExitsBeforeTheAckAndTheRestartAcks
   EXPECT_EQ(exited.get(), 137);
   EXPECT_NE(ReadFile(log).find("Test kill after command"), std::string::npos);
   // The effect and the outcome are stored; the root has not heard of it.
-  EXPECT_EQ(api::GetClusterCommand(root.deps, cmd->id)->state, core::ClusterCommandState::kPending);
+  EXPECT_EQ(root.commands().Get(cmd->id)->state, core::ClusterCommandState::kPending);
   {
     auto cs = store::OpenClusterStore(data + "/cluster.db");
     ASSERT_OK(cs);
@@ -252,7 +219,7 @@ TEST(ClusterDrainDaemons, TestKillAfterCommandExitsBeforeTheAckAndTheRestartAcks
   // Restarted (same flag): the re-delivered command is answered from the stored outcome, not run
   // again, so the process stays up.
   proc = start("");
-  auto done = api::WaitClusterCommand(root.deps, cmd->id, 15s);
+  auto done = root.commands().Wait(cmd->id, 15s);
   ASSERT_OK(done);
   ASSERT_EQ(done->state, core::ClusterCommandState::kSucceeded) << done->error_message;
   ASSERT_EQ(done->result["moved"].size(), 1u) << done->result.dump();

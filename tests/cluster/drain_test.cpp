@@ -185,7 +185,7 @@ TEST_F(ClusterDrain, DrainingNodesAreNoPlacementCandidatesUntilUndrained) {
   auto big = svc_->DeployJob(Deploy("big", 100, 2000));
   ASSERT_FALSE(big);
   EXPECT_EQ(big.error().code, ErrorCode::kResourceExhausted);
-  EXPECT_NE(big.error().message.find("no_worker_capacity"), std::string::npos);
+  EXPECT_EQ(big.error().reason, "no_worker_capacity");
   ASSERT_OK(svc_->DrainNode({{"node_id", a.id}}));  // j1 fits nowhere now
   EXPECT_FALSE(svc_->DeployJob(Deploy("j2", 1, 1)));
 

@@ -76,7 +76,7 @@ TEST_F(JobPlacementTest, PlacesOnTheNodeWithMostFreeMemoryAndCountsReservations)
   auto big = svc_->DeployJob(Deploy("j3", 1600, 10));
   ASSERT_FALSE(big);
   EXPECT_EQ(big.error().code, ErrorCode::kResourceExhausted);
-  EXPECT_NE(big.error().message.find("no_worker_capacity"), std::string::npos);
+  EXPECT_EQ(big.error().reason, "no_worker_capacity");
   // Offline nodes are not candidates.
   clock_->Advance(20s);
   auto off = svc_->DeployJob(Deploy("j4", 1, 1));

@@ -25,7 +25,10 @@ TEST(WorkerActionThrough, MatchesTheContractTableExactly) {
   for (const auto& [action, rule] : table) {
     for (S from : all) {
       SCOPED_TRACE(action + " from " + std::string(WorkerStateName(from)));
-      auto through = WorkerActionThrough(action, from);
+      auto a = ParseWorkerAction(action);
+      ASSERT_TRUE(a.has_value());
+      EXPECT_EQ(WorkerActionName(*a), action);
+      auto through = WorkerActionThrough(*a, from);
       if (rule.first.count(from) != 0) {
         ASSERT_TRUE(through.has_value());
         EXPECT_EQ(*through, rule.second);
@@ -34,7 +37,60 @@ TEST(WorkerActionThrough, MatchesTheContractTableExactly) {
       }
     }
   }
-  EXPECT_FALSE(WorkerActionThrough("reboot", S::kActive).has_value());
+  EXPECT_FALSE(ParseWorkerAction("reboot").has_value());
+}
+
+TEST(Vocabulary, CommandTypesInstanceAndNodeStatesRoundTrip) {
+  for (CommandType t : {CommandType::kPing, CommandType::kCreateNodeToken, CommandType::kDeployJob,
+                        CommandType::kUndeployJob, CommandType::kDrainNode, CommandType::kUndrainNode}) {
+    EXPECT_EQ(ParseCommandType(CommandTypeName(t)), t);
+  }
+  EXPECT_EQ(CommandTypeName(CommandType::kCreateNodeToken), "create_node_token");
+  EXPECT_FALSE(ParseCommandType("frobnicate").has_value());
+  for (InstanceState s : {InstanceState::kPending, InstanceState::kScheduled, InstanceState::kStarting,
+                          InstanceState::kRunning, InstanceState::kRestarting, InstanceState::kExited,
+                          InstanceState::kFailed, InstanceState::kRemoving}) {
+    EXPECT_EQ(ParseInstanceState(InstanceStateName(s)), s);
+  }
+  // A cluster's "pending" (placed, not started by its node yet) is starting at the root.
+  EXPECT_EQ(InstanceStateFromReport("pending"), InstanceState::kStarting);
+  EXPECT_EQ(InstanceStateFromReport("running"), InstanceState::kRunning);
+  EXPECT_EQ(InstanceStateFromReport("exited"), InstanceState::kExited);
+  EXPECT_EQ(InstanceStateFromReport("who-knows"), InstanceState::kStarting);
+  EXPECT_TRUE(IsOnNode(InstanceState::kRunning));
+  EXPECT_FALSE(IsOnNode(InstanceState::kScheduled));
+  EXPECT_EQ(ParseNodeState("online"), NodeState::kOnline);
+  EXPECT_FALSE(ParseNodeState("busy").has_value());
+}
+
+TEST(ClusterCloud, JsonKeepsTheKeysOfEarlierVersionsAndRoundTrips) {
+  // A row written before the typed struct (src/broker/README.md keys).
+  Json old = Json::parse(R"({"operation_id":"op-1","key_pair":"canopy-crd-1",
+    "firewalls":{"ssh":"fw-s","api":"fw-a"},"identity_id":null,
+    "handle":{"version":1,"data":{"instance_id":"i-1"}},"provider_id":"i-1","address":"198.18.0.5",
+    "ssh":{"user":"root","port":22,"host_key":"SHA256:x","address":"198.18.0.5"},
+    "service_firewalls":{"svc-1":"fw-9"},"something_new":1})");
+  ClusterCloud c = ClusterCloudFromJson(old);
+  EXPECT_EQ(c.operation_id, "op-1");
+  EXPECT_EQ(c.ssh_firewall, "fw-s");
+  EXPECT_EQ(c.api_firewall, "fw-a");
+  EXPECT_EQ(c.identity, IdentityState::kNone);
+  EXPECT_TRUE(c.HasInstance());
+  ASSERT_TRUE(c.ssh.has_value());
+  EXPECT_EQ(c.ssh->host_key, "SHA256:x");
+  EXPECT_EQ(c.service_firewalls.at("svc-1"), "fw-9");
+  old.erase("something_new");
+  EXPECT_EQ(ClusterCloudToJson(c), old);
+  // Not run yet vs. made.
+  EXPECT_EQ(ClusterCloudFromJson(Json::object()).identity, IdentityState::kUnknown);
+  ClusterCloud made;
+  made.identity = IdentityState::kMade;
+  made.identity_id = "id-1";
+  made.identity_sealed = "c2VhbGVk";
+  ClusterCloud back = ClusterCloudFromJson(ClusterCloudToJson(made));
+  EXPECT_EQ(back.identity, IdentityState::kMade);
+  EXPECT_EQ(back.identity_sealed, "c2VhbGVk");
+  EXPECT_TRUE(ClusterCloudToJson(ClusterCloud{}).empty());
 }
 
 TEST(WorkerState, NamesRoundTripAndOnlyTerminatedIsUnbilled) {

@@ -66,7 +66,7 @@ TEST(ClusterOnLocalInstance, InstalledClusterPairsWithTheRootFromItsNamespace) {
   comp.argv = {"cluster", "--root", root_url, "--data-dir", "cluster-data", "--listen",
                "0.0.0.0:7443", "--advertise-url", cluster_url, "--link-interval", "1"};
   comp.env = {{"CANOPY_CLUSTER_TOKEN", tok.json["token"].get<std::string>()}};
-  auto report = install::Installer().Install(target, comp);
+  auto report = install::SshInstaller().Install(target, comp);
   ASSERT_OK(report);
 
   Json cluster;

@@ -205,7 +205,7 @@ TEST_F(LocalAdapterE2E, AdapterLifecycleInstallFirewallAndInstanceLifecycle) {
   auto kp = remote->GetKeyPair(ctx, "e2e");
   ASSERT_OK(kp);
   ASSERT_FALSE(running->host_key_sha256.empty());
-  install::Installer installer;
+  install::SshInstaller installer;
   const uint16_t port = 7811, other = 7812;
   auto report = installer.Install(Target(*running, *kp), RootComponent("web", port));
   ASSERT_OK(report);

@@ -1,4 +1,4 @@
-// Integration tests of SshSession and Installer against a real sshd on 127.0.0.1 (root only).
+// Integration tests of SshSession and SshInstaller against a real sshd on 127.0.0.1 (root only).
 // sshd runs with a private config; a ForceCommand wrapper confines every session to a temp home.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -173,10 +173,10 @@ class InstallerItest : public ::testing::Test {
     return spec;
   }
 
-  Installer FastInstaller() {
+  SshInstaller FastInstaller() {
     InstallOptions o;
     o.wait.deadline = 10s;
-    return Installer(o);
+    return SshInstaller(o);
   }
 
   TempDir tmp_;
@@ -326,7 +326,7 @@ TEST_F(InstallerItest, UploadOf8MiBIsByteIdenticalAndFast) {
 }
 
 TEST_F(InstallerItest, InstallStartsSupervisedComponentIdempotently) {
-  Installer inst = FastInstaller();
+  SshInstaller inst = FastInstaller();
   ComponentSpec spec = Spec(WriteFakeBinary("v1"));
   auto r1 = inst.Install(target_, spec);
   ASSERT_OK(r1);
@@ -395,7 +395,7 @@ TEST_F(InstallerItest, InstallStartsSupervisedComponentIdempotently) {
 }
 
 TEST_F(InstallerItest, InstallWithNewBinaryUploadsAndRestarts) {
-  Installer inst = FastInstaller();
+  SshInstaller inst = FastInstaller();
   auto r1 = inst.Install(target_, Spec(WriteFakeBinary("v1")));
   ASSERT_OK(r1);
   auto r2 = inst.Install(target_, Spec(WriteFakeBinary("v2")));
@@ -411,7 +411,7 @@ TEST_F(InstallerItest, InstallWithNewBinaryUploadsAndRestarts) {
 }
 
 TEST_F(InstallerItest, InstallFailureNamesThePhase) {
-  Installer inst = FastInstaller();
+  SshInstaller inst = FastInstaller();
   ComponentSpec spec = Spec((dir_ / "no-such-binary").string());
   auto r = inst.Install(target_, spec);
   ASSERT_FALSE(r.has_value());
@@ -421,7 +421,7 @@ TEST_F(InstallerItest, InstallFailureNamesThePhase) {
   InstallOptions o;
   o.wait.deadline = 500ms;
   target_.port = canopy::testing::FreePort();
-  auto c = Installer(o).Install(target_, Spec(WriteFakeBinary("v1")));
+  auto c = SshInstaller(o).Install(target_, Spec(WriteFakeBinary("v1")));
   ASSERT_FALSE(c.has_value());
   EXPECT_EQ(c.error().reason, "install_connect");
   EXPECT_EQ(c.error().code, ErrorCode::kUnavailable);
@@ -439,7 +439,7 @@ TEST_F(InstallerItest, PreflightFailureStopsTheInstallWithTheCommandsReason) {
             "fi\n"
             "echo \"run $$\" >> started.txt\nexec sleep 1000\n",
             fs::perms::owner_all);
-  Installer inst = FastInstaller();
+  SshInstaller inst = FastInstaller();
   ComponentSpec spec = Spec(path);
   spec.preflight = {"probe", "--url", "http://10.0.0.1:8080/healthz"};
   auto r = inst.Install(target_, spec);
@@ -461,11 +461,11 @@ TEST(InstallerScripts, SupervisorScriptQuotesArgumentsAndEnv) {
   spec.name = "cluster";
   spec.argv = {"cluster", "--config", "{config}", "it's"};
   spec.env = {{"A", "b c"}};
-  std::string s = Installer::SupervisorScript(spec, "/home/u/canopy");
+  std::string s = SshInstaller::SupervisorScript(spec, "/home/u/canopy");
   EXPECT_NE(s.find("./bin/canopyd 'cluster' '--config' 'etc/cluster.conf' 'it'\\''s'"),
             std::string::npos) << s;
   EXPECT_NE(s.find("export A='b c'"), std::string::npos);
-  std::string u = Installer::SystemdUnit(spec, "/home/u/canopy", "u");
+  std::string u = SshInstaller::SystemdUnit(spec, "/home/u/canopy", "u");
   EXPECT_NE(u.find("ExecStart=\"/home/u/canopy/bin/canopyd\" \"cluster\" \"--config\" "
                    "\"/home/u/canopy/etc/cluster.conf\""),
             std::string::npos) << u;
@@ -473,7 +473,7 @@ TEST(InstallerScripts, SupervisorScriptQuotesArgumentsAndEnv) {
 }
 
 TEST(InstallerScripts, InvalidNamesAreRejected) {
-  Installer inst;
+  SshInstaller inst;
   ComponentSpec spec;
   spec.name = "../x";
   auto r = inst.Install(SshTarget{}, spec);

@@ -7,12 +7,10 @@
 #include <set>
 #include <thread>
 
-#include "api/api.h"
-#include "api/clusters.h"
-#include "auth/secret_box.h"
 #include "store/cluster_store.h"
 #include "store/store.h"
 #include "support/daemons.h"
+#include "support/in_process_root.h"
 
 namespace canopy::testing {
 namespace {
@@ -20,36 +18,17 @@ namespace {
 using namespace std::chrono_literals;
 
 // The broker's view: the root's store and master key opened in this process (SQLite allows
-// several processes on one file), as the lead's operations will use api/clusters.h.
+// several processes on one file), with the application layer's command queue.
 struct BrokerSide {
-  store::StorePtr store;
-  std::unique_ptr<auth::SecretBox> secrets;
-  api::ApiDeps deps;
-
-  explicit BrokerSide(const std::string& root_data_dir) {
-    auto s = store::OpenStore("sqlite:" + root_data_dir + "/canopy.db");
-    EXPECT_TRUE(s.has_value());
-    if (s) store = std::move(*s);
-    auto b = auth::SecretBox::LoadOrCreate(root_data_dir + "/master.key", "");
-    EXPECT_TRUE(b.has_value());
-    if (b) secrets = std::move(*b);
-    deps.store = store.get();
-    deps.secrets = secrets.get();
-    deps.clock = std::make_shared<SystemClock>();
-    deps.ids = std::make_shared<RandomIdGenerator>();
-  }
+  explicit BrokerSide(const std::string& root_data_dir) : db(root_data_dir) {}
 
   std::string NodeToken(const std::string& cluster_id) {
-    auto cmd = api::EnqueueClusterCommand(deps, cluster_id, api::kCommandCreateNodeToken);
-    EXPECT_TRUE(cmd.has_value());
-    if (!cmd) return "";
-    auto done = api::WaitClusterCommand(deps, cmd->id, 15s);
-    EXPECT_TRUE(done.has_value()) << (done ? "" : done.error().ToString());
-    if (!done) return "";
-    EXPECT_EQ(done->state, core::ClusterCommandState::kSucceeded);
-    EXPECT_TRUE(done->result.contains("token")) << done->result.dump();
-    return done->result.value("token", "");
+    auto done = db.Run(cluster_id, core::CommandType::kCreateNodeToken);
+    EXPECT_EQ(done.state, core::ClusterCommandState::kSucceeded);
+    EXPECT_TRUE(done.result.contains("token")) << done.result.dump();
+    return done.result.value("token", "");
   }
+  RootDb db;
 };
 
 Json GetCluster(const RootDaemon& root, const std::string& token, const std::string& id) {
@@ -90,9 +69,9 @@ TEST(ClusterPairing, EdgeClusterWithTwoNodesSurvivesRootAndClusterRestarts) {
 
   // Command round trip: the broker asks the cluster for node tokens over the link.
   BrokerSide broker(root.data_dir());
-  auto ping = api::EnqueueClusterCommand(broker.deps, cluster_id, api::kCommandPing);
+  auto ping = broker.db.commands().Enqueue(cluster_id, core::CommandType::kPing);
   ASSERT_OK(ping);
-  auto pong = api::WaitClusterCommand(broker.deps, ping->id, 15s);
+  auto pong = broker.db.commands().Wait(ping->id, 15s);
   ASSERT_OK(pong);
   EXPECT_EQ(pong->result["cluster_id"], cluster_id);
   std::string t1 = broker.NodeToken(cluster_id), t2 = broker.NodeToken(cluster_id);

@@ -20,7 +20,7 @@ core::ClusterNodeInfo Node(const std::string& id, int64_t cpu, int64_t mem, cons
                            bool draining = false) {
   core::ClusterNodeInfo n;
   n.id = id;
-  n.state = state;
+  n.state = *core::ParseNodeState(state);
   n.cpu_millis = cpu;
   n.memory_mib = mem;
   n.draining = draining;
@@ -80,7 +80,7 @@ core::ServiceInstance Inst(const std::string& job, const std::string& svc, const
   i.service_id = svc;
   i.cluster_id = cluster;
   i.node_id = node;
-  i.state = state;
+  i.state = *core::ParseInstanceState(state);
   return i;
 }
 

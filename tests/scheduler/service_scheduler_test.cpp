@@ -13,8 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "api/api.h"
-#include "api/services.h"
+#include "auth/secret_box.h"
+#include "control/cluster_commands.h"
+#include "control/link_hub.h"
+#include "control/service_board.h"
 #include "store/store.h"
 #include "support/test_util.h"
 
@@ -31,12 +33,14 @@ core::ClusterNodeInfo Node(const std::string& id, int64_t cpu, int64_t mem,
   core::ClusterNodeInfo n;
   n.id = id;
   n.address = address;
-  n.state = "online";
+  n.state = core::NodeState::kOnline;
   n.cpu_millis = cpu;
   n.memory_mib = mem;
   n.memory_available_mib = mem;
   return n;
 }
+
+std::string State(core::InstanceState s) { return std::string(core::InstanceStateName(s)); }
 
 Json Job(const std::string& job_id, const std::string& service_id, const std::string& node,
          const std::string& address, const std::string& state) {
@@ -49,14 +53,16 @@ class ServiceSchedulerTest : public ::testing::Test {
     auto s = store::OpenStore("sqlite:" + dir_.str() + "/canopy.db");
     ASSERT_OK(s);
     store_ = std::move(*s);
-    deps_.store = store_.get();
-    deps_.clock = clock_;
-    deps_.ids = std::make_shared<RandomIdGenerator>();
+    auto b = auth::SecretBox::FromKey(SecretString(std::string(32, 'k')));
+    ASSERT_OK(b);
+    secrets_ = std::move(*b);
+    commands_ = std::make_unique<control::ClusterCommands>(*store_, clock_, ids_, *secrets_, hub_);
     scheduler::SchedulerOptions opts;
-    opts.pending_retry = kPendingRetry;
-    opts.orphan_retry = kOrphanRetry;
-    opts.missing_reports_for_lost = 2;
-    sched_ = std::make_unique<scheduler::ServiceScheduler>(deps_, opts, nullptr, [this] { ++changes_; });
+    opts.plan.pending_retry = kPendingRetry;
+    opts.plan.orphan_retry = kOrphanRetry;
+    opts.plan.missing_reports_for_lost = 2;
+    sched_ = std::make_unique<scheduler::ServiceScheduler>(*store_, clock_, *commands_, board_, opts,
+                                                           nullptr, [this] { ++changes_; });
   }
 
   void Pass() {
@@ -67,7 +73,7 @@ class ServiceSchedulerTest : public ::testing::Test {
   std::string NewCluster(const std::string& name, std::vector<core::ClusterNodeInfo> nodes,
                          core::ClusterState state = core::ClusterState::kActive) {
     core::Cluster c;
-    c.id = deps_.ids->NewId("cls");
+    c.id = ids_->NewId("cls");
     c.name = name;
     c.state = state;
     c.nodes = std::move(nodes);
@@ -88,7 +94,7 @@ class ServiceSchedulerTest : public ::testing::Test {
   std::string NewService(const std::string& name, int64_t replicas, int64_t cpu, int64_t mem,
                          bool deployed = true) {
     core::Service s;
-    s.id = deps_.ids->NewId("svc");
+    s.id = ids_->NewId("svc");
     s.name = name;
     s.spec = {{"command", {"python3", "-m", "http.server", "8080"}},
               {"env", {{"MODE", "prod"}}},
@@ -140,15 +146,16 @@ class ServiceSchedulerTest : public ::testing::Test {
   }
   void Succeed(const std::string& cluster_id, const std::string& command_id, const Json& result) {
     ASSERT_OK(store_->cluster_commands().Complete(command_id, cluster_id, core::ClusterCommandState::kSucceeded,
-                                                  result, "", "", clock_->Now()));
+                                                  result, nullptr, clock_->Now()));
   }
   void Fail(const std::string& cluster_id, const std::string& command_id, const std::string& code,
-            const std::string& message) {
+            const std::string& message, const std::string& reason = "") {
+    Error e{ParseErrorCode(code), message, reason};
     ASSERT_OK(store_->cluster_commands().Complete(command_id, cluster_id, core::ClusterCommandState::kFailed,
-                                                  Json::object(), code, message, clock_->Now()));
+                                                  Json::object(), &e, clock_->Now()));
   }
   void Report(const std::string& cluster_id, Json jobs) {
-    deps_.service_board->RecordJobs(cluster_id, std::move(jobs), clock_->Now());
+    board_.RecordJobs(cluster_id, std::move(jobs), clock_->Now());
   }
 
   // Deploys `service_id` (replicas already set) into `cluster_id` and brings every replica to
@@ -158,7 +165,7 @@ class ServiceSchedulerTest : public ::testing::Test {
     Pass();
     Json jobs = Json::array();
     for (const auto& i : Instances(service_id)) {
-      ASSERT_EQ(i.state, "scheduled") << i.job_id << " " << i.reason;
+      ASSERT_EQ(State(i.state), "scheduled") << i.job_id << " " << i.reason;
       ASSERT_EQ(i.cluster_id, cluster_id);
       ASSERT_FALSE(i.command_id.empty());
       Succeed(cluster_id, i.command_id, {{"job_id", i.job_id}, {"node_id", node}, {"address", address}});
@@ -168,7 +175,7 @@ class ServiceSchedulerTest : public ::testing::Test {
     Report(cluster_id, jobs);
     Pass();
     for (const auto& i : Instances(service_id)) {
-      ASSERT_EQ(i.state, "running") << i.job_id;
+      ASSERT_EQ(State(i.state), "running") << i.job_id;
       ASSERT_EQ(i.node_id, node);
     }
   }
@@ -176,7 +183,11 @@ class ServiceSchedulerTest : public ::testing::Test {
   TempDir dir_;
   std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
   store::StorePtr store_;
-  api::ApiDeps deps_;
+  std::shared_ptr<RandomIdGenerator> ids_ = std::make_shared<RandomIdGenerator>();
+  std::unique_ptr<auth::SecretBox> secrets_;
+  control::LinkHub hub_;
+  control::ServiceBoard board_;
+  std::unique_ptr<control::ClusterCommands> commands_;
   std::unique_ptr<scheduler::ServiceScheduler> sched_;
   int changes_ = 0;
 };
@@ -196,7 +207,7 @@ TEST_F(ServiceSchedulerTest, DeployCreatesRowsSendsDeployJobsAndFollowsAcksAndRe
     EXPECT_EQ(i.job_id, svc + "-r" + std::to_string(r));
     EXPECT_EQ(i.replica, r);
     EXPECT_EQ(i.service_id, svc);
-    EXPECT_EQ(i.state, "scheduled");
+    EXPECT_EQ(State(i.state), "scheduled");
     EXPECT_EQ(i.cluster_id, cls);
     EXPECT_EQ(i.node_id, "");
     EXPECT_EQ(i.reason, "");
@@ -222,7 +233,7 @@ TEST_F(ServiceSchedulerTest, DeployCreatesRowsSendsDeployJobsAndFollowsAcksAndRe
   // Nothing answered yet: a pass sends nothing new and keeps the rows scheduled.
   Pass();
   EXPECT_EQ(PendingCommands(cls).size(), 2u);
-  for (const auto& i : Instances(svc)) EXPECT_EQ(i.state, "scheduled");
+  for (const auto& i : Instances(svc)) EXPECT_EQ(State(i.state), "scheduled");
 
   // The cluster places both (on different nodes) and answers.
   Succeed(cls, cmd_of[svc + "-r0"], {{"job_id", svc + "-r0"}, {"node_id", "n1"}, {"address", "10.0.0.1"}});
@@ -230,11 +241,11 @@ TEST_F(ServiceSchedulerTest, DeployCreatesRowsSendsDeployJobsAndFollowsAcksAndRe
   Pass();
   rows = Instances(svc);
   ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(rows[0].state, "starting");
+  EXPECT_EQ(State(rows[0].state), "starting");
   EXPECT_EQ(rows[0].node_id, "n1");
   EXPECT_EQ(rows[0].address, "10.0.0.1");
   EXPECT_EQ(rows[0].command_id, "");
-  EXPECT_EQ(rows[1].state, "starting");
+  EXPECT_EQ(State(rows[1].state), "starting");
   EXPECT_EQ(rows[1].node_id, "n2");
   EXPECT_EQ(rows[1].address, "10.0.0.2");
   EXPECT_EQ(rows[1].cluster_id, cls);
@@ -246,7 +257,7 @@ TEST_F(ServiceSchedulerTest, DeployCreatesRowsSendsDeployJobsAndFollowsAcksAndRe
   rows = Instances(svc);
   ASSERT_EQ(rows.size(), 2u);
   for (const auto& i : rows) {
-    EXPECT_EQ(i.state, "running") << i.job_id;
+    EXPECT_EQ(State(i.state), "running") << i.job_id;
     EXPECT_EQ(i.cluster_id, cls);
   }
   // A drained job shows up on its new node.
@@ -257,7 +268,7 @@ TEST_F(ServiceSchedulerTest, DeployCreatesRowsSendsDeployJobsAndFollowsAcksAndRe
   ASSERT_TRUE(r1);
   EXPECT_EQ(r1->node_id, "n3");
   EXPECT_EQ(r1->address, "10.0.0.3");
-  EXPECT_EQ(r1->state, "starting");
+  EXPECT_EQ(State(r1->state), "starting");
   // Steady state: no commands.
   EXPECT_TRUE(PendingCommands(cls).empty());
 }
@@ -269,10 +280,10 @@ TEST_F(ServiceSchedulerTest, NoCapacityStaysPendingUntilANodeWithRoomAppears) {
   Pass();
   auto i = Instance(svc + "-r0");
   ASSERT_TRUE(i);
-  EXPECT_EQ(i->state, "pending");
+  EXPECT_EQ(State(i->state), "pending");
   EXPECT_EQ(i->cluster_id, "");
-  EXPECT_EQ(i->reason.rfind("no_worker_capacity", 0), 0u) << i->reason;
-  EXPECT_EQ(i->reason, "no_worker_capacity: no ACTIVE cluster's node has 500 cpu_millis and 1024 MiB free");
+  EXPECT_EQ(i->reason_code, "no_worker_capacity");
+  EXPECT_EQ(i->reason, "no ACTIVE cluster's node has 500 cpu_millis and 1024 MiB free");
 
   // An ACTIVE cluster whose node is too small, and a big cluster that is not ACTIVE.
   std::string small = NewCluster("small", {Node("s1", 4000, 512)});
@@ -281,8 +292,8 @@ TEST_F(ServiceSchedulerTest, NoCapacityStaysPendingUntilANodeWithRoomAppears) {
   Pass();
   i = Instance(svc + "-r0");
   ASSERT_TRUE(i);
-  EXPECT_EQ(i->state, "pending");
-  EXPECT_EQ(i->reason.rfind("no_worker_capacity", 0), 0u) << i->reason;
+  EXPECT_EQ(State(i->state), "pending");
+  EXPECT_EQ(i->reason_code, "no_worker_capacity") << i->reason;
   EXPECT_TRUE(PendingCommands(small).empty());
   EXPECT_TRUE(PendingCommands(offline).empty());
 
@@ -290,14 +301,14 @@ TEST_F(ServiceSchedulerTest, NoCapacityStaysPendingUntilANodeWithRoomAppears) {
   SetNodes(small, {Node("s1", 4000, 512), Node("s2", 1000, 2048, "10.0.0.2")});
   Pass();
   i = Instance(svc + "-r0");
-  EXPECT_EQ(i->state, "pending");
+  EXPECT_EQ(State(i->state), "pending");
   EXPECT_TRUE(PendingCommands(small).empty());
   // ...but on the next try.
   clock_->Advance(kPendingRetry + 1ms);
   Pass();
   i = Instance(svc + "-r0");
   ASSERT_TRUE(i);
-  EXPECT_EQ(i->state, "scheduled");
+  EXPECT_EQ(State(i->state), "scheduled");
   EXPECT_EQ(i->cluster_id, small);
   EXPECT_EQ(i->reason, "");
   auto cmds = CommandsFor(small, "deploy_job", svc + "-r0");
@@ -315,14 +326,15 @@ TEST_F(ServiceSchedulerTest, ResourceExhaustedGoesBackToPendingWithTheClustersMe
   Pass();
   auto i = Instance(job);
   ASSERT_TRUE(i);
-  ASSERT_EQ(i->state, "scheduled");
+  ASSERT_EQ(State(i->state), "scheduled");
   std::string first = i->command_id;
-  const std::string msg = "no_worker_capacity: no online node has 100 cpu_millis and 64 MiB free";
-  Fail(cls, first, "resource_exhausted", msg);
+  const std::string msg = "no online node has 100 cpu_millis and 64 MiB free";
+  Fail(cls, first, "resource_exhausted", msg, "no_worker_capacity");
   Pass();
   i = Instance(job);
   ASSERT_TRUE(i);
-  EXPECT_EQ(i->state, "pending");
+  EXPECT_EQ(State(i->state), "pending");
+  EXPECT_EQ(i->reason_code, "no_worker_capacity");
   EXPECT_EQ(i->reason, msg);
   EXPECT_EQ(i->cluster_id, "");
   EXPECT_EQ(i->node_id, "");
@@ -333,7 +345,7 @@ TEST_F(ServiceSchedulerTest, ResourceExhaustedGoesBackToPendingWithTheClustersMe
   Pass();
   i = Instance(job);
   ASSERT_TRUE(i);
-  EXPECT_EQ(i->state, "scheduled");
+  EXPECT_EQ(State(i->state), "scheduled");
   EXPECT_EQ(i->cluster_id, cls);
   EXPECT_NE(i->command_id, first);
   auto cmds = CommandsFor(cls, "deploy_job", job);
@@ -345,7 +357,7 @@ TEST_F(ServiceSchedulerTest, ResourceExhaustedGoesBackToPendingWithTheClustersMe
   Pass();
   i = Instance(job);
   ASSERT_TRUE(i);
-  EXPECT_EQ(i->state, "pending");
+  EXPECT_EQ(State(i->state), "pending");
   EXPECT_EQ(i->reason, "deploy failed in cluster " + cls + ": disk full");
 }
 
@@ -360,18 +372,18 @@ TEST_F(ServiceSchedulerTest, ScaleDownAndUndeployRemoveInstancesThroughUndeployJ
   Pass();
   auto i1 = Instance(r1);
   ASSERT_TRUE(i1);
-  EXPECT_EQ(i1->state, "removing");
+  EXPECT_EQ(State(i1->state), "removing");
   EXPECT_EQ(i1->cluster_id, cls);
   auto undeploy = CommandsFor(cls, "undeploy_job", r1);
   ASSERT_EQ(undeploy.size(), 1u);
   EXPECT_EQ(undeploy[0].id, i1->command_id);
   EXPECT_EQ(undeploy[0].args, Json({{"job_id", r1}}));
   EXPECT_EQ(PendingCommands(cls).size(), 1u);  // nothing for r0
-  EXPECT_EQ(Instance(r0)->state, "running");
+  EXPECT_EQ(State(Instance(r0)->state), "running");
 
   // Not answered: still removing, nothing sent again.
   Pass();
-  EXPECT_EQ(Instance(r1)->state, "removing");
+  EXPECT_EQ(State(Instance(r1)->state), "removing");
   EXPECT_EQ(PendingCommands(cls).size(), 1u);
 
   Succeed(cls, undeploy[0].id, {{"job_id", r1}, {"removed", true}});
@@ -381,7 +393,7 @@ TEST_F(ServiceSchedulerTest, ScaleDownAndUndeployRemoveInstancesThroughUndeployJ
   auto rows = Instances(svc);
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].job_id, r0);
-  EXPECT_EQ(rows[0].state, "running");
+  EXPECT_EQ(State(rows[0].state), "running");
   EXPECT_TRUE(PendingCommands(cls).empty());
 
   // Undeploy the service: the last instance goes the same way.
@@ -389,7 +401,7 @@ TEST_F(ServiceSchedulerTest, ScaleDownAndUndeployRemoveInstancesThroughUndeployJ
   Pass();
   auto i0 = Instance(r0);
   ASSERT_TRUE(i0);
-  EXPECT_EQ(i0->state, "removing");
+  EXPECT_EQ(State(i0->state), "removing");
   undeploy = CommandsFor(cls, "undeploy_job", r0);
   ASSERT_EQ(undeploy.size(), 1u);
   EXPECT_EQ(undeploy[0].id, i0->command_id);
@@ -414,14 +426,14 @@ TEST_F(ServiceSchedulerTest, ScaleUpWhileRemovingWaitsForTheRemoval) {
   ASSERT_EQ(undeploy.size(), 1u);
   UpdateService(svc, 2, std::nullopt);
   Pass();
-  EXPECT_EQ(Instance(r1)->state, "removing");
+  EXPECT_EQ(State(Instance(r1)->state), "removing");
   EXPECT_TRUE(CommandsFor(cls, "deploy_job", r1).empty());
   Succeed(cls, undeploy[0].id, {{"job_id", r1}, {"removed", true}});
   Report(cls, {Job(svc + "-r0", svc, "n1", "10.0.0.1", "running")});
   Pass();
   auto i1 = Instance(r1);
   ASSERT_TRUE(i1);
-  EXPECT_EQ(i1->state, "scheduled");
+  EXPECT_EQ(State(i1->state), "scheduled");
   auto deploy = CommandsFor(cls, "deploy_job", r1);
   ASSERT_EQ(deploy.size(), 1u);
   EXPECT_EQ(deploy[0].id, i1->command_id);
@@ -436,8 +448,9 @@ TEST_F(ServiceSchedulerTest, PendingRowReportedByAClusterIsAdopted) {
   row.job_id = job;
   row.service_id = svc;
   row.replica = 0;
-  row.state = "pending";
-  row.reason = "no_worker_capacity: earlier";
+  row.state = core::InstanceState::kPending;
+  row.reason_code = "no_worker_capacity";
+  row.reason = "earlier";
   row.created_at = row.updated_at = clock_->Now();
   ASSERT_OK(store_->services().PutInstance(row));
   Report(cls, {Job(job, svc, "n7", "10.0.0.7", "running")});
@@ -447,7 +460,7 @@ TEST_F(ServiceSchedulerTest, PendingRowReportedByAClusterIsAdopted) {
   EXPECT_EQ(i->cluster_id, cls);
   EXPECT_EQ(i->node_id, "n7");
   EXPECT_EQ(i->address, "10.0.0.7");
-  EXPECT_EQ(i->state, "running");
+  EXPECT_EQ(State(i->state), "running");
   EXPECT_EQ(i->reason, "");
   EXPECT_EQ(i->command_id, "");
   EXPECT_TRUE(PendingCommands(cls).empty());  // neither deploy nor orphan undeploy
@@ -455,7 +468,7 @@ TEST_F(ServiceSchedulerTest, PendingRowReportedByAClusterIsAdopted) {
   // And it stays so.
   clock_->Advance(kOrphanRetry + kPendingRetry);
   Pass();
-  EXPECT_EQ(Instance(job)->state, "running");
+  EXPECT_EQ(State(Instance(job)->state), "running");
   EXPECT_TRUE(PendingCommands(cls).empty());
 }
 
@@ -470,7 +483,7 @@ TEST_F(ServiceSchedulerTest, ScheduledRowWithLostCommandIsAdoptedFromTheReport) 
   row.service_id = svc;
   row.replica = 0;
   row.cluster_id = cls;
-  row.state = "scheduled";
+  row.state = core::InstanceState::kScheduled;
   row.created_at = row.updated_at = clock_->Now();
   ASSERT_OK(store_->services().PutInstance(row));
   Report(cls, {Job(job, svc, "n1", "10.0.0.1", "running")});
@@ -480,7 +493,7 @@ TEST_F(ServiceSchedulerTest, ScheduledRowWithLostCommandIsAdoptedFromTheReport) 
   ASSERT_TRUE(i);
   EXPECT_EQ(i->cluster_id, cls);
   EXPECT_EQ(i->node_id, "n1");
-  EXPECT_EQ(i->state, "running");
+  EXPECT_EQ(State(i->state), "running");
   EXPECT_TRUE(PendingCommands(cls).empty());
 }
 
@@ -496,13 +509,13 @@ TEST_F(ServiceSchedulerTest, InstanceMissingFromTwoReportsIsLostAndRescheduled) 
   Report(cls, Json::array());
   Pass();
   Pass();  // the same report counts once
-  EXPECT_EQ(Instance(job)->state, "running");
+  EXPECT_EQ(State(Instance(job)->state), "running");
   Report(cls, {Job(job, svc, "n1", "10.0.0.1", "running")});
   Pass();
   Report(cls, Json::array());
   Pass();
   auto i = Instance(job);
-  EXPECT_EQ(i->state, "running");
+  EXPECT_EQ(State(i->state), "running");
   EXPECT_EQ(i->cluster_id, cls);
 
   // The second report in a row without it: lost.
@@ -510,7 +523,7 @@ TEST_F(ServiceSchedulerTest, InstanceMissingFromTwoReportsIsLostAndRescheduled) 
   Pass();
   i = Instance(job);
   ASSERT_TRUE(i);
-  EXPECT_EQ(i->state, "pending");
+  EXPECT_EQ(State(i->state), "pending");
   EXPECT_EQ(i->cluster_id, "");
   EXPECT_EQ(i->node_id, "");
   EXPECT_EQ(i->reason, "rescheduling: cluster " + cls + " no longer runs it");
@@ -519,7 +532,7 @@ TEST_F(ServiceSchedulerTest, InstanceMissingFromTwoReportsIsLostAndRescheduled) 
   Pass();
   i = Instance(job);
   ASSERT_TRUE(i);
-  EXPECT_EQ(i->state, "scheduled");
+  EXPECT_EQ(State(i->state), "scheduled");
   EXPECT_EQ(i->cluster_id, cls);
   auto cmds = CommandsFor(cls, "deploy_job", job);
   ASSERT_EQ(cmds.size(), 1u);
@@ -528,10 +541,10 @@ TEST_F(ServiceSchedulerTest, InstanceMissingFromTwoReportsIsLostAndRescheduled) 
   // The redeployed instance is followed again (and not lost because of the old reports).
   Succeed(cls, cmds[0].id, {{"job_id", job}, {"node_id", "n1"}, {"address", "10.0.0.1"}});
   Pass();
-  EXPECT_EQ(Instance(job)->state, "starting");
+  EXPECT_EQ(State(Instance(job)->state), "starting");
   Report(cls, {Job(job, svc, "n1", "10.0.0.1", "running")});
   Pass();
-  EXPECT_EQ(Instance(job)->state, "running");
+  EXPECT_EQ(State(Instance(job)->state), "running");
 }
 
 // 7. Orphans: a scheduler job no row places in the cluster is undeployed there (not again within
@@ -596,20 +609,20 @@ TEST_F(ServiceSchedulerTest, InstanceOfADeletedClusterGoesBackToPending) {
   Pass();
   auto i = Instance(job);
   ASSERT_TRUE(i);
-  EXPECT_EQ(i->state, "pending");
+  EXPECT_EQ(State(i->state), "pending");
   EXPECT_EQ(i->cluster_id, "");
   EXPECT_EQ(i->node_id, "");
   EXPECT_EQ(i->reason, "rescheduling: cluster " + a + " is gone");
   Pass();
   i = Instance(job);
-  EXPECT_EQ(i->state, "pending");
+  EXPECT_EQ(State(i->state), "pending");
   EXPECT_NE(i->cluster_id, a);
 
   clock_->Advance(kPendingRetry + 1ms);
   Pass();
   i = Instance(job);
   ASSERT_TRUE(i);
-  EXPECT_EQ(i->state, "scheduled");
+  EXPECT_EQ(State(i->state), "scheduled");
   EXPECT_EQ(i->cluster_id, b);
   auto cmds = CommandsFor(b, "deploy_job", job);
   ASSERT_EQ(cmds.size(), 1u);
@@ -623,19 +636,19 @@ TEST_F(ServiceSchedulerTest, ScheduledInstanceOfADeletedClusterGoesBackToPending
   std::string svc = NewService("web", 1, 100, 64);
   std::string job = svc + "-r0";
   Pass();
-  ASSERT_EQ(Instance(job)->state, "scheduled");
+  ASSERT_EQ(State(Instance(job)->state), "scheduled");
   ASSERT_OK(store_->clusters().Delete(a));
   Pass();
   auto i = Instance(job);
   ASSERT_TRUE(i);
-  EXPECT_EQ(i->state, "pending");
+  EXPECT_EQ(State(i->state), "pending");
   EXPECT_EQ(i->cluster_id, "");
   EXPECT_EQ(i->command_id, "");
   clock_->Advance(kPendingRetry + 1ms);
   Pass();
   i = Instance(job);
-  EXPECT_EQ(i->state, "pending");
-  EXPECT_EQ(i->reason.rfind("no_worker_capacity", 0), 0u) << i->reason;
+  EXPECT_EQ(State(i->state), "pending");
+  EXPECT_EQ(i->reason_code, "no_worker_capacity") << i->reason;
 }
 
 }  // namespace

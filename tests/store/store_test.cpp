@@ -954,13 +954,22 @@ TEST_P(StoreTest, ClusterCreateThenGetReturnsEveryField) {
   c.key_ciphertext = std::string("\x01\x00sealed", 8);
   c.link_interval_seconds = 7;
   c.last_seen = At(5);
-  c.nodes = {{"nod-1", "10.0.0.2", "online", 2000, 4096, 1024, 0.5, At(4)}};
+  c.nodes = {{"nod-1", "10.0.0.2", core::NodeState::kOnline, 2000, 4096, 1024, 0.5, At(4)}};
   c.resources = Json{{"cpu_millis", 2000}};
-  c.cloud = Json{{"provider_id", "i-1"}, {"firewalls", {{"ssh", "fw-1"}}}};
+  c.cloud.provider_id = "i-1";
+  c.cloud.ssh_firewall = "fw-1";
+  c.cloud.identity = core::IdentityState::kNone;
+  c.cloud.handle = Json{{"version", 1}, {"data", {{"id", "i-1"}}}};
+  c.cloud.ssh = core::SshLogin{"debian", 2222, "SHA256:abc", "10.0.0.9"};
+  c.cloud.service_firewalls = {{"svc-1", "fw-9"}};
   ASSERT_OK(store().clusters().Create(c));
   auto got = store().clusters().Get("cls-1");
   ASSERT_OK(got);
-  EXPECT_EQ(got->cloud, c.cloud);
+  EXPECT_EQ(core::ClusterCloudToJson(got->cloud), core::ClusterCloudToJson(c.cloud));
+  EXPECT_EQ(got->cloud.identity, core::IdentityState::kNone);
+  ASSERT_TRUE(got->cloud.ssh.has_value());
+  EXPECT_EQ(got->cloud.ssh->port, 2222);
+  EXPECT_EQ(got->cloud.service_firewalls.at("svc-1"), "fw-9");
   EXPECT_EQ(got->name, "edge");
   EXPECT_EQ(got->kind, core::ClusterKind::kCloud);
   EXPECT_EQ(got->state, core::ClusterState::kProvisioning);
@@ -1031,7 +1040,7 @@ TEST_P(StoreTest, ClusterMarkStaleOfflineAndRecordLinkBringsItBack) {
   r.url = "http://10.0.0.1:7000";
   r.software_version = "0.2";
   r.link_interval_seconds = 1;
-  r.nodes = {{"nod-1", "10.0.0.2", "online", 1000, 512, 256, 0.1, At(6500)}};
+  r.nodes = {{"nod-1", "10.0.0.2", core::NodeState::kOnline, 1000, 512, 256, 0.1, At(6500)}};
   r.resources = Json{{"cpu_millis", 1000}};
   auto after = store().clusters().RecordLink("cls-1", r, At(7000));
   ASSERT_OK(after);
@@ -1076,20 +1085,29 @@ TEST_P(StoreTest, ClusterCommandsArePendingUntilCompletedOnceByTheirCluster) {
   EXPECT_EQ(store().cluster_commands().Get("cmd-0")->deliveries, 1);
   // Another cluster cannot complete it.
   EXPECT_EQ(store().cluster_commands()
-                .Complete("cmd-0", "cls-2", core::ClusterCommandState::kSucceeded, Json::object(), "", "", At(6))
+                .Complete("cmd-0", "cls-2", core::ClusterCommandState::kSucceeded, Json::object(), nullptr, At(6))
                 .error()
                 .code,
             ErrorCode::kNotFound);
   ASSERT_OK(store().cluster_commands().Complete("cmd-0", "cls-1", core::ClusterCommandState::kSucceeded,
-                                                Json{{"pong", true}}, "", "", At(6)));
+                                                Json{{"pong", true}}, nullptr, At(6)));
   // A repeated ack changes nothing.
+  Error late = Error::Internal("x");
   ASSERT_OK(store().cluster_commands().Complete("cmd-0", "cls-1", core::ClusterCommandState::kFailed,
-                                                Json::object(), "internal", "x", At(7)));
+                                                Json::object(), &late, At(7)));
   auto done = store().cluster_commands().Get("cmd-0");
   EXPECT_EQ(done->state, core::ClusterCommandState::kSucceeded);
   EXPECT_EQ(done->result, (Json{{"pong", true}}));
   EXPECT_EQ(done->completed_at, At(6));
   EXPECT_EQ(store().cluster_commands().ListPending("cls-1", 10)->size(), 2u);
+  // A failure keeps its code, message and machine-readable reason.
+  Error full = Error{ErrorCode::kResourceExhausted, "no room", "no_worker_capacity"};
+  ASSERT_OK(store().cluster_commands().Complete("cmd-1", "cls-1", core::ClusterCommandState::kFailed,
+                                                Json::object(), &full, At(8)));
+  auto failed = store().cluster_commands().Get("cmd-1");
+  EXPECT_EQ(failed->error_code, "resource_exhausted");
+  EXPECT_EQ(failed->error_message, "no room");
+  EXPECT_EQ(failed->error_reason, "no_worker_capacity");
   ASSERT_OK(store().clusters().Delete("cls-1"));
   EXPECT_EQ(store().cluster_commands().Get("cmd-1").error().code, ErrorCode::kNotFound);
 }

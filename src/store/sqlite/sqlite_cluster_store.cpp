@@ -76,6 +76,9 @@ CREATE INDEX jobs_node_idx ON jobs (node_id, created_at);
     {3, "0003_cluster_node_draining", R"sql(
 ALTER TABLE nodes ADD COLUMN draining BIGINT NOT NULL DEFAULT 0;
 )sql"},
+    {4, "0004_cluster_outcome_reason", R"sql(
+ALTER TABLE command_outcomes ADD COLUMN error_reason TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 
 constexpr const char* kNodeColumns =
@@ -98,7 +101,7 @@ core::NodeRecord ReadNode(const Statement& s) {
 }
 
 constexpr const char* kOutcomeColumns =
-    "id, type, ok, result, error_code, error_message, acknowledged, created_at";
+    "id, type, ok, result, error_code, error_message, acknowledged, created_at, error_reason";
 
 Result<core::CommandOutcome> ReadOutcome(const Statement& s) {
   core::CommandOutcome o;
@@ -115,6 +118,7 @@ Result<core::CommandOutcome> ReadOutcome(const Statement& s) {
   o.error_message = s.Text(5);
   o.acknowledged = s.Int(6) != 0;
   o.created_at = At(s.Int(7));
+  o.error_reason = s.Text(8);
   return o;
 }
 
@@ -282,12 +286,12 @@ class SqliteClusterStore final : public ClusterStore {
     Lock lock(c_->mutex());
     CANOPY_ASSIGN_OR_RETURN(
         Statement s,
-        c_->Prepare(fmt::format("INSERT INTO command_outcomes ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        c_->Prepare(fmt::format("INSERT INTO command_outcomes ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                                 "ON CONFLICT (id) DO NOTHING",
                                 kOutcomeColumns)));
     s.Bind(o.id).Bind(o.type).Bind(int64_t{o.ok ? 1 : 0}).Bind(DumpJson(o.result));
     s.Bind(o.error_code).Bind(o.error_message).Bind(int64_t{o.acknowledged ? 1 : 0});
-    s.Bind(Ms(o.created_at));
+    s.Bind(Ms(o.created_at)).Bind(o.error_reason);
     return s.Run();
   }
 

@@ -55,7 +55,7 @@ std::string NodesToJson(const std::vector<core::ClusterNodeInfo>& nodes) {
   for (const auto& n : nodes) {
     arr.push_back({{"id", n.id},
                    {"address", n.address},
-                   {"state", n.state},
+                   {"state", core::NodeStateName(n.state)},
                    {"cpu_millis", n.cpu_millis},
                    {"memory_mib", n.memory_mib},
                    {"memory_available_mib", n.memory_available_mib},
@@ -76,7 +76,7 @@ Result<std::vector<core::ClusterNodeInfo>> ParseNodes(const std::string& id,
     core::ClusterNodeInfo n;
     n.id = j.value("id", "");
     n.address = j.value("address", "");
-    n.state = j.value("state", "");
+    n.state = core::ParseNodeState(j.value("state", "")).value_or(core::NodeState::kOffline);
     n.cpu_millis = j.value("cpu_millis", int64_t{0});
     n.memory_mib = j.value("memory_mib", int64_t{0});
     n.memory_available_mib = j.value("memory_available_mib", int64_t{0});
@@ -121,7 +121,8 @@ Result<core::Cluster> ReadCluster(const Statement& s) {
   c.paired_at = OptAt(s, 15);
   CANOPY_ASSIGN_OR_RETURN(c.nodes, ParseNodes(c.id, s.Text(16)));
   CANOPY_ASSIGN_OR_RETURN(c.resources, StoredJson("clusters", c.id, s.Text(18)));
-  CANOPY_ASSIGN_OR_RETURN(c.cloud, StoredJson("clusters", c.id, s.Text(19)));
+  CANOPY_ASSIGN_OR_RETURN(Json cloud, StoredJson("clusters", c.id, s.Text(19)));
+  c.cloud = core::ClusterCloudFromJson(cloud);
   c.created_by = s.Text(20);
   c.created_at = At(s.Int(21));
   c.updated_at = At(s.Int(22));
@@ -247,7 +248,7 @@ class SqliteClusterRepo final : public ClusterRepo {
     s.Bind(c.cluster_url).Bind(c.software_version).Bind(Blob{c.key_ciphertext});
     s.Bind(c.link_interval_seconds).Bind(OptMs(c.last_seen)).Bind(OptMs(c.paired_at));
     s.Bind(NodesToJson(c.nodes)).Bind(static_cast<int64_t>(c.nodes.size()));
-    s.Bind(DumpJson(c.resources)).Bind(DumpJson(c.cloud));
+    s.Bind(DumpJson(c.resources)).Bind(DumpJson(core::ClusterCloudToJson(c.cloud)));
   }
 
   Result<core::Cluster> GetWhere(const std::string& sql, const std::string& key) {
@@ -315,7 +316,7 @@ class SqliteClusterTokenRepo final : public ClusterTokenRepo {
 
 constexpr const char* kCommandColumns =
     "id, cluster_id, type, args, state, result, error_code, error_message, deliveries, "
-    "created_at, delivered_at, completed_at";
+    "created_at, delivered_at, completed_at, error_reason";
 
 Result<core::ClusterCommand> ReadCommand(const Statement& s) {
   core::ClusterCommand c;
@@ -333,6 +334,7 @@ Result<core::ClusterCommand> ReadCommand(const Statement& s) {
   c.created_at = At(s.Int(9));
   c.delivered_at = OptAt(s, 10);
   c.completed_at = OptAt(s, 11);
+  c.error_reason = s.Text(12);
   return c;
 }
 
@@ -344,12 +346,12 @@ class SqliteClusterCommandRepo final : public ClusterCommandRepo {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
         Statement s, c_.Prepare(fmt::format("INSERT INTO cluster_commands ({}) "
-                                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                             kCommandColumns)));
     s.Bind(c.id).Bind(c.cluster_id).Bind(c.type).Bind(DumpJson(c.args));
     s.Bind(core::ClusterCommandStateName(c.state)).Bind(DumpJson(c.result));
     s.Bind(c.error_code).Bind(c.error_message).Bind(c.deliveries).Bind(Ms(c.created_at));
-    s.Bind(OptMs(c.delivered_at)).Bind(OptMs(c.completed_at));
+    s.Bind(OptMs(c.delivered_at)).Bind(OptMs(c.completed_at)).Bind(c.error_reason);
     auto st = s.Run();
     if (!st && st.error().code == ErrorCode::kFailedPrecondition) {
       return Error::NotFound("cluster not found");
@@ -399,9 +401,11 @@ class SqliteClusterCommandRepo final : public ClusterCommandRepo {
   }
 
   Status Complete(const std::string& id, const std::string& cluster_id,
-                  core::ClusterCommandState state, const Json& result,
-                  const std::string& error_code, const std::string& error_message,
+                  core::ClusterCommandState state, const Json& result, const Error* error,
                   TimePoint now) override {
+    const std::string error_code = error ? std::string(ErrorCodeName(error->code)) : "";
+    const std::string error_message = error ? error->message : "";
+    const std::string error_reason = error ? error->reason : "";
     if (state == core::ClusterCommandState::kPending) {
       return Error::InvalidArgument("a command completes as succeeded or failed");
     }
@@ -409,10 +413,10 @@ class SqliteClusterCommandRepo final : public ClusterCommandRepo {
     CANOPY_ASSIGN_OR_RETURN(
         Statement s,
         c_.Prepare("UPDATE cluster_commands SET state = ?, result = ?, error_code = ?, "
-                   "error_message = ?, completed_at = ? "
+                   "error_message = ?, error_reason = ?, completed_at = ? "
                    "WHERE id = ? AND cluster_id = ? AND state = 'pending'"));
     s.Bind(core::ClusterCommandStateName(state)).Bind(DumpJson(result)).Bind(error_code);
-    s.Bind(error_message).Bind(Ms(now)).Bind(id).Bind(cluster_id);
+    s.Bind(error_message).Bind(error_reason).Bind(Ms(now)).Bind(id).Bind(cluster_id);
     CANOPY_TRY(s.Run());
     if (c_.Changes() == 0) {
       auto existing = Get(id);

@@ -17,7 +17,7 @@ constexpr const char* kServiceColumns =
     "id, name, spec, replicas, deployed, created_by, created_at, updated_at, version";
 constexpr const char* kInstanceColumns =
     "job_id, service_id, replica, cluster_id, node_id, address, state, reason, command_id, "
-    "created_at, updated_at";
+    "created_at, updated_at, reason_code";
 
 Result<core::Service> ReadService(const Statement& s) {
   core::Service v;
@@ -38,7 +38,7 @@ Result<core::Service> ReadService(const Statement& s) {
   return v;
 }
 
-core::ServiceInstance ReadInstance(const Statement& s) {
+Result<core::ServiceInstance> ReadInstance(const Statement& s) {
   core::ServiceInstance i;
   i.job_id = s.Text(0);
   i.service_id = s.Text(1);
@@ -46,11 +46,17 @@ core::ServiceInstance ReadInstance(const Statement& s) {
   i.cluster_id = s.Text(3);
   i.node_id = s.Text(4);
   i.address = s.Text(5);
-  i.state = s.Text(6);
+  auto state = core::ParseInstanceState(s.Text(6));
+  if (!state) {
+    CANOPY_LOG_ERROR("Stored row is corrupt table=service_instances id={} detail=unknown state", i.job_id);
+    return Error::Internal("stored data is corrupt");
+  }
+  i.state = *state;
   i.reason = s.Text(7);
   i.command_id = s.Text(8);
   i.created_at = FromUnixMillis(s.Int(9));
   i.updated_at = FromUnixMillis(s.Int(10));
+  i.reason_code = s.Text(11);
   return i;
 }
 
@@ -127,11 +133,11 @@ class SqliteServiceRepo final : public ServiceRepo {
     CANOPY_ASSIGN_OR_RETURN(
         Statement s,
         c_.Prepare(fmt::format("INSERT OR REPLACE INTO service_instances ({}) VALUES "
-                               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                kInstanceColumns)));
     s.Bind(i.job_id).Bind(i.service_id).Bind(i.replica).Bind(i.cluster_id).Bind(i.node_id);
-    s.Bind(i.address).Bind(i.state).Bind(i.reason).Bind(i.command_id);
-    s.Bind(UnixMillis(i.created_at)).Bind(UnixMillis(i.updated_at));
+    s.Bind(i.address).Bind(core::InstanceStateName(i.state)).Bind(i.reason).Bind(i.command_id);
+    s.Bind(UnixMillis(i.created_at)).Bind(UnixMillis(i.updated_at)).Bind(i.reason_code);
     auto st = s.Run();
     if (!st && st.error().code == ErrorCode::kFailedPrecondition) {
       return Error::NotFound("service not found");
@@ -150,7 +156,8 @@ class SqliteServiceRepo final : public ServiceRepo {
     while (true) {
       CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) return out;
-      out.push_back(ReadInstance(s));
+      CANOPY_ASSIGN_OR_RETURN(core::ServiceInstance i, ReadInstance(s));
+      out.push_back(std::move(i));
     }
   }
 

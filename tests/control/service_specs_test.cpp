@@ -1,8 +1,8 @@
-#include "api/services.h"
+#include "control/service_specs.h"
 
 #include <gtest/gtest.h>
 
-namespace canopy::api {
+namespace canopy::control {
 namespace {
 
 TEST(ServiceRequest, DefaultsAndValidation) {
@@ -96,22 +96,25 @@ TEST(OakestraSla, WhatCannotRunIsRefusedWithTheMicroserviceName) {
 TEST(ServiceState, FromInstances) {
   core::Service s;
   s.replicas = 2;
-  auto inst = [](std::string state, std::string reason = "") {
+  auto inst = [](std::string state, std::string reason = "", std::string code = "") {
     core::ServiceInstance i;
-    i.state = std::move(state);
+    i.state = *core::ParseInstanceState(state);
     i.reason = std::move(reason);
+    i.reason_code = std::move(code);
     return i;
   };
   std::string reason;
   EXPECT_EQ(ServiceState(s, {}, &reason), "undeployed");
   EXPECT_EQ(ServiceState(s, {inst("removing")}, &reason), "undeploying");
   s.deployed = true;
-  EXPECT_EQ(ServiceState(s, {inst("running"), inst("pending", "no_worker_capacity: x")}, &reason), "pending");
-  EXPECT_EQ(reason, "no_worker_capacity: x");
+  EXPECT_EQ(ServiceState(s, {inst("running"), inst("pending", "x", "no_worker_capacity")}, &reason), "pending");
+  EXPECT_EQ(reason, "no_worker_capacity: x");  // the code, then the text, for people
+  EXPECT_EQ(ServiceState(s, {inst("pending", "cluster c is gone")}, &reason), "pending");
+  EXPECT_EQ(reason, "cluster c is gone");
   EXPECT_EQ(ServiceState(s, {inst("running"), inst("starting")}, &reason), "deploying");
   EXPECT_EQ(ServiceState(s, {inst("running"), inst("running")}, &reason), "running");
   EXPECT_EQ(ServiceState(s, {inst("running"), inst("failed")}, &reason), "degraded");
 }
 
 }  // namespace
-}  // namespace canopy::api
+}  // namespace canopy::control

@@ -1,9 +1,6 @@
-// MutateCluster / MutateWorker (api/clusters.h): compare-and-swap row updates with re-read.
-#include <functional>
+#include "store/row_mutations.h"
 
-#include "api/clusters.h"
-
-namespace canopy::api {
+namespace canopy::store {
 namespace {
 
 constexpr int kCasRetries = 20;
@@ -27,18 +24,18 @@ Result<Row> Mutate(GetFn get, UpdateFn update, const Clock& clock,
 
 }  // namespace
 
-Result<core::Cluster> MutateCluster(store::Store& s, const Clock& clock, const std::string& id,
+Result<core::Cluster> MutateCluster(Store& s, const Clock& clock, const std::string& id,
                                     const std::function<Status(core::Cluster&)>& fn) {
   return Mutate<core::Cluster>([&] { return s.clusters().Get(id); },
                                [&](const core::Cluster& c) { return s.clusters().Update(c); },
                                clock, fn);
 }
 
-Result<core::Worker> MutateWorker(store::Store& s, const Clock& clock, const std::string& id,
+Result<core::Worker> MutateWorker(Store& s, const Clock& clock, const std::string& id,
                                   const std::function<Status(core::Worker&)>& fn) {
   return Mutate<core::Worker>([&] { return s.workers().Get(id); },
                               [&](const core::Worker& w) { return s.workers().Update(w); }, clock,
                               fn);
 }
 
-}  // namespace canopy::api
+}  // namespace canopy::store

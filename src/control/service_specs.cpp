@@ -1,5 +1,4 @@
-// Services: validation, Oakestra SLA import, JSON, and the job-report board (api/services.h).
-#include "api/services.h"
+#include "control/service_specs.h"
 
 #include <arpa/inet.h>
 
@@ -9,10 +8,9 @@
 
 #include <fmt/format.h>
 
-#include "api/api.h"
-#include "api/detail/context.h"
+#include "control/names.h"
 
-namespace canopy::api {
+namespace canopy::control {
 namespace {
 
 bool ValidCidr(const std::string& s) {
@@ -122,7 +120,7 @@ Result<ServiceRequest> ParseServiceRequest(const Json& body) {
   if (!body.is_object()) return Error::InvalidArgument("the body must be a JSON object");
   ServiceRequest r;
   CANOPY_ASSIGN_OR_RETURN(r.name, GetString(body, "name", 64));
-  if (!detail::IsValidName(r.name)) {
+  if (!IsValidName(r.name)) {
     return Error::InvalidArgument(
         "field 'name' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit");
   }
@@ -251,18 +249,24 @@ Result<std::vector<ServiceRequest>> ParseOakestraSla(const Json& sla) {
   return out;
 }
 
+std::string InstanceReasonText(const core::ServiceInstance& i) {
+  if (i.reason_code.empty()) return i.reason;
+  if (i.reason.empty()) return i.reason_code;
+  return i.reason_code + ": " + i.reason;
+}
+
 std::string ServiceState(const core::Service& s, const std::vector<core::ServiceInstance>& instances,
                          std::string* reason) {
   if (reason) reason->clear();
   if (!s.deployed) return instances.empty() ? "undeployed" : "undeploying";
   bool pending = false, failed = false, all_running = true;
   for (const auto& i : instances) {
-    if (i.state == "pending") {
-      if (!pending && reason) *reason = i.reason;
+    if (i.state == core::InstanceState::kPending) {
+      if (!pending && reason) *reason = InstanceReasonText(i);
       pending = true;
     }
-    if (i.state == "failed" || i.state == "exited") failed = true;
-    if (i.state != "running") all_running = false;
+    if (i.state == core::InstanceState::kFailed || i.state == core::InstanceState::kExited) failed = true;
+    if (i.state != core::InstanceState::kRunning) all_running = false;
   }
   if (pending) return "pending";
   if (failed) return "degraded";
@@ -270,74 +274,4 @@ std::string ServiceState(const core::Service& s, const std::vector<core::Service
   return "deploying";
 }
 
-Json ServiceToJson(const core::Service& s, const std::vector<core::ServiceInstance>& instances,
-                   const std::map<std::string, std::string>& node_workers) {
-  auto opt = [](const std::string& v) { return v.empty() ? Json(nullptr) : Json(v); };
-  Json arr = Json::array();
-  for (const auto& i : instances) {
-    auto w = node_workers.find(i.node_id);
-    arr.push_back({{"job_id", i.job_id},
-                   {"replica", i.replica},
-                   {"cluster_id", opt(i.cluster_id)},
-                   {"node_id", opt(i.node_id)},
-                   {"worker_id", w != node_workers.end() ? Json(w->second) : Json(nullptr)},
-                   {"address", opt(i.address)},
-                   {"state", i.state},
-                   {"reason", opt(i.reason)},
-                   {"updated_at", detail::Iso(i.updated_at)}});
-  }
-  std::string reason;
-  std::string state = ServiceState(s, instances, &reason);
-  return {{"id", s.id},
-          {"name", s.name},
-          {"command", s.spec.value("command", Json::array())},
-          {"env", s.spec.value("env", Json::object())},
-          {"ports", s.spec.value("ports", Json::array())},
-          {"cpu_millis", s.spec.value("cpu_millis", int64_t{0})},
-          {"memory_mib", s.spec.value("memory_mib", int64_t{0})},
-          {"restart", s.spec.value("restart", "on-failure")},
-          {"cluster_id", s.spec.value("cluster_id", Json(nullptr))},
-          {"replicas", s.replicas},
-          {"deployed", s.deployed},
-          {"state", state},
-          {"reason", opt(reason)},
-          {"instances", arr},
-          {"created_by", s.created_by},
-          {"created_at", detail::Iso(s.created_at)},
-          {"updated_at", detail::Iso(s.updated_at)}};
-}
-
-void ServiceBoard::RecordJobs(const std::string& cluster_id, Json jobs, TimePoint at) {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    auto& r = reports_[cluster_id];
-    r.jobs = std::move(jobs);
-    r.seq++;
-    r.at = at;
-    woken_ = true;
-  }
-  cv_.notify_all();
-}
-
-std::map<std::string, ServiceBoard::Report> ServiceBoard::Reports() const {
-  std::lock_guard<std::mutex> l(mu_);
-  return reports_;
-}
-
-void ServiceBoard::Wake() {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    woken_ = true;
-  }
-  cv_.notify_all();
-}
-
-void ServiceBoard::WaitForWake(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> l(mu_);
-  cv_.wait_for(l, timeout, [this] { return woken_; });
-  woken_ = false;
-}
-
-std::shared_ptr<ServiceBoard> NewServiceBoard() { return std::make_shared<ServiceBoard>(); }
-
-}  // namespace canopy::api
+}  // namespace canopy::control

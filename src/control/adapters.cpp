@@ -1,0 +1,123 @@
+#include "control/adapters.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "providers/remote/remote_provider.h"
+
+namespace canopy::control {
+namespace {
+
+constexpr std::string_view kTokenPrefix = "cpt_";
+
+}  // namespace
+
+Adapters::Adapters(store::Store& store, ClockPtr clock, IdGeneratorPtr ids,
+                   const auth::SecretBox& secrets, AdapterOptions opts)
+    : store_(store), clock_(std::move(clock)), ids_(std::move(ids)), secrets_(secrets), opts_(opts) {}
+
+Result<ProviderTokenGrant> Adapters::CreateToken(std::optional<std::chrono::seconds> ttl,
+                                                 const std::string& user_id) {
+  ProviderTokenGrant g;
+  g.token = std::string(kTokenPrefix) + RandomToken(32);
+  core::ProviderToken t;
+  t.id = ids_->NewId("ptk");
+  t.token_hash = Sha256Hex(g.token);
+  t.created_at = clock_->Now();
+  t.expires_at = g.expires_at = t.created_at + ttl.value_or(opts_.provider_token_ttl);
+  t.created_by = user_id;
+  CANOPY_TRY(store_.provider_tokens().Create(t));
+  SPDLOG_INFO("Created provider token token_id={} by={}", t.id, user_id);
+  return g;
+}
+
+Result<AdapterIdentity> Adapters::Register(const AdapterRegistration& r) {
+  std::string adapter_key = RandomToken(32);
+  core::ProviderRecord p;
+  p.id = ids_->NewId("prv");
+  p.type = r.type;
+  p.url = r.url;
+  p.capabilities = r.capabilities;
+  p.version = r.version;
+  p.registered_at = p.last_seen = clock_->Now();
+  CANOPY_ASSIGN_OR_RETURN(p.key_ciphertext, secrets_.Seal(SecretString(adapter_key), p.id));
+  CANOPY_TRY(store_.Transaction([&](store::Store& tx) -> Status {
+    CANOPY_TRY(tx.provider_tokens().Consume(Sha256Hex(r.token), clock_->Now()));
+    return tx.providers().Create(p);
+  }));
+  SPDLOG_INFO("Registered provider adapter provider={} type={} url={}", p.id, p.type, p.url);
+  return AdapterIdentity{p.id, adapter_key, opts_.heartbeat_interval.count()};
+}
+
+Status Adapters::Heartbeat(const std::string& id, const std::string& key,
+                           const std::optional<std::string>& url) {
+  if (key.empty()) return Error::Unauthenticated("missing adapter key");
+  auto p = store_.providers().Get(id);
+  if (!p) {
+    if (p.error().code == ErrorCode::kNotFound) {
+      return Error::NotFound("provider adapter not registered");
+    }
+    return std::move(p).error();
+  }
+  CANOPY_ASSIGN_OR_RETURN(SecretString stored, KeyOf(*p));
+  if (!ConstantTimeEquals(key, stored.Reveal())) return Error::Unauthenticated("wrong adapter key");
+  if (url && *url != p->url) {
+    p->url = *url;
+    CANOPY_TRY(store_.providers().Update(*p));
+    SPDLOG_INFO("Provider adapter moved provider={} url={}", p->id, p->url);
+  }
+  return store_.providers().Touch(p->id, clock_->Now());
+}
+
+Result<std::vector<core::ProviderRecord>> Adapters::List() { return store_.providers().List(); }
+
+Result<core::ProviderRecord> Adapters::Get(const std::string& id) {
+  auto p = store_.providers().Get(id);
+  if (!p && p.error().code == ErrorCode::kNotFound) {
+    return Error::NotFound("provider adapter not found");
+  }
+  return p;
+}
+
+Status Adapters::Detach(const std::string& id, const std::string& user_id) {
+  auto st = store_.providers().Delete(id);
+  if (!st) {
+    if (st.error().code == ErrorCode::kNotFound) return Error::NotFound("provider adapter not found");
+    return st;
+  }
+  SPDLOG_INFO("Detached provider adapter provider={} by={}", id, user_id);
+  return OkStatus();
+}
+
+core::ProviderStatus Adapters::StatusOf(const core::ProviderRecord& p) const {
+  auto limit = opts_.heartbeat_interval * opts_.missed_heartbeats_for_down;
+  return clock_->Now() - p.last_seen <= limit ? core::ProviderStatus::kLive
+                                              : core::ProviderStatus::kDown;
+}
+
+Result<core::ProviderRecord> Adapters::FindLive(const std::string& type) {
+  CANOPY_ASSIGN_OR_RETURN(auto all, store_.providers().List());
+  const core::ProviderRecord* best = nullptr;
+  for (const auto& p : all) {
+    if (p.type != type || StatusOf(p) != core::ProviderStatus::kLive) continue;
+    if (best == nullptr || p.last_seen > best->last_seen) best = &p;
+  }
+  if (best == nullptr) {
+    return Error::FailedPrecondition(fmt::format("no live provider adapter of type '{}'", type))
+        .WithReason(std::string(kReasonNoLiveAdapter));
+  }
+  return *best;
+}
+
+Result<SecretString> Adapters::KeyOf(const core::ProviderRecord& p) const {
+  return secrets_.Open(p.key_ciphertext, p.id);
+}
+
+Result<std::shared_ptr<providers::Provider>> AdapterOpener::ForType(const std::string& type) {
+  CANOPY_ASSIGN_OR_RETURN(core::ProviderRecord adapter, adapters_.FindLive(type));
+  CANOPY_ASSIGN_OR_RETURN(SecretString key, adapters_.KeyOf(adapter));
+  return std::shared_ptr<providers::Provider>(std::make_shared<providers::remote::RemoteProvider>(
+      adapter.url, std::move(key), providers::ProviderInfo{adapter.type, adapter.version, {}, {}}));
+}
+
+}  // namespace canopy::control

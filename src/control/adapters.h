@@ -1,0 +1,100 @@
+// Adapters: the root's registry of provider adapters (registration tokens, registration,
+// heartbeats, live/down, detach) and ProviderOpener, the seam through which everything at the
+// root reaches a provider: AdapterOpener (production) gives a RemoteProvider to a live adapter of
+// the type; tests put an in-process provider behind the same interface. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "auth/secret_box.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/json.h"
+#include "core/types.h"
+#include "providers/provider.h"
+#include "store/store.h"
+
+namespace canopy::control {
+
+struct AdapterOptions {
+  std::chrono::seconds provider_token_ttl{3600};
+  std::chrono::seconds heartbeat_interval{5};
+  int missed_heartbeats_for_down = 3;
+};
+
+struct ProviderTokenGrant {
+  std::string token;  // shown once ("cpt_..."); only its hash is stored
+  TimePoint expires_at{};
+};
+
+struct AdapterRegistration {  // what an adapter sends (validated by the HTTP layer)
+  std::string token;
+  std::string type;
+  std::string url;
+  std::string version;
+  Json capabilities = Json::object();
+};
+
+struct AdapterIdentity {  // what the root answers
+  std::string id;
+  std::string adapter_key;
+  int64_t heartbeat_interval_seconds = 0;
+};
+
+// Machine-readable reason of the kFailedPrecondition "no live provider adapter of type ...".
+inline constexpr std::string_view kReasonNoLiveAdapter = "no_live_adapter";
+
+class Adapters {
+ public:
+  Adapters(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, const auth::SecretBox& secrets,
+           AdapterOptions opts);
+
+  // ttl nullopt = options.provider_token_ttl.
+  Result<ProviderTokenGrant> CreateToken(std::optional<std::chrono::seconds> ttl,
+                                         const std::string& user_id);
+  // Consumes the token; kUnauthenticated for a bad or used one.
+  Result<AdapterIdentity> Register(const AdapterRegistration& r);
+  // An adapter's heartbeat with its key; `url` (when given and new) moves it.
+  Status Heartbeat(const std::string& id, const std::string& key,
+                   const std::optional<std::string>& url);
+  Result<std::vector<core::ProviderRecord>> List();
+  Result<core::ProviderRecord> Get(const std::string& id);  // kNotFound "provider adapter not found"
+  Status Detach(const std::string& id, const std::string& user_id);
+
+  core::ProviderStatus StatusOf(const core::ProviderRecord& p) const;
+  // The live adapter of `type` seen last; kFailedPrecondition (reason kReasonNoLiveAdapter) when
+  // none is live.
+  Result<core::ProviderRecord> FindLive(const std::string& type);
+  Result<SecretString> KeyOf(const core::ProviderRecord& p) const;
+
+ private:
+  store::Store& store_;
+  ClockPtr clock_;
+  IdGeneratorPtr ids_;
+  const auth::SecretBox& secrets_;
+  AdapterOptions opts_;
+};
+
+// How the root reaches a provider of a given type. Thread-safe.
+class ProviderOpener {
+ public:
+  virtual ~ProviderOpener() = default;
+  // kFailedPrecondition (reason kReasonNoLiveAdapter) when no provider of `type` is reachable.
+  virtual Result<std::shared_ptr<providers::Provider>> ForType(const std::string& type) = 0;
+};
+
+// The production opener: a RemoteProvider to the live adapter of the type (Adapters::FindLive).
+class AdapterOpener final : public ProviderOpener {
+ public:
+  explicit AdapterOpener(Adapters& adapters) : adapters_(adapters) {}
+  Result<std::shared_ptr<providers::Provider>> ForType(const std::string& type) override;
+
+ private:
+  Adapters& adapters_;
+};
+
+}  // namespace canopy::control

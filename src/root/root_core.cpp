@@ -1,0 +1,75 @@
+#include "root/root_core.h"
+
+#include <condition_variable>
+#include <mutex>
+
+#include <spdlog/spdlog.h>
+
+namespace canopy::root {
+
+RootCore::RootCore(store::Store& store, const auth::JwtKeys& jwt, const auth::SecretBox& secrets,
+                   ClockPtr clock, IdGeneratorPtr ids, ops::OperationQueue& queue,
+                   RootCoreOptions opts, std::unique_ptr<control::ProviderOpener> opener)
+    : store_(store),
+      secrets_(secrets),
+      clock_(clock),
+      ids_(ids),
+      opts_(std::move(opts)),
+      commands_(store, clock, ids, secrets, hub_),
+      tier_(store, clock, ids, secrets, hub_, commands_, board_, opts_.tier),
+      users_(store, clock, ids, jwt, opts_.token_ttl),
+      adapters_(store, clock, ids, secrets, opts_.adapters),
+      opener_(opener ? std::move(opener) : std::make_unique<control::AdapterOpener>(adapters_)),
+      clouds_(store, secrets, *opener_),
+      credentials_(store, clock, ids, secrets, *opener_),
+      cloud_clusters_(store, clock, ids, clouds_, queue),
+      services_(store, clock, ids, board_),
+      operations_(store, ids, queue, opts_.test_ops_marker_file) {}
+
+RootCore::~RootCore() { Stop(); }
+
+void RootCore::Start() {
+  hub_.Start();
+  if (offline_.joinable()) return;
+  offline_ = std::jthread([this](std::stop_token stop) {
+    std::mutex mu;
+    std::condition_variable_any cv;
+    const auto every = std::max(opts_.offline_check_every, std::chrono::milliseconds(50));
+    while (!stop.stop_requested()) {
+      {
+        std::unique_lock lock(mu);
+        cv.wait_for(lock, stop, every, [] { return false; });
+      }
+      if (stop.stop_requested()) break;
+      auto ids = tier_.MarkOffline();
+      if (!ids) SPDLOG_WARN("Cluster offline check failed error={}", ids.error().ToString());
+    }
+  });
+}
+
+void RootCore::Stop() {
+  if (offline_.joinable()) {
+    offline_.request_stop();
+    offline_.join();
+  }
+  hub_.Stop();
+}
+
+std::shared_ptr<net::Router> RootCore::Router(api::RouterScope scope,
+                                              std::shared_ptr<net::Metrics> metrics) {
+  api::ApiServices s;
+  s.users = &users_;
+  s.adapters = &adapters_;
+  s.credentials = &credentials_;
+  s.clouds = &clouds_;
+  s.tier = &tier_;
+  s.cloud_clusters = &cloud_clusters_;
+  s.services = &services_;
+  s.operations = &operations_;
+  s.metrics = std::move(metrics);
+  api::ApiOptions o;
+  o.enable_test_ops = opts_.enable_test_ops;
+  return api::BuildRouter(s, o, scope);
+}
+
+}  // namespace canopy::root
