@@ -21,8 +21,9 @@ if [ "${CANOPY_SKIP_SANITIZE:-0}" != "1" ]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure --timeout 600 -j 2 -R '^(BrokerE2E|Sweeper|ServicesE2E)\.'
 fi
-echo "== leftovers of the local provider tests (namespaces, test bridges)"
+echo "== leftovers of the local provider tests (namespaces, test bridges, their address registries)"
 left=$( (ip netns list 2>/dev/null | awk '{print $1}' | grep '^canopy-' || true; \
-         ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^cb[tb][0-9a-f]+$' || true) )
+         ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^cb[tb][0-9a-f]+$' || true; \
+         ls /run/canopy/local-addresses 2>/dev/null | grep -E '^cb[tb][0-9a-f]+$' | sed 's|^|/run/canopy/local-addresses/|' || true) )
 if [ -n "$left" ]; then echo "tests left these behind:"; echo "$left"; exit 1; fi
 echo "== all tests passed"

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cli/api_client.h"
+#include "cli/commands.h"
 #include "cli/output.h"
 
 namespace canopy::cli {
@@ -59,32 +60,125 @@ std::string Truncate(std::string s, size_t max) {
   return s + "...";
 }
 
-// "step 4/8 instance": the 1-based position of the current step.
-std::string StepText(const Json& op) {
+size_t StepCount(const Json& op) {
+  return op.is_object() && op.contains("steps") && op["steps"].is_array() ? op["steps"].size() : 0;
+}
+
+// The index of the current step: step_index, else the position of the named step; nullopt when
+// neither says.
+std::optional<size_t> CurrentStepIndex(const Json& op) {
+  if (!op.is_object()) {
+    return std::nullopt;
+  }
+  if (op.contains("step_index") && op["step_index"].is_number_integer() &&
+      op["step_index"].get<int64_t>() >= 0) {
+    return static_cast<size_t>(op["step_index"].get<int64_t>());
+  }
   std::string name = StringMember(op, "step");
-  size_t total = 0;
-  if (op.contains("steps") && op["steps"].is_array()) {
-    total = op["steps"].size();
-  }
-  int64_t index = -1;
-  if (op.contains("step_index") && op["step_index"].is_number_integer()) {
-    index = op["step_index"].get<int64_t>();
-  }
-  if (index < 0 && !name.empty()) {
-    // Without step_index: the position of the named step.
+  size_t total = StepCount(op);
+  if (!name.empty()) {
     for (size_t i = 0; i < total; ++i) {
       if (op["steps"][i].is_object() && StringMember(op["steps"][i], "name") == name) {
-        index = static_cast<int64_t>(i);
-        break;
+        return i;
       }
     }
   }
-  if (index < 0 || total == 0) {
-    return name.empty() ? "" : fmt::format("step {}", name);
-  }
-  size_t pos = std::min(static_cast<size_t>(index) + 1, total);
+  return std::nullopt;
+}
+
+// "step 4/8 instance" for the step at `index` (0-based) of `total`, named `name`.
+std::string StepLabel(size_t index, size_t total, const std::string& name) {
+  size_t pos = std::min(index + 1, total);
   return name.empty() ? fmt::format("step {}/{}", pos, total)
                       : fmt::format("step {}/{} {}", pos, total, name);
+}
+
+// "step 4/8 instance": the 1-based position of the current step.
+std::string StepText(const Json& op) {
+  std::string name = StringMember(op, "step");
+  size_t total = StepCount(op);
+  std::optional<size_t> index = CurrentStepIndex(op);
+  if (!index || total == 0) {
+    return name.empty() ? "" : fmt::format("step {}", name);
+  }
+  return StepLabel(*index, total, name);
+}
+
+// How many steps lie behind the operation: every step before the current one, all of them once
+// it succeeded; nullopt when the operation does not say where it is.
+std::optional<size_t> StepsPassed(const Json& op) {
+  size_t total = StepCount(op);
+  if (StringMember(op, "state") == "succeeded") {
+    return total;
+  }
+  std::optional<size_t> index = CurrentStepIndex(op);
+  if (!index) {
+    return std::nullopt;
+  }
+  return std::min(*index, total);
+}
+
+// "0.4s", "12s", "3m05s", "1h02m".
+std::string FormatDuration(std::chrono::milliseconds d) {
+  int64_t ms = std::max<int64_t>(0, d.count());
+  if (ms < 10'000) {
+    return fmt::format("{}.{}s", ms / 1000, (ms % 1000) / 100);
+  }
+  int64_t s = ms / 1000;
+  if (s < 60) {
+    return fmt::format("{}s", s);
+  }
+  if (s < 3600) {
+    return fmt::format("{}m{:02}s", s / 60, s % 60);
+  }
+  return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+}
+
+std::optional<TimePoint> TimeMember(const Json& obj, const char* key) {
+  if (!obj.is_object()) {
+    return std::nullopt;
+  }
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_string()) {
+    return std::nullopt;
+  }
+  return ParseRfc3339(it->get<std::string>());
+}
+
+// The permanent line of a step the operation has passed, e.g.
+// "cluster.create: step 2/8 firewalls done in 0.4s". A step that succeeded with null times never
+// ran (the operation finished early: "skipped"); the time taken is shown when the step says when
+// it started and finished.
+std::string PassedStepText(const Json& op, size_t index) {
+  std::string kind = StringMember(op, "kind");
+  if (kind.empty()) {
+    kind = "operation";
+  }
+  const Json& step = op["steps"][index];
+  std::string label = StepLabel(index, StepCount(op), StringMember(step, "name"));
+  std::string state = StringMember(step, "state");
+  std::optional<TimePoint> started = TimeMember(step, "started_at");
+  std::optional<TimePoint> finished = TimeMember(step, "finished_at");
+  std::string took;
+  if (started && finished) {
+    took =
+        FormatDuration(std::chrono::duration_cast<std::chrono::milliseconds>(*finished - *started));
+  }
+  if (state == "failed") {
+    return took.empty() ? fmt::format("{}: {} failed", kind, label)
+                        : fmt::format("{}: {} failed after {}", kind, label, took);
+  }
+  // The engine sends null times for a step that never ran; a root that sends no times at all
+  // says nothing about it.
+  auto is_null = [&step](const char* key) {
+    auto it = step.find(key);
+    return it != step.end() && it->is_null();
+  };
+  if (state == "succeeded" && is_null("started_at") && is_null("finished_at")) {
+    return fmt::format("{}: {} skipped", kind, label);
+  }
+  return took.empty() ? fmt::format("{}: {} done", kind, label)
+                      : fmt::format("{}: {} done in {}", kind, label, took);
 }
 
 struct ProgressParts {
@@ -117,28 +211,41 @@ ProgressParts Describe(const Json& op) {
   return p;
 }
 
-// Progress on stderr: one line rewritten in place on a terminal, else a line per change.
+// Progress on stderr: one line rewritten in place on a terminal, else a line per change; lines
+// that must stay (steps passed) are written in full on both.
 class Progress {
  public:
   Progress(std::ostream& err, bool terminal) : err_(err), terminal_(terminal) {}
 
-  void Show(const ProgressParts& p, std::chrono::seconds elapsed) {
+  bool terminal() const { return terminal_; }
+
+  // Shows `p`; returns whether a new line was written (always on a terminal).
+  bool Show(const ProgressParts& p, std::chrono::seconds elapsed) {
     std::string text = fmt::format("{} ({}s){}", p.head, elapsed.count(), p.tail);
     if (terminal_) {
-      std::string line = "\r" + text;
-      if (text.size() < width_) {
-        line.append(width_ - text.size(), ' ');
-      }
-      width_ = text.size();
-      err_ << line << std::flush;
+      Rewrite(text);
       open_ = true;
-      return;
+      return true;
     }
     std::string key = p.head + p.tail;
     if (key != last_key_) {
       err_ << text << '\n' << std::flush;
       last_key_ = std::move(key);
+      return true;
     }
+    return false;
+  }
+
+  // A line that stays: on a terminal it takes the place of the line being rewritten.
+  void Permanent(const std::string& text) {
+    if (terminal_) {
+      Rewrite(text);
+      err_ << '\n' << std::flush;
+      open_ = false;
+      width_ = 0;
+      return;
+    }
+    err_ << text << '\n' << std::flush;
   }
 
   // Ends a line rewritten in place.
@@ -146,15 +253,56 @@ class Progress {
     if (open_) {
       err_ << '\n' << std::flush;
       open_ = false;
+      width_ = 0;
     }
   }
 
  private:
+  // Writes `text` over the current line, blanking out what is left of a longer text before it.
+  void Rewrite(const std::string& text) {
+    std::string line = "\r" + text;
+    if (text.size() < width_) {
+      line.append(width_ - text.size(), ' ');
+    }
+    width_ = text.size();
+    err_ << line << std::flush;
+  }
+
   std::ostream& err_;
   bool terminal_;
   bool open_ = false;
   size_t width_ = 0;
   std::string last_key_;
+};
+
+// Shows each poll of an operation so that every step it passes gets a line, in order, even when
+// several steps finish between two polls (a poll sees only the current one).
+class OperationProgress {
+ public:
+  OperationProgress(std::ostream& err, bool terminal) : progress_(err, terminal) {}
+
+  void Show(const Json& op, std::chrono::seconds elapsed) {
+    std::optional<size_t> passed = StepsPassed(op);
+    if (passed) {
+      // On a terminal a step's line only stays once the step is over; elsewhere the line
+      // printed when the step was current already stays, so only steps never seen get one.
+      for (size_t i = reported_; i < *passed; ++i) {
+        progress_.Permanent(PassedStepText(op, i));
+      }
+      reported_ = std::max(reported_, *passed);
+    }
+    bool printed = progress_.Show(Describe(op), elapsed);
+    if (printed && !progress_.terminal() && StringMember(op, "state") == "running" && passed &&
+        *passed < StepCount(op)) {
+      reported_ = std::max(reported_, *passed + 1);
+    }
+  }
+
+  void End() { progress_.End(); }
+
+ private:
+  Progress progress_;
+  size_t reported_ = 0;  // steps [0, reported_) have a line that stays
 };
 
 Error FailureOf(const std::string& op_id, const Json& op) {
@@ -189,8 +337,8 @@ std::chrono::milliseconds Pause(std::chrono::milliseconds interval, TimePoint de
 // ---- services --------------------------------------------------------------------------------
 
 // Instance states in the order a summary lists them; others follow by name.
-constexpr std::string_view kInstanceStates[] = {"pending", "scheduled", "starting", "running",
-                                                "restarting", "exited",  "failed",  "removing"};
+constexpr std::string_view kInstanceStates[] = {"pending",    "scheduled", "starting", "running",
+                                                "restarting", "exited",    "failed",   "removing"};
 
 Json Instances(const Json& service) {
   if (service.is_object()) {
@@ -303,7 +451,7 @@ Result<Json> WaitForOperation(const std::string& op_id, const OperationFetcher& 
                               bool err_is_terminal, const WaitSettings& settings) {
   const TimePoint start = clock.Now();
   const TimePoint deadline = start + settings.timeout;
-  Progress progress(err, err_is_terminal);
+  OperationProgress progress(err, err_is_terminal);
   int unavailable = 0;
   std::string last_step = "-";
   for (;;) {
@@ -320,7 +468,7 @@ Result<Json> WaitForOperation(const std::string& op_id, const OperationFetcher& 
     }
     unavailable = 0;
     auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(now - start);
-    progress.Show(Describe(*op), elapsed);
+    progress.Show(*op, elapsed);
     std::string state = StringMember(*op, "state");
     if (state == "succeeded") {
       progress.End();
@@ -366,8 +514,7 @@ std::string ServiceProgressText(const Json& service, ServiceGoal goal,
 
 Result<Json> WaitForService(const std::string& service_id, ServiceGoal goal,
                             const ServiceFetcher& fetch, const Clock& clock, const SleepFn& sleep,
-                            std::ostream& err, bool err_is_terminal,
-                            const WaitSettings& settings) {
+                            std::ostream& err, bool err_is_terminal, const WaitSettings& settings) {
   const TimePoint start = clock.Now();
   const TimePoint deadline = start + settings.timeout;
   Progress progress(err, err_is_terminal);

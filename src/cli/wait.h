@@ -35,9 +35,13 @@ std::string ProgressText(const Json& op, std::chrono::seconds elapsed);
 
 // Polls `fetch(op_id)` every settings.interval until the operation's state is "succeeded" (returns
 // the final operation) or "failed" (Error "operation <id> failed at step <S>: <message>"), or
-// settings.timeout passes (kDeadlineExceeded). Progress goes to `err`: with `err_is_terminal` one
-// line rewritten in place with "\r", else one line per change of state or step. The progress is
-// always ended with a newline before returning, so an error line starts on a line of its own.
+// settings.timeout passes (kDeadlineExceeded). Progress goes to `err`: with `err_is_terminal` the
+// current step's line is rewritten in place with "\r" and each step the operation passes becomes a
+// line that stays ("kind: step 2/8 firewalls done in 0.4s", or "skipped" for a step an early
+// finish never ran); else one line per change of state or step. Either way every step passed gets
+// a line, in order, also those that began and ended between two polls, and before the line that
+// says the operation succeeded or failed. The progress is always ended with a newline before
+// returning, so an error line starts on a line of its own.
 Result<Json> WaitForOperation(const std::string& op_id, const OperationFetcher& fetch,
                               const Clock& clock, const SleepFn& sleep, std::ostream& err,
                               bool err_is_terminal, const WaitSettings& settings = {});

@@ -55,6 +55,10 @@ class CanopyUp : public ::testing::Test {
                     ns + " 2>/dev/null")
                        .c_str());
     }
+    // Their addresses on canopy0's host-wide registry (in /run) go too; a demo's stay.
+    providers::local::LocalOptions local;
+    local.state_dir = (dir_.path() / "data" / "local").string();
+    providers::local::LocalProvider::ReleaseAddresses(local);
   }
 
   std::string Canopy() const { return std::string(CANOPY_TEST_BIN_DIR) + "/canopy"; }

@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/files.h"
 #include "common/ids.h"
 #include "providers/local/local_exec.h"
 #include "providers/local/local_factory.h"
@@ -96,9 +97,14 @@ class LocalProviderTest : public ::testing::Test {
       return;
     }
     provider_.reset();
+    for (const LocalOptions& o : others_) {
+      LocalProvider::Purge(o);
+    }
     LocalProvider::Purge(opts_);
     listeners_.clear();
     EXPECT_FALSE(fs::exists("/sys/class/net/" + bridge_));
+    // Nothing is left in /run: the bridge's address registry goes with its last entry.
+    EXPECT_FALSE(fs::exists(LocalProvider::AddressRegistryDir(bridge_)));
   }
 
   LocalProvider& P() {
@@ -202,8 +208,39 @@ class LocalProviderTest : public ::testing::Test {
   std::string bridge_, subnet_prefix_;
   bool made_bridge_ = false;
   std::unique_ptr<LocalProvider> provider_;
+  std::vector<LocalOptions> others_;  // further state dirs on the bridge, purged by TearDown
   std::vector<std::unique_ptr<canopy::testing::Process>> listeners_;
 };
+
+// Creates an instance on `p` (key pair k1 made first) and waits until it runs.
+Instance CreateRunningOn(LocalProvider& p, const InstanceSpec& spec) {
+  EXPECT_OK(p.CreateKeyPair(Ctx(), "k1"));
+  auto in = p.CreateInstance(Ctx(), spec);
+  EXPECT_TRUE(in.has_value()) << in.error().ToString();
+  if (!in) {
+    return {};
+  }
+  auto run = p.WaitUntilRunning(Ctx(), in->handle, std::chrono::seconds(10));
+  EXPECT_TRUE(run.has_value()) << run.error().ToString();
+  return run.value_or(Instance{});
+}
+
+// The owner an address registry entry names ({} when there is none).
+Json RegistryEntry(const std::string& bridge, const std::string& address) {
+  fs::path p = fs::path(LocalProvider::AddressRegistryDir(bridge)) / address;
+  auto j = ReadJsonObjectFile(p.string());
+  return j ? *j : Json::object();
+}
+
+void WriteRegistryEntry(const std::string& bridge, const std::string& address,
+                        const std::string& state_dir, const std::string& instance_id) {
+  fs::path dir = LocalProvider::AddressRegistryDir(bridge);
+  ASSERT_TRUE(fs::exists(dir / "lock"));
+  std::ofstream(dir / address) << Json{{"state_dir", state_dir},
+                                       {"instance_id", instance_id},
+                                       {"netns", LocalProvider::NetnsName(instance_id)}}
+                                      .dump();
+}
 
 TEST(LocalProviderRootCheck, RejectsNonRootWithClearMessage) {
   Status s = CheckRunningAsRoot(1000);
@@ -517,6 +554,134 @@ TEST_F(LocalProviderTest, ParallelCreatesGetDistinctAddresses) {
     addrs.insert(run->address);
   }
   EXPECT_EQ(addrs.size(), static_cast<size_t>(kN / 2));
+}
+
+// Two adapters with their own state dirs on one bridge (two `canopy up` data dirs, a test beside a
+// demo) share the host's addresses: no address twice, a terminated instance's address free for
+// either, and entries whose owner is gone taken over while live ones are respected.
+TEST_F(LocalProviderTest, ProvidersWithTheirOwnStateDirsOnOneBridgeNeverShareAnAddress) {
+  LocalOptions b_opts = opts_;
+  b_opts.state_dir = (dir_.path() / "state-b").string();
+  others_.push_back(b_opts);
+  auto b = LocalProvider::Create(b_opts);
+  ASSERT_OK(b);
+  Instance a1 = CreateRunning("c-a1");
+  Instance b1 = CreateRunningOn(**b, Spec("c-b1"));
+  const std::string a_dir = fs::canonical(opts_.state_dir).string();
+  const std::string b_dir = fs::canonical(b_opts.state_dir).string();
+  ASSERT_FALSE(a1.provider_id.empty());
+  ASSERT_FALSE(b1.provider_id.empty());
+  EXPECT_EQ(a1.address, subnet_prefix_ + "2");
+  EXPECT_EQ(b1.address, subnet_prefix_ + "3");  // not .2 again: that one is provider A's
+  EXPECT_EQ(RegistryEntry(bridge_, a1.address).value("state_dir", ""), a_dir);
+  EXPECT_EQ(RegistryEntry(bridge_, a1.address).value("instance_id", ""), a1.provider_id);
+  EXPECT_EQ(RegistryEntry(bridge_, b1.address).value("state_dir", ""), b_dir);
+
+  // Terminating frees the address for every provider on the bridge.
+  ASSERT_OK(P().TerminateInstance(Ctx(), a1.handle));
+  EXPECT_FALSE(fs::exists(fs::path(LocalProvider::AddressRegistryDir(bridge_)) / a1.address));
+  Instance b2 = CreateRunningOn(**b, Spec("c-b2"));
+  EXPECT_EQ(b2.address, a1.address);
+
+  // .4: its owner's state dir vanished (a crashed test, a deleted data dir): taken over.
+  WriteRegistryEntry(bridge_, subnet_prefix_ + "4", (dir_.path() / "vanished").string(),
+                     "loc-gone1");
+  // .5: a third state dir whose record still holds it: respected.
+  fs::path c_dir = dir_.path() / "state-c";
+  LocalOptions c_opts = opts_;
+  c_opts.state_dir = c_dir.string();
+  others_.push_back(c_opts);
+  fs::create_directories(c_dir / "instances" / "loc-live1");
+  c_dir = fs::canonical(c_dir);
+  std::ofstream(c_dir / "instances" / "loc-live1" / "instance.json")
+      << Json{{"id", "loc-live1"}, {"address", subnet_prefix_ + "5"}}.dump();
+  WriteRegistryEntry(bridge_, subnet_prefix_ + "5", c_dir.string(), "loc-live1");
+  // .6: no record behind it, but its namespace still exists, so something on the bridge may use
+  // the address: respected until the namespace goes.
+  const std::string orphan = "loc-orph" + RandomHex(3);
+  struct NetnsGuard {
+    std::string name;
+    ~NetnsGuard() { (void)RunCommand({"/usr/sbin/ip", "netns", "del", name}); }
+  } guard{LocalProvider::NetnsName(orphan)};
+  ASSERT_OK(RunChecked({"/usr/sbin/ip", "netns", "add", guard.name}, "netns add"));
+  WriteRegistryEntry(bridge_, subnet_prefix_ + "6", (dir_.path() / "vanished").string(), orphan);
+
+  Instance a2 = CreateRunning("c-a2");
+  EXPECT_EQ(a2.address, subnet_prefix_ + "4");
+  EXPECT_EQ(RegistryEntry(bridge_, a2.address).value("state_dir", ""), a_dir);
+  EXPECT_EQ(RegistryEntry(bridge_, a2.address).value("instance_id", ""), a2.provider_id);
+  Instance a3 = CreateRunning("c-a3");
+  EXPECT_EQ(a3.address, subnet_prefix_ + "7");
+  ASSERT_OK(RunChecked({"/usr/sbin/ip", "netns", "del", guard.name}, "netns del"));
+  Instance a4 = CreateRunning("c-a4");
+  EXPECT_EQ(a4.address, subnet_prefix_ + "6");
+
+  // A stopped instance keeps its address: nobody else gets it, and start brings it back on it.
+  ASSERT_OK(P().StopInstance(Ctx(), a4.handle));
+  Instance b3 = CreateRunningOn(**b, Spec("c-b3"));
+  EXPECT_EQ(b3.address, subnet_prefix_ + "8");
+  ASSERT_OK(P().StartInstance(Ctx(), a4.handle));
+  auto a4_again = P().WaitUntilRunning(Ctx(), a4.handle, std::chrono::seconds(10));
+  ASSERT_OK(a4_again);
+  EXPECT_EQ(a4_again->address, a4.address);
+}
+
+TEST_F(LocalProviderTest, ParallelCreatesOfTwoStateDirsOnOneBridgeGetDistinctAddresses) {
+  LocalOptions b_opts = opts_;
+  b_opts.state_dir = (dir_.path() / "state-b").string();
+  others_.push_back(b_opts);
+  auto b = LocalProvider::Create(b_opts);
+  ASSERT_OK(b);
+  ASSERT_OK(P().CreateKeyPair(Ctx(), "k1"));
+  ASSERT_OK((*b)->CreateKeyPair(Ctx(), "k1"));
+  constexpr int kPerProvider = 4;
+  std::vector<Result<Instance>> results(2 * kPerProvider, Error::Internal("not run"));
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < 2 * kPerProvider; ++i) {
+      LocalProvider& p = i % 2 == 0 ? P() : **b;
+      threads.emplace_back([&, i, &p = p] {
+        results[i] = p.CreateInstance(Ctx(), Spec("c-both" + std::to_string(i)));
+      });
+    }
+  }
+  std::set<std::string> addrs;
+  for (auto& r : results) {
+    ASSERT_OK(r);
+    addrs.insert(r->address);
+  }
+  EXPECT_EQ(addrs.size(), results.size());
+}
+
+// The registry lives in /run: a reboot (or a hand) empties it while state dirs keep their
+// records. A provider claims its records' addresses again when it starts; an instance whose
+// address another provider took meanwhile moves to a free one and boots there.
+TEST_F(LocalProviderTest, AfterTheRegistryIsLostAClashingInstanceMovesToAFreeAddress) {
+  Instance a1 = CreateRunning("c-a1");
+  ASSERT_EQ(a1.address, subnet_prefix_ + "2");
+  provider_.reset();
+  fs::remove_all(LocalProvider::AddressRegistryDir(bridge_));
+
+  LocalOptions b_opts = opts_;
+  b_opts.state_dir = (dir_.path() / "state-b").string();
+  others_.push_back(b_opts);
+  auto b = LocalProvider::Create(b_opts);
+  ASSERT_OK(b);
+  Instance b1 = CreateRunningOn(**b, Spec("c-b1"));
+  EXPECT_EQ(b1.address, subnet_prefix_ + "2");  // nothing said .2 was taken
+
+  // Provider A starts again: .2 is B's now, so A's instance moves.
+  auto moved = P().WaitUntilRunning(Ctx(), a1.handle, std::chrono::seconds(10));
+  ASSERT_OK(moved);
+  EXPECT_EQ(moved->address, subnet_prefix_ + "3");
+  EXPECT_EQ(RegistryEntry(bridge_, moved->address).value("instance_id", ""), a1.provider_id);
+  EXPECT_EQ(RegistryEntry(bridge_, b1.address).value("instance_id", ""), b1.provider_id);
+  EXPECT_NE(Slurp(InstanceDir(a1) / "sshd_config").find("ListenAddress " + moved->address + "\n"),
+            std::string::npos);
+  auto listening = RunCommand({"/usr/sbin/ip", "netns", "exec",
+                               LocalProvider::NetnsName(a1.provider_id), "/usr/bin/ss", "-Hltn"});
+  ASSERT_OK(listening);
+  EXPECT_NE(listening->out.find(moved->address + ":22"), std::string::npos) << listening->out;
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "providers/local/address_registry.h"
 #include "providers/local/local_exec.h"
 
 namespace canopy::providers::local {
@@ -209,6 +210,8 @@ Status CheckRunningAsRoot(unsigned euid) {
 struct LocalProvider::Impl {
   LocalOptions opts;
   fs::path root, instances_dir, firewalls_dir, keys_dir, identities_dir;
+  std::string owner_dir;  // root as the address registry names it (AddressRegistry::NormalStateDir)
+  std::optional<AddressRegistry> registry;  // host-wide addresses on opts.bridge
   std::string ip, nft, sshd, ssh_keygen;
   uint32_t net = 0, gateway = 0, broadcast = 0;
   int prefix = 0;
@@ -630,29 +633,94 @@ struct LocalProvider::Impl {
     return OkStatus();
   }
 
-  Result<std::string> AllocateAddress() const {
-    std::set<std::string> used;
+  AddressOwner OwnerOf(const std::string& id) const { return {owner_dir, id, NetnsName(id)}; }
+
+  // The addresses this state dir's records hold. They count even where the registry lost them
+  // (it lives in /run, so a reboot empties it) until Adopt claims them again.
+  std::set<uint32_t> OwnAddresses() const {
+    std::set<uint32_t> out;
     for (const auto& r : AllRecords()) {
-      used.insert(r.value("address", ""));
-    }
-    for (uint32_t a = gateway + 1; a < broadcast; ++a) {
-      std::string s = Ip4(a);
-      if (!used.count(s)) {
-        return s;
+      in_addr a{};
+      if (inet_pton(AF_INET, r.value("address", "").c_str(), &a) == 1) {
+        out.insert(ntohl(a.s_addr));
       }
     }
-    return MakeProviderError(ProviderErrorKind::kCapacity, "no free address in " + opts.subnet);
+    return out;
+  }
+
+  // Gives `rec` an address no instance on the bridge holds, whichever state dir it belongs to,
+  // and saves it; both happen under the registry's lock, so no other provider can take the
+  // address before the record shows it is ours. Caller holds the global lock.
+  Status AllocateAddress(Json& rec) {
+    const std::string id = rec["id"];
+    auto addr = registry->Allocate(gateway + 1, broadcast - 1, OwnerOf(id), OwnAddresses(),
+                                   [&](const std::string& a) {
+                                     rec["address"] = a;
+                                     return SaveRecord(rec);
+                                   });
+    if (!addr) {
+      return std::move(addr).error();
+    }
+    return OkStatus();
+  }
+
+  // Claims the address of `rec` on the bridge. When another live instance holds it (the registry
+  // was emptied by a reboot and another provider came first, or state dirs from before the
+  // registry shared a subnet), the instance moves to a free address, as a cloud VM may get a new
+  // one. Returns whether the address changed. Caller holds the instance lock, not the global one.
+  bool ClaimAddress(Json& rec) {
+    const std::string id = rec["id"];
+    const std::string old_addr = rec.value("address", "");
+    if (!old_addr.empty()) {
+      auto claimed = registry->Claim(old_addr, OwnerOf(id));
+      if (!claimed) {
+        CANOPY_LOG_WARN("Cannot claim local instance address id={} address={} error={}", id,
+                        old_addr, claimed.error().message);
+        return false;
+      }
+      if (*claimed) {
+        return false;
+      }
+    }
+    auto g = LockGlobal();
+    Status moved = g ? AllocateAddress(rec) : Status(g.error());
+    if (!moved) {
+      CANOPY_LOG_ERROR("Local instance address is held by another instance, none free to move to "
+                       "id={} address={} error={}",
+                       id, old_addr, moved.error().message);
+      return false;
+    }
+    CANOPY_LOG_WARN(
+        "Local instance address was held by another instance, moved id={} from={} to={}", id,
+        old_addr, rec.value("address", ""));
+    return true;
+  }
+
+  // Frees the addresses instance `id` holds; an entry left behind is reclaimed later anyway.
+  void ReleaseAddress(const std::string& id) {
+    Status s = registry->Release(OwnerOf(id));
+    if (!s) {
+      CANOPY_LOG_WARN("Cannot release local instance address id={} error={}", id,
+                      s.error().message);
+    }
   }
 
   // Re-adoption after an adapter restart (see the header).
   void Adopt() {
-    for (auto rec : AllRecords()) {
-      const std::string id = rec["id"];
-      std::string st = rec.value("state", "");
+    for (const auto& listed : AllRecords()) {
+      const std::string id = listed["id"];
       auto lock = LockInstance(id);
       if (!lock) {
         continue;
       }
+      auto loaded = LoadRecord(id);  // again, now that nobody else changes it
+      if (!loaded) {
+        continue;
+      }
+      Json rec = std::move(*loaded);
+      // Every instance holds its address on the bridge, a stopped one too (start reuses it).
+      const bool readdressed = ClaimAddress(rec);
+      std::string st = rec.value("state", "");
       if (st == "stopping") {
         TearDownNet(id);
         rec["state"] = "stopped";
@@ -662,10 +730,10 @@ struct LocalProvider::Impl {
       if (st != "running" && st != "pending") {
         continue;
       }
-      if (SshdAlive(id)) {
+      if (!readdressed && SshdAlive(id)) {
         continue;
       }
-      CANOPY_LOG_WARN("Local instance lost its sshd, booting it again id={}", id);
+      CANOPY_LOG_WARN("Local instance lost its sshd or address, booting it again id={}", id);
       if (Boot(rec)) {
         rec["state"] = "running";
       } else {
@@ -749,6 +817,7 @@ Result<std::unique_ptr<LocalProvider>> LocalProvider::Create(LocalOptions o) {
     return Error::FailedPrecondition("the local provider needs " + std::string(kSftpServer));
   }
   im.root = o.state_dir;
+  im.registry.emplace(AddressRegistry::kDefaultRoot, o.bridge);
   im.instances_dir = im.root / "instances";
   im.firewalls_dir = im.root / "firewalls";
   im.keys_dir = im.root / "keys";
@@ -761,6 +830,7 @@ Result<std::unique_ptr<LocalProvider>> LocalProvider::Create(LocalOptions o) {
     }
   }
   chmod(im.keys_dir.c_str(), 0700);
+  im.owner_dir = AddressRegistry::NormalStateDir(im.root.string());
   im.Adopt();
   return p;
 }
@@ -843,11 +913,11 @@ Result<Instance> LocalProvider::CreateInstance(const CallContext& ctx, const Ins
       }
     }
     CANOPY_TRY(im.CheckCapacity(spec.instance_type));
-    CANOPY_ASSIGN_OR_RETURN(std::string addr, im.AllocateAddress());
+    // Unique on this host, not only in this state dir: the namespace name derives from it.
     std::string id;
     do {
       id = "loc-" + RandomHex(5);
-    } while (fs::exists(im.InstanceDir(id)));
+    } while (fs::exists(im.InstanceDir(id)) || fs::exists("/run/netns/" + NetnsName(id)));
     auto tags = spec.tags;
     tags[kCanopyIdTag] = spec.canopy_id;
     rec = Json{{"id", id},
@@ -861,7 +931,7 @@ Result<Instance> LocalProvider::CreateInstance(const CallContext& ctx, const Ins
                {"firewalls", spec.firewalls},
                {"tags", tags},
                {"state", "pending"},
-               {"address", addr},
+               {"address", ""},
                {"created_at_ms", NowMs()},
                {"ready_at_ms", int64_t{0}}};
     std::error_code ec;
@@ -869,7 +939,11 @@ Result<Instance> LocalProvider::CreateInstance(const CallContext& ctx, const Ins
     if (ec) {
       return Error::Internal("cannot create instance folder: " + ec.message());
     }
-    CANOPY_TRY(im.SaveRecord(rec));
+    Status allocated = im.AllocateAddress(rec);  // saves the record
+    if (!allocated) {
+      fs::remove_all(im.InstanceDir(id), ec);
+      return std::move(allocated).error();
+    }
   }
   // The slow part runs outside the global lock, so creations proceed in parallel.
   const std::string id = rec["id"];
@@ -879,6 +953,7 @@ Result<Instance> LocalProvider::CreateInstance(const CallContext& ctx, const Ins
     im.TearDownNet(id);  // a boot that failed half-way must not leave a namespace or veth
     std::error_code ec;
     fs::remove_all(im.InstanceDir(id), ec);
+    im.ReleaseAddress(id);
     CANOPY_LOG_WARN("Local instance boot failed id={} error={}", id, booted.error().message);
     return MakeProviderError(ProviderErrorKind::kTransient,
                              "instance boot failed: " + booted.error().message);
@@ -965,6 +1040,9 @@ Status LocalProvider::StartInstance(const CallContext& ctx, const ProviderHandle
   if (st == "running" || st == "pending") {
     return OkStatus();
   }
+  // It kept its address while stopped; this only moves it if the registry lost the claim and
+  // another instance took the address meanwhile.
+  im.ClaimAddress(rec);
   {
     CANOPY_ASSIGN_OR_RETURN(auto g, im.LockGlobal());
     CANOPY_TRY(im.CheckCapacity(rec.value("instance_type", "")));
@@ -1000,6 +1078,8 @@ Status LocalProvider::TerminateInstance(const CallContext& ctx, const ProviderHa
   if (ec) {
     return Error::Internal("cannot remove instance folder: " + ec.message());
   }
+  // Only now: while the record exists the address is still the instance's.
+  im.ReleaseAddress(id);
   return OkStatus();
 }
 
@@ -1212,7 +1292,21 @@ void LocalProvider::Purge(const LocalOptions& options) {
   if (fs::exists("/sys/class/net/" + options.bridge)) {
     (void)RunCommand({ip, "link", "del", options.bridge});
   }
+  ReleaseAddresses(options);
   fs::remove_all(options.state_dir, ec);
+}
+
+void LocalProvider::ReleaseAddresses(const LocalOptions& options) {
+  Status s = AddressRegistry(AddressRegistry::kDefaultRoot, options.bridge)
+                 .ReleaseStateDir(AddressRegistry::NormalStateDir(options.state_dir));
+  if (!s) {
+    CANOPY_LOG_WARN("Cannot release local addresses state_dir={} bridge={} error={}",
+                    options.state_dir, options.bridge, s.error().message);
+  }
+}
+
+std::string LocalProvider::AddressRegistryDir(const std::string& bridge) {
+  return AddressRegistry(AddressRegistry::kDefaultRoot, bridge).dir();
 }
 
 }  // namespace canopy::providers::local

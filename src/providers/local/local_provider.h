@@ -10,6 +10,15 @@
 // key and address stay allocated, so start boots again with the same address and host key.
 // Sessions: ForceCommand runs a wrapper that starts in the disk folder with HOME set to it; sftp
 // is the external sftp-server (internal-sftp cannot run under ForceCommand).
+// Addresses are unique per host, not per state dir: providers with different state dirs on one
+// bridge (two `canopy up` data dirs, a test beside a demo) share the host-wide AddressRegistry in
+// /run/canopy/local-addresses/<bridge>/ (an flock'ed folder with one file per address naming its
+// owner: state dir, instance id, namespace). An instance holds its address from create to
+// terminate, stopped or not; Purge and ReleaseAddresses free a state dir's addresses; an entry
+// whose owner is gone (no record with that address in its state dir, no namespace) is taken
+// over, so crashes and deleted state dirs leak nothing. The registry is in tmpfs: on start a
+// provider claims its records' addresses again, and an instance whose address another holds
+// meanwhile moves to a free one.
 #pragma once
 
 #include <chrono>
@@ -82,6 +91,12 @@ class LocalProvider final : public Provider {
   /// kills every process of every instance, deletes their namespaces and veths, the bridge and
   /// the state dir. For tests, benchmarks and uninstalling; no provider may use it meanwhile.
   static void Purge(const LocalOptions& options);
+  /// Frees every address the provider with `options` holds on its bridge's registry, and the
+  /// entries whose owner is gone (Purge does this too); instances and state stay. Only for when
+  /// those instances are gone (a test's cleanup): their addresses become free to others.
+  static void ReleaseAddresses(const LocalOptions& options);
+  /// The host-wide address registry folder of `bridge` (/run/canopy/local-addresses/<bridge>).
+  static std::string AddressRegistryDir(const std::string& bridge);
 
  private:
   explicit LocalProvider(LocalOptions options);
