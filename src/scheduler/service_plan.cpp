@@ -35,6 +35,10 @@ void ToPending(core::ServiceInstance& i, std::string code, std::string reason) {
   i.reason = std::move(reason);
 }
 
+std::string ReasonText(const core::ServiceInstance& i) {
+  return i.reason_code.empty() ? i.reason : i.reason_code + ": " + i.reason;
+}
+
 SchedulerAction Act(Kind kind, const core::ServiceInstance& i) {
   SchedulerAction a;
   a.kind = kind;
@@ -79,10 +83,11 @@ std::vector<SchedulerAction> PlanPass(const PlanInput& in, const PlanOptions& op
   std::map<std::string, core::ServiceInstance> rows;
   for (const auto& i : in.instances) rows[i.job_id] = i;
 
-  auto put = [&](core::ServiceInstance& i) {
+  auto put = [&](core::ServiceInstance& i, std::string log = "") {
     i.updated_at = now;
     rows[i.job_id] = i;
     out.push_back(Act(Kind::kPut, i));
+    out.back().log = std::move(log);
   };
   auto drop = [&](const core::ServiceInstance& i) {
     mem.baseline.erase(i.job_id);
@@ -159,7 +164,7 @@ std::vector<SchedulerAction> PlanPass(const PlanInput& in, const PlanOptions& op
         i.reason_code.clear();
         i.reason.clear();
         mem.baseline[i.job_id] = seq_of(cid);
-        put(i);
+        put(i, fmt::format("Instance adopted job={} cluster={} node={}", i.job_id, cid, i.node_id));
         placed_in[i.job_id] = cid;
         continue;
       }
@@ -180,7 +185,8 @@ std::vector<SchedulerAction> PlanPass(const PlanInput& in, const PlanOptions& op
         i.command_id.clear();
         mem.baseline[i.job_id] = seq_of(i.cluster_id);
         mem.missing.erase(i.job_id);
-        put(i);
+        put(i, fmt::format("Instance placed job={} cluster={} node={}", i.job_id, i.cluster_id,
+                           i.node_id));
         continue;
       }
       std::string cluster = i.cluster_id;
@@ -192,7 +198,8 @@ std::vector<SchedulerAction> PlanPass(const PlanInput& in, const PlanOptions& op
       }
       mem.next_try[i.job_id] = now + opts.pending_retry;
       placed_in.erase(i.job_id);
-      put(i);
+      put(i, fmt::format("Instance back to pending job={} cluster={} reason={}", i.job_id, cluster,
+                         ReasonText(i)));
       pending.push_back(i);
       continue;
     }
@@ -205,10 +212,13 @@ std::vector<SchedulerAction> PlanPass(const PlanInput& in, const PlanOptions& op
       std::string addr = job->value("address", i.address);
       InstanceState state = ReportedState(*job, i.state);
       if (node != i.node_id || addr != i.address || state != i.state) {
+        std::string log = node != i.node_id
+                              ? fmt::format("Instance moved job={} node={}", i.job_id, node)
+                              : "";
         i.node_id = node;
         i.address = addr;
         i.state = state;
-        put(i);
+        put(i, std::move(log));
       }
       continue;
     }
@@ -222,7 +232,7 @@ std::vector<SchedulerAction> PlanPass(const PlanInput& in, const PlanOptions& op
       mem.missing.erase(i.job_id);
       ToPending(i, "", fmt::format("rescheduling: cluster {} no longer runs it", cluster));
       placed_in.erase(i.job_id);
-      put(i);
+      put(i, fmt::format("Instance lost job={} cluster={}", i.job_id, cluster));
       pending.push_back(i);
     }
   }
@@ -281,7 +291,7 @@ std::vector<SchedulerAction> PlanPass(const PlanInput& in, const PlanOptions& op
           i.state = InstanceState::kPending;
           i.reason_code = code;
           i.reason = reason;
-          put(i);
+          put(i, fmt::format("Instance pending job={} reason_code={} reason={}", i.job_id, code, reason));
         }
         continue;
       }

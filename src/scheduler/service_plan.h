@@ -57,6 +57,7 @@ struct SchedulerAction {
     kUndeployOrphan,  // send undeploy_job for `job_id` to `cluster_id`; no row
   };
   Kind kind = Kind::kPut;
+  std::string log;  // what happened, for the daemon's log ("" = nothing worth a line)
   core::ServiceInstance instance;
   Json args;
   std::string cluster_id;

@@ -107,11 +107,7 @@ Status ServiceScheduler::RunOnce() {
   auto actions = PlanPass(in, opts_.plan, *picker_, memory_);
   bool changed = false;
   for (const auto& a : actions) {
-    if (a.kind == Kind::kPut && a.instance.state == core::InstanceState::kPending &&
-        !a.instance.reason.empty()) {
-      SPDLOG_INFO("Instance pending job={} reason_code={} reason={}", a.instance.job_id,
-                  a.instance.reason_code, a.instance.reason);
-    }
+    if (!a.log.empty()) SPDLOG_INFO("{}", a.log);
     CANOPY_ASSIGN_OR_RETURN(bool c, Apply(a));
     changed = changed || c;
   }

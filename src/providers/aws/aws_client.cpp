@@ -219,8 +219,10 @@ AwsError ParseAwsError(int http_status, const std::string& body) {
   return e;
 }
 
-AwsClient::AwsClient(AwsEndpoints endpoints, RetryPolicy retry)
-    : endpoints_(std::move(endpoints)), retry_(retry) {}
+AwsClient::AwsClient(AwsEndpoints endpoints, RetryPolicy retry, ClockPtr clock)
+    : endpoints_(std::move(endpoints)),
+      retry_(retry),
+      clock_(clock ? std::move(clock) : std::make_shared<SystemClock>()) {}
 AwsClient::~AwsClient() = default;
 
 Result<AwsClient::Answer> AwsClient::Send(
@@ -244,8 +246,9 @@ Result<AwsClient::Answer> AwsClient::Send(
     req.body = body;
     req.headers.emplace_back("Host", url.authority);
     for (const auto& h : extra_headers) req.headers.push_back(h);
-    SigV4Scope scope{AmzDate(static_cast<long long>(std::time(nullptr))), signing_region, service};
-    Sign(req, creds, scope);
+    CANOPY_ASSIGN_OR_RETURN(std::string amz_date, AmzDate(clock_->Now()));
+    SigV4Scope scope{std::move(amz_date), signing_region, service};
+    CANOPY_TRY(Sign(req, creds, scope));
 
     net::ClientRequest cr;
     cr.method = "POST";

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/json.h"
 #include "common/result.h"
 #include "providers/aws/sigv4.h"
@@ -74,9 +75,8 @@ Result<Xml> ParseXml(const std::string& body);
 
 class AwsClient {
  public:
-  using Clock = std::function<long long()>;  ///< Unix seconds, for signing (tests fix it)
-
-  AwsClient(AwsEndpoints endpoints, RetryPolicy retry);
+  // `clock` dates the signatures (AWS refuses ones more than 15 minutes off); null = the system's.
+  AwsClient(AwsEndpoints endpoints, RetryPolicy retry, ClockPtr clock = nullptr);
   ~AwsClient();
 
   /// A Query-protocol call; the answer's root element (e.g. <RunInstancesResponse>).
@@ -102,6 +102,7 @@ class AwsClient {
 
   AwsEndpoints endpoints_;
   RetryPolicy retry_;
+  ClockPtr clock_;
 };
 
 /// Version string of each Query service's API.

@@ -161,7 +161,7 @@ struct AwsProvider::Impl {
   std::map<std::string, RegionPrices> region_prices;  // key: region
   std::map<std::string, std::shared_ptr<std::mutex>> locks;
 
-  explicit Impl(AwsOptions o) : opts(std::move(o)), client(opts.endpoints, opts.retry) {}
+  explicit Impl(AwsOptions o) : opts(std::move(o)), client(opts.endpoints, opts.retry, opts.clock) {}
 
   std::shared_ptr<std::mutex> LockFor(const std::string& key) {
     std::lock_guard lock(mu);

@@ -30,6 +30,7 @@ class Wiped {
   Wiped() = default;
   explicit Wiped(std::string s) : s_(std::move(s)) {}
   Wiped(const Wiped&) = delete;
+  Wiped(Wiped&& o) noexcept : s_(std::move(o.s_)) { o.s_.clear(); }
   Wiped& operator=(const Wiped&) = delete;
   ~Wiped() {
     if (!s_.empty()) OPENSSL_cleanse(s_.data(), s_.size());
@@ -217,13 +218,13 @@ std::string CredentialScope(const SigV4Scope& scope) {
 }
 
 // HMAC-SHA256(key, data) as raw bytes.
-std::string HmacSha256(std::string_view key, std::string_view data) {
+Result<std::string> HmacSha256(std::string_view key, std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   const auto* in = reinterpret_cast<const unsigned char*>(data.data());
   if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), in, data.size(), out, &len) ==
       nullptr) {
-    throw std::runtime_error("sigv4: HMAC-SHA256 failed");
+    return Error::Internal("sigv4: HMAC-SHA256 failed");
   }
   std::string r(reinterpret_cast<const char*>(out), len);
   OPENSSL_cleanse(out, sizeof out);
@@ -231,19 +232,23 @@ std::string HmacSha256(std::string_view key, std::string_view data) {
 }
 
 // kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request").
-Wiped SigningKey(const SigV4Credentials& creds, const SigV4Scope& scope) {
+Result<Wiped> SigningKey(const SigV4Credentials& creds, const SigV4Scope& scope) {
   Wiped k0(std::string("AWS4") + creds.secret_access_key.Reveal());
-  Wiped k1(HmacSha256(k0.str(), DateStamp(scope)));
-  Wiped k2(HmacSha256(k1.str(), scope.region));
-  Wiped k3(HmacSha256(k2.str(), scope.service));
-  return Wiped(HmacSha256(k3.str(), kTerminator));
+  CANOPY_ASSIGN_OR_RETURN(std::string r1, HmacSha256(k0.str(), DateStamp(scope)));
+  Wiped k1(std::move(r1));
+  CANOPY_ASSIGN_OR_RETURN(std::string r2, HmacSha256(k1.str(), scope.region));
+  Wiped k2(std::move(r2));
+  CANOPY_ASSIGN_OR_RETURN(std::string r3, HmacSha256(k2.str(), scope.service));
+  Wiped k3(std::move(r3));
+  CANOPY_ASSIGN_OR_RETURN(std::string r4, HmacSha256(k3.str(), kTerminator));
+  return Wiped(std::move(r4));
 }
 
-std::string AuthorizationFrom(const Canonical& c, const SigV4Credentials& creds,
-                              const SigV4Scope& scope) {
+Result<std::string> AuthorizationFrom(const Canonical& c, const SigV4Credentials& creds,
+                                      const SigV4Scope& scope) {
   std::string sts = StringToSign(scope, c.request);
-  Wiped key = SigningKey(creds, scope);
-  std::string mac = HmacSha256(key.str(), sts);
+  CANOPY_ASSIGN_OR_RETURN(Wiped key, SigningKey(creds, scope));
+  CANOPY_ASSIGN_OR_RETURN(std::string mac, HmacSha256(key.str(), sts));
   std::string signature = HexEncode(mac);
   std::string out(kAlgorithm);
   out.append(" Credential=").append(creds.access_key_id).append("/").append(CredentialScope(scope));
@@ -273,15 +278,17 @@ void SetHeader(std::vector<std::pair<std::string, std::string>>& headers, std::s
 
 }  // namespace
 
-std::string AmzDate(long long unix_seconds) {
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
+Result<std::string> AmzDate(TimePoint when) {
+  std::time_t t = static_cast<std::time_t>(UnixSeconds(when));
   std::tm tm{};
-  if (gmtime_r(&t, &tm) == nullptr) throw std::out_of_range("sigv4: time out of range");
+  if (gmtime_r(&t, &tm) == nullptr || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) {
+    return Error::InvalidArgument("sigv4: time out of range");
+  }
   char buf[32];
   int n = std::snprintf(buf, sizeof buf, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900,
                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
   if (n <= 0 || static_cast<size_t>(n) >= sizeof buf) {
-    throw std::out_of_range("sigv4: time out of range");
+    return Error::InvalidArgument("sigv4: time out of range");
   }
   return std::string(buf, static_cast<size_t>(n));
 }
@@ -315,20 +322,21 @@ std::string StringToSign(const SigV4Scope& scope, const std::string& canonical_r
   return out;
 }
 
-std::string Authorization(const SigV4Request& req, const SigV4Credentials& creds,
-                          const SigV4Scope& scope, bool normalize_path) {
+Result<std::string> Authorization(const SigV4Request& req, const SigV4Credentials& creds,
+                                  const SigV4Scope& scope, bool normalize_path) {
   return AuthorizationFrom(BuildCanonical(req, normalize_path), creds, scope);
 }
 
-void Sign(SigV4Request& req, const SigV4Credentials& creds, const SigV4Scope& scope) {
+Status Sign(SigV4Request& req, const SigV4Credentials& creds, const SigV4Scope& scope) {
   // A stale Authorization header must be neither signed nor sent twice.
   std::erase_if(req.headers, [](const auto& h) { return IEquals(h.first, "Authorization"); });
   SetHeader(req.headers, "X-Amz-Date", scope.amz_date);
   if (!creds.session_token.empty()) {
     SetHeader(req.headers, "X-Amz-Security-Token", creds.session_token);
   }
-  std::string authz = Authorization(req, creds, scope);
+  CANOPY_ASSIGN_OR_RETURN(std::string authz, Authorization(req, creds, scope));
   req.headers.emplace_back("Authorization", std::move(authz));
+  return OkStatus();
 }
 
 }  // namespace canopy::providers::aws

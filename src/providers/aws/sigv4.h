@@ -1,13 +1,16 @@
 // AWS Signature Version 4 (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html):
 // canonical request, string to sign, signing key and the Authorization header. Conformance-tested
 // with the official test suite (../shared/reference/sigv4/, tests/providers/aws/sigv4_test.cpp).
-// Pure functions over OpenSSL; thread-safe.
+// Pure functions over OpenSSL; thread-safe. Failures (OpenSSL, a time gmtime cannot represent) are
+// Results: nothing here throws.
 #pragma once
 
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
+#include "common/result.h"
 #include "common/secret.h"
 
 namespace canopy::providers::aws {
@@ -35,8 +38,8 @@ struct SigV4Scope {
   std::string service;   ///< "ec2", "iam", "sts", "secretsmanager", ...
 };
 
-/// "20150830T123600Z" for a Unix time in seconds (UTC).
-std::string AmzDate(long long unix_seconds);
+/// "20150830T123600Z" for a time (UTC); kInvalidArgument when it cannot be represented.
+Result<std::string> AmzDate(TimePoint t);
 
 /// URI-encodes per SigV4: unreserved A-Z a-z 0-9 - _ . ~ kept, every other byte as %XX (upper
 /// hex); '/' kept when `keep_slash`.
@@ -51,11 +54,11 @@ std::string StringToSign(const SigV4Scope& scope, const std::string& canonical_r
 
 /// The value of the Authorization header for `req`, which must already carry every header to
 /// be signed (Host, X-Amz-Date, and X-Amz-Security-Token when there is a session token).
-std::string Authorization(const SigV4Request& req, const SigV4Credentials& creds,
-                          const SigV4Scope& scope, bool normalize_path = true);
+Result<std::string> Authorization(const SigV4Request& req, const SigV4Credentials& creds,
+                                  const SigV4Scope& scope, bool normalize_path = true);
 
 /// Adds X-Amz-Date (scope.amz_date), X-Amz-Security-Token (when creds has one) and
 /// Authorization to req.headers; `Host` must already be present.
-void Sign(SigV4Request& req, const SigV4Credentials& creds, const SigV4Scope& scope);
+Status Sign(SigV4Request& req, const SigV4Credentials& creds, const SigV4Scope& scope);
 
 }  // namespace canopy::providers::aws

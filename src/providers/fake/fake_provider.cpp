@@ -225,7 +225,8 @@ Result<Instance> FakeProvider::CreateInstance(const CallContext& ctx, const Inst
     return InvalidRequest("canopy_id is required");
   }
   for (const auto& [id, inst] : instances_) {
-    if (inst.canopy_id == spec.canopy_id && inst.state != InstanceState::kTerminated) {
+    if (idempotent_create_ && inst.canopy_id == spec.canopy_id &&
+        inst.state != InstanceState::kTerminated) {
       return inst;
     }
   }
@@ -272,6 +273,9 @@ Result<Instance> FakeProvider::CreateInstance(const CallContext& ctx, const Inst
   inst.tags["instance-type"] = spec.instance_type;
   inst.private_address = fmt::format("10.0.{}.{}", (n / 250) % 250, n % 250 + 2);
   instances_[inst.provider_id] = inst;
+  if (LoseAnswerLocked("CreateInstance")) {
+    return MakeProviderError(ProviderErrorKind::kTransient, "the answer of CreateInstance was lost");
+  }
   return inst;
 }
 
@@ -397,6 +401,9 @@ Result<Firewall> FakeProvider::CreateFirewall(const CallContext& ctx, const Fire
   Firewall fw{fmt::format("fake-fw-{:06d}", next_id_++), spec.name, spec.canopy_id, spec.rules};
   firewalls_[fw.id] = fw;
   firewall_cluster_[fw.id] = cluster;
+  if (LoseAnswerLocked("CreateFirewall")) {
+    return MakeProviderError(ProviderErrorKind::kTransient, "the answer of CreateFirewall was lost");
+  }
   return fw;
 }
 
@@ -477,6 +484,10 @@ Result<ClusterIdentity> FakeProvider::CreateClusterIdentity(const CallContext& c
   }
   std::string id = fmt::format("fake-cid-{:06d}", next_id_++);
   identities_[id] = cluster_id;
+  if (LoseAnswerLocked("CreateClusterIdentity")) {
+    return MakeProviderError(ProviderErrorKind::kTransient,
+                             "the answer of CreateClusterIdentity was lost");
+  }
   return ClusterIdentity{id, CredentialSecret(Json{{"api_key", "cid-" + RandomHex(16)},
                                                    {"identity", id}})};
 }
@@ -486,6 +497,18 @@ Status FakeProvider::DeleteClusterIdentity(const CallContext& ctx, const std::st
   CANOPY_TRY(Enter("DeleteClusterIdentity", ctx));
   identities_.erase(identity_id);
   return OkStatus();
+}
+
+void FakeProvider::LoseNextAnswer(const std::string& method) {
+  std::lock_guard<std::mutex> l(mu_);
+  lose_answer_.insert(method);
+}
+
+bool FakeProvider::LoseAnswerLocked(const char* method) { return lose_answer_.erase(method) > 0; }
+
+void FakeProvider::SetIdempotentCreate(bool on) {
+  std::lock_guard<std::mutex> l(mu_);
+  idempotent_create_ = on;
 }
 
 }  // namespace canopy::providers::fake

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "providers/provider.h"
@@ -49,10 +50,16 @@ class FakeProvider final : public Provider {
 
   /// The next call of `method` (the C++ name, e.g. "CreateInstance") fails with `kind`, once.
   void FailNext(const std::string& method, ProviderErrorKind kind);
+  /// The next CreateInstance / CreateFirewall / CreateClusterIdentity takes effect and then
+  /// answers a transient error, as when the adapter dies after the cloud call. Once.
+  void LoseNextAnswer(const std::string& method);
   /// At most `max` live (not terminated) instances of `instance_type`; beyond -> capacity error.
   void SetCapacity(const std::string& instance_type, int max);
   /// Number of live instances (for tests).
   int LiveInstanceCount() const;
+  /// false: CreateInstance makes a new instance on every call, as a cloud without idempotency
+  /// tokens would, so only the caller's own tag lookup prevents duplicates (crash tests).
+  void SetIdempotentCreate(bool on);
 
  private:
   // Checks the credential and consumes an injected failure for `method`. Caller holds mu_.
@@ -66,6 +73,9 @@ class FakeProvider final : public Provider {
 
   mutable std::mutex mu_;
   std::map<std::string, ProviderErrorKind> fail_next_;
+  std::set<std::string> lose_answer_;
+  // An injected lost answer for `method`, consumed. Caller holds mu_.
+  bool LoseAnswerLocked(const char* method);
   std::map<std::string, int> capacity_;
   std::map<std::string, Instance> instances_;  // by provider_id
   std::map<std::string, KeyPair> key_pairs_;   // by name
@@ -73,6 +83,7 @@ class FakeProvider final : public Provider {
   std::map<std::string, std::string> identities_;  // id -> cluster id
   std::map<std::string, std::string> firewall_cluster_;  // firewall id -> kClusterTag value
   int next_id_ = 1;
+  bool idempotent_create_ = true;
 };
 
 }  // namespace canopy::providers::fake
