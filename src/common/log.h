@@ -1,5 +1,7 @@
 // Structured logging over spdlog: one logger per daemon, "key=value" fields after the message.
 // Messages start with a capital letter and have no trailing period. Thread-safe.
+// The one macro family everywhere: spdlog's SPDLOG_INFO / SPDLOG_WARN / SPDLOG_ERROR /
+// SPDLOG_DEBUG (they record file and line, and skip formatting below the active level).
 // Secrets must be wrapped in Secret<T>, whose formatter prints "<redacted>".
 #pragma once
 
@@ -14,7 +16,3 @@ void Init(const std::string& daemon, const std::string& level, const std::string
 
 }  // namespace canopy::log
 
-#define CANOPY_LOG_INFO(...) SPDLOG_INFO(__VA_ARGS__)
-#define CANOPY_LOG_WARN(...) SPDLOG_WARN(__VA_ARGS__)
-#define CANOPY_LOG_ERROR(...) SPDLOG_ERROR(__VA_ARGS__)
-#define CANOPY_LOG_DEBUG(...) SPDLOG_DEBUG(__VA_ARGS__)

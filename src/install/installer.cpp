@@ -450,7 +450,7 @@ exit 4
   rep.already_running = skv["state"] == "already_running";
   rep.pid = ToInt(skv["pid"]);
   rep.timings.start_ms = MsSince(t0);
-  CANOPY_LOG_INFO(
+  SPDLOG_INFO(
       "Installed component host={} name={} mode={} upload_skipped={} connect_ms={} check_ms={} "
       "upload_ms={} start_ms={}",
       target.host, spec.name, rep.mode, rep.upload_skipped, rep.timings.connect_ms,

@@ -112,7 +112,7 @@ Result<std::unique_ptr<SshSession>> SshSession::Connect(const SshTarget& target,
   }
   if (ssh_connect(s) != SSH_OK) {
     std::string why = ssh_get_error(s);
-    CANOPY_LOG_DEBUG("SSH connect failed host={} port={} error={}", target.host, port, why);
+    SPDLOG_DEBUG("SSH connect failed host={} port={} error={}", target.host, port, why);
     return Error::Unavailable(fmt::format("ssh to {}:{} failed: {}", target.host, port, why));
   }
 
@@ -125,7 +125,7 @@ Result<std::unique_ptr<SshSession>> SshSession::Connect(const SshTarget& target,
   ssh_key_free(server_key);
   if (fp.empty() ||
       NormalizeFingerprint(fp) != NormalizeFingerprint(target.host_key_sha256)) {
-    CANOPY_LOG_WARN("SSH host key mismatch host={} port={} expected={} got={}", target.host,
+    SPDLOG_WARN("SSH host key mismatch host={} port={} expected={} got={}", target.host,
                     port, target.host_key_sha256, fp);
     return Error::PermissionDenied("host key mismatch");
   }

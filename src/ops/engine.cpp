@@ -41,10 +41,10 @@ Result<StepResult> InvokeStep(OperationKind& kind, size_t step, StepContext& ctx
   try {
     return kind.RunStep(step, ctx);
   } catch (const std::exception& e) {
-    CANOPY_LOG_ERROR("Step threw an exception op={} kind={} step={} what={}", ctx.op.id,
+    SPDLOG_ERROR("Step threw an exception op={} kind={} step={} what={}", ctx.op.id,
                      ctx.op.kind, step, e.what());
   } catch (...) {
-    CANOPY_LOG_ERROR("Step threw an exception op={} kind={} step={}", ctx.op.id, ctx.op.kind,
+    SPDLOG_ERROR("Step threw an exception op={} kind={} step={}", ctx.op.id, ctx.op.kind,
                      step);
   }
   return Error::Internal("the step failed unexpectedly");
@@ -54,10 +54,10 @@ void InvokeOnFailed(OperationKind& kind, StepContext& ctx) {
   try {
     kind.OnFailed(ctx);
   } catch (const std::exception& e) {
-    CANOPY_LOG_ERROR("Failure hook threw an exception op={} kind={} what={}", ctx.op.id,
+    SPDLOG_ERROR("Failure hook threw an exception op={} kind={} what={}", ctx.op.id,
                      ctx.op.kind, e.what());
   } catch (...) {
-    CANOPY_LOG_ERROR("Failure hook threw an exception op={} kind={}", ctx.op.id, ctx.op.kind);
+    SPDLOG_ERROR("Failure hook threw an exception op={} kind={}", ctx.op.id, ctx.op.kind);
   }
 }
 
@@ -141,7 +141,7 @@ void Engine::Impl::WorkerLoop(std::stop_token st, size_t index) {
     TimePoint now = clock->Now();
     auto claimed = store.operations().ClaimDue(owner, now, now + opts.lease, 1);
     if (!claimed) {
-      CANOPY_LOG_WARN("Claiming operations failed worker={} error={}", owner,
+      SPDLOG_WARN("Claiming operations failed worker={} error={}", owner,
                       claimed.error().ToString());
     } else if (!claimed->empty()) {
       for (Operation& op : *claimed) {
@@ -182,11 +182,11 @@ void Engine::Impl::KeeperLoop(std::stop_token st) {
         }
         lease->lost = true;
         lease->stop.request_stop();
-        CANOPY_LOG_WARN("Lease lost, abandoning operation op={} worker={}", lease->op_id,
+        SPDLOG_WARN("Lease lost, abandoning operation op={} worker={}", lease->op_id,
                         lease->owner);
       } else {
         // The lease is still ours until it expires; the next tick tries again.
-        CANOPY_LOG_WARN("Renewing lease failed op={} worker={} error={}", lease->op_id,
+        SPDLOG_WARN("Renewing lease failed op={} worker={} error={}", lease->op_id,
                         lease->owner, s.error().ToString());
       }
     }
@@ -199,7 +199,7 @@ void Engine::Impl::KeeperLoop(std::stop_token st) {
 // operation is resumed from its last persisted state).
 bool Engine::Impl::Persist(Operation& op, HeldLease& lease, bool release) {
   if (lease.lost) {
-    CANOPY_LOG_WARN("Lease lost, abandoning operation op={} kind={} step={}", op.id, op.kind,
+    SPDLOG_WARN("Lease lost, abandoning operation op={} kind={} step={}", op.id, op.kind,
                     op.step);
     return false;
   }
@@ -215,10 +215,10 @@ bool Engine::Impl::Persist(Operation& op, HeldLease& lease, bool release) {
   Status s = store.operations().Update(op);
   if (!s) {
     if (s.error().code == ErrorCode::kConflict) {
-      CANOPY_LOG_WARN("Operation changed by another worker, dropping it op={} kind={} step={}",
+      SPDLOG_WARN("Operation changed by another worker, dropping it op={} kind={} step={}",
                       op.id, op.kind, op.step);
     } else {
-      CANOPY_LOG_ERROR("Persisting operation failed, dropping it op={} kind={} step={} error={}",
+      SPDLOG_ERROR("Persisting operation failed, dropping it op={} kind={} step={} error={}",
                        op.id, op.kind, op.step, s.error().ToString());
     }
     return false;
@@ -237,7 +237,7 @@ void Engine::Impl::FailUnknownKind(Operation& op, HeldLease& lease) {
   }
   SetError(op, Error::Internal(
                    fmt::format("operation kind '{}' is not supported by this server", op.kind)));
-  CANOPY_LOG_ERROR("Failing operation of unknown kind op={} kind={}", op.id, op.kind);
+  SPDLOG_ERROR("Failing operation of unknown kind op={} kind={}", op.id, op.kind);
   Persist(op, lease, /*release=*/true);
 }
 
@@ -268,7 +268,7 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
       op.state = OperationState::kSucceeded;
       op.step = static_cast<int64_t>(op.steps.size());
       Persist(op, *lease, /*release=*/true);
-      CANOPY_LOG_INFO("Operation succeeded op={} kind={}", op.id, op.kind);
+      SPDLOG_INFO("Operation succeeded op={} kind={}", op.id, op.kind);
       return;
     }
     if (worker_stop.stop_requested()) {
@@ -291,18 +291,18 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
       return;
     }
 
-    CANOPY_LOG_INFO("Running step op={} kind={} step={} step_name={} attempt={} worker={}", op.id,
+    SPDLOG_INFO("Running step op={} kind={} step={} step_name={} attempt={} worker={}", op.id,
                     op.kind, index, op.steps[index].name, op.attempt, owner);
     StepContext ctx{op, store, *clock, lease->stop.get_token()};
     Result<StepResult> r = InvokeStep(*kind, index, ctx);
     if (opts.after_step_hook && opts.after_step_hook(op, op.steps[index].name)) {
-      CANOPY_LOG_WARN("Test crash after step: dropping the operation op={} kind={} step={}", op.id,
+      SPDLOG_WARN("Test crash after step: dropping the operation op={} kind={} step={}", op.id,
                       op.kind, index);
       return;
     }
 
     if (lease->lost) {
-      CANOPY_LOG_WARN("Lease lost during step, abandoning operation op={} kind={} step={}", op.id,
+      SPDLOG_WARN("Lease lost during step, abandoning operation op={} kind={} step={}", op.id,
                       op.kind, index);
       return;
     }
@@ -322,7 +322,7 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
           if (index + 1 >= op.steps.size()) {
             op.state = OperationState::kSucceeded;
             if (Persist(op, *lease, /*release=*/true)) {
-              CANOPY_LOG_INFO("Operation succeeded op={} kind={} step={} step_name={}", op.id,
+              SPDLOG_INFO("Operation succeeded op={} kind={} step={} step_name={}", op.id,
                               op.kind, index, step.name);
             }
             return;
@@ -331,7 +331,7 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
           if (!Persist(op, *lease, /*release=*/stopping)) {
             return;
           }
-          CANOPY_LOG_INFO("Step succeeded op={} kind={} step={} step_name={}", op.id, op.kind,
+          SPDLOG_INFO("Step succeeded op={} kind={} step={} step_name={}", op.id, op.kind,
                           index, step.name);
           if (stopping) {
             return;
@@ -344,7 +344,7 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
           ClearError(op);
           op.next_run_at = now + std::max(r->delay, std::chrono::milliseconds(0));
           if (Persist(op, *lease, /*release=*/true)) {
-            CANOPY_LOG_INFO("Step waiting op={} kind={} step={} step_name={} delay_ms={}", op.id,
+            SPDLOG_INFO("Step waiting op={} kind={} step={} step_name={} delay_ms={}", op.id,
                             op.kind, index, step.name, r->delay.count());
           }
           return;
@@ -363,7 +363,7 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
           op.next_run_at = now;
           op.state = OperationState::kSucceeded;
           if (Persist(op, *lease, /*release=*/true)) {
-            CANOPY_LOG_INFO("Operation succeeded early op={} kind={} step={} step_name={}", op.id,
+            SPDLOG_INFO("Operation succeeded early op={} kind={} step={} step_name={}", op.id,
                             op.kind, index, step.name);
           }
           return;
@@ -378,7 +378,7 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
       // not count. The step runs again (at-least-once) wherever the operation is claimed next.
       op.next_run_at = now;
       if (Persist(op, *lease, /*release=*/true)) {
-        CANOPY_LOG_INFO("Step interrupted by shutdown op={} kind={} step={} step_name={}", op.id,
+        SPDLOG_INFO("Step interrupted by shutdown op={} kind={} step={} step_name={}", op.id,
                         op.kind, index, step.name);
       }
       return;
@@ -389,7 +389,7 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
       ++op.attempt;
       op.next_run_at = now + delay;
       if (Persist(op, *lease, /*release=*/true)) {
-        CANOPY_LOG_WARN(
+        SPDLOG_WARN(
             "Step failed, retrying op={} kind={} step={} step_name={} attempt={} delay_ms={} "
             "error={}",
             op.id, op.kind, index, step.name, op.attempt, delay.count(), err.ToString());
@@ -404,7 +404,7 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
     // the hook (at-least-once, hence idempotent hooks) instead of losing the cleanup.
     InvokeOnFailed(*kind, ctx);
     if (Persist(op, *lease, /*release=*/true)) {
-      CANOPY_LOG_ERROR("Operation failed op={} kind={} step={} step_name={} attempt={} error={}",
+      SPDLOG_ERROR("Operation failed op={} kind={} step={} step_name={} attempt={} error={}",
                        op.id, op.kind, index, step.name, op.attempt, err.ToString());
     }
     return;
@@ -464,7 +464,7 @@ Result<core::Operation> Engine::Enqueue(store::Store& tx, const std::string& kin
   op.created_at = now;
   op.updated_at = now;
   CANOPY_TRY(tx.operations().Create(op));
-  CANOPY_LOG_DEBUG("Enqueued operation op={} kind={} target={} steps={}", op.id, op.kind,
+  SPDLOG_DEBUG("Enqueued operation op={} kind={} target={} steps={}", op.id, op.kind,
                    op.target_id, op.steps.size());
   return op;
 }
@@ -475,7 +475,7 @@ void Engine::Start() {
     return;
   }
   Impl* impl = impl_.get();
-  CANOPY_LOG_INFO("Starting operations engine owner={} workers={} lease_ms={}", impl->opts.owner,
+  SPDLOG_INFO("Starting operations engine owner={} workers={} lease_ms={}", impl->opts.owner,
                   impl->opts.workers, impl->opts.lease.count());
   impl->keeper = std::jthread([impl](std::stop_token st) { impl->KeeperLoop(std::move(st)); });
   for (size_t i = 0; i < impl->opts.workers; ++i) {
@@ -489,7 +489,7 @@ void Engine::Stop() {
   if (impl_->workers.empty() && !impl_->keeper.joinable()) {
     return;
   }
-  CANOPY_LOG_INFO("Stopping operations engine owner={}", impl_->opts.owner);
+  SPDLOG_INFO("Stopping operations engine owner={}", impl_->opts.owner);
   for (auto& w : impl_->workers) {
     w.request_stop();
   }
@@ -502,7 +502,7 @@ void Engine::Stop() {
     impl_->keeper.request_stop();
     impl_->keeper.join();
   }
-  CANOPY_LOG_INFO("Operations engine stopped owner={}", impl_->opts.owner);
+  SPDLOG_INFO("Operations engine stopped owner={}", impl_->opts.owner);
 }
 
 void Engine::Wake() {

@@ -23,7 +23,7 @@ Result<StorePtr> OpenSqlite(const std::string& path) {
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);
     if (ec) {
-      CANOPY_LOG_ERROR("Cannot create database directory path={} error={}", parent.string(),
+      SPDLOG_ERROR("Cannot create database directory path={} error={}", parent.string(),
                        ec.message());
       return Error::Internal("cannot create the database directory");
     }

@@ -113,7 +113,7 @@ class Exchange {
       : conn_(std::move(conn)), slot_(std::move(slot)) {}
   ~Exchange() {
     if (Deliver(std::nullopt) == Outcome::kDelivered) {
-      CANOPY_LOG_ERROR("HTTP handler dropped its responder without replying");
+      SPDLOG_ERROR("HTTP handler dropped its responder without replying");
     }
   }
   Exchange(const Exchange&) = delete;
@@ -303,7 +303,7 @@ class ServerImpl final : public HttpServer {
     {
       std::unique_lock<std::mutex> l(conns_mu_);
       if (!conns_cv_.wait_for(l, kStopGrace, [this] { return conns_.empty(); })) {
-        CANOPY_LOG_WARN("HTTP server stop: connections still open after grace period count={}",
+        SPDLOG_WARN("HTTP server stop: connections still open after grace period count={}",
                         conns_.size());
       }
     }
@@ -358,7 +358,7 @@ class ServerImpl final : public HttpServer {
       }
       if (ec) {
         // EMFILE and friends: back off instead of spinning on the pending connection.
-        CANOPY_LOG_WARN("HTTP accept failed error={}", ec.message());
+        SPDLOG_WARN("HTTP accept failed error={}", ec.message());
         backoff.expires_after(std::chrono::milliseconds(50));
         co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
@@ -396,9 +396,9 @@ class ServerImpl final : public HttpServer {
         return errors_(e);
       }
     } catch (const std::exception& ex) {
-      CANOPY_LOG_ERROR("HTTP error renderer threw error={}", ex.what());
+      SPDLOG_ERROR("HTTP error renderer threw error={}", ex.what());
     } catch (...) {
-      CANOPY_LOG_ERROR("HTTP error renderer threw");
+      SPDLOG_ERROR("HTTP error renderer threw");
     }
     Json body = {{"error", {{"code", ErrorCodeName(e.code)}, {"message", e.message}}}};
     return Response::FromJson(500, body);
@@ -418,7 +418,7 @@ class ServerImpl final : public HttpServer {
     res.version(11);
     int status = r.status;
     if (status < 200 || status > 599) {
-      CANOPY_LOG_ERROR("HTTP handler returned an invalid status status={}", status);
+      SPDLOG_ERROR("HTTP handler returned an invalid status status={}", status);
       status = 500;
     }
     res.result(static_cast<unsigned>(status));
@@ -427,7 +427,7 @@ class ServerImpl final : public HttpServer {
     res.set(http::field::date, beast::string_view(date.data(), date.size()));
     for (auto& [name, value] : r.headers) {
       if (name.empty() || HasCrLf(name) || HasCrLf(value) || name.find(':') != std::string::npos) {
-        CANOPY_LOG_ERROR("HTTP handler set an invalid header; dropped");
+        SPDLOG_ERROR("HTTP handler set an invalid header; dropped");
         continue;
       }
       res.insert(name, value);
@@ -482,7 +482,7 @@ class ServerImpl final : public HttpServer {
     try {
       co_await Serve(conn, stream, wake);
     } catch (const std::exception& e) {
-      CANOPY_LOG_ERROR("HTTP connection failed error={}", e.what());
+      SPDLOG_ERROR("HTTP connection failed error={}", e.what());
     }
     ErrorCodeT ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -625,7 +625,7 @@ class ServerImpl final : public HttpServer {
       auto exchange = std::make_shared<Exchange>(conn, slot);
       Responder respond = [exchange](Response r) {
         if (exchange->Deliver(std::move(r)) == Exchange::Outcome::kAlreadyDone) {
-          CANOPY_LOG_WARN("HTTP responder called more than once; ignored");
+          SPDLOG_WARN("HTTP responder called more than once; ignored");
         }
       };
       asio::post(workers_, [this, handler, exchange, respond = std::move(respond),
@@ -633,10 +633,10 @@ class ServerImpl final : public HttpServer {
         try {
           (*handler)(req, std::move(respond));
         } catch (const std::exception& e) {
-          CANOPY_LOG_ERROR("HTTP handler threw route={} error={}", route, e.what());
+          SPDLOG_ERROR("HTTP handler threw route={} error={}", route, e.what());
           exchange->Deliver(InternalError());
         } catch (...) {
-          CANOPY_LOG_ERROR("HTTP handler threw route={}", route);
+          SPDLOG_ERROR("HTTP handler threw route={}", route);
           exchange->Deliver(InternalError());
         }
       });

@@ -202,7 +202,7 @@ Result<std::string> AddressRegistry::Allocate(
       if (it->second.owner && !OwnerGone(s, *it->second.owner)) {
         continue;
       }
-      CANOPY_LOG_INFO(
+      SPDLOG_INFO(
           "Reclaiming local address of a gone owner address={} bridge_dir={} owner={}", s, dir_,
           it->second.owner ? it->second.owner->state_dir + "/" + it->second.owner->instance_id
                            : std::string("unreadable"));

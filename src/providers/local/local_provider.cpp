@@ -674,7 +674,7 @@ struct LocalProvider::Impl {
     if (!old_addr.empty()) {
       auto claimed = registry->Claim(old_addr, OwnerOf(id));
       if (!claimed) {
-        CANOPY_LOG_WARN("Cannot claim local instance address id={} address={} error={}", id,
+        SPDLOG_WARN("Cannot claim local instance address id={} address={} error={}", id,
                         old_addr, claimed.error().message);
         return false;
       }
@@ -685,12 +685,12 @@ struct LocalProvider::Impl {
     auto g = LockGlobal();
     Status moved = g ? AllocateAddress(rec) : Status(g.error());
     if (!moved) {
-      CANOPY_LOG_ERROR("Local instance address is held by another instance, none free to move to "
+      SPDLOG_ERROR("Local instance address is held by another instance, none free to move to "
                        "id={} address={} error={}",
                        id, old_addr, moved.error().message);
       return false;
     }
-    CANOPY_LOG_WARN(
+    SPDLOG_WARN(
         "Local instance address was held by another instance, moved id={} from={} to={}", id,
         old_addr, rec.value("address", ""));
     return true;
@@ -700,7 +700,7 @@ struct LocalProvider::Impl {
   void ReleaseAddress(const std::string& id) {
     Status s = registry->Release(OwnerOf(id));
     if (!s) {
-      CANOPY_LOG_WARN("Cannot release local instance address id={} error={}", id,
+      SPDLOG_WARN("Cannot release local instance address id={} error={}", id,
                       s.error().message);
     }
   }
@@ -733,7 +733,7 @@ struct LocalProvider::Impl {
       if (!readdressed && SshdAlive(id)) {
         continue;
       }
-      CANOPY_LOG_WARN("Local instance lost its sshd or address, booting it again id={}", id);
+      SPDLOG_WARN("Local instance lost its sshd or address, booting it again id={}", id);
       if (Boot(rec)) {
         rec["state"] = "running";
       } else {
@@ -954,7 +954,7 @@ Result<Instance> LocalProvider::CreateInstance(const CallContext& ctx, const Ins
     std::error_code ec;
     fs::remove_all(im.InstanceDir(id), ec);
     im.ReleaseAddress(id);
-    CANOPY_LOG_WARN("Local instance boot failed id={} error={}", id, booted.error().message);
+    SPDLOG_WARN("Local instance boot failed id={} error={}", id, booted.error().message);
     return MakeProviderError(ProviderErrorKind::kTransient,
                              "instance boot failed: " + booted.error().message);
   }
@@ -1300,7 +1300,7 @@ void LocalProvider::ReleaseAddresses(const LocalOptions& options) {
   Status s = AddressRegistry(AddressRegistry::kDefaultRoot, options.bridge)
                  .ReleaseStateDir(AddressRegistry::NormalStateDir(options.state_dir));
   if (!s) {
-    CANOPY_LOG_WARN("Cannot release local addresses state_dir={} bridge={} error={}",
+    SPDLOG_WARN("Cannot release local addresses state_dir={} bridge={} error={}",
                     options.state_dir, options.bridge, s.error().message);
   }
 }

@@ -110,7 +110,7 @@ Result<core::CommandOutcome> ReadOutcome(const Statement& s) {
   o.ok = s.Int(2) != 0;
   auto j = ParseJson(s.Text(3));
   if (!j) {
-    CANOPY_LOG_ERROR("Stored row is corrupt table=command_outcomes id={}", o.id);
+    SPDLOG_ERROR("Stored row is corrupt table=command_outcomes id={}", o.id);
     return Error::Internal("stored data is corrupt");
   }
   o.result = std::move(*j);
@@ -132,7 +132,7 @@ Result<JobPlacement> ReadJob(const Statement& s) {
   auto spec = ParseJson(s.Text(3));
   auto status = ParseJson(s.Text(4));
   if (!spec || !status) {
-    CANOPY_LOG_ERROR("Stored row is corrupt table=jobs id={}", j.job_id);
+    SPDLOG_ERROR("Stored row is corrupt table=jobs id={}", j.job_id);
     return Error::Internal("stored data is corrupt");
   }
   j.spec = std::move(*spec);
@@ -167,7 +167,7 @@ class SqliteClusterStore final : public ClusterStore {
           CANOPY_ASSIGN_OR_RETURN(bool applied, s.Step());
           if (applied) return OkStatus();
         }
-        CANOPY_LOG_INFO("Applying cluster store migration version={} name={}", m.version, m.name);
+        SPDLOG_INFO("Applying cluster store migration version={} name={}", m.version, m.name);
         CANOPY_TRY(c_->Exec(m.sql));
         CANOPY_ASSIGN_OR_RETURN(
             Statement s,

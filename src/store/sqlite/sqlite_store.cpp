@@ -39,7 +39,7 @@ Status WithExistsMessage(Status st, const char* message) {
 }
 
 Error Corrupt(std::string_view table, const std::string& id, std::string_view what) {
-  CANOPY_LOG_ERROR("Stored row is corrupt table={} id={} detail={}", table, id, what);
+  SPDLOG_ERROR("Stored row is corrupt table={} id={} detail={}", table, id, what);
   return Error::Internal("stored data is corrupt");
 }
 
@@ -703,7 +703,7 @@ Status SqliteStore::Migrate(const std::vector<store::detail::Migration>& migrati
                             conn_->Prepare("SELECT MAX(version) FROM schema_migrations"));
     CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
     if (row && !s.IsNull(0) && s.Int(0) > known) {
-      CANOPY_LOG_ERROR("Database schema is newer than this binary schema_version={} known={}",
+      SPDLOG_ERROR("Database schema is newer than this binary schema_version={} known={}",
                        s.Int(0), known);
       return Error::FailedPrecondition("the database schema is newer than this version of Canopy");
     }
@@ -721,7 +721,7 @@ Status SqliteStore::Migrate(const std::vector<store::detail::Migration>& migrati
           return OkStatus();
         }
       }
-      CANOPY_LOG_INFO("Applying store migration version={} name={}", m->version, m->name);
+      SPDLOG_INFO("Applying store migration version={} name={}", m->version, m->name);
       CANOPY_TRY(conn_->Exec(m->sql));
       CANOPY_ASSIGN_OR_RETURN(
           Statement s,
@@ -731,7 +731,7 @@ Status SqliteStore::Migrate(const std::vector<store::detail::Migration>& migrati
       return s.Run();
     });
     if (!st) {
-      CANOPY_LOG_ERROR("Store migration failed version={} name={} error={}", m->version, m->name,
+      SPDLOG_ERROR("Store migration failed version={} name={} error={}", m->version, m->name,
                        st.error().ToString());
       return Error::Internal(fmt::format("store migration {} failed", m->name));
     }

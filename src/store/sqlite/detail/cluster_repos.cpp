@@ -33,7 +33,7 @@ void BindOpt(Statement& s, const std::optional<std::string>& v) {
 }
 
 Error Corrupt(std::string_view table, const std::string& id, std::string_view what) {
-  CANOPY_LOG_ERROR("Stored row is corrupt table={} id={} detail={}", table, id, what);
+  SPDLOG_ERROR("Stored row is corrupt table={} id={} detail={}", table, id, what);
   return Error::Internal("stored data is corrupt");
 }
 

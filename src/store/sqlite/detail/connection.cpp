@@ -26,13 +26,13 @@ Status CreatePrivateFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     int err = errno;
-    CANOPY_LOG_ERROR("Cannot create database file path={} error={}", path, std::strerror(err));
+    SPDLOG_ERROR("Cannot create database file path={} error={}", path, std::strerror(err));
     return Error::Internal("cannot create the database file");
   }
   struct stat st {};
   if (::fstat(fd, &st) == 0 && (st.st_mode & 0077) != 0 && ::fchmod(fd, 0600) != 0) {
     int err = errno;
-    CANOPY_LOG_WARN("Cannot restrict database file mode path={} error={}", path,
+    SPDLOG_WARN("Cannot restrict database file mode path={} error={}", path,
                     std::strerror(err));
   }
   ::close(fd);
@@ -166,7 +166,7 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path) {
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                            nullptr);
   if (rc != SQLITE_OK) {
-    CANOPY_LOG_ERROR("Cannot open database path={} rc={} detail={}", path, rc,
+    SPDLOG_ERROR("Cannot open database path={} rc={} detail={}", path, rc,
                      db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     sqlite3_close_v2(db);
     return Error::Internal("cannot open the database");
@@ -196,7 +196,7 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path) {
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5 + attempt * 5, 50)));
     }
     if (mode != "wal") {
-      CANOPY_LOG_ERROR("Cannot enable WAL path={} journal_mode={}", path, mode);
+      SPDLOG_ERROR("Cannot enable WAL path={} journal_mode={}", path, mode);
       return Error::Internal("cannot enable write-ahead logging on the database");
     }
   }
@@ -250,10 +250,10 @@ Error Connection::MapError(int rc, std::string_view what) const {
     case SQLITE_CONSTRAINT_UNIQUE:
     case SQLITE_CONSTRAINT_PRIMARYKEY:
       // Expected (a taken name): not worth an error line.
-      CANOPY_LOG_DEBUG("SQLite constraint sql=\"{}\" rc={} detail={}", what, ext, detail);
+      SPDLOG_DEBUG("SQLite constraint sql=\"{}\" rc={} detail={}", what, ext, detail);
       return Error::AlreadyExists("already exists");
     case SQLITE_CONSTRAINT_FOREIGNKEY:
-      CANOPY_LOG_DEBUG("SQLite constraint sql=\"{}\" rc={} detail={}", what, ext, detail);
+      SPDLOG_DEBUG("SQLite constraint sql=\"{}\" rc={} detail={}", what, ext, detail);
       return Error::FailedPrecondition("a referenced record is missing or still in use");
     default:
       break;
@@ -261,10 +261,10 @@ Error Connection::MapError(int rc, std::string_view what) const {
   switch (ext & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-      CANOPY_LOG_WARN("SQLite busy sql=\"{}\" rc={} detail={}", what, ext, detail);
+      SPDLOG_WARN("SQLite busy sql=\"{}\" rc={} detail={}", what, ext, detail);
       return Error::Unavailable("the database is busy");
     default:
-      CANOPY_LOG_ERROR("SQLite statement failed sql=\"{}\" rc={} detail={}", what, ext, detail);
+      SPDLOG_ERROR("SQLite statement failed sql=\"{}\" rc={} detail={}", what, ext, detail);
       return Error::Internal("database error");
   }
 }

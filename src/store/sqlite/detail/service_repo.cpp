@@ -25,7 +25,7 @@ Result<core::Service> ReadService(const Statement& s) {
   v.name = s.Text(1);
   auto spec = ParseJson(s.Text(2));
   if (!spec) {
-    CANOPY_LOG_ERROR("Stored row is corrupt table=services id={} detail=malformed spec", v.id);
+    SPDLOG_ERROR("Stored row is corrupt table=services id={} detail=malformed spec", v.id);
     return Error::Internal("stored data is corrupt");
   }
   v.spec = std::move(spec).value();
@@ -48,7 +48,7 @@ Result<core::ServiceInstance> ReadInstance(const Statement& s) {
   i.address = s.Text(5);
   auto state = core::ParseInstanceState(s.Text(6));
   if (!state) {
-    CANOPY_LOG_ERROR("Stored row is corrupt table=service_instances id={} detail=unknown state", i.job_id);
+    SPDLOG_ERROR("Stored row is corrupt table=service_instances id={} detail=unknown state", i.job_id);
     return Error::Internal("stored data is corrupt");
   }
   i.state = *state;

@@ -18,7 +18,7 @@ constexpr const char* kColumns =
     "provider_id, address, node_id, last_error, operation_id, created_at, updated_at, version";
 
 Error Corrupt(const std::string& id, std::string_view what) {
-  CANOPY_LOG_ERROR("Stored row is corrupt table=workers id={} detail={}", id, what);
+  SPDLOG_ERROR("Stored row is corrupt table=workers id={} detail={}", id, what);
   return Error::Internal("stored data is corrupt");
 }
 
