@@ -8,26 +8,31 @@ function(canopy_component name)
   target_link_libraries(canopy_${name} PUBLIC ${ARG_DEPS})
 endfunction()
 
-# canopy_test(FILE DEPS ...): one GoogleTest binary per test file. The suffix picks the ctest label:
-# *_test.cpp -> unit, *_itest.cpp -> integration, tests/e2e/* -> e2e.
+# canopy_test(FILE DEPS ... PROPERTIES ...): one GoogleTest binary per test file, linked with DEPS
+# only (tests/CMakeLists.txt picks them per folder). The suffix picks the ctest label:
+# *_test.cpp -> unit, *_itest.cpp -> integration, tests/e2e/* -> e2e. PROPERTIES go to every test
+# of the file (e.g. RESOURCE_LOCK for suites that share host-global state). Long labels get a
+# higher COST so a parallel ctest starts them first.
 function(canopy_test file)
-  cmake_parse_arguments(ARG "" "" "DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "DEPS;PROPERTIES" ${ARGN})
   get_filename_component(stem ${file} NAME_WE)
   get_filename_component(dir ${file} DIRECTORY)
   get_filename_component(comp ${dir} NAME)
   set(target ${comp}_${stem})
   if(file MATCHES "_itest\\.cpp$")
     set(label integration)
+    set(cost 10)
   elseif(dir MATCHES "e2e")
     set(label e2e)
+    set(cost 100)
   else()
     set(label unit)
+    set(cost 1)
   endif()
   add_executable(${target} ${file})
-  target_link_libraries(${target} PRIVATE canopy_test_support ${ARG_DEPS} GTest::gtest_main GTest::gmock)
-  target_compile_definitions(${target} PRIVATE
-    CANOPY_BIN_DIR="${CMAKE_BINARY_DIR}/bin" CANOPY_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
-  gtest_discover_tests(${target} PROPERTIES LABELS ${label} DISCOVERY_TIMEOUT 60)
+  target_link_libraries(${target} PRIVATE ${ARG_DEPS} GTest::gtest_main GTest::gmock)
+  gtest_discover_tests(${target} DISCOVERY_TIMEOUT 60
+                       PROPERTIES LABELS ${label} COST ${cost} ${ARG_PROPERTIES})
 endfunction()
 
 # canopy_embed(TARGET SYMBOL FILE): compiles FILE's text into TARGET as

@@ -183,6 +183,12 @@ Status ClusterService::Start() {
     opts_.advertise_url = fmt::format("http://{}:{}", host, server_->port());
   }
   SPDLOG_INFO("Cluster node API listening url={}", opts_.advertise_url);
+  {
+    // The bound address (useful with port 0): supervisors and tests read it instead of guessing.
+    std::string host = hp.first.find(':') != std::string::npos ? "[" + hp.first + "]" : hp.first;
+    (void)WriteFileAtomic(opts_.data_dir + "/cluster.url",
+                          fmt::format("http://{}:{}\n", host, server_->port()));
+  }
   if (LoadIdentity()) {
     SPDLOG_INFO("Resuming cluster identity cluster={}", cluster_id_);
     return OkStatus();

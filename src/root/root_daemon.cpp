@@ -201,6 +201,12 @@ int RunRoot(const RootOptions& opts) {
         **store, core.clouds(), std::chrono::seconds(opts.sweep_interval), opts.sweep_delete);
   }
   (void)WriteFileAtomic(opts.data_dir + "/root.url", url + "\n");
+  std::error_code rm_ec;
+  if (tier_url.empty()) {
+    std::filesystem::remove(opts.data_dir + "/tier.url", rm_ec);
+  } else {
+    (void)WriteFileAtomic(opts.data_dir + "/tier.url", tier_url + "\n");
+  }
   SPDLOG_INFO("Root listening url={} tier_url={} data_dir={} cluster_url={} dist_binary={}", url,
               tier_url.empty() ? "-" : tier_url, opts.data_dir, bo.cluster_root_url,
               bo.canopyd_binary);

@@ -90,7 +90,7 @@ class CanopyBinaryTest : public ::testing::Test {
     EXPECT_EQ(r.err, expected + "\n");
   }
 
-  std::string binary_ = std::string(CANOPY_BIN_DIR) + "/canopy";
+  std::string binary_ = canopy::testing::BinDir() + "/canopy";
   testing::TempDir dir_;
   FakeRoot root_;
 };

@@ -91,7 +91,8 @@ TEST_F(CommandsHttpTest, CredentialSecretTravelsInBodyOverHttp) {
 
 TEST_F(CommandsHttpTest, StoppedRootIsReportedAsUnreachable) {
   Context ctx = MakeContext();
-  ctx.global.root = "http://127.0.0.1:" + std::to_string(testing::FreePort());
+  testing::ClosedPort closed;
+  ctx.global.root = closed.url();
   EXPECT_EQ(Login(ctx, {std::string(FakeRoot::kUser), std::string(FakeRoot::kPassword)}),
             kExitError);
   std::string e = err_.str();

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -162,15 +163,19 @@ TEST(ClusterDrainDaemons, TestKillAfterCommandExitsBeforeTheAckAndTheRestartAcks
   Root root(tmp.str() + "/root");
   auto [cluster_id, token] = root.NewCluster("edge-kill");
   std::string data = tmp.str() + "/cluster", log = tmp.str() + "/cluster.log";
-  uint16_t port = FreePort();
-  std::string url = "http://127.0.0.1:" + std::to_string(port);
+  uint16_t port = 0;  // the first start binds port 0; the restart keeps the port (nodes know it)
+  std::string url;
   auto start = [&](const std::string& tok) {
     std::vector<std::string> argv = {CanopydPath(), "cluster", "--root", root.url(),
                                      "--listen", "127.0.0.1:" + std::to_string(port),
                                      "--data-dir", data, "--link-interval", "1",
                                      "--test-kill-after-command", "drain_node"};
     if (!tok.empty()) argv.insert(argv.end(), {"--token", tok});
+    std::filesystem::remove(data + "/cluster.url");
     auto p = std::make_unique<Process>(argv, std::vector<std::string>{}, log);
+    port = WaitForUrlFilePort(data + "/cluster.url", [&] { return p->Running(); }, 20s);
+    EXPECT_NE(port, 0) << ReadFile(log);
+    url = "http://127.0.0.1:" + std::to_string(port);
     EXPECT_TRUE(WaitFor([&] { return CallApi(url, "GET", "/healthz").status == 200; }, 20s)) << ReadFile(log);
     return p;
   };

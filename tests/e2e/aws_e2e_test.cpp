@@ -47,7 +47,7 @@ class AwsEnv {
                 {"instance_types", {"t3.*", "m5.*", "p3.*"}},
                 {"max_attempts", 3},
                 {"retry_base_ms", 20}};
-    std::string catalog = std::string(CANOPY_SOURCE_DIR) + "/../shared/reference/catalog/aws-vms.csv";
+    std::string catalog = canopy::testing::SourceDir() + "/../shared/reference/catalog/aws-vms.csv";
     if (std::filesystem::exists(catalog)) config["price_catalog"] = catalog;
     std::vector<std::string> flags{"--config", DumpJson(config)};
     flags.insert(flags.end(), adapter_flags_.begin(), adapter_flags_.end());

@@ -61,7 +61,7 @@ class CanopyUp : public ::testing::Test {
     providers::local::LocalProvider::ReleaseAddresses(local);
   }
 
-  std::string Canopy() const { return std::string(CANOPY_TEST_BIN_DIR) + "/canopy"; }
+  std::string Canopy() const { return canopy::testing::BinDir() + "/canopy"; }
   std::vector<std::string> Env() const {
     return {"XDG_CONFIG_HOME=" + (dir_.path() / "xdg").string(),
             "CANOPY_ADMIN_PASSWORD=" + std::string(kAdminPassword)};
@@ -104,7 +104,9 @@ class CanopyUp : public ::testing::Test {
   }
 
   TempDir dir_;
-  uint16_t port_ = FreePort();
+  // `canopy up` serves the API and the tiers on one user-chosen port (it prints it), so the test
+  // picks one; the suites holding canopy0 run one at a time (RESOURCE_LOCK in tests/CMakeLists.txt).
+  uint16_t port_ = PickUnusedPort();
   int starts_ = 0;
   std::unique_ptr<Process> up_;
 };
@@ -179,11 +181,11 @@ TEST_F(CanopyUp, ReadmeDemoScriptThenClusterCreateThenAServiceAnswersFromTheHost
   ++starts_;
   const std::string listen = "127.0.0.1:" + std::to_string(port_);
   std::vector<std::string> env = Env();
-  env.push_back("CANOPY_BIN=" + std::string(CANOPY_TEST_BIN_DIR));  // the script's last command only
+  env.push_back("CANOPY_BIN=" + canopy::testing::BinDir());  // the script's last command only
   env.push_back("DATA_DIR=" + (dir_.path() / "data").string());
   env.push_back("LISTEN=" + listen);
   up_ = std::make_unique<Process>(
-      std::vector<std::string>{"/bin/bash", std::string(CANOPY_SOURCE_DIR) + "/scripts/demo.sh"}, env,
+      std::vector<std::string>{"/bin/bash", canopy::testing::SourceDir() + "/scripts/demo.sh"}, env,
       Log());
   ASSERT_TRUE(WaitFor([&] { return ReadFile(Log()).find("Press Ctrl-C") != std::string::npos ||
                                    !up_->Running(); },
@@ -233,7 +235,7 @@ TEST(CanopyUpArgs, BadListenIsAOneLineError) {
   if (!LocalTestNet::Available()) GTEST_SKIP() << "needs root";
   TempDir dir;
   std::string log = (dir.path() / "out").string();
-  Process p({std::string(CANOPY_TEST_BIN_DIR) + "/canopy", "up", "--data-dir", dir.str(), "--listen",
+  Process p({canopy::testing::BinDir() + "/canopy", "up", "--data-dir", dir.str(), "--listen",
              "nonsense"},
             {"XDG_CONFIG_HOME=" + dir.str()}, log);
   EXPECT_EQ(p.Wait(), 1);

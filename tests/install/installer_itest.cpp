@@ -86,14 +86,15 @@ class InstallerItest : public ::testing::Test {
               "  exec /usr/lib/openssh/sftp-server -d '" + home_.string() + "' ;;\nesac\n"
               "exec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
               fs::perms::owner_all);
-    port_ = canopy::testing::FreePort();
+    // The port is given on sshd's command line (-p): sshd cannot report a port it picked, so
+    // StartSshd retries with a fresh one when another process took the pick.
     WriteFile(dir_ / "sshd_config",
-              fmt::format("Port {}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n"
+              fmt::format("ListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n"
                           "AuthorizedKeysFile {}\nStrictModes no\nUsePAM no\n"
                           "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
                           "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
                           "Subsystem sftp internal-sftp -d {}\nForceCommand {}\nLogLevel ERROR\n",
-                          port_, (dir_ / "hostkey").string(), (dir_ / "sshd.pid").string(),
+                          (dir_ / "hostkey").string(), (dir_ / "sshd.pid").string(),
                           (dir_ / "authorized_keys").string(), home_.string(),
                           (dir_ / "wrap.sh").string()),
               fs::perms::owner_read | fs::perms::owner_write);
@@ -101,24 +102,36 @@ class InstallerItest : public ::testing::Test {
     auto fp = SshSession::FingerprintOfPublicKey(ReadFile((dir_ / "hostkey.pub").string()));
     ASSERT_OK(fp);
     target_.host = "127.0.0.1";
-    target_.port = port_;
     target_.user = "root";
     target_.private_key = SecretString(ReadFile((dir_ / "client").string()));
     target_.host_key_sha256 = *fp;
-    if (!late_start_) {
-      StartSshd();
+    if (late_start_) {
+      // WaitForSsh must find nothing there until the test starts sshd on this port.
+      port_ = canopy::testing::PickUnusedPort();
+      target_.port = port_;
+    } else {
+      ASSERT_TRUE(canopy::testing::StartWithFreshPorts([this](uint16_t p) { return StartSshdOn(p); }))
+          << ReadFile((dir_ / "sshd.log").string());
     }
   }
 
-  void StartSshd() {
+  // Starts sshd on `port`; true once it listens there (false, sshd gone, when the bind failed).
+  bool StartSshdOn(uint16_t port) {
+    port_ = port;
+    target_.port = port;
     sshd_ = std::make_unique<Process>(
-        std::vector<std::string>{"/usr/sbin/sshd", "-D", "-e", "-f", (dir_ / "sshd_config").string()},
+        std::vector<std::string>{"/usr/sbin/sshd", "-D", "-e", "-p", std::to_string(port), "-f",
+                                 (dir_ / "sshd_config").string()},
         std::vector<std::string>{}, (dir_ / "sshd.log").string());
-    for (int i = 0; i < 100 && !PortOpen(port_); ++i) {
+    for (int i = 0; i < 100 && sshd_->Running() && !PortOpen(port_); ++i) {
       std::this_thread::sleep_for(50ms);
     }
-    ASSERT_TRUE(PortOpen(port_)) << ReadFile((dir_ / "sshd.log").string());
+    if (sshd_->Running() && PortOpen(port_)) return true;
+    sshd_.reset();
+    return false;
   }
+
+  void StartSshd() { ASSERT_TRUE(StartSshdOn(port_)) << ReadFile((dir_ / "sshd.log").string()); }
 
   void TearDown() override {
     // Kill every supervisor (and its process group) the tests may have left behind.
@@ -223,7 +236,8 @@ TEST_F(InstallerItest, ConnectWithWrongClientKeyIsUnauthenticated) {
 }
 
 TEST_F(InstallerItest, ConnectToClosedPortIsUnavailable) {
-  target_.port = canopy::testing::FreePort();
+  canopy::testing::ClosedPort closed;
+  target_.port = closed.port();
   auto s = SshSession::Connect(target_, 2s);
   ASSERT_FALSE(s.has_value());
   EXPECT_EQ(s.error().code, ErrorCode::kUnavailable);
@@ -420,7 +434,8 @@ TEST_F(InstallerItest, InstallFailureNamesThePhase) {
 
   InstallOptions o;
   o.wait.deadline = 500ms;
-  target_.port = canopy::testing::FreePort();
+  canopy::testing::ClosedPort closed;
+  target_.port = closed.port();
   auto c = SshInstaller(o).Install(target_, Spec(WriteFakeBinary("v1")));
   ASSERT_FALSE(c.has_value());
   EXPECT_EQ(c.error().reason, "install_connect");

@@ -47,7 +47,7 @@ TEST(Offers, ListsRegionsTypesAndImagesOfTheCredentialsProvider) {
   // The CLI: `canopy offers --credential NAME` (name resolved to the id), table and JSON.
   {
     std::string xdg = "XDG_CONFIG_HOME=" + tmp.str() + "/xdg";
-    std::string canopy = std::string(CANOPY_TEST_BIN_DIR) + "/canopy";
+    std::string canopy = canopy::testing::BinDir() + "/canopy";
     std::string out = tmp.str() + "/cli.out";
     Process login({canopy, "login", "--root", root.url(), "--username", "admin", "--password", kAdminPassword},
                   {xdg}, out);

@@ -180,9 +180,10 @@ TEST_F(RootApi, RestartKeepsDataAndTokens) {
 TEST(RootBootstrap, GeneratedAdminPasswordIsWritten0600) {
   TempDir tmp;
   std::string dir = tmp.str() + "/data";
-  uint16_t port = FreePort();
-  Process p({CanopydPath(), "root", "--listen", fmt::format("127.0.0.1:{}", port), "--data-dir", dir}, {},
+  Process p({CanopydPath(), "root", "--listen", "127.0.0.1:0", "--data-dir", dir}, {},
             tmp.str() + "/root.log");
+  uint16_t port = WaitForUrlFilePort(dir + "/root.url", [&] { return p.Running(); }, 20s);
+  ASSERT_NE(port, 0) << ReadFile(tmp.str() + "/root.log");
   std::string url = fmt::format("http://127.0.0.1:{}", port);
   ASSERT_TRUE(WaitFor([&] { return CallApi(url, "GET", "/healthz").status == 200; }, 20s));
   std::string pw = ReadFile(dir + "/admin-password");

@@ -212,7 +212,8 @@ TEST_F(HttpClientTest, TimeoutIsDeadlineExceeded) {
 }
 
 TEST(HttpClient, ConnectionRefusedIsUnavailableAndMessageHidesSecrets) {
-  uint16_t port = canopy::testing::FreePort();
+  canopy::testing::ClosedPort closed;
+  uint16_t port = closed.port();
   ClientRequest req;
   req.url = "http://user:hunter2@127.0.0.1:" + std::to_string(port) + "/p?token=sekrit";
   req.headers["Authorization"] = "Bearer sekrit-header";

@@ -73,7 +73,8 @@ TEST_F(PostJsonTest, ApiErrorsKeepTheirCodeAndTransportFailuresAreUnavailable) {
   EXPECT_EQ(d.error().code, ErrorCode::kUnauthenticated);
   EXPECT_EQ(d.error().message.find("SECRET-KEY"), std::string::npos);
   JsonCall gone;
-  gone.url = "http://127.0.0.1:" + std::to_string(canopy::testing::FreePort()) + "/x";
+  canopy::testing::ClosedPort closed;
+  gone.url = closed.url() + "/x";
   gone.peer = "root at nowhere";
   gone.bearer = SecretString("SECRET-KEY");
   auto u = PostJson(gone);

@@ -151,7 +151,7 @@ Result<std::shared_ptr<AwsStack>> MakeAwsStack(Json* admin) {
   o.console_host_keys = false;  // moto has no cloud-init console
   o.instance_type_patterns = {"t3.*", "m5.*", "g4dn.*"};  // moto lists all types in 5 s
   o.retry = aws::RetryPolicy{2, std::chrono::milliseconds(20), std::chrono::milliseconds(100)};
-  std::string catalog = std::string(CANOPY_SOURCE_DIR) + "/../shared/reference/catalog/aws-vms.csv";
+  std::string catalog = canopy::testing::SourceDir() + "/../shared/reference/catalog/aws-vms.csv";
   if (std::filesystem::exists(catalog)) o.price_catalog = catalog;
   // One provider for all tests, as one adapter serves many calls (its offer cache saves ~1 s
   // per test); the stack's own pointer does not own it.

@@ -25,15 +25,15 @@ BrokerEnv::~BrokerEnv() {
 }
 
 void BrokerEnv::Start() {
-  port_ = FreePort();
+  // As `canopy up` does it: the API on loopback, the tiers' listener on the test bridge's gateway
+  // (port 0, kept across root restarts), which installed clusters dial.
   std::vector<std::string> flags = {"--heartbeat-interval", "1"};
   if (std::find(root_flags_.begin(), root_flags_.end(), "--cluster-url") == root_flags_.end()) {
-    flags.insert(flags.end(), {"--cluster-url", "http://" + net_.gateway() + ":" + std::to_string(port_)});
+    flags.insert(flags.end(), {"--cluster-listen", net_.gateway() + ":0"});
   }
   flags.insert(flags.end(), root_flags_.begin(), root_flags_.end());
   root_ = std::make_unique<RootDaemon>((dir_.path() / "root").string(), flags);
-  root_->SetListenHost("0.0.0.0");
-  root_->StartOnPort(port_);
+  root_->Start();
   admin_ = root_->AdminToken();
   auto tok = root_->Call("POST", "/api/v1/provider-tokens", "{}", admin_);
   ASSERT_EQ(tok.status, 201) << tok.body;
@@ -60,7 +60,7 @@ void BrokerEnv::RestartAdapter() { adapter_->Start(""); }
 
 void BrokerEnv::RestartRoot() {
   if (root_->Running()) root_->KillHard();
-  root_->StartOnPort(port_);
+  root_->Start();
   admin_ = root_->AdminToken();
 }
 

@@ -1,5 +1,5 @@
-// BrokerEnv: a root (listening on every interface, with --cluster-url at the test network's
-// bridge address, so clusters on local instances can dial it), a local provider adapter on a
+// BrokerEnv: a root (its API on loopback, its tiers' listener on the test network's bridge
+// address, so clusters on local instances can dial it), a local provider adapter on a
 // private LocalTestNet, and a credential "local" — what `canopy up` makes, for the broker's
 // end-to-end and crash tests. Cleans up every namespace it made (LocalTestNet) even on failure.
 // Needs root.
@@ -31,7 +31,7 @@ class BrokerEnv {
   AdapterDaemon& adapter() { return *adapter_; }
   // Starts the adapter again after a KillHard (same identity).
   void RestartAdapter();
-  // Restarts a root that died (or was killed) on the same port with the same data dir.
+  // Restarts a root that died (or was killed) on the same ports with the same data dir.
   void RestartRoot();
   const std::string& admin() const { return admin_; }
   const std::string& credential_id() const { return credential_id_; }
@@ -60,7 +60,6 @@ class BrokerEnv {
   TempDir dir_;
   LocalTestNet net_;
   std::vector<std::string> root_flags_, adapter_flags_;
-  uint16_t port_ = 0;
   std::unique_ptr<RootDaemon> root_;
   std::unique_ptr<AdapterDaemon> adapter_;
   std::string admin_, credential_id_;

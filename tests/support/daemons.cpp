@@ -9,7 +9,7 @@
 
 namespace canopy::testing {
 
-std::string CanopydPath() { return std::string(CANOPY_TEST_BIN_DIR) + "/canopyd"; }
+std::string CanopydPath() { return canopy::testing::BinDir() + "/canopyd"; }
 
 ApiReply CallApi(const std::string& base, const std::string& method, const std::string& path,
                  const std::string& body, const std::string& token,
@@ -50,6 +50,21 @@ void ExpectHealthy(Process& proc, const std::string& url, const std::string& log
   ASSERT_TRUE(up && proc.Running()) << what << " did not start; log:\n" << ReadFile(log);
 }
 
+// Starts `argv` (its listen flag on port 0 the first time), waits for the URL file the daemon
+// writes once bound and for /healthz; returns the bound port (0 with a test failure).
+uint16_t StartAndFindPort(std::unique_ptr<Process>& proc, std::vector<std::string> argv,
+                          std::vector<std::string> env, const std::string& url_file,
+                          const std::string& log, const char* what) {
+  std::error_code ec;
+  std::filesystem::remove(url_file, ec);  // a previous run's
+  proc = std::make_unique<Process>(std::move(argv), std::move(env), log);
+  uint16_t port = WaitForUrlFilePort(url_file, [&] { return proc->Running(); }, std::chrono::seconds(20));
+  EXPECT_NE(port, 0) << what << " did not report its port in " << url_file << "; log:\n" << ReadFile(log);
+  if (port == 0) return 0;
+  ExpectHealthy(*proc, fmt::format("http://127.0.0.1:{}", port), log, what);
+  return port;
+}
+
 }  // namespace
 
 RootDaemon::RootDaemon(std::string data_dir, std::vector<std::string> extra_flags)
@@ -59,17 +74,29 @@ RootDaemon::~RootDaemon() {
   if (proc_) KillHard();
 }
 
-void RootDaemon::Start() { StartOnPort(FreePort()); }
-
-void RootDaemon::StartOnPort(uint16_t port) {
-  port_ = port;
-  url_ = fmt::format("http://127.0.0.1:{}", port_);
+void RootDaemon::Start() {
   std::vector<std::string> argv = {CanopydPath(), "root", "--listen",
                                    fmt::format("{}:{}", listen_host_, port_), "--data-dir", data_dir_};
   argv.insert(argv.end(), flags_.begin(), flags_.end());
-  proc_ = std::make_unique<Process>(argv, std::vector<std::string>{std::string("CANOPY_ADMIN_PASSWORD=") + kAdminPassword},
-                                    log_path());
-  ExpectHealthy(*proc_, url_, log_path(), "root");
+  uint16_t port = StartAndFindPort(proc_, argv,
+                                   {std::string("CANOPY_ADMIN_PASSWORD=") + kAdminPassword},
+                                   data_dir_ + "/root.url", log_path(), "root");
+  if (port == 0) return;
+  port_ = port;
+  url_ = fmt::format("http://127.0.0.1:{}", port_);
+  // A tier listener on port 0 keeps its port across restarts too (installed clusters dial it).
+  tier_url_.clear();
+  std::string tier = ReadFile(data_dir_ + "/tier.url");
+  while (!tier.empty() && tier.back() == '\n') tier.pop_back();
+  if (tier.empty()) return;
+  tier_url_ = tier;
+  for (size_t i = 0; i + 1 < flags_.size(); ++i) {
+    if (flags_[i] != "--cluster-listen") continue;
+    std::string& v = flags_[i + 1];
+    if (v.size() >= 2 && v.compare(v.size() - 2, 2, ":0") == 0) {
+      v = v.substr(0, v.size() - 1) + tier.substr(tier.rfind(':') + 1);
+    }
+  }
 }
 
 void RootDaemon::Stop() { EndProcess(proc_, SIGTERM); }
@@ -104,17 +131,15 @@ AdapterDaemon::~AdapterDaemon() {
 }
 
 void AdapterDaemon::Start(const std::string& token) {
-  uint16_t port = FreePort();
-  url_ = fmt::format("http://127.0.0.1:{}", port);
   std::vector<std::string> argv = {CanopydPath(), "provider", "--type", type_, "--root", root_url_,
-                                   "--listen", fmt::format("127.0.0.1:{}", port), "--data-dir", data_dir_};
+                                   "--listen", fmt::format("127.0.0.1:{}", port_), "--data-dir", data_dir_};
   if (!token.empty()) {
     argv.push_back("--token");
     argv.push_back(token);
   }
   argv.insert(argv.end(), flags_.begin(), flags_.end());
-  proc_ = std::make_unique<Process>(argv, std::vector<std::string>{}, log_path());
-  ExpectHealthy(*proc_, url_, log_path(), "adapter");
+  port_ = StartAndFindPort(proc_, argv, {}, data_dir_ + "/provider.url", log_path(), "adapter");
+  url_ = fmt::format("http://127.0.0.1:{}", port_);
 }
 
 void AdapterDaemon::KillHard() { EndProcess(proc_, SIGKILL); }
@@ -128,8 +153,6 @@ ClusterDaemon::~ClusterDaemon() {
 }
 
 void ClusterDaemon::Start(const std::string& token) {
-  if (port_ == 0) port_ = FreePort();
-  url_ = fmt::format("http://127.0.0.1:{}", port_);
   std::vector<std::string> argv = {CanopydPath(), "cluster", "--root", root_url_, "--listen",
                                    fmt::format("127.0.0.1:{}", port_), "--data-dir", data_dir_};
   if (!token.empty()) {
@@ -137,8 +160,8 @@ void ClusterDaemon::Start(const std::string& token) {
     argv.push_back(token);
   }
   argv.insert(argv.end(), flags_.begin(), flags_.end());
-  proc_ = std::make_unique<Process>(argv, std::vector<std::string>{}, log_path());
-  ExpectHealthy(*proc_, url_, log_path(), "cluster");
+  port_ = StartAndFindPort(proc_, argv, {}, data_dir_ + "/cluster.url", log_path(), "cluster");
+  url_ = fmt::format("http://127.0.0.1:{}", port_);
 }
 
 void ClusterDaemon::Stop() { EndProcess(proc_, SIGTERM); }

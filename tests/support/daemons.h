@@ -1,5 +1,6 @@
-// Helpers for integration tests that run the real canopyd binaries: a root on a temp data dir and
-// free port, provider adapters, and a small JSON client. Not thread-safe; one per test.
+// Helpers for integration tests that run the real canopyd binaries: a root on a temp data dir,
+// provider adapters, clusters and nodes, and a small JSON client. Daemons listen on port 0 and
+// report the bound port in a URL file in their data dir (root.url, provider.url, cluster.url). Not thread-safe; one per test.
 #pragma once
 
 #include <chrono>
@@ -44,14 +45,17 @@ class RootDaemon {
   // `data_dir` is kept across Restart(); extra flags go after `canopyd root`.
   RootDaemon(std::string data_dir, std::vector<std::string> extra_flags = {});
   ~RootDaemon();
-  // Starts and waits until /healthz answers (fails the test otherwise).
+  // Starts and waits until /healthz answers (fails the test otherwise). The first start listens
+  // on port 0 and reads the bound port from root.url; later starts keep it (and a
+  // `--cluster-listen HOST:0` flag keeps the tier listener's port, from tier.url), so lower
+  // tiers find the root again.
   void Start();
-  // Starts on a given port (e.g. the previous one, so lower tiers find the root again).
-  void StartOnPort(uint16_t port);
-  // Address the root listens on (default 127.0.0.1; "0.0.0.0" lets local instances reach it).
-  // Call before Start(); url() stays on 127.0.0.1.
+  // Address the root listens on (default 127.0.0.1). Call before Start(); url() stays on
+  // 127.0.0.1.
   void SetListenHost(std::string host) { listen_host_ = std::move(host); }
   uint16_t port() const { return port_; }
+  // The tier listener's URL (--cluster-listen), "" without one.
+  const std::string& tier_url() const { return tier_url_; }
   void Stop();        // SIGTERM and wait
   void KillHard();    // SIGKILL and wait
   void Restart() { Stop(); Start(); }
@@ -78,7 +82,7 @@ class RootDaemon {
   std::vector<std::string> flags_;
   uint16_t port_ = 0;
   std::string listen_host_ = "127.0.0.1";
-  std::string url_;
+  std::string url_, tier_url_;
   std::unique_ptr<Process> proc_;
 };
 
@@ -97,11 +101,13 @@ class AdapterDaemon {
 
  private:
   std::string type_, root_url_, data_dir_, url_;
+  uint16_t port_ = 0;  // 0 until the first start binds one; kept across restarts
   std::vector<std::string> flags_;
   std::unique_ptr<Process> proc_;
 };
 
-// `canopyd cluster` on a free port; `data_dir` is kept across restarts (identity + store).
+// `canopyd cluster` on port 0 (the bound port read from cluster.url); `data_dir` is kept across
+// restarts (identity + store).
 class ClusterDaemon {
  public:
   ClusterDaemon(std::string root_url, std::string data_dir, std::vector<std::string> extra_flags = {});

@@ -57,20 +57,31 @@ MotoServer::~MotoServer() { proc_.reset(); }
 
 Status MotoServer::Start() {
   dir_ = std::make_unique<TempDir>();
-  uint16_t port = FreePort();
-  url_ = "http://127.0.0.1:" + std::to_string(port);
-  proc_ = std::make_unique<Process>(
-      std::vector<std::string>{FindPython(), "-m", "moto.server", "-H", "127.0.0.1", "-p", std::to_string(port)},
-      std::vector<std::string>{"INITIAL_NO_AUTH_ACTION_COUNT=0", "MOTO_ALLOW_NONEXISTENT_REGION=false"},
-      dir_->str() + "/moto.log");
+  // moto cannot report a port it picked: take a fresh one until it binds (another process may
+  // have taken the kernel's pick in between).
   net::HttpClient http;
-  for (int i = 0; i < 300; ++i) {
-    auto r = http.Do(net::ClientRequest{"GET", url_ + "/moto-api/data.json", {}, "", std::chrono::seconds(2),
-                                        std::chrono::seconds(1)});
-    if (r && r->status == 200) return OkStatus();
-    if (!proc_->Running()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  bool up = StartWithFreshPorts([&](uint16_t port) {
+    url_ = "http://127.0.0.1:" + std::to_string(port);
+    proc_ = std::make_unique<Process>(
+        std::vector<std::string>{FindPython(), "-m", "moto.server", "-H", "127.0.0.1", "-p", std::to_string(port)},
+        std::vector<std::string>{"INITIAL_NO_AUTH_ACTION_COUNT=0", "MOTO_ALLOW_NONEXISTENT_REGION=false"},
+        dir_->str() + "/moto.log");
+    // Werkzeug logs "Running on" once it holds the port; only then can an answer be ours.
+    for (int i = 0; i < 300; ++i) {
+      if (ReadFile(dir_->str() + "/moto.log").find("Running on") != std::string::npos) break;
+      if (!proc_->Running()) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    for (int i = 0; i < 300; ++i) {
+      auto r = http.Do(net::ClientRequest{"GET", url_ + "/moto-api/data.json", {}, "", std::chrono::seconds(2),
+                                          std::chrono::seconds(1)});
+      if (r && r->status == 200 && r->body.find('{') != std::string::npos) return true;
+      if (!proc_->Running()) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  });
+  if (up) return OkStatus();
   return Error::Unavailable("moto_server did not start: " + ReadFile(dir_->str() + "/moto.log"));
 }
 

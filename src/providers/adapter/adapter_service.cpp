@@ -60,6 +60,14 @@ Status AdapterService::Start() {
     opts_.advertise_url = fmt::format("http://{}:{}", hp.first, server_->port());
   }
   SPDLOG_INFO("Provider adapter listening type={} url={}", provider_->Info().type, opts_.advertise_url);
+  if (!opts_.data_dir.empty()) {
+    // The bound address (useful with port 0): supervisors and tests read it instead of guessing.
+    std::error_code ec;
+    std::filesystem::create_directories(opts_.data_dir, ec);
+    ::chmod(opts_.data_dir.c_str(), 0700);
+    (void)WriteFileAtomic(opts_.data_dir + "/provider.url",
+                          fmt::format("http://{}:{}\n", hp.first, server_->port()));
+  }
 
   if (LoadIdentity()) {
     server_->SetKey(key_);

@@ -176,7 +176,8 @@ TEST(AwsClientTransport, RegionMustBeARegionName) {
 
 TEST(AwsClientTransport, UnreachableEndpointIsTransient) {
   AwsEndpoints e;
-  e.all = "http://127.0.0.1:" + std::to_string(canopy::testing::FreePort());
+  canopy::testing::ClosedPort closed;
+  e.all = closed.url();
   AwsClient c(e, RetryPolicy{2, 1ms, 2ms});
   SigV4Credentials creds{"AKIAIOSFODNN7EXAMPLE", SecretString("s"), ""};
   auto r = c.Query(creds, "sts", "us-east-1", "GetCallerIdentity", {});

@@ -3,6 +3,7 @@
 // tests of the helpers and of Sign().
 #include "common/ids.h"
 #include "providers/aws/sigv4.h"
+#include "support/test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -46,10 +47,10 @@ SigV4Credentials Creds(std::string token = {}) {
   return SigV4Credentials{kAccessKeyId, SecretString(kSecret), std::move(token)};
 }
 
-// The suite folder: CANOPY_SOURCE_DIR/../shared/reference/sigv4, or $CANOPY_SIGV4_SUITE when
+// The suite folder: SourceDir()/../shared/reference/sigv4, or $CANOPY_SIGV4_SUITE when
 // that folder is missing and the variable is set. Empty when neither exists.
 fs::path SuiteDir() {
-  fs::path def = fs::path(CANOPY_SOURCE_DIR) / ".." / "shared" / "reference" / "sigv4";
+  fs::path def = fs::path(canopy::testing::SourceDir()) / ".." / "shared" / "reference" / "sigv4";
   std::error_code ec;
   if (fs::is_directory(def, ec)) return fs::weakly_canonical(def, ec);
   if (const char* env = std::getenv("CANOPY_SIGV4_SUITE"); env != nullptr && *env != '\0') {
@@ -191,7 +192,7 @@ std::string TestName(const ::testing::TestParamInfo<SuiteCase>& info) {
 
 TEST(SigV4Suite, FolderIsPresentWithAll34Cases) {
   fs::path root = SuiteDir();
-  ASSERT_FALSE(root.empty()) << "SigV4 test suite not found at " << CANOPY_SOURCE_DIR
+  ASSERT_FALSE(root.empty()) << "SigV4 test suite not found at " << canopy::testing::SourceDir()
                              << "/../shared/reference/sigv4 (nor via $CANOPY_SIGV4_SUITE)";
   std::vector<SuiteCase> cases = DiscoverCases();
   EXPECT_EQ(cases.size(), kExpectedCases);
