@@ -127,7 +127,9 @@ int Idle(uint16_t port, int conns, int probes, int hold_s) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   std::sort(ms.begin(), ms.end());
-  auto pct = [&](double p) { return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))]; };
+  auto pct = [&](double p) {
+    return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))];
+  };
   std::printf("PROBES n=%d p50=%.2f ms p99=%.2f ms max=%.2f ms\n", probes, pct(0.5), pct(0.99),
               ms.back());
   // The idle links still work.

@@ -24,7 +24,9 @@ using namespace canopy;
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-int64_t Ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+int64_t Ms(Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
 
 struct Sample {
   bool ok = false;
@@ -115,8 +117,9 @@ int main(int argc, char** argv) {
     o.boot_delay = std::chrono::milliseconds(std::atol(d));
   }
   providers::CallContext ctx{providers::CredentialSecret(Json::object()), "local"};
-  std::printf("| instances | all ready (s) | create p50/max (ms) | boot p50/max | connect p50/max | "
-              "check p50/max | upload p50/max | start p50/max |\n");
+  std::printf(
+      "| instances | all ready (s) | create p50/max (ms) | boot p50/max | connect p50/max | "
+      "check p50/max | upload p50/max | start p50/max |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   int rc = 0;
   for (int a = 2; a < argc; ++a) {
@@ -146,14 +149,16 @@ int main(int argc, char** argv) {
     auto t0 = Clock::now();
     std::vector<std::future<Sample>> fut;
     for (int i = 0; i < n; ++i) {
-      fut.push_back(std::async(std::launch::async, [&, i] { return One(**p, ctx, *kp, ssh_fw->id, canopyd, i, t0); }));
+      fut.push_back(std::async(std::launch::async,
+                               [&, i] { return One(**p, ctx, *kp, ssh_fw->id, canopyd, i, t0); }));
     }
     std::vector<Sample> got;
     for (auto& f : fut) got.push_back(f.get());
     int64_t wall = Ms(Clock::now() - t0);
     auto col = [&](int64_t Sample::*m) {
       std::vector<int64_t> v;
-      for (const auto& s : got) if (s.ok) v.push_back(s.*m);
+      for (const auto& s : got)
+        if (s.ok) v.push_back(s.*m);
       Stat st = Summarize(v);
       return std::to_string(st.median) + " / " + std::to_string(st.max);
     };

@@ -21,12 +21,12 @@ namespace canopy::api {
 
 // Who may call a route.
 enum class Access {
-  kPublic,    // no token
-  kAdapter,   // a provider adapter's or a cluster's key (checked by the application layer)
-  kAnyUser,   // any valid user token
+  kPublic,   // no token
+  kAdapter,  // a provider adapter's or a cluster's key (checked by the application layer)
+  kAnyUser,  // any valid user token
   kAdmin,
-  kInfra,     // admin or infra
-  kApp,       // admin or app
+  kInfra,  // admin or infra
+  kApp,    // admin or app
   kInfraOrApp,
 };
 

@@ -24,9 +24,9 @@ std::vector<RouteDef> AuthRoutes(control::Users* users) {
     CANOPY_ASSIGN_OR_RETURN(std::string username, GetString(body, "username", 128));
     CANOPY_ASSIGN_OR_RETURN(std::string password, GetString(body, "password", 1024));
     CANOPY_ASSIGN_OR_RETURN(auto t, users->Login(username, SecretString(std::move(password))));
-    return JsonResponse(200, {{"access_token", t.access_token},
-                              {"token_type", "Bearer"},
-                              {"expires_in", t.expires_in}});
+    return JsonResponse(
+        200,
+        {{"access_token", t.access_token}, {"token_type", "Bearer"}, {"expires_in", t.expires_in}});
   };
   auto jwks = [users](const net::Request&, const Principal&) -> Result<net::Response> {
     return JsonResponse(200, users->Jwks());
@@ -47,11 +47,13 @@ std::vector<RouteDef> UserRoutes(control::Users* users) {
       return Error::InvalidArgument("field 'password' must have at least 8 characters");
     }
     CANOPY_ASSIGN_OR_RETURN(auto role_names, GetStringArray(body, "roles", 3, 16));
-    if (role_names.empty()) return Error::InvalidArgument("field 'roles' must name at least one role");
+    if (role_names.empty())
+      return Error::InvalidArgument("field 'roles' must name at least one role");
     std::vector<core::Role> roles;
     for (const auto& n : role_names) {
       auto r = core::ParseRole(n);
-      if (!r) return Error::InvalidArgument(fmt::format("unknown role '{}' (admin, infra or app)", n));
+      if (!r)
+        return Error::InvalidArgument(fmt::format("unknown role '{}' (admin, infra or app)", n));
       roles.push_back(*r);
     }
     CANOPY_ASSIGN_OR_RETURN(core::User u,

@@ -47,13 +47,13 @@ std::vector<RouteDef> BrokerRoutes(control::CloudClusters* clusters) {
     CANOPY_ASSIGN_OR_RETURN(Json body, ParseBody(req));
     CANOPY_ASSIGN_OR_RETURN(auto r, ParseClusterRequest(body));
     CANOPY_ASSIGN_OR_RETURN(auto started, clusters->Create(r, p.user_id));
-    return JsonResponse(202, {{"cluster", ClusterToJson(started.cluster)},
-                              {"operation_id", started.operation.id}});
+    return JsonResponse(
+        202, {{"cluster", ClusterToJson(started.cluster)}, {"operation_id", started.operation.id}});
   };
   auto del = [clusters](const net::Request& req, const Principal& p) -> Result<net::Response> {
     CANOPY_ASSIGN_OR_RETURN(auto started, clusters->Delete(req.Param("id"), p.user_id));
-    return JsonResponse(202, {{"cluster", ClusterToJson(started.cluster)},
-                              {"operation_id", started.operation.id}});
+    return JsonResponse(
+        202, {{"cluster", ClusterToJson(started.cluster)}, {"operation_id", started.operation.id}});
   };
   auto add = [clusters](const net::Request& req, const Principal& p) -> Result<net::Response> {
     CANOPY_ASSIGN_OR_RETURN(Json body, ParseBody(req));
@@ -78,8 +78,8 @@ std::vector<RouteDef> BrokerRoutes(control::CloudClusters* clusters) {
     return [clusters, a](const net::Request& req, const Principal& p) -> Result<net::Response> {
       CANOPY_ASSIGN_OR_RETURN(auto started,
                               clusters->Act(req.Param("id"), req.Param("wid"), a, p.user_id));
-      return JsonResponse(202, {{"worker", WorkerToJson(started.worker)},
-                                {"operation_id", started.operation.id}});
+      return JsonResponse(
+          202, {{"worker", WorkerToJson(started.worker)}, {"operation_id", started.operation.id}});
     };
   };
   using core::WorkerAction;
@@ -89,7 +89,8 @@ std::vector<RouteDef> BrokerRoutes(control::CloudClusters* clusters) {
       {"POST", "/api/v1/clusters/{id}/workers", Access::kInfra, add},
       {"GET", "/api/v1/clusters/{id}/workers", Access::kInfraOrApp, list},
       {"GET", "/api/v1/clusters/{id}/workers/{wid}", Access::kInfraOrApp, get},
-      {"POST", "/api/v1/clusters/{id}/workers/{wid}/stop", Access::kApp, action(WorkerAction::kStop)},
+      {"POST", "/api/v1/clusters/{id}/workers/{wid}/stop", Access::kApp,
+       action(WorkerAction::kStop)},
       {"POST", "/api/v1/clusters/{id}/workers/{wid}/restart", Access::kApp,
        action(WorkerAction::kRestart)},
       {"POST", "/api/v1/clusters/{id}/workers/{wid}/terminate", Access::kApp,

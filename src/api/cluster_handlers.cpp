@@ -1,9 +1,9 @@
 // Clusters: edge pairing tokens, pairing, the clusters' long-poll link (state reports in,
 // commands out, acks), list/get. Protocol: src/cluster/README.md. The work is done by
 // control::ClusterTier; here requests are parsed and answers rendered.
-#include <charconv>
-
 #include <fmt/format.h>
+
+#include <charconv>
 
 #include "api/detail/context.h"
 #include "api/render.h"
@@ -25,7 +25,8 @@ Result<int64_t> NonNegInt(const Json& obj, std::string_view field) {
 Result<Json> ParseResources(const Json& body, std::string_view field) {
   if (!body.contains(field) || body[std::string(field)].is_null()) return Json::object();
   const Json& r = body[std::string(field)];
-  if (!r.is_object()) return Error::InvalidArgument(fmt::format("field '{}' must be an object", field));
+  if (!r.is_object())
+    return Error::InvalidArgument(fmt::format("field '{}' must be an object", field));
   Json out = Json::object();
   for (const char* k : {"cpu_millis", "memory_mib", "memory_available_mib"}) {
     CANOPY_ASSIGN_OR_RETURN(int64_t v, NonNegInt(r, k));
@@ -49,7 +50,8 @@ Result<std::vector<core::ClusterNodeInfo>> ParseNodes(const Json& body) {
   if (!body.contains("nodes") || body["nodes"].is_null()) return out;
   const Json& arr = body["nodes"];
   if (!arr.is_array()) return Error::InvalidArgument("field 'nodes' must be an array");
-  if (arr.size() > kMaxNodesPerReport) return Error::InvalidArgument("field 'nodes' has too many items");
+  if (arr.size() > kMaxNodesPerReport)
+    return Error::InvalidArgument("field 'nodes' has too many items");
   for (const Json& j : arr) {
     if (!j.is_object()) return Error::InvalidArgument("every item of 'nodes' must be an object");
     core::ClusterNodeInfo n;
@@ -66,7 +68,8 @@ Result<std::vector<core::ClusterNodeInfo>> ParseNodes(const Json& body) {
     n.memory_available_mib = res.value("memory_available_mib", int64_t{0});
     n.load1 = res.value("load1", 0.0);
     if (j.contains("draining")) {
-      if (!j["draining"].is_boolean()) return Error::InvalidArgument("field 'draining' must be a boolean");
+      if (!j["draining"].is_boolean())
+        return Error::InvalidArgument("field 'draining' must be a boolean");
       n.draining = j["draining"].get<bool>();
     }
     CANOPY_ASSIGN_OR_RETURN(auto seen, GetOptString(j, "last_seen", 64));
@@ -87,7 +90,8 @@ Json ParseJobs(const Json& jobs_in) {
     if (!j.is_object() || !j.contains("job_id") || !j["job_id"].is_string()) continue;
     Json keep = Json::object();
     for (const char* f : {"job_id", "service_id", "node_id", "address", "state"}) {
-      if (j.contains(f) && j[f].is_string() && j[f].get<std::string>().size() <= 256) keep[f] = j[f];
+      if (j.contains(f) && j[f].is_string() && j[f].get<std::string>().size() <= 256)
+        keep[f] = j[f];
     }
     jobs.push_back(std::move(keep));
     if (jobs.size() >= kMaxJobsPerReport) break;
@@ -102,7 +106,8 @@ Result<control::LinkReport> ParseLinkReport(const Json& body) {
     return Error::InvalidArgument("field 'url' must be an http(s) URL");
   }
   CANOPY_ASSIGN_OR_RETURN(r.version, GetOptString(body, "version", 64));
-  CANOPY_ASSIGN_OR_RETURN(r.link_interval_seconds, GetOptInt(body, "link_interval_seconds", 1, 3600));
+  CANOPY_ASSIGN_OR_RETURN(r.link_interval_seconds,
+                          GetOptInt(body, "link_interval_seconds", 1, 3600));
   CANOPY_ASSIGN_OR_RETURN(r.nodes, ParseNodes(body));
   CANOPY_ASSIGN_OR_RETURN(r.resources, ParseResources(body, "resources"));
   r.acks = body.contains("acks") ? body["acks"] : Json();
@@ -112,8 +117,10 @@ Result<control::LinkReport> ParseLinkReport(const Json& body) {
 
 Json LinkReplyJson(const control::LinkReply& r) {
   Json cmds = Json::array();
-  for (const auto& c : r.commands) cmds.push_back({{"id", c.id}, {"type", c.type}, {"args", c.args}});
-  return {{"commands", cmds}, {"acked", r.acked}, {"link_interval_seconds", r.link_interval_seconds}};
+  for (const auto& c : r.commands)
+    cmds.push_back({{"id", c.id}, {"type", c.type}, {"args", c.args}});
+  return {
+      {"commands", cmds}, {"acked", r.acked}, {"link_interval_seconds", r.link_interval_seconds}};
 }
 
 }  // namespace
@@ -124,8 +131,9 @@ std::vector<RouteDef> ClusterRoutes(control::ClusterTier* tier) {
     CANOPY_ASSIGN_OR_RETURN(std::string name, GetString(body, "name", 64));
     CANOPY_TRY(CheckName(name, "name"));
     CANOPY_ASSIGN_OR_RETURN(auto secs, GetOptInt(body, "ttl_seconds", 60, 7 * 24 * 3600));
-    CANOPY_ASSIGN_OR_RETURN(auto grant, tier->CreateEdgeCluster(
-                                            name, std::chrono::seconds(secs.value_or(0)), p.user_id));
+    CANOPY_ASSIGN_OR_RETURN(
+        auto grant,
+        tier->CreateEdgeCluster(name, std::chrono::seconds(secs.value_or(0)), p.user_id));
     return JsonResponse(201, {{"token", grant.token},
                               {"cluster_id", grant.cluster_id},
                               {"expires_at", FormatRfc3339(grant.expires_at)}});
@@ -134,7 +142,8 @@ std::vector<RouteDef> ClusterRoutes(control::ClusterTier* tier) {
     CANOPY_ASSIGN_OR_RETURN(Json body, ParseBody(req));
     CANOPY_ASSIGN_OR_RETURN(std::string token, GetString(body, "token", 256));
     CANOPY_ASSIGN_OR_RETURN(std::string url, GetString(body, "url", 512));
-    if (!control::IsValidHttpUrl(url)) return Error::InvalidArgument("field 'url' must be an http(s) URL");
+    if (!control::IsValidHttpUrl(url))
+      return Error::InvalidArgument("field 'url' must be an http(s) URL");
     CANOPY_ASSIGN_OR_RETURN(auto version, GetOptString(body, "version", 64));
     CANOPY_ASSIGN_OR_RETURN(auto r, tier->Pair(token, url, version.value_or("")));
     return JsonResponse(200, {{"cluster_id", r.cluster_id},
@@ -152,7 +161,8 @@ std::vector<RouteDef> ClusterRoutes(control::ClusterTier* tier) {
       int64_t v = -1;
       auto [p, ec] = std::from_chars(w.data(), w.data() + w.size(), v);
       if (ec != std::errc() || p != w.data() + w.size() || v < 0) {
-        return fail(Error::InvalidArgument("query parameter 'wait' must be a non-negative integer"));
+        return fail(
+            Error::InvalidArgument("query parameter 'wait' must be a non-negative integer"));
       }
       wait = std::min<int64_t>(v, tier->MaxLinkWait().count());
     }

@@ -16,7 +16,8 @@ Json CredentialJson(const core::Credential& c) {
 }  // namespace
 
 std::vector<RouteDef> CredentialRoutes(control::Credentials* credentials) {
-  auto create = [credentials](const net::Request& req, const Principal& p) -> Result<net::Response> {
+  auto create = [credentials](const net::Request& req,
+                              const Principal& p) -> Result<net::Response> {
     CANOPY_ASSIGN_OR_RETURN(Json body, ParseBody(req));
     CANOPY_ASSIGN_OR_RETURN(std::string name, GetString(body, "name", 64));
     CANOPY_TRY(CheckName(name, "name"));

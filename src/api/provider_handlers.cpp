@@ -18,14 +18,16 @@ Json ProviderJson(const control::Adapters& adapters, const core::ProviderRecord&
 }
 
 Status CheckUrl(const std::string& url) {
-  if (!control::IsValidHttpUrl(url)) return Error::InvalidArgument("field 'url' must be an http(s) URL");
+  if (!control::IsValidHttpUrl(url))
+    return Error::InvalidArgument("field 'url' must be an http(s) URL");
   return OkStatus();
 }
 
 }  // namespace
 
 std::vector<RouteDef> ProviderRoutes(control::Adapters* adapters) {
-  auto create_token = [adapters](const net::Request& req, const Principal& p) -> Result<net::Response> {
+  auto create_token = [adapters](const net::Request& req,
+                                 const Principal& p) -> Result<net::Response> {
     CANOPY_ASSIGN_OR_RETURN(Json body, ParseOptionalBody(req));
     CANOPY_ASSIGN_OR_RETURN(auto secs, GetOptInt(body, "ttl_seconds", 60, 7 * 24 * 3600));
     std::optional<std::chrono::seconds> ttl;
@@ -52,7 +54,8 @@ std::vector<RouteDef> ProviderRoutes(control::Adapters* adapters) {
       r.capabilities = body["capabilities"];
     }
     if (body.contains("contract_versions")) {
-      r.capabilities = Json{{"features", r.capabilities}, {"contract_versions", body["contract_versions"]}};
+      r.capabilities =
+          Json{{"features", r.capabilities}, {"contract_versions", body["contract_versions"]}};
     }
     CANOPY_ASSIGN_OR_RETURN(auto id, adapters->Register(r));
     return JsonResponse(201, {{"id", id.id},
@@ -85,7 +88,8 @@ std::vector<RouteDef> ProviderRoutes(control::Adapters* adapters) {
   return {
       {"POST", "/api/v1/provider-tokens", Access::kInfra, create_token},
       {"POST", "/api/v1/providers/register", Access::kPublic, reg, nullptr, false, true},
-      {"POST", "/api/v1/providers/{id}/heartbeat", Access::kAdapter, heartbeat, nullptr, false, true},
+      {"POST", "/api/v1/providers/{id}/heartbeat", Access::kAdapter, heartbeat, nullptr, false,
+       true},
       {"GET", "/api/v1/providers", Access::kInfra, list},
       {"GET", "/api/v1/providers/{id}", Access::kInfra, get},
       {"DELETE", "/api/v1/providers/{id}", Access::kInfra, detach},

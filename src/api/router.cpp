@@ -35,11 +35,16 @@ bool Allowed(Access access, const Principal& p) {
   switch (access) {
     case Access::kPublic:
     case Access::kAdapter:
-    case Access::kAnyUser: return true;
-    case Access::kAdmin: return false;
-    case Access::kInfra: return p.Has(core::Role::kInfra);
-    case Access::kApp: return p.Has(core::Role::kApp);
-    case Access::kInfraOrApp: return p.Has(core::Role::kInfra) || p.Has(core::Role::kApp);
+    case Access::kAnyUser:
+      return true;
+    case Access::kAdmin:
+      return false;
+    case Access::kInfra:
+      return p.Has(core::Role::kInfra);
+    case Access::kApp:
+      return p.Has(core::Role::kApp);
+    case Access::kInfraOrApp:
+      return p.Has(core::Role::kInfra) || p.Has(core::Role::kApp);
   }
   return false;
 }
@@ -65,7 +70,8 @@ Result<Principal> Admit(control::Users* users, const RouteDef& def, const net::R
 
 std::vector<RouteInfo> RouteTable(const ApiOptions& options) {
   std::vector<RouteInfo> out;
-  for (const auto& r : AllRoutes(ApiServices{}, options)) out.push_back({r.method, r.pattern, r.access});
+  for (const auto& r : AllRoutes(ApiServices{}, options))
+    out.push_back({r.method, r.pattern, r.access});
   return out;
 }
 

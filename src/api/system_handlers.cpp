@@ -3,7 +3,8 @@
 
 namespace canopy::api::detail {
 
-std::vector<RouteDef> SystemRoutes(std::shared_ptr<net::Metrics> metrics, control::Operations* ops) {
+std::vector<RouteDef> SystemRoutes(std::shared_ptr<net::Metrics> metrics,
+                                   control::Operations* ops) {
   auto healthz = [](const net::Request&, const Principal&) -> Result<net::Response> {
     return JsonResponse(200, {{"status", "ok"}});
   };
@@ -24,7 +25,8 @@ std::vector<RouteDef> SystemRoutes(std::shared_ptr<net::Metrics> metrics, contro
     CANOPY_ASSIGN_OR_RETURN(r.fail_at, GetOptInt(body, "fail_at", 0, 19));
     CANOPY_ASSIGN_OR_RETURN(r.transient_failures, GetOptInt(body, "transient_failures", 0, 5));
     CANOPY_ASSIGN_OR_RETURN(auto started, ops->StartTest(r));
-    return JsonResponse(202, {{"operation_id", started.operation_id}, {"target_id", started.target_id}});
+    return JsonResponse(202,
+                        {{"operation_id", started.operation_id}, {"target_id", started.target_id}});
   };
   return {
       {"GET", "/healthz", Access::kPublic, healthz, nullptr, false, true},

@@ -1,5 +1,6 @@
 #include "auth/jwt.h"
 
+#include <fmt/format.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -10,8 +11,6 @@
 #include <cstdint>
 #include <string>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "auth/detail/private_file.h"
 #include "common/ids.h"
@@ -50,9 +49,8 @@ Result<SecretString> GenerateKeyPem() {
   if (!key) return Error::Internal("cannot generate the JWT signing key");
   // Secure-heap BIO: the PEM text is wiped when freed.
   BioPtr bio(BIO_new(BIO_s_secmem()));
-  if (!bio ||
-      PEM_write_bio_PKCS8PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) !=
-          1) {
+  if (!bio || PEM_write_bio_PKCS8PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr,
+                                            nullptr) != 1) {
     return Error::Internal("cannot encode the JWT signing key");
   }
   char* data = nullptr;
@@ -135,8 +133,8 @@ JwtKeys::JwtKeys(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 JwtKeys::~JwtKeys() = default;
 
 Result<std::unique_ptr<JwtKeys>> JwtKeys::LoadOrCreate(const std::string& path) {
-  CANOPY_ASSIGN_OR_RETURN(SecretString pem, detail::LoadOrCreatePrivateFile(
-                                                path, kMaxKeyFileBytes, kWhat, GenerateKeyPem));
+  CANOPY_ASSIGN_OR_RETURN(SecretString pem, detail::LoadOrCreatePrivateFile(path, kMaxKeyFileBytes,
+                                                                            kWhat, GenerateKeyPem));
   CANOPY_ASSIGN_OR_RETURN(PkeyPtr key, ParseKeyPem(pem, path));
 
   auto impl = std::make_unique<Impl>();
@@ -149,8 +147,8 @@ Result<std::unique_ptr<JwtKeys>> JwtKeys::LoadOrCreate(const std::string& path) 
   impl->public_raw.assign(reinterpret_cast<const char*>(pub), pub_len);
   impl->x = Base64UrlEncode(impl->public_raw);
   // RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace.
-  impl->kid = Base64UrlEncode(
-      Sha256(fmt::format(R"({{"crv":"Ed25519","kty":"OKP","x":"{}"}})", impl->x)));
+  impl->kid =
+      Base64UrlEncode(Sha256(fmt::format(R"({{"crv":"Ed25519","kty":"OKP","x":"{}"}})", impl->x)));
   // kid is base64url, so it needs no JSON escaping.
   impl->header_b64 =
       Base64UrlEncode(fmt::format(R"({{"alg":"EdDSA","typ":"JWT","kid":"{}"}})", impl->kid));

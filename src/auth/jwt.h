@@ -25,7 +25,7 @@ inline constexpr size_t kMaxJwtBytes = 8 * 1024;
 inline constexpr std::chrono::seconds kJwtNotBeforeLeeway{30};
 
 struct Claims {
-  std::string subject;   // user id
+  std::string subject;  // user id
   std::string username;
   std::vector<std::string> roles;
   int64_t issued_at = 0;   // unix seconds

@@ -108,11 +108,10 @@ Result<std::unique_ptr<SecretBox>> SecretBox::LoadOrCreate(const std::string& ke
     CANOPY_ASSIGN_OR_RETURN(SecretString key, ParseEnvKey(env_key));
     return FromKey(key);
   }
-  CANOPY_ASSIGN_OR_RETURN(SecretString key, detail::LoadOrCreatePrivateFile(
-                                                key_path, kKeyBytes, kWhat, GenerateKey));
+  CANOPY_ASSIGN_OR_RETURN(SecretString key,
+                          detail::LoadOrCreatePrivateFile(key_path, kKeyBytes, kWhat, GenerateKey));
   if (key.Reveal().size() != kKeyBytes) {
-    return Error::FailedPrecondition("master key file " + key_path +
-                                     " must hold exactly 32 bytes");
+    return Error::FailedPrecondition("master key file " + key_path + " must hold exactly 32 bytes");
   }
   return FromKey(key);
 }

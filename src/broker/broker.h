@@ -29,11 +29,11 @@ struct BrokerOptions {
   uint16_t cluster_port = 7443;       // where installed clusters serve their nodes
   int64_t link_interval_seconds = 2;  // installed clusters' link long-poll
   int64_t node_heartbeat_seconds = 2;
-  size_t parallelism = 8;             // concurrent cloud calls / installs per operation step
+  size_t parallelism = 8;  // concurrent cloud calls / installs per operation step
   std::chrono::seconds boot_timeout{600};
   std::chrono::seconds pair_timeout{180};
   std::chrono::seconds register_timeout{180};
-  std::chrono::seconds drain_timeout{120};  // worker.shutdown waits this long for moved jobs
+  std::chrono::seconds drain_timeout{120};     // worker.shutdown waits this long for moved jobs
   std::chrono::seconds preflight_timeout{10};  // `canopyd probe` of the tier above, on the instance
   std::vector<std::string> cluster_extra_args;  // appended to installed clusters' argv (tests)
 };

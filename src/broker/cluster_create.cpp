@@ -59,10 +59,10 @@ class ClusterCreateKind final : public ops::OperationKind {
  private:
   static const Table& StepTable() {
     static const Table table = {
-        {"key_pair", &ClusterCreateKind::KeyPair},   {"firewalls", &ClusterCreateKind::Firewalls},
-        {"identity", &ClusterCreateKind::Identity},  {"instance", &ClusterCreateKind::Instance},
-        {"running", &ClusterCreateKind::Running},    {"install", &ClusterCreateKind::Install},
-        {"pair", &ClusterCreateKind::Pair},          {"workers", &ClusterCreateKind::Workers},
+        {"key_pair", &ClusterCreateKind::KeyPair},  {"firewalls", &ClusterCreateKind::Firewalls},
+        {"identity", &ClusterCreateKind::Identity}, {"instance", &ClusterCreateKind::Instance},
+        {"running", &ClusterCreateKind::Running},   {"install", &ClusterCreateKind::Install},
+        {"pair", &ClusterCreateKind::Pair},         {"workers", &ClusterCreateKind::Workers},
     };
     return table;
   }
@@ -101,13 +101,15 @@ class ClusterCreateKind final : public ops::OperationKind {
     ssh.canopy_id = SshFirewallId(run.c);
     ssh.name = "canopy-ssh";
     ssh.rules = {providers::FirewallRule{22, "tcp", {}}};
-    CANOPY_ASSIGN_OR_RETURN(providers::Firewall ssh_fw, cloud->provider().CreateFirewall(cloud->ctx, ssh));
+    CANOPY_ASSIGN_OR_RETURN(providers::Firewall ssh_fw,
+                            cloud->provider().CreateFirewall(cloud->ctx, ssh));
     providers::FirewallSpec apis;
     apis.canopy_id = ApiFirewallId(run.c);
     apis.name = "canopy-" + run.c.name + "-api";
     apis.rules = {providers::FirewallRule{opts_.cluster_port, "tcp", {}}};
     apis.tags[providers::kClusterTag] = run.c.id;
-    CANOPY_ASSIGN_OR_RETURN(providers::Firewall api_fw, cloud->provider().CreateFirewall(cloud->ctx, apis));
+    CANOPY_ASSIGN_OR_RETURN(providers::Firewall api_fw,
+                            cloud->provider().CreateFirewall(cloud->ctx, apis));
     CANOPY_TRY(Save(run, [&](core::ClusterCloud& cc) {
       cc.ssh_firewall = ssh_fw.id;
       cc.api_firewall = api_fw.id;
@@ -124,12 +126,14 @@ class ClusterCreateKind final : public ops::OperationKind {
     if (!ident) {
       if (ident.error().code == ErrorCode::kNotSupported) {
         SPDLOG_INFO("Provider has no cluster identities cluster={}", run.c.id);
-        CANOPY_TRY(Save(run, [](core::ClusterCloud& cc) { cc.identity = core::IdentityState::kNone; }));
+        CANOPY_TRY(
+            Save(run, [](core::ClusterCloud& cc) { cc.identity = core::IdentityState::kNone; }));
         return StepResult::Next();
       }
       return ident.error();
     }
-    CANOPY_ASSIGN_OR_RETURN(std::string sealed, deps_.clouds->SealIdentity(run.c.id, ident->credential));
+    CANOPY_ASSIGN_OR_RETURN(std::string sealed,
+                            deps_.clouds->SealIdentity(run.c.id, ident->credential));
     CANOPY_TRY(Save(run, [&](core::ClusterCloud& cc) {
       cc.identity = core::IdentityState::kMade;
       cc.identity_id = ident->id;
@@ -144,7 +148,8 @@ class ClusterCreateKind final : public ops::OperationKind {
     if (c.cloud.HasInstance()) return StepResult::Next();
     CANOPY_ASSIGN_OR_RETURN(Cloud * cloud, CloudOf(run));
     auto& p = cloud->provider();
-    CANOPY_ASSIGN_OR_RETURN(auto found, p.FindInstancesByTag(cloud->ctx, providers::kCanopyIdTag, c.id));
+    CANOPY_ASSIGN_OR_RETURN(auto found,
+                            p.FindInstancesByTag(cloud->ctx, providers::kCanopyIdTag, c.id));
     providers::Instance inst;
     if (!found.empty()) {
       inst = found.front();
@@ -192,11 +197,12 @@ class ClusterCreateKind final : public ops::OperationKind {
   // A fresh single-use cluster token; canopyd uploaded (skipped when the digest matches); the
   // instance must reach the root (probe) before `canopyd cluster` starts there.
   Result<StepResult> Install(Run& run) {
-    CANOPY_ASSIGN_OR_RETURN(run.c, store::MutateCluster(run.ctx.store, run.ctx.clock, run.c.id,
-                                                        [](core::Cluster& row) {
-      if (row.state == core::ClusterState::kProvisioning) row.state = core::ClusterState::kInstalling;
-      return OkStatus();
-    }));
+    CANOPY_ASSIGN_OR_RETURN(
+        run.c, store::MutateCluster(run.ctx.store, run.ctx.clock, run.c.id, [](core::Cluster& row) {
+          if (row.state == core::ClusterState::kProvisioning)
+            row.state = core::ClusterState::kInstalling;
+          return OkStatus();
+        }));
     const core::Cluster& c = run.c;
     CANOPY_ASSIGN_OR_RETURN(Cloud * cloud, CloudOf(run));
     CANOPY_ASSIGN_OR_RETURN(providers::KeyPair kp,
@@ -220,7 +226,8 @@ class ClusterCreateKind final : public ops::OperationKind {
                  std::to_string(opts_.link_interval_seconds),
                  "--heartbeat-interval",
                  std::to_string(opts_.node_heartbeat_seconds)};
-    spec.argv.insert(spec.argv.end(), opts_.cluster_extra_args.begin(), opts_.cluster_extra_args.end());
+    spec.argv.insert(spec.argv.end(), opts_.cluster_extra_args.begin(),
+                     opts_.cluster_extra_args.end());
     spec.env = {{"CANOPY_CLUSTER_TOKEN", grant.token}};
     spec.preflight = PreflightArgs(opts_.cluster_root_url, opts_.preflight_timeout);
     auto report = deps_.installer->Install(target, spec);
@@ -240,9 +247,10 @@ class ClusterCreateKind final : public ops::OperationKind {
                   report.error().reason, report.error().message);
       return report.error();
     }
-    SPDLOG_INFO("Cluster installed cluster={} connect_ms={} upload_ms={} start_ms={} skipped_upload={}",
-                c.id, report->timings.connect_ms, report->timings.upload_ms,
-                report->timings.start_ms, report->upload_skipped);
+    SPDLOG_INFO(
+        "Cluster installed cluster={} connect_ms={} upload_ms={} start_ms={} skipped_upload={}",
+        c.id, report->timings.connect_ms, report->timings.upload_ms, report->timings.start_ms,
+        report->upload_skipped);
     CANOPY_TRY(store::MutateCluster(run.ctx.store, run.ctx.clock, c.id, [](core::Cluster& row) {
       if (row.state == core::ClusterState::kInstalling) row.state = core::ClusterState::kPairing;
       return OkStatus();
@@ -280,9 +288,9 @@ class ClusterCreateKind final : public ops::OperationKind {
       control::MachineSpec m{want.value("instance_type", ""), want.value("image", ""),
                              want.value("disk_gb", int64_t{10})};
       CANOPY_TRY(ctx.store.Transaction([&](store::Store& tx) -> Status {
-        CANOPY_ASSIGN_OR_RETURN(batch, control::EnqueueWorkers(tx, *deps_.ids, ctx.clock, *deps_.queue,
-                                                               run.c, want.value("count", int64_t{0}),
-                                                               m, ctx.op.id));
+        CANOPY_ASSIGN_OR_RETURN(
+            batch, control::EnqueueWorkers(tx, *deps_.ids, ctx.clock, *deps_.queue, run.c,
+                                           want.value("count", int64_t{0}), m, ctx.op.id));
         return OkStatus();
       }));
       deps_.queue->Wake();
@@ -291,8 +299,8 @@ class ClusterCreateKind final : public ops::OperationKind {
     }
     if (child->state == core::OperationState::kSucceeded) return StepResult::Next();
     if (child->state == core::OperationState::kFailed) {
-      return Error::Provider(fmt::format("workers failed (operation {}): {}", child->id,
-                                         ErrorText(*child, "failed")));
+      return Error::Provider(
+          fmt::format("workers failed (operation {}): {}", child->id, ErrorText(*child, "failed")));
     }
     return StepResult::Wait(500ms);
   }

@@ -72,7 +72,8 @@ class ClusterDeleteKind final : public ops::OperationKind {
       CANOPY_ASSIGN_OR_RETURN(providers::ProviderHandle h, HandleOf(run.c.cloud.handle));
       CANOPY_TRY(p.TerminateInstance(cloud->ctx, h));
     }
-    CANOPY_ASSIGN_OR_RETURN(auto found, p.FindInstancesByTag(cloud->ctx, providers::kCanopyIdTag, run.c.id));
+    CANOPY_ASSIGN_OR_RETURN(auto found,
+                            p.FindInstancesByTag(cloud->ctx, providers::kCanopyIdTag, run.c.id));
     for (const auto& inst : found) CANOPY_TRY(p.TerminateInstance(cloud->ctx, inst.handle));
     return StepResult::Next();
   }
@@ -83,13 +84,16 @@ class ClusterDeleteKind final : public ops::OperationKind {
     if (!InCloud(run)) return StepResult::Next();
     CANOPY_ASSIGN_OR_RETURN(Cloud * cloud, CloudOf(run));
     auto& p = cloud->provider();
-    if (!run.c.cloud.api_firewall.empty()) CANOPY_TRY(p.DeleteFirewall(cloud->ctx, run.c.cloud.api_firewall));
-    for (const auto& [sid, fw] : run.c.cloud.service_firewalls) CANOPY_TRY(p.DeleteFirewall(cloud->ctx, fw));
+    if (!run.c.cloud.api_firewall.empty())
+      CANOPY_TRY(p.DeleteFirewall(cloud->ctx, run.c.cloud.api_firewall));
+    for (const auto& [sid, fw] : run.c.cloud.service_firewalls)
+      CANOPY_TRY(p.DeleteFirewall(cloud->ctx, fw));
     return StepResult::Next();
   }
 
   Result<StepResult> Identity(Run& run) {
-    if (!InCloud(run) || run.c.cloud.identity != core::IdentityState::kMade) return StepResult::Next();
+    if (!InCloud(run) || run.c.cloud.identity != core::IdentityState::kMade)
+      return StepResult::Next();
     CANOPY_ASSIGN_OR_RETURN(Cloud * cloud, CloudOf(run));
     CANOPY_TRY(cloud->provider().DeleteClusterIdentity(cloud->ctx, run.c.cloud.identity_id));
     return StepResult::Next();

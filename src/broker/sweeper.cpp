@@ -68,13 +68,15 @@ SweepReport SweepOnce(store::Store& store, control::CloudAccess& clouds, bool re
   for (const auto& cand : Candidates(store, report)) {
     auto opened = clouds.Open(cand.credential_id);
     if (!opened) {
-      report.errors.push_back(fmt::format("cluster {}: {}", cand.cluster_id, opened.error().message));
+      report.errors.push_back(
+          fmt::format("cluster {}: {}", cand.cluster_id, opened.error().message));
       continue;
     }
     auto ctx = opened->Context(cand.region);
     auto found = opened->provider->FindInstancesByTag(ctx, providers::kClusterTag, cand.cluster_id);
     if (!found) {
-      report.errors.push_back(fmt::format("cluster {}: {}", cand.cluster_id, found.error().message));
+      report.errors.push_back(
+          fmt::format("cluster {}: {}", cand.cluster_id, found.error().message));
       continue;
     }
     ++report.clusters_checked;
@@ -93,7 +95,8 @@ SweepReport SweepOnce(store::Store& store, control::CloudAccess& clouds, bool re
         ++report.removed;
         SPDLOG_INFO("Orphan instance terminated instance={}", inst.provider_id);
       } else {
-        report.errors.push_back(fmt::format("terminate {}: {}", inst.provider_id, st.error().message));
+        report.errors.push_back(
+            fmt::format("terminate {}: {}", inst.provider_id, st.error().message));
       }
     }
   }

@@ -22,7 +22,7 @@ struct SweepReport {
   int instances_seen = 0;
   std::vector<std::string> orphans;  // "<provider id> (<canopy id>)"
   int removed = 0;
-  std::vector<std::string> errors;   // per credential/cluster, safe to log
+  std::vector<std::string> errors;  // per credential/cluster, safe to log
 };
 
 // One pass over every candidate cluster. `remove` terminates the orphans found.

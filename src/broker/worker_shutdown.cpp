@@ -25,7 +25,8 @@ class WorkerShutdownKind final : public ops::OperationKind {
   };
   using Table = std::vector<StepDef<WorkerShutdownKind, Run>>;
 
-  WorkerShutdownKind(BrokerDeps deps, BrokerOptions opts) : deps_(std::move(deps)), opts_(std::move(opts)) {}
+  WorkerShutdownKind(BrokerDeps deps, BrokerOptions opts)
+      : deps_(std::move(deps)), opts_(std::move(opts)) {}
   std::string Name() const override { return control::kOpWorkerShutdown; }
   std::vector<std::string> Steps() const override { return StepNames(StepTable()); }
   Result<std::vector<std::string>> StepsFor(const Json& data) const override {
@@ -95,7 +96,8 @@ class WorkerShutdownKind final : public ops::OperationKind {
     }
     const int64_t elapsed_ms = now_ms - drain.value("started_ms", now_ms);
     const bool late =
-        elapsed_ms > std::chrono::duration_cast<std::chrono::milliseconds>(opts_.drain_timeout).count();
+        elapsed_ms >
+        std::chrono::duration_cast<std::chrono::milliseconds>(opts_.drain_timeout).count();
     auto finish = [&](const std::string& outcome, bool problem) -> Result<StepResult> {
       ctx.op.data["drain"]["outcome"] = outcome;
       if (problem) {
@@ -112,7 +114,8 @@ class WorkerShutdownKind final : public ops::OperationKind {
     if (!drain.contains("jobs")) {
       auto cmd = deps_.commands->Get(drain["command_id"].get<std::string>());
       if (!cmd) {
-        if (cmd.error().code == ErrorCode::kNotFound) return finish("the drain command is gone", true);
+        if (cmd.error().code == ErrorCode::kNotFound)
+          return finish("the drain command is gone", true);
         return cmd.error();
       }
       if (cmd->state == core::ClusterCommandState::kPending) {
@@ -129,7 +132,8 @@ class WorkerShutdownKind final : public ops::OperationKind {
       Json jobs = Json::array();
       for (const char* list : {"moved", "returned"}) {
         for (const auto& j : cmd->result.value(list, Json::array())) {
-          if (j.is_object() && j.contains("job_id") && j["job_id"].is_string()) jobs.push_back(j["job_id"]);
+          if (j.is_object() && j.contains("job_id") && j["job_id"].is_string())
+            jobs.push_back(j["job_id"]);
         }
       }
       ctx.op.data["drain"]["jobs"] = jobs;
@@ -142,15 +146,18 @@ class WorkerShutdownKind final : public ops::OperationKind {
     CANOPY_ASSIGN_OR_RETURN(auto waiting,
                             scheduler::JobsNotYetMoved(ctx.store, jobs, w.node_id, deps_.tcp));
     if (waiting.empty()) {
-      return finish(fmt::format("{} job(s) running elsewhere ({} moved in the cluster, {} given back to root)",
-                                jobs.size(), drain.value("moved", 0), drain.value("returned", 0)),
-                    false);
+      return finish(
+          fmt::format(
+              "{} job(s) running elsewhere ({} moved in the cluster, {} given back to root)",
+              jobs.size(), drain.value("moved", 0), drain.value("returned", 0)),
+          false);
     }
     if (late) {
-      return finish(fmt::format("timed out after {} s: {} job(s) not running elsewhere yet ({}); "
-                                "shutting down anyway",
-                                opts_.drain_timeout.count(), waiting.size(), fmt::join(waiting, ", ")),
-                    true);
+      return finish(
+          fmt::format("timed out after {} s: {} job(s) not running elsewhere yet ({}); "
+                      "shutting down anyway",
+                      opts_.drain_timeout.count(), waiting.size(), fmt::join(waiting, ", ")),
+          true);
     }
     return StepResult::Wait(300ms);
   }
@@ -171,8 +178,8 @@ class WorkerShutdownKind final : public ops::OperationKind {
       CANOPY_ASSIGN_OR_RETURN(providers::ProviderHandle h, HandleOf(w.handle));
       CANOPY_TRY(p.TerminateInstance(cloud.ctx, h));
     }
-    CANOPY_ASSIGN_OR_RETURN(auto found,
-                            p.FindInstancesByTag(cloud.ctx, providers::kCanopyIdTag, w.InstanceCanopyId()));
+    CANOPY_ASSIGN_OR_RETURN(
+        auto found, p.FindInstancesByTag(cloud.ctx, providers::kCanopyIdTag, w.InstanceCanopyId()));
     for (const auto& inst : found) CANOPY_TRY(p.TerminateInstance(cloud.ctx, inst.handle));
     return StepResult::Next();
   }
@@ -195,7 +202,8 @@ class WorkerShutdownKind final : public ops::OperationKind {
       }
       return OkStatus();
     }));
-    SPDLOG_INFO("Worker {} worker={}", run.action == WorkerAction::kStop ? "stopped" : "terminated", w.id);
+    SPDLOG_INFO("Worker {} worker={}", run.action == WorkerAction::kStop ? "stopped" : "terminated",
+                w.id);
     return StepResult::Next();
   }
 

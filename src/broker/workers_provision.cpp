@@ -1,11 +1,11 @@
 // workers.provision (add, restart, recreate): instances -> running -> install -> register
 // (src/broker/README.md).
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include <atomic>
 #include <map>
 #include <mutex>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "broker/detail/common.h"
 #include "control/operation_kinds.h"
@@ -52,7 +52,8 @@ class WorkersProvisionKind final : public ops::OperationKind {
   Result<StepResult> RunStep(size_t step, StepContext& ctx) override {
     CANOPY_ASSIGN_OR_RETURN(std::string cluster_id, GetString(ctx.op.data, "cluster_id", 64));
     CANOPY_ASSIGN_OR_RETURN(core::Cluster c, ctx.store.clusters().Get(cluster_id));
-    Run run{ctx, std::move(c), {}, ctx.op.data.value("action", control::kProvisionAdd), std::nullopt};
+    Run run{
+        ctx, std::move(c), {}, ctx.op.data.value("action", control::kProvisionAdd), std::nullopt};
     for (const auto& wid : ctx.op.data["worker_ids"]) {
       auto w = ctx.store.workers().Get(wid.get<std::string>());
       if (!w) {
@@ -182,8 +183,8 @@ class WorkersProvisionKind final : public ops::OperationKind {
     run.ctx.op.data["ssh"] = ssh;
     if (pending > 0) {
       if (InStep(run.ctx) > opts_.boot_timeout) {
-        return Error::Provider(fmt::format("{} instance(s) did not boot within {} s", pending.load(),
-                                           opts_.boot_timeout.count()));
+        return Error::Provider(fmt::format("{} instance(s) did not boot within {} s",
+                                           pending.load(), opts_.boot_timeout.count()));
       }
       return StepResult::Wait(500ms);
     }
@@ -194,7 +195,8 @@ class WorkersProvisionKind final : public ops::OperationKind {
   // cluster (probe), then `canopyd node`; 8 at a time. The key pair is fetched once.
   Result<StepResult> Install(Run& run) {
     const core::Cluster& c = run.c;
-    if (c.cluster_url.empty()) return Error::Unavailable("the cluster has not reported its URL yet");
+    if (c.cluster_url.empty())
+      return Error::Unavailable("the cluster has not reported its URL yet");
     CANOPY_ASSIGN_OR_RETURN(Cloud * cloud, CloudOf(run));
     CANOPY_ASSIGN_OR_RETURN(providers::KeyPair kp,
                             cloud->provider().CreateKeyPair(cloud->ctx, KeyPairName(c)));
@@ -237,13 +239,14 @@ class WorkersProvisionKind final : public ops::OperationKind {
             .WithReason("cluster_unreachable");
       }
       if (!report) {
-        SPDLOG_WARN("Node install failed worker={} reason={} error={}", w.id,
-                    report.error().reason, report.error().message);
+        SPDLOG_WARN("Node install failed worker={} reason={} error={}", w.id, report.error().reason,
+                    report.error().message);
         return report.error();
       }
-      SPDLOG_INFO("Node installed worker={} connect_ms={} upload_ms={} start_ms={} skipped_upload={}",
-                  w.id, report->timings.connect_ms, report->timings.upload_ms,
-                  report->timings.start_ms, report->upload_skipped);
+      SPDLOG_INFO(
+          "Node installed worker={} connect_ms={} upload_ms={} start_ms={} skipped_upload={}", w.id,
+          report->timings.connect_ms, report->timings.upload_ms, report->timings.start_ms,
+          report->upload_skipped);
       return OkStatus();
     }));
     return StepResult::Next();

@@ -1,7 +1,5 @@
 #include "cli/api_client.h"
 
-#include "net/error_mapping.h"
-
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 
@@ -9,6 +7,8 @@
 #include <array>
 #include <cctype>
 #include <utility>
+
+#include "net/error_mapping.h"
 
 namespace canopy::cli {
 
@@ -49,8 +49,7 @@ std::string OneLine(std::string_view in) {
 
 Result<std::string> NormalizeRootUrl(std::string_view url) {
   auto bad = [&](std::string_view why) {
-    return Error::InvalidArgument(
-        fmt::format("invalid root URL '{}': {}", OneLine(url), why));
+    return Error::InvalidArgument(fmt::format("invalid root URL '{}': {}", OneLine(url), why));
   };
   size_t scheme_len = 0;
   if (StartsWithNoCase(url, "http://")) {

@@ -1,10 +1,9 @@
 #include "cli/commands.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <openssl/crypto.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <cerrno>
 #include <cstring>
@@ -32,10 +31,10 @@ constexpr size_t kMaxSecretBytes = 1 << 20;
 // these and the few command functions that use the generic helpers below.
 
 struct Resource {
-  std::string_view noun;         // "user", used in messages
-  std::string_view path;         // collection path, "/api/v1/users"
-  std::vector<Column> list;      // columns of `list`
-  std::vector<Column> details;   // key/value lines of `show` (and of create results)
+  std::string_view noun;            // "user", used in messages
+  std::string_view path;            // collection path, "/api/v1/users"
+  std::vector<Column> list;         // columns of `list`
+  std::vector<Column> details;      // key/value lines of `show` (and of create results)
   std::vector<std::string> hidden;  // members removed before printing (defence in depth)
 };
 
@@ -261,7 +260,7 @@ const Resource& Services() {
 
 // The instances of a service (`service show` and the results of the other service commands).
 const std::vector<Column>& InstanceColumns() {
-  static const std::vector<Column> c{{"JOB", "job_id"},       {"REPLICA", "replica"},
+  static const std::vector<Column> c{{"JOB", "job_id"},         {"REPLICA", "replica"},
                                      {"CLUSTER", "cluster_id"}, {"NODE", "node_id"},
                                      {"ADDRESS", "address"},    {"STATE", "state"},
                                      {"REASON", "reason"}};
@@ -326,14 +325,13 @@ Result<Session> Connect(const Context& ctx) {
   // The token is only ever sent to the root that issued it.
   if (!cfg.HasToken() || !stored_root || *stored_root != root) {
     std::string user = (stored_root && *stored_root == root) ? cfg.username : "";
-    return Error::Unauthenticated(
-        fmt::format("not logged in; run {}", LoginCommand(root, user)));
+    return Error::Unauthenticated(fmt::format("not logged in; run {}", LoginCommand(root, user)));
   }
   if (!cfg.expires_at.empty()) {
     std::optional<TimePoint> exp = ParseRfc3339(cfg.expires_at);
     if (exp && ctx.clock->Now() >= *exp) {
-      return Error::Unauthenticated(fmt::format("your login expired at {}; run {}",
-                                                cfg.expires_at, LoginCommand(root, cfg.username)));
+      return Error::Unauthenticated(fmt::format("your login expired at {}; run {}", cfg.expires_at,
+                                                LoginCommand(root, cfg.username)));
     }
   }
   return Session(ApiClient(root, cfg.token, ctx.transport), cfg.username);
@@ -458,8 +456,8 @@ Result<SecretString> ObtainPassword(Context& ctx, const std::optional<std::strin
   }
   Result<SecretString> first = ctx.prompt(prompt);
   if (!first) {
-    return Error::FailedPrecondition(fmt::format(
-        "no password given: use --password, set {}, or run in a terminal", env_name));
+    return Error::FailedPrecondition(
+        fmt::format("no password given: use --password, set {}, or run in a terminal", env_name));
   }
   if (first->Reveal().empty()) {
     return Error::InvalidArgument("the password must not be empty");
@@ -501,8 +499,8 @@ Result<std::string> ReadLimited(int fd, std::string_view what) {
 
 // The secret as a JSON object. Error messages say where the secret came from, never what it holds.
 Result<Json> ObtainSecret(Context& ctx, const CredentialAddOptions& opts) {
-  int sources = (opts.secret_file ? 1 : 0) + (opts.secret_stdin ? 1 : 0) +
-                (opts.secret_json ? 1 : 0);
+  int sources =
+      (opts.secret_file ? 1 : 0) + (opts.secret_stdin ? 1 : 0) + (opts.secret_json ? 1 : 0);
   if (sources != 1) {
     return Error::InvalidArgument(
         "give the secret exactly once: --secret-file FILE, --secret-stdin or --secret JSON");
@@ -702,8 +700,7 @@ Result<Json> Follow(Context& ctx, const Session& s, const Json& accepted, const 
     return s.Get(ItemPath(Operations(), id));
   };
   SleepFn sleep = ctx.sleep ? ctx.sleep : SleepFn(RealSleep);
-  return WaitForOperation(op_id, fetch, *ctx.clock, sleep, ctx.err, ctx.err_is_terminal,
-                          settings);
+  return WaitForOperation(op_id, fetch, *ctx.clock, sleep, ctx.err, ctx.err_is_terminal, settings);
 }
 
 // A 202 body {"<member>":{...},"operation_id"}: the JSON as is, or the object's key/values and
@@ -775,16 +772,15 @@ void PrintServices(Context& ctx, const Json& services) {
 }
 
 // Follows service `id` until `goal` (see WaitForService), giving up after `timeout`.
-Result<Json> FollowService(Context& ctx, const Session& s, const std::string& id,
-                           ServiceGoal goal, std::chrono::seconds timeout) {
+Result<Json> FollowService(Context& ctx, const Session& s, const std::string& id, ServiceGoal goal,
+                           std::chrono::seconds timeout) {
   WaitSettings settings;
   settings.timeout = timeout;
   ServiceFetcher fetch = [&s](const std::string& service_id) {
     return s.Get(ServicePath(service_id));
   };
   SleepFn sleep = ctx.sleep ? ctx.sleep : SleepFn(RealSleep);
-  return WaitForService(id, goal, fetch, *ctx.clock, sleep, ctx.err, ctx.err_is_terminal,
-                        settings);
+  return WaitForService(id, goal, fetch, *ctx.clock, sleep, ctx.err, ctx.err_is_terminal, settings);
 }
 
 // The body of POST /api/v1/services from the options; every value is checked before anything is
@@ -821,15 +817,13 @@ Result<Json> ServiceBody(const ServiceCreateOptions& o) {
   for (const std::string& spec : o.ports) {
     CANOPY_ASSIGN_OR_RETURN(Json port, ParsePortSpec(spec));
     if (!seen.emplace(port["port"].get<int64_t>(), port["protocol"].get<std::string>()).second) {
-      return Error::InvalidArgument(
-          fmt::format("--port {}/{} is given twice", FieldText(port, "port"),
-                      FieldText(port, "protocol")));
+      return Error::InvalidArgument(fmt::format(
+          "--port {}/{} is given twice", FieldText(port, "port"), FieldText(port, "protocol")));
     }
     ports.push_back(std::move(port));
   }
-  Json body = {{"name", o.name},          {"command", o.command},
-               {"ports", std::move(ports)}, {"cpu_millis", cpu},
-               {"memory_mib", memory},    {"replicas", replicas}};
+  Json body = {{"name", o.name},    {"command", o.command}, {"ports", std::move(ports)},
+               {"cpu_millis", cpu}, {"memory_mib", memory}, {"replicas", replicas}};
   if (o.cluster) {
     body["cluster_id"] = *o.cluster;
   }
@@ -894,9 +888,9 @@ Result<Json> DeployCreated(Context& ctx, const Session& s, const Json& created,
   const TimePoint deadline = ctx.clock->Now() + std::chrono::seconds(wait.timeout_seconds);
   for (Json& svc : deployed) {
     auto left = std::chrono::ceil<std::chrono::seconds>(deadline - ctx.clock->Now());
-    CANOPY_ASSIGN_OR_RETURN(svc, FollowService(ctx, s, StringField(svc, "id"),
-                                               ServiceGoal::kRunning,
-                                               std::max(left, std::chrono::seconds(0))));
+    CANOPY_ASSIGN_OR_RETURN(svc,
+                            FollowService(ctx, s, StringField(svc, "id"), ServiceGoal::kRunning,
+                                          std::max(left, std::chrono::seconds(0))));
   }
   return deployed;
 }
@@ -915,8 +909,7 @@ Status DoLogin(Context& ctx, const LoginOptions& opts) {
     username = cfg.username;
   }
   if (username.empty()) {
-    return Error::InvalidArgument(
-        fmt::format("no username given; run {}", LoginCommand(root, "")));
+    return Error::InvalidArgument(fmt::format("no username given; run {}", LoginCommand(root, "")));
   }
   CANOPY_ASSIGN_OR_RETURN(
       SecretString password,
@@ -1016,8 +1009,8 @@ Status DoProviderToken(Context& ctx) {
   if (ctx.global.output == OutputFormat::kJson) {
     PrintJson(ctx.out, resp);
   } else {
-    RenderKeyValues(ctx.out, {{"Token", FieldText(resp, "token")},
-                              {"Expires", FieldText(resp, "expires_at")}});
+    RenderKeyValues(
+        ctx.out, {{"Token", FieldText(resp, "token")}, {"Expires", FieldText(resp, "expires_at")}});
   }
   return OkStatus();
 }
@@ -1147,9 +1140,9 @@ Status DoClusterCreate(Context& ctx, const ClusterCreateOptions& o) {
     }
   }
 
-  Json body = {{"name", o.name},          {"credential_id", credential_id},
-               {"region", region},        {"instance_type", instance_type},
-               {"image", image},          {"disk_gb", o.disk_gb}};
+  Json body = {{"name", o.name},   {"credential_id", credential_id},
+               {"region", region}, {"instance_type", instance_type},
+               {"image", image},   {"disk_gb", o.disk_gb}};
   if (o.workers > 0) {
     body["workers"] = {{"count", o.workers},
                        {"instance_type", o.worker_instance_type.value_or(instance_type)},
@@ -1332,8 +1325,7 @@ Status DoServiceCreate(Context& ctx, const ServiceCreateOptions& o) {
     }
     CANOPY_ASSIGN_OR_RETURN(Json sla, ReadSlaFile(*o.sla_file));
     CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
-    CANOPY_ASSIGN_OR_RETURN(Json imported,
-                            s.Post(fmt::format("{}/import", Services().path), sla));
+    CANOPY_ASSIGN_OR_RETURN(Json imported, s.Post(fmt::format("{}/import", Services().path), sla));
     Json created = ListItems(imported);
     if (!o.deploy) {
       if (ctx.global.output == OutputFormat::kJson) {
@@ -1501,8 +1493,8 @@ int ServiceDeploy(Context& ctx, const ServiceDeployOptions& opts) {
   return Finish(ctx, DoServiceDeploy(ctx, opts));
 }
 int ServiceUndeploy(Context& ctx, const std::string& service, const WaitOptions& wait) {
-  return Finish(ctx, ServiceAction(ctx, service, "undeploy", Json::object(), wait,
-                                   ServiceGoal::kStopped));
+  return Finish(
+      ctx, ServiceAction(ctx, service, "undeploy", Json::object(), wait, ServiceGoal::kStopped));
 }
 int ServiceScale(Context& ctx, const ServiceScaleOptions& opts) {
   return Finish(ctx, DoServiceScale(ctx, opts));

@@ -81,7 +81,7 @@ struct OperationListOptions {
 
 // --wait and --timeout of the commands that start an operation.
 struct WaitOptions {
-  bool wait = false;              // follow the operation until it succeeds or fails
+  bool wait = false;               // follow the operation until it succeeds or fails
   int64_t timeout_seconds = 1800;  // give up waiting after this long (the operation goes on)
 };
 
@@ -96,7 +96,7 @@ struct ClusterCreateOptions {
   std::optional<std::string> instance_type;
   std::optional<std::string> image;
   int64_t disk_gb = 10;
-  int64_t workers = 0;  // 0 sends no "workers" member
+  int64_t workers = 0;                              // 0 sends no "workers" member
   std::optional<std::string> worker_instance_type;  // default: the cluster's
   WaitOptions wait;
 };
@@ -140,7 +140,7 @@ struct ServiceCreateOptions {
   // An Oakestra SLA file to import instead (then NAME, the command and the options above are
   // refused).
   std::optional<std::string> sla_file;
-  bool deploy = false;  // deploy each created service at once
+  bool deploy = false;                           // deploy each created service at once
   WaitOptions wait{false, kServiceWaitSeconds};  // needs deploy
 };
 

@@ -1,11 +1,10 @@
 #include "cli/config.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -132,8 +131,7 @@ Result<Config> LoadConfig(const fs::path& path) {
   }
   auto bad = [&path]() {
     return Error::InvalidArgument(fmt::format(
-        "configuration file {} is malformed; remove it and run canopy login again",
-        path.string()));
+        "configuration file {} is malformed; remove it and run canopy login again", path.string()));
   };
   Result<Json> parsed = ParseJsonObject(text);
   OPENSSL_cleanse(text.data(), text.size());

@@ -20,10 +20,10 @@ using EnvLookup = std::function<std::optional<std::string>(const std::string& na
 EnvLookup ProcessEnv();
 
 struct Config {
-  std::string root;          // base URL of the root, e.g. "https://canopy.example:8443"
+  std::string root;  // base URL of the root, e.g. "https://canopy.example:8443"
   std::string username;
-  SecretString token;        // the access token (JWT); empty after logout
-  std::string expires_at;    // RFC 3339 UTC; empty when unknown
+  SecretString token;      // the access token (JWT); empty after logout
+  std::string expires_at;  // RFC 3339 UTC; empty when unknown
 
   bool HasToken() const { return !token.Reveal().empty(); }
 };

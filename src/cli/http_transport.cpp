@@ -1,8 +1,8 @@
 // The production Transport. Kept apart from api_client.cpp so that only binaries that really send
 // requests link net::HttpClient's implementation.
-#include "cli/api_client.h"
-
 #include <memory>
+
+#include "cli/api_client.h"
 
 namespace canopy::cli {
 

@@ -12,9 +12,8 @@ constexpr std::string_view kColumnGap = "   ";
 
 // Display width approximated by code points: UTF-8 continuation bytes take no column.
 size_t Width(std::string_view s) {
-  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char ch) {
-    return (static_cast<unsigned char>(ch) & 0xC0) != 0x80;
-  }));
+  return static_cast<size_t>(std::count_if(
+      s.begin(), s.end(), [](char ch) { return (static_cast<unsigned char>(ch) & 0xC0) != 0x80; }));
 }
 
 std::string Sanitize(std::string_view in) {
@@ -104,8 +103,8 @@ void RenderTable(std::ostream& out, const std::vector<Column>& columns, const Js
     for (const Json& row : rows) {
       std::vector<std::string> line;
       for (size_t i = 0; i < columns.size(); ++i) {
-        std::string cell = columns[i].render ? Sanitize(columns[i].render(row))
-                                             : FieldText(row, columns[i].field);
+        std::string cell =
+            columns[i].render ? Sanitize(columns[i].render(row)) : FieldText(row, columns[i].field);
         widths[i] = std::max(widths[i], Width(cell));
         line.push_back(std::move(cell));
       }

@@ -46,9 +46,9 @@ std::string ShellWord(const std::string& word) {
 
 Result<Json> ParsePortSpec(std::string_view spec) {
   auto bad = [spec]() {
-    return Error::InvalidArgument(fmt::format(
-        "invalid --port '{}': use PORT, PORT/tcp or PORT/udp with PORT from 1 to {}",
-        CellText(Json(std::string(spec))), kMaxPort));
+    return Error::InvalidArgument(
+        fmt::format("invalid --port '{}': use PORT, PORT/tcp or PORT/udp with PORT from 1 to {}",
+                    CellText(Json(std::string(spec))), kMaxPort));
   };
   std::string_view number = spec;
   std::string protocol = "tcp";
@@ -136,8 +136,8 @@ std::string EnvText(const Json& env) {
     if (!out.empty()) {
       out += ", ";
     }
-    out += fmt::format("{}={}", key,
-                       value.is_string() ? value.get<std::string>() : DumpJson(value));
+    out +=
+        fmt::format("{}={}", key, value.is_string() ? value.get<std::string>() : DumpJson(value));
   }
   return out;
 }

@@ -47,7 +47,8 @@ Result<SecretString> PromptPasswordOnTerminal(std::string_view prompt) {
   struct sigaction sa {};
   sa.sa_handler = RestoreAndReraise;
   sigemptyset(&sa.sa_mask);
-  struct sigaction old_int {}, old_term {}, old_hup {};
+  struct sigaction old_int {
+  }, old_term{}, old_hup{};
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
   sigaction(SIGHUP, &sa, &old_hup);

@@ -114,7 +114,8 @@ Status WaitUntil(Child& child, const std::string& what, const fs::path& log, Pre
 
 constexpr const char* kLocalGateway = "198.18.0.1";
 
-Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter, std::string* url_out) {
+Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter,
+             std::string* url_out) {
   if (::geteuid() != 0) {
     return Error::FailedPrecondition(
         "canopy up runs the local provider, which needs root (network namespaces): run it as root");
@@ -135,16 +136,17 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter, s
     return Error::FailedPrecondition("cannot create data dir " + dir.string());
   }
   std::string host = opts.listen.substr(0, colon);
-  std::string url = "http://" + (host == "0.0.0.0" ? std::string("127.0.0.1") : host) +
-                    opts.listen.substr(colon);
+  std::string url =
+      "http://" + (host == "0.0.0.0" ? std::string("127.0.0.1") : host) + opts.listen.substr(colon);
   *url_out = url;
 
   // Root. Instances reach the host at the local provider's bridge gateway (first address of its
   // default subnet 198.18.0.0/15): a listener that covers it serves them; otherwise the root gets
   // a tier-only listener there (pairing and link, not the user API).
-  const bool covers_gateway = host == "0.0.0.0" || host == "[::]" || host == "::" || host == kLocalGateway;
-  std::vector<std::string> root_argv = {canopyd, "root", "--listen", opts.listen, "--data-dir",
-                                        (dir / "root").string()};
+  const bool covers_gateway =
+      host == "0.0.0.0" || host == "[::]" || host == "::" || host == kLocalGateway;
+  std::vector<std::string> root_argv = {canopyd,     "root",       "--listen",
+                                        opts.listen, "--data-dir", (dir / "root").string()};
   std::string cluster_listen = std::string(kLocalGateway) + opts.listen.substr(colon);
   if (covers_gateway) {
     root_argv.insert(root_argv.end(), {"--cluster-url", "http://" + cluster_listen});
@@ -153,8 +155,9 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter, s
   }
   CANOPY_TRY(root.Start(root_argv, dir / "root.log"));
   ApiClient anon(url, SecretString(""), ctx.transport);
-  CANOPY_TRY(WaitUntil(root, "canopyd root", dir / "root.log",
-                       [&] { return anon.Get("/healthz").has_value(); }, 30s));
+  CANOPY_TRY(WaitUntil(
+      root, "canopyd root", dir / "root.log", [&] { return anon.Get("/healthz").has_value(); },
+      30s));
 
   // Admin login (the CLI keeps it, as `canopy login` does).
   std::string password;
@@ -165,7 +168,8 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter, s
   }
   if (password.empty()) {
     return Error::FailedPrecondition(
-        "the admin password is unknown: set CANOPY_ADMIN_PASSWORD (this data dir was created with it)");
+        "the admin password is unknown: set CANOPY_ADMIN_PASSWORD (this data dir was created with "
+        "it)");
   }
   auto login = anon.Post("/api/v1/auth/login", Json{{"username", "admin"}, {"password", password}});
   if (!login) {
@@ -181,40 +185,43 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter, s
 
   // Local provider adapter: a registration token on first start, its saved identity later.
   fs::path adir = dir / "adapter-local";
-  std::vector<std::string> argv = {canopyd, "provider", "--type", "local", "--root", url,
-                                   "--listen", "127.0.0.1:0", "--data-dir", adir.string(),
-                                   "--state-dir", (dir / "local").string()};
+  std::vector<std::string> argv = {canopyd,       "provider",    "--type",
+                                   "local",       "--root",      url,
+                                   "--listen",    "127.0.0.1:0", "--data-dir",
+                                   adir.string(), "--state-dir", (dir / "local").string()};
   if (!fs::exists(adir / "identity.json")) {
     CANOPY_ASSIGN_OR_RETURN(Json tok, api.Post("/api/v1/provider-tokens", Json::object()));
     argv.push_back("--token");
     argv.push_back(tok.value("token", ""));
   }
   CANOPY_TRY(adapter.Start(argv, dir / "adapter-local.log"));
-  CANOPY_TRY(WaitUntil(adapter, "the local provider adapter", dir / "adapter-local.log",
-                       [&] {
-                         auto list = api.Get("/api/v1/providers");
-                         if (!list || !list->is_array()) return false;
-                         for (const auto& p : *list) {
-                           if (p.value("type", "") == "local" && p.value("status", "") == "live") {
-                             return true;
-                           }
-                         }
-                         return false;
-                       },
-                       30s));
+  CANOPY_TRY(WaitUntil(
+      adapter, "the local provider adapter", dir / "adapter-local.log",
+      [&] {
+        auto list = api.Get("/api/v1/providers");
+        if (!list || !list->is_array()) return false;
+        for (const auto& p : *list) {
+          if (p.value("type", "") == "local" && p.value("status", "") == "live") {
+            return true;
+          }
+        }
+        return false;
+      },
+      30s));
 
   // Credential "local".
   CANOPY_ASSIGN_OR_RETURN(Json creds, api.Get("/api/v1/credentials"));
   bool have = false;
   for (const auto& c : creds) have = have || c.value("name", "") == "local";
   if (!have) {
-    CANOPY_TRY(api.Post("/api/v1/credentials", Json{{"name", "local"},
-                                                    {"provider", "local"},
-                                                    {"secret", {{"type", "local"}}}}));
+    CANOPY_TRY(
+        api.Post("/api/v1/credentials",
+                 Json{{"name", "local"}, {"provider", "local"}, {"secret", {{"type", "local"}}}}));
   }
 
-  std::string pw_note = ctx.env("CANOPY_ADMIN_PASSWORD") ? "from CANOPY_ADMIN_PASSWORD"
-                                                         : "in " + (dir / "root" / "admin-password").string();
+  std::string pw_note = ctx.env("CANOPY_ADMIN_PASSWORD")
+                            ? "from CANOPY_ADMIN_PASSWORD"
+                            : "in " + (dir / "root" / "admin-password").string();
   if (ctx.global.output == OutputFormat::kJson) {
     ctx.out << DumpJson(Json{{"url", url},
                              {"username", "admin"},
@@ -227,8 +234,10 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter, s
             << "  this CLI is logged in (" << cfg_path.string() << ")\n"
             << "  provider:     local adapter live; credential \"local\" added\n"
             << "  reachable:    the API at " << url
-            << (covers_gateway ? "" : " (this machine only)") << "; clusters on local instances dial "
-            << "http://" << cluster_listen << (covers_gateway ? "" : " (pairing and link only)") << "\n"
+            << (covers_gateway ? "" : " (this machine only)")
+            << "; clusters on local instances dial "
+            << "http://" << cluster_listen << (covers_gateway ? "" : " (pairing and link only)")
+            << "\n"
             << "  logs:         " << (dir / "root.log").string() << ", "
             << (dir / "adapter-local.log").string() << "\n"
             << "Press Ctrl-C to stop.\n";

@@ -12,13 +12,13 @@
 namespace canopy::cli {
 
 struct UpOptions {
-  std::string data_dir = "canopy-data";     // root/, adapter-local/, local/, *.log inside
+  std::string data_dir = "canopy-data";  // root/, adapter-local/, local/, *.log inside
   // The root's API. It stays private by default (loopback). Clusters installed on local
   // instances dial the root at the local provider's bridge gateway (198.18.0.1): unless --listen
   // already covers that address (0.0.0.0, or the gateway itself), the root gets a second
   // listener there on the same port that serves only what clusters and adapters call.
   std::string listen = "127.0.0.1:8080";
-  std::string canopyd;                      // path of canopyd; default: next to this binary
+  std::string canopyd;  // path of canopyd; default: next to this binary
 };
 
 int Up(Context& ctx, const UpOptions& opts);

@@ -1,8 +1,7 @@
 #include "cli/wait.h"
 
-#include <unistd.h>
-
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>

@@ -1,6 +1,8 @@
 #include "cluster/cluster_service.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,13 +11,10 @@
 #include <fstream>
 #include <sstream>
 
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
 #include "common/files.h"
 #include "net/client.h"
-#include "net/json_call.h"
 #include "net/error_mapping.h"
+#include "net/json_call.h"
 
 namespace canopy::cluster {
 namespace {
@@ -88,7 +87,8 @@ bool ValidJobId(const std::string& id) {
 // deploy_job args -> the spec stored and sent to the node.
 Result<Json> JobSpecFromArgs(const Json& args) {
   CANOPY_ASSIGN_OR_RETURN(std::string job_id, GetString(args, "job_id", 64));
-  if (!ValidJobId(job_id)) return Error::InvalidArgument("field 'job_id' must be 1-64 of [A-Za-z0-9._-]");
+  if (!ValidJobId(job_id))
+    return Error::InvalidArgument("field 'job_id' must be 1-64 of [A-Za-z0-9._-]");
   if (!args.contains("command") || !args["command"].is_array() || args["command"].empty() ||
       args["command"].size() > 256) {
     return Error::InvalidArgument("field 'command' must be a non-empty array of strings");
@@ -103,7 +103,8 @@ Result<Json> JobSpecFromArgs(const Json& args) {
   }
   Json env = Json::object();
   if (args.contains("env") && !args["env"].is_null()) {
-    if (!args["env"].is_object()) return Error::InvalidArgument("field 'env' must be an object of strings");
+    if (!args["env"].is_object())
+      return Error::InvalidArgument("field 'env' must be an object of strings");
     for (const auto& [k, v] : args["env"].items()) {
       if (!v.is_string() || k.empty() || k.find('=') != std::string::npos) {
         return Error::InvalidArgument("field 'env' must be an object of strings");
@@ -122,7 +123,8 @@ Result<Json> JobSpecFromArgs(const Json& args) {
       CANOPY_ASSIGN_OR_RETURN(auto proto, GetOptString(p, "protocol", 8));
       std::string pr = proto.value_or("tcp");
       if (pr.empty()) pr = "tcp";
-      if (pr != "tcp" && pr != "udp") return Error::InvalidArgument("port 'protocol' must be tcp or udp");
+      if (pr != "tcp" && pr != "udp")
+        return Error::InvalidArgument("port 'protocol' must be tcp or udp");
       ports.push_back({{"port", port}, {"protocol", pr}});
     }
   }
@@ -135,8 +137,8 @@ Result<Json> JobSpecFromArgs(const Json& args) {
   if (rs != "always" && rs != "on-failure" && rs != "never") {
     return Error::InvalidArgument("field 'restart' must be always, on-failure or never");
   }
-  return Json{{"id", job_id},       {"command", args["command"]}, {"env", env},
-              {"cpu_millis", cpu},  {"memory_mib", mem},          {"restart", rs},
+  return Json{{"id", job_id},      {"command", args["command"]}, {"env", env},
+              {"cpu_millis", cpu}, {"memory_mib", mem},          {"restart", rs},
               {"ports", ports}};
 }
 
@@ -177,7 +179,8 @@ Status ClusterService::Start() {
   so.host = hp.first;
   so.port = hp.second;
   so.worker_threads = 4;
-  CANOPY_ASSIGN_OR_RETURN(server_, net::HttpServer::Start(so, MakeRouter(), net::ErrorResponse, nullptr));
+  CANOPY_ASSIGN_OR_RETURN(server_,
+                          net::HttpServer::Start(so, MakeRouter(), net::ErrorResponse, nullptr));
   if (opts_.advertise_url.empty()) {
     std::string host = hp.first.find(':') != std::string::npos ? "[" + hp.first + "]" : hp.first;
     opts_.advertise_url = fmt::format("http://{}:{}", host, server_->port());
@@ -252,7 +255,8 @@ Status ClusterService::SaveIdentity() {
   return WriteFileAtomic(opts_.data_dir + "/identity.json", DumpJson(j));
 }
 
-Result<std::pair<std::string, TimePoint>> ClusterService::CreateNodeToken(std::chrono::seconds ttl) {
+Result<std::pair<std::string, TimePoint>> ClusterService::CreateNodeToken(
+    std::chrono::seconds ttl) {
   std::string token = std::string(kNodeTokenPrefix) + RandomToken(32);
   core::NodeToken t;
   t.id = ids_->NewId("ntk");
@@ -365,7 +369,8 @@ Result<Json> ClusterService::DrainNode(const Json& args) {
     std::set<std::string> excluded(draining.begin(), draining.end());
     excluded.insert(node_id);
     TimePoint now = clock_->Now();
-    // Oldest job first, each with DeployJob's rule; a moved job's reservation counts on its new node.
+    // Oldest job first, each with DeployJob's rule; a moved job's reservation counts on its new
+    // node.
     for (auto& j : jobs) {
       if (j.node_id != node_id) continue;
       int64_t cpu = j.spec.value("cpu_millis", int64_t{0});
@@ -395,8 +400,8 @@ Result<Json> ClusterService::DrainNode(const Json& args) {
                 m["service_id"].get<std::string>(), node_id, m["node_id"].get<std::string>());
   }
   for (const auto& r : out["returned"]) {
-    SPDLOG_INFO("Job returned to the root job={} service={} from={}", r["job_id"].get<std::string>(),
-                r["service_id"].get<std::string>(), node_id);
+    SPDLOG_INFO("Job returned to the root job={} service={} from={}",
+                r["job_id"].get<std::string>(), r["service_id"].get<std::string>(), node_id);
   }
   SPDLOG_INFO("Node draining node={} moved={} returned={}", node_id, out["moved"].size(),
               out["returned"].size());
@@ -485,7 +490,8 @@ Json ClusterService::ExecuteCommand(const Json& cmd) {
   auto stored = store_->GetOutcome(id);
   if (stored && !(stored->ok && stored->result.value("has_secret", false))) {
     Json ack = {{"id", id}, {"ok", stored->ok}, {"result", stored->result}};
-    if (!stored->ok) ack["error"] = ErrorJson(stored->error_code, stored->error_message, stored->error_reason);
+    if (!stored->ok)
+      ack["error"] = ErrorJson(stored->error_code, stored->error_message, stored->error_reason);
     return ack;
   }
   SPDLOG_INFO("Running root command command={} type={}", id, type);
@@ -578,7 +584,8 @@ Status ClusterService::LinkOnce() {
     key = cluster_key_.Reveal();
   }
   net::JsonCall call;
-  call.url = fmt::format("{}/api/v1/clusters/{}/link?wait={}", opts_.root_url, id, interval.count());
+  call.url =
+      fmt::format("{}/api/v1/clusters/{}/link?wait={}", opts_.root_url, id, interval.count());
   call.bearer = SecretString(key);
   call.body = std::move(body);
   call.timeout = std::chrono::milliseconds((interval.count() + 10) * 1000);
@@ -663,96 +670,108 @@ std::shared_ptr<net::Router> ClusterService::MakeRouter() {
   router->Add("GET", "/healthz", [this](const net::Request&) {
     return net::Response::FromJson(200, {{"status", "ok"}, {"cluster_id", cluster_id()}});
   });
-  router->Add("POST", "/cluster/v1/nodes/register", wrap([this](const net::Request& req) -> Result<net::Response> {
-    CANOPY_ASSIGN_OR_RETURN(Json body, ParseJsonObject(req.body));
-    CANOPY_ASSIGN_OR_RETURN(auto token, GetOptString(body, "token", 256));
-    CANOPY_ASSIGN_OR_RETURN(auto node_id, GetOptString(body, "node_id", 128));
-    CANOPY_ASSIGN_OR_RETURN(auto hostname, GetOptString(body, "hostname", 255));
-    CANOPY_ASSIGN_OR_RETURN(std::string address, ReadAddress(body, req));
-    TimePoint now = clock_->Now();
-    core::NodeRecord n;
-    std::string key;
-    if (node_id) {
-      // Re-registration after a restart: the node proves itself with its key.
-      std::string presented = BearerOf(req);
-      if (presented.empty()) return Error::Unauthenticated("missing node key");
-      auto existing = store_->GetNode(*node_id);
-      if (!existing) {
-        if (existing.error().code == ErrorCode::kNotFound) return Error::NotFound("node not registered");
-        return existing.error();
-      }
-      if (!ConstantTimeEquals(Sha256Hex(presented), existing->key_hash)) {
-        return Error::Unauthenticated("wrong node key");
-      }
-      n = std::move(*existing);
-    } else {
-      if (!token || token->empty()) return Error::InvalidArgument("field 'token' is required");
-      CANOPY_TRY(store_->ConsumeNodeToken(Sha256Hex(*token), now));
-      key = std::string(kNodeKeyPrefix) + RandomToken(32);
-      n.id = ids_->NewId("nod");
-      n.key_hash = Sha256Hex(key);
-      n.registered_at = now;
-    }
-    n.hostname = hostname.value_or(n.hostname);
-    n.address = address;
-    CANOPY_TRY(ReadResources(body, n));
-    n.last_heartbeat = now;
-    if (key.empty()) {
-      CANOPY_TRY(store_->UpdateNode(n));
-      SPDLOG_INFO("Node re-registered node={} address={}", n.id, n.address);
-      // A node that starts again (e.g. a stopped worker restarted) offers its capacity again.
-      CANOPY_ASSIGN_OR_RETURN(auto draining, store_->ListDrainingNodes());
-      if (std::find(draining.begin(), draining.end(), n.id) != draining.end()) {
-        CANOPY_TRY(store_->SetNodeDraining(n.id, false));
-        SPDLOG_INFO("Node no longer draining node={}", n.id);
-      }
-    } else {
-      CANOPY_TRY(store_->CreateNode(n));
-      SPDLOG_INFO("Node registered node={} address={} hostname={}", n.id, n.address, n.hostname);
-    }
-    Json out = {{"node_id", n.id}, {"heartbeat_interval_seconds", opts_.heartbeat_interval.count()}};
-    if (!key.empty()) out["node_key"] = key;
-    return net::Response::FromJson(key.empty() ? 200 : 201, out);
-  }));
-  router->Add("POST", "/cluster/v1/nodes/{id}/heartbeat", wrap([this](const net::Request& req) -> Result<net::Response> {
-    std::string presented = BearerOf(req);
-    if (presented.empty()) return Error::Unauthenticated("missing node key");
-    auto n = store_->GetNode(req.Param("id"));
-    if (!n) {
-      if (n.error().code == ErrorCode::kNotFound) return Error::NotFound("node not registered");
-      return n.error();
-    }
-    if (!ConstantTimeEquals(Sha256Hex(presented), n->key_hash)) return Error::Unauthenticated("wrong node key");
-    Json body = Json::object();
-    if (!req.body.empty()) {
-      CANOPY_ASSIGN_OR_RETURN(body, ParseJsonObject(req.body));
-    }
-    CANOPY_ASSIGN_OR_RETURN(std::string address, ReadAddress(body, req));
-    if (address != n->address) SPDLOG_INFO("Node moved node={} address={}", n->id, address);
-    n->address = address;
-    CANOPY_TRY(ReadResources(body, *n));
-    TimePoint now = clock_->Now();
-    n->last_heartbeat = now;
-    CANOPY_TRY(store_->UpdateNode(*n));
-    // Job statuses reported by the node: stored on the jobs placed there (others are ignored).
-    if (body.contains("jobs") && !body["jobs"].is_null()) {
-      if (!body["jobs"].is_array() || body["jobs"].size() > 1000) {
-        return Error::InvalidArgument("field 'jobs' must be an array");
-      }
-      for (const auto& js : body["jobs"]) {
-        if (!js.is_object() || !js.contains("id") || !js["id"].is_string()) continue;
-        auto st = store_->UpdateJobStatus(js["id"].get<std::string>(), n->id, js, now);
-        if (!st && st.error().code != ErrorCode::kNotFound) return st.error();
-      }
-    }
-    // The full desired job list of this node (empty = run nothing).
-    CANOPY_ASSIGN_OR_RETURN(auto placed, store_->ListJobs(n->id));
-    Json desired = Json::array();
-    for (const auto& j : placed) desired.push_back(j.spec);
-    return net::Response::FromJson(200, {{"status", "ok"},
-                                         {"heartbeat_interval_seconds", opts_.heartbeat_interval.count()},
-                                         {"jobs", desired}});
-  }));
+  router->Add("POST", "/cluster/v1/nodes/register",
+              wrap([this](const net::Request& req) -> Result<net::Response> {
+                CANOPY_ASSIGN_OR_RETURN(Json body, ParseJsonObject(req.body));
+                CANOPY_ASSIGN_OR_RETURN(auto token, GetOptString(body, "token", 256));
+                CANOPY_ASSIGN_OR_RETURN(auto node_id, GetOptString(body, "node_id", 128));
+                CANOPY_ASSIGN_OR_RETURN(auto hostname, GetOptString(body, "hostname", 255));
+                CANOPY_ASSIGN_OR_RETURN(std::string address, ReadAddress(body, req));
+                TimePoint now = clock_->Now();
+                core::NodeRecord n;
+                std::string key;
+                if (node_id) {
+                  // Re-registration after a restart: the node proves itself with its key.
+                  std::string presented = BearerOf(req);
+                  if (presented.empty()) return Error::Unauthenticated("missing node key");
+                  auto existing = store_->GetNode(*node_id);
+                  if (!existing) {
+                    if (existing.error().code == ErrorCode::kNotFound)
+                      return Error::NotFound("node not registered");
+                    return existing.error();
+                  }
+                  if (!ConstantTimeEquals(Sha256Hex(presented), existing->key_hash)) {
+                    return Error::Unauthenticated("wrong node key");
+                  }
+                  n = std::move(*existing);
+                } else {
+                  if (!token || token->empty())
+                    return Error::InvalidArgument("field 'token' is required");
+                  CANOPY_TRY(store_->ConsumeNodeToken(Sha256Hex(*token), now));
+                  key = std::string(kNodeKeyPrefix) + RandomToken(32);
+                  n.id = ids_->NewId("nod");
+                  n.key_hash = Sha256Hex(key);
+                  n.registered_at = now;
+                }
+                n.hostname = hostname.value_or(n.hostname);
+                n.address = address;
+                CANOPY_TRY(ReadResources(body, n));
+                n.last_heartbeat = now;
+                if (key.empty()) {
+                  CANOPY_TRY(store_->UpdateNode(n));
+                  SPDLOG_INFO("Node re-registered node={} address={}", n.id, n.address);
+                  // A node that starts again (e.g. a stopped worker restarted) offers its capacity
+                  // again.
+                  CANOPY_ASSIGN_OR_RETURN(auto draining, store_->ListDrainingNodes());
+                  if (std::find(draining.begin(), draining.end(), n.id) != draining.end()) {
+                    CANOPY_TRY(store_->SetNodeDraining(n.id, false));
+                    SPDLOG_INFO("Node no longer draining node={}", n.id);
+                  }
+                } else {
+                  CANOPY_TRY(store_->CreateNode(n));
+                  SPDLOG_INFO("Node registered node={} address={} hostname={}", n.id, n.address,
+                              n.hostname);
+                }
+                Json out = {{"node_id", n.id},
+                            {"heartbeat_interval_seconds", opts_.heartbeat_interval.count()}};
+                if (!key.empty()) out["node_key"] = key;
+                return net::Response::FromJson(key.empty() ? 200 : 201, out);
+              }));
+  router->Add("POST", "/cluster/v1/nodes/{id}/heartbeat",
+              wrap([this](const net::Request& req) -> Result<net::Response> {
+                std::string presented = BearerOf(req);
+                if (presented.empty()) return Error::Unauthenticated("missing node key");
+                auto n = store_->GetNode(req.Param("id"));
+                if (!n) {
+                  if (n.error().code == ErrorCode::kNotFound)
+                    return Error::NotFound("node not registered");
+                  return n.error();
+                }
+                if (!ConstantTimeEquals(Sha256Hex(presented), n->key_hash))
+                  return Error::Unauthenticated("wrong node key");
+                Json body = Json::object();
+                if (!req.body.empty()) {
+                  CANOPY_ASSIGN_OR_RETURN(body, ParseJsonObject(req.body));
+                }
+                CANOPY_ASSIGN_OR_RETURN(std::string address, ReadAddress(body, req));
+                if (address != n->address)
+                  SPDLOG_INFO("Node moved node={} address={}", n->id, address);
+                n->address = address;
+                CANOPY_TRY(ReadResources(body, *n));
+                TimePoint now = clock_->Now();
+                n->last_heartbeat = now;
+                CANOPY_TRY(store_->UpdateNode(*n));
+                // Job statuses reported by the node: stored on the jobs placed there (others are
+                // ignored).
+                if (body.contains("jobs") && !body["jobs"].is_null()) {
+                  if (!body["jobs"].is_array() || body["jobs"].size() > 1000) {
+                    return Error::InvalidArgument("field 'jobs' must be an array");
+                  }
+                  for (const auto& js : body["jobs"]) {
+                    if (!js.is_object() || !js.contains("id") || !js["id"].is_string()) continue;
+                    auto st = store_->UpdateJobStatus(js["id"].get<std::string>(), n->id, js, now);
+                    if (!st && st.error().code != ErrorCode::kNotFound) return st.error();
+                  }
+                }
+                // The full desired job list of this node (empty = run nothing).
+                CANOPY_ASSIGN_OR_RETURN(auto placed, store_->ListJobs(n->id));
+                Json desired = Json::array();
+                for (const auto& j : placed) desired.push_back(j.spec);
+                return net::Response::FromJson(
+                    200, {{"status", "ok"},
+                          {"heartbeat_interval_seconds", opts_.heartbeat_interval.count()},
+                          {"jobs", desired}});
+              }));
   return router;
 }
 

@@ -27,10 +27,10 @@ namespace canopy::cluster {
 
 struct ClusterOptions {
   std::string root_url;
-  std::string token;                 // pairing token (first start only)
-  std::string data_dir;              // identity.json, cluster.db
+  std::string token;     // pairing token (first start only)
+  std::string data_dir;  // identity.json, cluster.db
   std::string listen = "127.0.0.1:0";
-  std::string advertise_url;         // default: http://<listen host>:<port>
+  std::string advertise_url;                   // default: http://<listen host>:<port>
   std::chrono::seconds link_interval{0};       // 0 = what the root suggests at pairing
   std::chrono::seconds heartbeat_interval{5};  // told to nodes
   int missed_heartbeats_for_offline = 3;

@@ -1,6 +1,6 @@
-// Retry delays of the operations engine and the AWS client: capped exponential backoff with full jitter (AWS
-// "Exponential Backoff And Jitter"). Pure functions; Backoff() uses a thread-local generator and
-// is thread-safe.
+// Retry delays of the operations engine and the AWS client: capped exponential backoff with full
+// jitter (AWS "Exponential Backoff And Jitter"). Pure functions; Backoff() uses a thread-local
+// generator and is thread-safe.
 #pragma once
 
 #include <chrono>

@@ -1,10 +1,10 @@
 #include "common/clock.h"
 
+#include <fmt/format.h>
+
 #include <ctime>
 #include <optional>
 #include <string_view>
-
-#include <fmt/format.h>
 
 namespace canopy {
 

@@ -42,21 +42,36 @@ bool IsRetryable(ErrorCode code);
 struct Error {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;
-  // Optional machine-readable reason ("capacity", "quota", "no_worker_capacity", ...); may be empty.
+  // Optional machine-readable reason ("capacity", "quota", "no_worker_capacity", ...); may be
+  // empty.
   std::string reason;
 
-  static Error InvalidArgument(std::string m) { return {ErrorCode::kInvalidArgument, std::move(m), {}}; }
-  static Error Unauthenticated(std::string m) { return {ErrorCode::kUnauthenticated, std::move(m), {}}; }
-  static Error PermissionDenied(std::string m) { return {ErrorCode::kPermissionDenied, std::move(m), {}}; }
+  static Error InvalidArgument(std::string m) {
+    return {ErrorCode::kInvalidArgument, std::move(m), {}};
+  }
+  static Error Unauthenticated(std::string m) {
+    return {ErrorCode::kUnauthenticated, std::move(m), {}};
+  }
+  static Error PermissionDenied(std::string m) {
+    return {ErrorCode::kPermissionDenied, std::move(m), {}};
+  }
   static Error NotFound(std::string m) { return {ErrorCode::kNotFound, std::move(m), {}}; }
-  static Error AlreadyExists(std::string m) { return {ErrorCode::kAlreadyExists, std::move(m), {}}; }
+  static Error AlreadyExists(std::string m) {
+    return {ErrorCode::kAlreadyExists, std::move(m), {}};
+  }
   static Error Conflict(std::string m) { return {ErrorCode::kConflict, std::move(m), {}}; }
-  static Error FailedPrecondition(std::string m) { return {ErrorCode::kFailedPrecondition, std::move(m), {}}; }
-  static Error Unprocessable(std::string m) { return {ErrorCode::kUnprocessable, std::move(m), {}}; }
+  static Error FailedPrecondition(std::string m) {
+    return {ErrorCode::kFailedPrecondition, std::move(m), {}};
+  }
+  static Error Unprocessable(std::string m) {
+    return {ErrorCode::kUnprocessable, std::move(m), {}};
+  }
   static Error Internal(std::string m) { return {ErrorCode::kInternal, std::move(m), {}}; }
   static Error Provider(std::string m) { return {ErrorCode::kProviderError, std::move(m), {}}; }
   static Error Unavailable(std::string m) { return {ErrorCode::kUnavailable, std::move(m), {}}; }
-  static Error DeadlineExceeded(std::string m) { return {ErrorCode::kDeadlineExceeded, std::move(m), {}}; }
+  static Error DeadlineExceeded(std::string m) {
+    return {ErrorCode::kDeadlineExceeded, std::move(m), {}};
+  }
   static Error NotSupported(std::string m) { return {ErrorCode::kNotSupported, std::move(m), {}}; }
   // The same error with a machine-readable reason.
   Error WithReason(std::string r) && {

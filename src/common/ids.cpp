@@ -57,7 +57,8 @@ bool Base64Decode(std::string_view in, std::string* out) {
   if (in.size() % 4 != 0) return false;
   std::string buf(in.size() / 4 * 3 + 1, '\0');
   int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(buf.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
   if (n < 0) return false;
   size_t len = static_cast<size_t>(n);
   if (!in.empty() && in[in.size() - 1] == '=') --len;
@@ -71,8 +72,10 @@ std::string Base64UrlEncode(std::string_view bytes) {
   std::string s = Base64Encode(bytes);
   while (!s.empty() && s.back() == '=') s.pop_back();
   for (char& c : s) {
-    if (c == '+') c = '-';
-    else if (c == '/') c = '_';
+    if (c == '+')
+      c = '-';
+    else if (c == '/')
+      c = '_';
   }
   return s;
 }
@@ -80,9 +83,12 @@ std::string Base64UrlEncode(std::string_view bytes) {
 bool Base64UrlDecode(std::string_view in, std::string* out) {
   std::string s(in);
   for (char& c : s) {
-    if (c == '-') c = '+';
-    else if (c == '_') c = '/';
-    else if (c == '+' || c == '/' || c == '=') return false;
+    if (c == '-')
+      c = '+';
+    else if (c == '_')
+      c = '/';
+    else if (c == '+' || c == '/' || c == '=')
+      return false;
   }
   if (s.size() % 4 == 1) return false;
   while (s.size() % 4 != 0) s += '=';

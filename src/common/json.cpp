@@ -33,10 +33,12 @@ Result<std::optional<std::string>> GetOptString(const Json& obj, std::string_vie
                                                 size_t max_len) {
   const Json* v = Find(obj, field);
   if (v == nullptr) return std::optional<std::string>();
-  if (!v->is_string()) return Error::InvalidArgument(fmt::format("field '{}' must be a string", field));
+  if (!v->is_string())
+    return Error::InvalidArgument(fmt::format("field '{}' must be a string", field));
   const auto& s = v->get_ref<const std::string&>();
   if (s.size() > max_len) {
-    return Error::InvalidArgument(fmt::format("field '{}' is longer than {} characters", field, max_len));
+    return Error::InvalidArgument(
+        fmt::format("field '{}' is longer than {} characters", field, max_len));
   }
   return std::optional<std::string>(s);
 }
@@ -58,14 +60,16 @@ Result<std::optional<int64_t>> GetOptInt(const Json& obj, std::string_view field
   if (v->is_number_unsigned()) {
     uint64_t u = v->get<uint64_t>();
     if (u > static_cast<uint64_t>(INT64_MAX)) {
-      return Error::InvalidArgument(fmt::format("field '{}' must be between {} and {}", field, min, max));
+      return Error::InvalidArgument(
+          fmt::format("field '{}' must be between {} and {}", field, min, max));
     }
     n = static_cast<int64_t>(u);
   } else {
     n = v->get<int64_t>();
   }
   if (n < min || n > max) {
-    return Error::InvalidArgument(fmt::format("field '{}' must be between {} and {}", field, min, max));
+    return Error::InvalidArgument(
+        fmt::format("field '{}' must be between {} and {}", field, min, max));
   }
   return std::optional<int64_t>(n);
 }
@@ -79,7 +83,8 @@ Result<int64_t> GetInt(const Json& obj, std::string_view field, int64_t min, int
 Result<bool> GetOptBool(const Json& obj, std::string_view field, bool def) {
   const Json* v = Find(obj, field);
   if (v == nullptr) return def;
-  if (!v->is_boolean()) return Error::InvalidArgument(fmt::format("field '{}' must be a boolean", field));
+  if (!v->is_boolean())
+    return Error::InvalidArgument(fmt::format("field '{}' must be a boolean", field));
   return v->get<bool>();
 }
 
@@ -91,7 +96,8 @@ Result<std::vector<std::string>> GetStringArray(const Json& obj, std::string_vie
     return Error::InvalidArgument(fmt::format("field '{}' must be an array of strings", field));
   }
   if (v->size() > max_items) {
-    return Error::InvalidArgument(fmt::format("field '{}' has more than {} items", field, max_items));
+    return Error::InvalidArgument(
+        fmt::format("field '{}' has more than {} items", field, max_items));
   }
   std::vector<std::string> out;
   for (const auto& e : *v) {
@@ -106,7 +112,8 @@ Result<std::vector<std::string>> GetStringArray(const Json& obj, std::string_vie
 Result<Json> GetObject(const Json& obj, std::string_view field) {
   const Json* v = Find(obj, field);
   if (v == nullptr) return Error::InvalidArgument(fmt::format("field '{}' is required", field));
-  if (!v->is_object()) return Error::InvalidArgument(fmt::format("field '{}' must be an object", field));
+  if (!v->is_object())
+    return Error::InvalidArgument(fmt::format("field '{}' must be an object", field));
   return *v;
 }
 

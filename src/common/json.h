@@ -2,9 +2,8 @@
 // Exceptions from nlohmann::json never leave this file. Thread-compatible.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>

@@ -15,4 +15,3 @@ namespace canopy::log {
 void Init(const std::string& daemon, const std::string& level, const std::string& file = "");
 
 }  // namespace canopy::log
-

@@ -14,7 +14,11 @@ constexpr std::string_view kTokenPrefix = "cpt_";
 
 Adapters::Adapters(store::Store& store, ClockPtr clock, IdGeneratorPtr ids,
                    const auth::SecretBox& secrets, AdapterOptions opts)
-    : store_(store), clock_(std::move(clock)), ids_(std::move(ids)), secrets_(secrets), opts_(opts) {}
+    : store_(store),
+      clock_(std::move(clock)),
+      ids_(std::move(ids)),
+      secrets_(secrets),
+      opts_(opts) {}
 
 Result<ProviderTokenGrant> Adapters::CreateToken(std::optional<std::chrono::seconds> ttl,
                                                  const std::string& user_id) {
@@ -82,7 +86,8 @@ Result<core::ProviderRecord> Adapters::Get(const std::string& id) {
 Status Adapters::Detach(const std::string& id, const std::string& user_id) {
   auto st = store_.providers().Delete(id);
   if (!st) {
-    if (st.error().code == ErrorCode::kNotFound) return Error::NotFound("provider adapter not found");
+    if (st.error().code == ErrorCode::kNotFound)
+      return Error::NotFound("provider adapter not found");
     return st;
   }
   SPDLOG_INFO("Detached provider adapter provider={} by={}", id, user_id);

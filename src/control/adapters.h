@@ -62,7 +62,8 @@ class Adapters {
   Status Heartbeat(const std::string& id, const std::string& key,
                    const std::optional<std::string>& url);
   Result<std::vector<core::ProviderRecord>> List();
-  Result<core::ProviderRecord> Get(const std::string& id);  // kNotFound "provider adapter not found"
+  Result<core::ProviderRecord> Get(
+      const std::string& id);  // kNotFound "provider adapter not found"
   Status Detach(const std::string& id, const std::string& user_id);
 
   core::ProviderStatus StatusOf(const core::ProviderRecord& p) const;

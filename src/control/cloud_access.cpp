@@ -83,16 +83,17 @@ Result<providers::CallContext> CloudAccess::IdentityContext(
 
 Result<std::string> CloudAccess::SealIdentity(const std::string& cluster_id,
                                               const providers::CredentialSecret& credential) const {
-  CANOPY_ASSIGN_OR_RETURN(std::string sealed,
-                          secrets_.Seal(SecretString(DumpJson(credential.Reveal())),
-                                        cluster_id + "/identity"));
+  CANOPY_ASSIGN_OR_RETURN(
+      std::string sealed,
+      secrets_.Seal(SecretString(DumpJson(credential.Reveal())), cluster_id + "/identity"));
   return Base64Encode(sealed);
 }
 
 Error ProviderCallError(const std::string& provider, const Error& e) {
   switch (e.code) {
     case ErrorCode::kInvalidArgument:
-      return Error::InvalidArgument(fmt::format("the {} provider refused: {}", provider, e.message));
+      return Error::InvalidArgument(
+          fmt::format("the {} provider refused: {}", provider, e.message));
     case ErrorCode::kUnauthenticated:
     case ErrorCode::kPermissionDenied:
       return Error::Unprocessable(

@@ -1,10 +1,10 @@
 #include "control/cloud_clusters.h"
 
-#include <algorithm>
-#include <set>
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
 
 #include "control/cluster_tier.h"
 #include "control/operation_kinds.h"
@@ -49,7 +49,11 @@ Result<WorkerBatch> EnqueueWorkers(store::Store& tx, IdGenerator& ids, const Clo
 
 CloudClusters::CloudClusters(store::Store& store, ClockPtr clock, IdGeneratorPtr ids,
                              CloudAccess& clouds, ops::OperationQueue& queue)
-    : store_(store), clock_(std::move(clock)), ids_(std::move(ids)), clouds_(clouds), queue_(queue) {}
+    : store_(store),
+      clock_(std::move(clock)),
+      ids_(std::move(ids)),
+      clouds_(clouds),
+      queue_(queue) {}
 
 Result<core::Cluster> CloudClusters::LoadCluster(const std::string& id) {
   auto c = store_.clusters().Get(id);
@@ -70,8 +74,8 @@ Status CloudClusters::CheckOffers(const OpenedProvider& opened, const std::strin
     bool type_ok = std::any_of(offers->instance_types.begin(), offers->instance_types.end(),
                                [&](const auto& t) { return t.name == s.instance_type; });
     if (!type_ok) {
-      return Error::InvalidArgument(fmt::format("instance type '{}' is not offered in region '{}'",
-                                                s.instance_type, region));
+      return Error::InvalidArgument(
+          fmt::format("instance type '{}' is not offered in region '{}'", s.instance_type, region));
     }
     bool image_ok = std::any_of(offers->images.begin(), offers->images.end(),
                                 [&](const auto& i) { return i.id == s.image; });
@@ -121,8 +125,9 @@ Result<ClusterStarted> CloudClusters::Create(const ClusterRequest& r, const std:
     return tx.clusters().Create(c);
   }));
   queue_.Wake();
-  SPDLOG_INFO("Creating cloud cluster cluster={} name={} provider={} region={} workers={} op={} by={}",
-              c.id, c.name, cred.provider, r.region, r.worker_count, op.id, user_id);
+  SPDLOG_INFO(
+      "Creating cloud cluster cluster={} name={} provider={} region={} workers={} op={} by={}",
+      c.id, c.name, cred.provider, r.region, r.worker_count, op.id, user_id);
   return ClusterStarted{std::move(c), std::move(op)};
 }
 
@@ -138,8 +143,8 @@ Result<ClusterStarted> CloudClusters::Delete(const std::string& cluster_id,
     if (c.kind == core::ClusterKind::kCloud &&
         (c.state == core::ClusterState::kProvisioning ||
          c.state == core::ClusterState::kInstalling || c.state == core::ClusterState::kPairing)) {
-      return Error::Conflict(fmt::format("cluster '{}' is {}; wait until its creation ends",
-                                         c.name, core::ClusterStateName(c.state)));
+      return Error::Conflict(fmt::format("cluster '{}' is {}; wait until its creation ends", c.name,
+                                         core::ClusterStateName(c.state)));
     }
     CANOPY_ASSIGN_OR_RETURN(auto workers, tx.workers().ListByCluster(c.id));
     int64_t billed = 0;
@@ -148,8 +153,8 @@ Result<ClusterStarted> CloudClusters::Delete(const std::string& cluster_id,
       return Error::Conflict(fmt::format(
           "cluster '{}' has {} billed worker(s); terminate or delete them first", c.name, billed));
     }
-    CANOPY_ASSIGN_OR_RETURN(op, queue_.Enqueue(tx, kOpClusterDelete, c.id,
-                                               Json{{"cluster_id", c.id}}));
+    CANOPY_ASSIGN_OR_RETURN(op,
+                            queue_.Enqueue(tx, kOpClusterDelete, c.id, Json{{"cluster_id", c.id}}));
     c.state = core::ClusterState::kDeleting;
     c.cloud.operation_id = op.id;
     c.updated_at = clock_->Now();

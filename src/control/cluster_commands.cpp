@@ -1,9 +1,9 @@
 #include "control/cluster_commands.h"
 
-#include <thread>
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include <thread>
 
 namespace canopy::control {
 
@@ -17,7 +17,8 @@ Result<core::ClusterCommand> ClusterCommands::Enqueue(const std::string& cluster
 }
 
 Result<core::ClusterCommand> ClusterCommands::EnqueueNamed(const std::string& cluster_id,
-                                                           std::string_view type, const Json& args) {
+                                                           std::string_view type,
+                                                           const Json& args) {
   bool ok = !type.empty() && type.size() <= 64;
   for (char ch : type) {
     ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||

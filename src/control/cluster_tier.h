@@ -48,8 +48,8 @@ struct LinkReport {
   std::optional<int64_t> link_interval_seconds;
   std::vector<core::ClusterNodeInfo> nodes;
   Json resources = Json::object();
-  Json acks;                   // [{id, ok, result?, error?}] or null
-  std::optional<Json> jobs;    // its full job list, when it sent one
+  Json acks;                 // [{id, ok, result?, error?}] or null
+  std::optional<Json> jobs;  // its full job list, when it sent one
 };
 
 struct LinkReply {

@@ -7,7 +7,11 @@ namespace canopy::control {
 
 Credentials::Credentials(store::Store& store, ClockPtr clock, IdGeneratorPtr ids,
                          const auth::SecretBox& secrets, ProviderOpener& opener)
-    : store_(store), clock_(std::move(clock)), ids_(std::move(ids)), secrets_(secrets), opener_(opener) {}
+    : store_(store),
+      clock_(std::move(clock)),
+      ids_(std::move(ids)),
+      secrets_(secrets),
+      opener_(opener) {}
 
 Result<core::Credential> Credentials::Add(const std::string& name, const std::string& provider,
                                           providers::CredentialSecret secret,
@@ -20,7 +24,8 @@ Result<core::Credential> Credentials::Add(const std::string& name, const std::st
   auto valid = p->ValidateCredential(providers::CallContext{secret, ""});
   if (!valid) {
     const Error& e = valid.error();
-    SPDLOG_INFO("Credential validation failed provider={} code={}", provider, ErrorCodeName(e.code));
+    SPDLOG_INFO("Credential validation failed provider={} code={}", provider,
+                ErrorCodeName(e.code));
     switch (e.code) {
       case ErrorCode::kInvalidArgument:
       case ErrorCode::kUnauthenticated:

@@ -5,7 +5,8 @@
 //   cluster.delete     target cluster id; data {cluster_id}
 //   workers.provision  target cluster id (add) or worker id; data {cluster_id, worker_ids, action:
 //                      "add"|"restart"|"recreate", old_handles?:{worker id: handle}, parent?}
-//   worker.shutdown    target worker id; data {cluster_id, worker_id, action:"stop"|"terminate"|"delete"}
+//   worker.shutdown    target worker id; data {cluster_id, worker_id,
+//   action:"stop"|"terminate"|"delete"}
 #pragma once
 
 namespace canopy::control {

@@ -6,7 +6,10 @@ namespace canopy::control {
 
 Operations::Operations(store::Store& store, IdGeneratorPtr ids, ops::OperationQueue& queue,
                        std::string test_marker_file)
-    : store_(store), ids_(std::move(ids)), queue_(queue), test_marker_file_(std::move(test_marker_file)) {}
+    : store_(store),
+      ids_(std::move(ids)),
+      queue_(queue),
+      test_marker_file_(std::move(test_marker_file)) {}
 
 Result<core::Operation> Operations::Get(const std::string& id) {
   auto op = store_.operations().Get(id);

@@ -1,12 +1,11 @@
 #include "control/service_specs.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "control/names.h"
 
@@ -15,9 +14,11 @@ namespace {
 
 bool ValidCidr(const std::string& s) {
   auto slash = s.find('/');
-  if (slash == std::string::npos || slash == 0 || slash + 1 >= s.size() || s.size() > 64) return false;
+  if (slash == std::string::npos || slash == 0 || slash + 1 >= s.size() || s.size() > 64)
+    return false;
   std::string addr = s.substr(0, slash), bits = s.substr(slash + 1);
-  if (bits.size() > 3 || !std::all_of(bits.begin(), bits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+  if (bits.size() > 3 ||
+      !std::all_of(bits.begin(), bits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return false;
   }
   int n = std::stoi(bits);
@@ -42,12 +43,14 @@ Result<Json> ParsePorts(const Json& body) {
   }
   std::set<std::pair<int64_t, std::string>> seen;
   for (const auto& p : body["ports"]) {
-    if (!p.is_object()) return Error::InvalidArgument("every item of 'ports' must be an object {port, protocol}");
+    if (!p.is_object())
+      return Error::InvalidArgument("every item of 'ports' must be an object {port, protocol}");
     CANOPY_ASSIGN_OR_RETURN(int64_t port, GetInt(p, "port", 1, 65535));
     CANOPY_ASSIGN_OR_RETURN(auto proto, GetOptString(p, "protocol", 8));
     std::string pr = proto.value_or("tcp");
     if (pr.empty()) pr = "tcp";
-    if (pr != "tcp" && pr != "udp") return Error::InvalidArgument("port 'protocol' must be tcp or udp");
+    if (pr != "tcp" && pr != "udp")
+      return Error::InvalidArgument("port 'protocol' must be tcp or udp");
     if (!seen.insert({port, pr}).second) {
       return Error::InvalidArgument(fmt::format("port {}/{} is listed twice", port, pr));
     }
@@ -77,7 +80,8 @@ Result<Json> ParseSlaPort(const std::string& text, const std::string& who) {
     t = t.substr(0, slash);
   }
   auto num = [](const std::string& s) -> std::optional<int64_t> {
-    if (s.empty() || s.size() > 5 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    if (s.empty() || s.size() > 5 ||
+        !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
       return std::nullopt;
     }
     int64_t v = std::stoll(s);
@@ -107,8 +111,8 @@ Result<Json> ParseSlaPort(const std::string& text, const std::string& who) {
 std::string SlaName(const std::string& s) {
   std::string out;
   for (char c : s) {
-    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
-              c == '_' || c == '-';
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '.' || c == '_' || c == '-';
     out.push_back(ok ? c : '-');
   }
   return out;
@@ -122,7 +126,8 @@ Result<ServiceRequest> ParseServiceRequest(const Json& body) {
   CANOPY_ASSIGN_OR_RETURN(r.name, GetString(body, "name", 64));
   if (!IsValidName(r.name)) {
     return Error::InvalidArgument(
-        "field 'name' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit");
+        "field 'name' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or "
+        "digit");
   }
   if (!body.contains("command") || !body["command"].is_array() || body["command"].empty() ||
       body["command"].size() > 256) {
@@ -172,30 +177,36 @@ Result<ServiceRequest> ParseServiceRequest(const Json& body) {
 
 Result<std::vector<ServiceRequest>> ParseOakestraSla(const Json& sla) {
   if (!sla.is_object() || !sla.contains("applications") || !sla["applications"].is_array()) {
-    return Error::InvalidArgument("an SLA needs 'applications': [{application_name, microservices: [...]}]");
+    return Error::InvalidArgument(
+        "an SLA needs 'applications': [{application_name, microservices: [...]}]");
   }
   std::vector<ServiceRequest> out;
   for (const auto& app : sla["applications"]) {
     if (!app.is_object()) return Error::InvalidArgument("every application must be an object");
     std::string app_name = app.value("application_name", Json("")).is_string()
-                               ? app.value("application_name", std::string()) : "";
+                               ? app.value("application_name", std::string())
+                               : "";
     if (!app.contains("microservices") || !app["microservices"].is_array()) {
-      return Error::InvalidArgument(fmt::format("application '{}' needs 'microservices': [...]", app_name));
+      return Error::InvalidArgument(
+          fmt::format("application '{}' needs 'microservices': [...]", app_name));
     }
     for (const auto& ms : app["microservices"]) {
       if (!ms.is_object()) return Error::InvalidArgument("every microservice must be an object");
       std::string ms_name = ms.contains("microservice_name") && ms["microservice_name"].is_string()
-                                ? ms["microservice_name"].get<std::string>() : "";
-      if (ms_name.empty()) return Error::InvalidArgument("every microservice needs 'microservice_name'");
+                                ? ms["microservice_name"].get<std::string>()
+                                : "";
+      if (ms_name.empty())
+        return Error::InvalidArgument("every microservice needs 'microservice_name'");
       Json body;
       body["name"] = SlaName(app_name.empty() ? ms_name : app_name + "-" + ms_name);
       Json cmd = ms.contains("cmd") ? ms["cmd"] : Json(nullptr);
       if (cmd.is_string()) cmd = Json::array({"/bin/sh", "-c", cmd});
       if (!cmd.is_array() || cmd.empty()) {
-        std::string code = ms.contains("code") && ms["code"].is_string() ? ms["code"].get<std::string>() : "";
+        std::string code =
+            ms.contains("code") && ms["code"].is_string() ? ms["code"].get<std::string>() : "";
         return Error::InvalidArgument(fmt::format(
-            "microservice '{}' has no 'cmd': Canopy runs processes, not container images{}", ms_name,
-            code.empty() ? "" : " (code '" + code + "')"));
+            "microservice '{}' has no 'cmd': Canopy runs processes, not container images{}",
+            ms_name, code.empty() ? "" : " (code '" + code + "')"));
       }
       body["command"] = cmd;
       if (ms.contains("port") && ms["port"].is_string() && !ms["port"].get<std::string>().empty()) {
@@ -204,7 +215,8 @@ Result<std::vector<ServiceRequest>> ParseOakestraSla(const Json& sla) {
         size_t start = 0;
         while (start <= all.size()) {
           size_t end = all.find_first_of(",;", start);
-          std::string one = all.substr(start, end == std::string::npos ? std::string::npos : end - start);
+          std::string one =
+              all.substr(start, end == std::string::npos ? std::string::npos : end - start);
           one.erase(0, one.find_first_not_of(' '));
           one.erase(one.find_last_not_of(' ') + 1);
           if (!one.empty()) {
@@ -232,7 +244,8 @@ Result<std::vector<ServiceRequest>> ParseOakestraSla(const Json& sla) {
           std::string kv = e.get<std::string>();
           auto eq = kv.find('=');
           if (eq == std::string::npos) {
-            return Error::InvalidArgument(fmt::format("microservice '{}': environment '{}' must be K=V", ms_name, kv));
+            return Error::InvalidArgument(
+                fmt::format("microservice '{}': environment '{}' must be K=V", ms_name, kv));
           }
           env[kv.substr(0, eq)] = kv.substr(eq + 1);
         }
@@ -240,7 +253,8 @@ Result<std::vector<ServiceRequest>> ParseOakestraSla(const Json& sla) {
       }
       auto req = ParseServiceRequest(body);
       if (!req) {
-        return Error::InvalidArgument(fmt::format("microservice '{}': {}", ms_name, req.error().message));
+        return Error::InvalidArgument(
+            fmt::format("microservice '{}': {}", ms_name, req.error().message));
       }
       out.push_back(std::move(*req));
     }
@@ -255,8 +269,8 @@ std::string InstanceReasonText(const core::ServiceInstance& i) {
   return i.reason_code + ": " + i.reason;
 }
 
-std::string ServiceState(const core::Service& s, const std::vector<core::ServiceInstance>& instances,
-                         std::string* reason) {
+std::string ServiceState(const core::Service& s,
+                         const std::vector<core::ServiceInstance>& instances, std::string* reason) {
   if (reason) reason->clear();
   if (!s.deployed) return instances.empty() ? "undeployed" : "undeploying";
   bool pending = false, failed = false, all_running = true;
@@ -265,7 +279,8 @@ std::string ServiceState(const core::Service& s, const std::vector<core::Service
       if (!pending && reason) *reason = InstanceReasonText(i);
       pending = true;
     }
-    if (i.state == core::InstanceState::kFailed || i.state == core::InstanceState::kExited) failed = true;
+    if (i.state == core::InstanceState::kFailed || i.state == core::InstanceState::kExited)
+      failed = true;
     if (i.state != core::InstanceState::kRunning) all_running = false;
   }
   if (pending) return "pending";

@@ -15,7 +15,8 @@ namespace canopy::control {
 // A validated service definition.
 struct ServiceRequest {
   std::string name;
-  Json spec;  // {command, env, ports:[{port, protocol, source_cidrs}], cpu_millis, memory_mib, restart, cluster_id}
+  Json spec;  // {command, env, ports:[{port, protocol, source_cidrs}], cpu_millis, memory_mib,
+              // restart, cluster_id}
   int64_t replicas = 1;
 };
 
@@ -35,8 +36,8 @@ Result<std::vector<ServiceRequest>> ParseOakestraSla(const Json& sla);
 
 // "undeployed", "undeploying", "pending", "deploying", "running", "degraded"; `reason` is the
 // first pending instance's InstanceReasonText (empty otherwise).
-std::string ServiceState(const core::Service& s, const std::vector<core::ServiceInstance>& instances,
-                         std::string* reason);
+std::string ServiceState(const core::Service& s,
+                         const std::vector<core::ServiceInstance>& instances, std::string* reason);
 // "<reason code>: <reason>" (either alone when the other is empty): what people read.
 std::string InstanceReasonText(const core::ServiceInstance& i);
 

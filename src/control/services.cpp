@@ -117,25 +117,31 @@ Result<ServiceView> Services::Change(const std::string& id,
     if (!st && st.error().code == ErrorCode::kConflict && attempt < 5) continue;
     CANOPY_TRY(st);
     ++s.version;
-    SPDLOG_INFO("Service {} service={} replicas={} deployed={}", what, s.id, s.replicas, s.deployed);
+    SPDLOG_INFO("Service {} service={} replicas={} deployed={}", what, s.id, s.replicas,
+                s.deployed);
     board_.Wake();
     return View(std::move(s));
   }
 }
 
 Result<ServiceView> Services::Deploy(const std::string& id, std::optional<int64_t> replicas) {
-  return Change(id, [&](core::Service& s) {
-    s.deployed = true;
-    if (replicas) s.replicas = *replicas;
-  }, "deploy");
+  return Change(
+      id,
+      [&](core::Service& s) {
+        s.deployed = true;
+        if (replicas) s.replicas = *replicas;
+      },
+      "deploy");
 }
 
 Result<ServiceView> Services::Undeploy(const std::string& id) {
-  return Change(id, [](core::Service& s) { s.deployed = false; }, "undeploy");
+  return Change(
+      id, [](core::Service& s) { s.deployed = false; }, "undeploy");
 }
 
 Result<ServiceView> Services::Scale(const std::string& id, int64_t replicas) {
-  return Change(id, [&](core::Service& s) { s.replicas = replicas; }, "scale");
+  return Change(
+      id, [&](core::Service& s) { s.replicas = replicas; }, "scale");
 }
 
 Status Services::Delete(const std::string& id, const std::string& user_id) {

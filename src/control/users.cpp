@@ -1,9 +1,9 @@
 #include "control/users.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include "auth/password.h"
 
@@ -28,7 +28,11 @@ bool Principal::Has(core::Role r) const {
 
 Users::Users(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, const auth::JwtKeys& jwt,
              std::chrono::seconds token_ttl)
-    : store_(store), clock_(std::move(clock)), ids_(std::move(ids)), jwt_(jwt), token_ttl_(token_ttl) {}
+    : store_(store),
+      clock_(std::move(clock)),
+      ids_(std::move(ids)),
+      jwt_(jwt),
+      token_ttl_(token_ttl) {}
 
 Result<LoginToken> Users::Login(const std::string& username, const SecretString& password) {
   auto user = store_.users().GetByUsername(username);
@@ -99,8 +103,9 @@ Status Users::Delete(const std::string& id, const std::string& by) {
     CANOPY_ASSIGN_OR_RETURN(core::User u, tx.users().Get(id));
     if (u.HasRole(core::Role::kAdmin)) {
       CANOPY_ASSIGN_OR_RETURN(auto all, tx.users().List());
-      auto admins = std::count_if(all.begin(), all.end(),
-                                  [](const core::User& x) { return x.HasRole(core::Role::kAdmin); });
+      auto admins = std::count_if(all.begin(), all.end(), [](const core::User& x) {
+        return x.HasRole(core::Role::kAdmin);
+      });
       if (admins <= 1) return Error::Conflict("cannot delete the last admin");
     }
     return tx.users().Delete(id);

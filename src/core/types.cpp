@@ -7,9 +7,12 @@ namespace canopy::core {
 
 std::string_view RoleName(Role r) {
   switch (r) {
-    case Role::kAdmin: return "admin";
-    case Role::kInfra: return "infra";
-    case Role::kApp: return "app";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kInfra:
+      return "infra";
+    case Role::kApp:
+      return "app";
   }
   return "app";
 }
@@ -29,10 +32,14 @@ std::string_view ProviderStatusName(ProviderStatus s) {
 
 std::string_view OperationStateName(OperationState s) {
   switch (s) {
-    case OperationState::kPending: return "pending";
-    case OperationState::kRunning: return "running";
-    case OperationState::kSucceeded: return "succeeded";
-    case OperationState::kFailed: return "failed";
+    case OperationState::kPending:
+      return "pending";
+    case OperationState::kRunning:
+      return "running";
+    case OperationState::kSucceeded:
+      return "succeeded";
+    case OperationState::kFailed:
+      return "failed";
   }
   return "pending";
 }
@@ -47,10 +54,14 @@ std::optional<OperationState> ParseOperationState(std::string_view s) {
 
 std::string_view StepStateName(StepState s) {
   switch (s) {
-    case StepState::kPending: return "pending";
-    case StepState::kRunning: return "running";
-    case StepState::kSucceeded: return "succeeded";
-    case StepState::kFailed: return "failed";
+    case StepState::kPending:
+      return "pending";
+    case StepState::kRunning:
+      return "running";
+    case StepState::kSucceeded:
+      return "succeeded";
+    case StepState::kFailed:
+      return "failed";
   }
   return "pending";
 }
@@ -63,7 +74,9 @@ std::optional<StepState> ParseStepState(std::string_view s) {
   return std::nullopt;
 }
 
-std::string_view ClusterKindName(ClusterKind k) { return k == ClusterKind::kCloud ? "cloud" : "edge"; }
+std::string_view ClusterKindName(ClusterKind k) {
+  return k == ClusterKind::kCloud ? "cloud" : "edge";
+}
 
 std::optional<ClusterKind> ParseClusterKind(std::string_view s) {
   if (s == "edge") return ClusterKind::kEdge;
@@ -73,9 +86,12 @@ std::optional<ClusterKind> ParseClusterKind(std::string_view s) {
 
 namespace {
 constexpr std::pair<ClusterState, std::string_view> kClusterStates[] = {
-    {ClusterState::kProvisioning, "PROVISIONING"}, {ClusterState::kInstalling, "INSTALLING"},
-    {ClusterState::kPairing, "PAIRING"},           {ClusterState::kActive, "ACTIVE"},
-    {ClusterState::kFailed, "FAILED"},             {ClusterState::kDeleting, "DELETING"},
+    {ClusterState::kProvisioning, "PROVISIONING"},
+    {ClusterState::kInstalling, "INSTALLING"},
+    {ClusterState::kPairing, "PAIRING"},
+    {ClusterState::kActive, "ACTIVE"},
+    {ClusterState::kFailed, "FAILED"},
+    {ClusterState::kDeleting, "DELETING"},
     {ClusterState::kOffline, "OFFLINE"}};
 }  // namespace
 
@@ -95,9 +111,9 @@ std::optional<ClusterState> ParseClusterState(std::string_view s) {
 
 namespace {
 constexpr std::pair<WorkerState, std::string_view> kWorkerStates[] = {
-    {WorkerState::kBooting, "BOOTING"},         {WorkerState::kActive, "ACTIVE"},
-    {WorkerState::kFailed, "FAILED"},           {WorkerState::kTerminating, "TERMINATING"},
-    {WorkerState::kStopped, "STOPPED"},         {WorkerState::kTerminated, "TERMINATED"}};
+    {WorkerState::kBooting, "BOOTING"}, {WorkerState::kActive, "ACTIVE"},
+    {WorkerState::kFailed, "FAILED"},   {WorkerState::kTerminating, "TERMINATING"},
+    {WorkerState::kStopped, "STOPPED"}, {WorkerState::kTerminated, "TERMINATED"}};
 }  // namespace
 
 std::string_view WorkerStateName(WorkerState s) {
@@ -118,7 +134,8 @@ namespace {
 
 // Name tables: one per enum, read both ways.
 template <class E, size_t N>
-std::string_view NameIn(const std::pair<E, std::string_view> (&table)[N], E v, std::string_view def) {
+std::string_view NameIn(const std::pair<E, std::string_view> (&table)[N], E v,
+                        std::string_view def) {
   for (const auto& [e, n] : table) {
     if (e == v) return n;
   }
@@ -133,8 +150,10 @@ std::optional<E> ParseIn(const std::pair<E, std::string_view> (&table)[N], std::
 }
 
 constexpr std::pair<WorkerAction, std::string_view> kWorkerActions[] = {
-    {WorkerAction::kStop, "stop"},           {WorkerAction::kRestart, "restart"},
-    {WorkerAction::kTerminate, "terminate"}, {WorkerAction::kRecreate, "recreate"},
+    {WorkerAction::kStop, "stop"},
+    {WorkerAction::kRestart, "restart"},
+    {WorkerAction::kTerminate, "terminate"},
+    {WorkerAction::kRecreate, "recreate"},
     {WorkerAction::kDelete, "delete"}};
 constexpr std::pair<CommandType, std::string_view> kCommandTypes[] = {
     {CommandType::kPing, "ping"},
@@ -154,10 +173,16 @@ constexpr std::pair<NodeState, std::string_view> kNodeStates[] = {{NodeState::kO
 }  // namespace
 
 std::string_view WorkerActionName(WorkerAction a) { return NameIn(kWorkerActions, a, "stop"); }
-std::optional<WorkerAction> ParseWorkerAction(std::string_view s) { return ParseIn(kWorkerActions, s); }
+std::optional<WorkerAction> ParseWorkerAction(std::string_view s) {
+  return ParseIn(kWorkerActions, s);
+}
 std::string_view CommandTypeName(CommandType t) { return NameIn(kCommandTypes, t, "ping"); }
-std::optional<CommandType> ParseCommandType(std::string_view s) { return ParseIn(kCommandTypes, s); }
-std::string_view InstanceStateName(InstanceState s) { return NameIn(kInstanceStates, s, "pending"); }
+std::optional<CommandType> ParseCommandType(std::string_view s) {
+  return ParseIn(kCommandTypes, s);
+}
+std::string_view InstanceStateName(InstanceState s) {
+  return NameIn(kInstanceStates, s, "pending");
+}
 std::optional<InstanceState> ParseInstanceState(std::string_view s) {
   return ParseIn(kInstanceStates, s);
 }
@@ -268,9 +293,12 @@ ClusterCloud ClusterCloudFromJson(const Json& j) {
 
 std::string_view ClusterCommandStateName(ClusterCommandState s) {
   switch (s) {
-    case ClusterCommandState::kPending: return "pending";
-    case ClusterCommandState::kSucceeded: return "succeeded";
-    case ClusterCommandState::kFailed: return "failed";
+    case ClusterCommandState::kPending:
+      return "pending";
+    case ClusterCommandState::kSucceeded:
+      return "succeeded";
+    case ClusterCommandState::kFailed:
+      return "failed";
   }
   return "pending";
 }

@@ -106,7 +106,15 @@ std::string_view ClusterKindName(ClusterKind k);
 std::optional<ClusterKind> ParseClusterKind(std::string_view s);
 
 // The contract's cluster states. Edge clusters start at kPairing; cloud clusters at kProvisioning.
-enum class ClusterState { kProvisioning, kInstalling, kPairing, kActive, kFailed, kDeleting, kOffline };
+enum class ClusterState {
+  kProvisioning,
+  kInstalling,
+  kPairing,
+  kActive,
+  kFailed,
+  kDeleting,
+  kOffline
+};
 std::string_view ClusterStateName(ClusterState s);
 std::optional<ClusterState> ParseClusterState(std::string_view s);
 
@@ -177,8 +185,8 @@ struct Cluster {
   std::optional<std::string> instance_type;
   std::optional<std::string> image;
   std::optional<int64_t> disk_gb;
-  std::string cluster_url;      // the cluster's advertised API URL ("" until paired)
-  std::string software_version; // canopyd version reported by the cluster
+  std::string cluster_url;       // the cluster's advertised API URL ("" until paired)
+  std::string software_version;  // canopyd version reported by the cluster
   std::string key_ciphertext;
   int64_t link_interval_seconds = 0;  // as reported by the cluster on its link
   std::optional<TimePoint> last_seen;
@@ -253,7 +261,14 @@ struct ClusterToken {
 
 // What the root asks of a cluster over its link (protocol: src/cluster/README.md). The wire and
 // the store carry CommandTypeName().
-enum class CommandType { kPing, kCreateNodeToken, kDeployJob, kUndeployJob, kDrainNode, kUndrainNode };
+enum class CommandType {
+  kPing,
+  kCreateNodeToken,
+  kDeployJob,
+  kUndeployJob,
+  kDrainNode,
+  kUndrainNode
+};
 std::string_view CommandTypeName(CommandType t);
 std::optional<CommandType> ParseCommandType(std::string_view s);
 
@@ -268,10 +283,10 @@ struct ClusterCommand {
   std::string type;  // CommandTypeName() (a cluster answers unknown types with a failure)
   Json args = Json::object();
   ClusterCommandState state = ClusterCommandState::kPending;
-  Json result;                 // set when succeeded
-  std::string error_code;      // set when failed
+  Json result;             // set when succeeded
+  std::string error_code;  // set when failed
   std::string error_message;
-  std::string error_reason;    // machine-readable (e.g. "no_worker_capacity"); may be empty
+  std::string error_reason;  // machine-readable (e.g. "no_worker_capacity"); may be empty
   int64_t deliveries = 0;
   TimePoint created_at{};
   std::optional<TimePoint> delivered_at;  // last delivery
@@ -306,7 +321,7 @@ struct NodeToken {
 // The outcome of a root command, kept by the cluster so a re-delivered command is answered with
 // the same result (no second side effect) and acknowledged until the root confirms it.
 struct CommandOutcome {
-  std::string id;       // the root's command id
+  std::string id;  // the root's command id
   std::string type;
   bool ok = true;
   Json result = Json::object();
@@ -338,7 +353,14 @@ struct Service {
 // reported (starting, running, restarting, exited, failed; a cluster's "pending" - placed, the
 // node has not started it yet - is starting here, where pending means "no cluster").
 enum class InstanceState {
-  kPending, kScheduled, kStarting, kRunning, kRestarting, kExited, kFailed, kRemoving
+  kPending,
+  kScheduled,
+  kStarting,
+  kRunning,
+  kRestarting,
+  kExited,
+  kFailed,
+  kRemoving
 };
 std::string_view InstanceStateName(InstanceState s);
 std::optional<InstanceState> ParseInstanceState(std::string_view s);
@@ -346,7 +368,8 @@ std::optional<InstanceState> ParseInstanceState(std::string_view s);
 InstanceState InstanceStateFromReport(std::string_view reported);
 // On a node: counted against its capacity and its firewall (not pending/scheduled/removing).
 inline bool IsOnNode(InstanceState s) {
-  return s != InstanceState::kPending && s != InstanceState::kScheduled && s != InstanceState::kRemoving;
+  return s != InstanceState::kPending && s != InstanceState::kScheduled &&
+         s != InstanceState::kRemoving;
 }
 
 // Machine-readable reasons of pending instances (ServiceInstance::reason_code).
@@ -364,7 +387,7 @@ struct ServiceInstance {
   InstanceState state = InstanceState::kPending;
   std::string reason_code;  // machine-readable (kReasonNoWorkerCapacity, ...); may be empty
   std::string reason;       // why, for people
-  std::string command_id;  // the pending deploy_job / undeploy_job command
+  std::string command_id;   // the pending deploy_job / undeploy_job command
   TimePoint created_at{};
   TimePoint updated_at{};
 };

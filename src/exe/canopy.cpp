@@ -1,7 +1,6 @@
 // canopy: the command-line client. Only the CLI11 wiring lives here; the commands are plain
 // functions in src/cli/commands.h.
 #include <CLI/CLI.hpp>
-
 #include <cstdint>
 #include <functional>
 #include <iostream>
@@ -119,8 +118,8 @@ int main(int argc, char** argv) {
   credential_add->add_option("--provider", cred_opts->provider, "Provider type")->required();
   auto* secret_file = AddOptional(credential_add, "--secret-file", &cred_opts->secret_file,
                                   "File holding the secret as a JSON object");
-  auto* secret_stdin = credential_add->add_flag(
-      "--secret-stdin", cred_opts->secret_stdin, "Read the secret JSON from standard input");
+  auto* secret_stdin = credential_add->add_flag("--secret-stdin", cred_opts->secret_stdin,
+                                                "Read the secret JSON from standard input");
   auto* secret_json = AddOptional(credential_add, "--secret", &cred_opts->secret_json,
                                   "The secret as a JSON object");
   secret_file->excludes(secret_stdin)->excludes(secret_json);
@@ -183,8 +182,7 @@ int main(int argc, char** argv) {
   AddOptional(cluster_create, "--worker-instance-type", &cc_opts->worker_instance_type,
               "Instance type of the workers (default: the cluster's)");
   AddWait(cluster_create, &cc_opts->wait);
-  OnRun(cluster_create, &action,
-        [cc_opts](Context& c) { return cli::ClusterCreate(c, *cc_opts); });
+  OnRun(cluster_create, &action, [cc_opts](Context& c) { return cli::ClusterCreate(c, *cc_opts); });
   auto* cluster_list = cluster->add_subcommand("list", "List clusters");
   OnRun(cluster_list, &action, [](Context& c) { return cli::ClusterList(c); });
   auto* cluster_show = cluster->add_subcommand("show", "Show a cluster and its workers");
@@ -217,9 +215,8 @@ int main(int argc, char** argv) {
   auto* worker_list = worker->add_subcommand("list", "List the workers of a cluster");
   auto worker_list_cluster = std::make_shared<std::string>();
   worker_list->add_option("--cluster", *worker_list_cluster, "Cluster name or id")->required();
-  OnRun(worker_list, &action, [worker_list_cluster](Context& c) {
-    return cli::WorkerList(c, *worker_list_cluster);
-  });
+  OnRun(worker_list, &action,
+        [worker_list_cluster](Context& c) { return cli::WorkerList(c, *worker_list_cluster); });
   struct WorkerCommand {
     const char* name;
     const char* description;
@@ -273,8 +270,7 @@ int main(int argc, char** argv) {
               "Import the services of an Oakestra SLA file instead");
   service_create->add_flag("--deploy", sc_opts->deploy, "Deploy the service once created");
   AddWait(service_create, &sc_opts->wait, "With --deploy: wait until every instance runs");
-  OnRun(service_create, &action,
-        [sc_opts](Context& c) { return cli::ServiceCreate(c, *sc_opts); });
+  OnRun(service_create, &action, [sc_opts](Context& c) { return cli::ServiceCreate(c, *sc_opts); });
   auto* service_list = service->add_subcommand("list", "List services");
   OnRun(service_list, &action, [](Context& c) { return cli::ServiceList(c); });
   auto* service_show = service->add_subcommand("show", "Show a service and its instances");
@@ -288,11 +284,10 @@ int main(int argc, char** argv) {
   AddOptionalInt(service_deploy, "--replicas", &sd_opts->replicas,
                  "Replicas (default: the service's)");
   AddWait(service_deploy, &sd_opts->wait, "Wait until every instance runs");
-  OnRun(service_deploy, &action,
-        [sd_opts](Context& c) { return cli::ServiceDeploy(c, *sd_opts); });
+  OnRun(service_deploy, &action, [sd_opts](Context& c) { return cli::ServiceDeploy(c, *sd_opts); });
   auto* service_undeploy = service->add_subcommand("undeploy", "Stop all of a service's instances");
-  auto service_undeploy_wait = std::make_shared<cli::WaitOptions>(
-      cli::WaitOptions{false, cli::kServiceWaitSeconds});
+  auto service_undeploy_wait =
+      std::make_shared<cli::WaitOptions>(cli::WaitOptions{false, cli::kServiceWaitSeconds});
   service_undeploy->add_option("service", *service_key, "Service name or id")->required();
   AddWait(service_undeploy, service_undeploy_wait.get(), "Wait until no instance is left");
   OnRun(service_undeploy, &action, [service_key, service_undeploy_wait](Context& c) {

@@ -4,18 +4,18 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
-#include <cstdlib>
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 #include <vector>
 
 #include "cluster/cluster_service.h"
+#include "common/json.h"
 #include "common/log.h"
+#include "net/probe.h"
 #include "node/node_agent.h"
 #include "providers/adapter/adapter_service.h"
-#include "common/json.h"
-#include "net/probe.h"
 #include "providers/builtin.h"
 #include "providers/registry.h"
 #include "root/root_daemon.h"
@@ -65,7 +65,8 @@ struct LocalFlags {
 };
 
 int RunProvider(const std::string& type, const std::string& config_text, const LocalFlags& lf,
-                const canopy::providers::adapter::AdapterOptions& opts, const std::string& log_level) {
+                const canopy::providers::adapter::AdapterOptions& opts,
+                const std::string& log_level) {
   canopy::log::Init("provider", log_level);
   canopy::providers::ProviderRegistry registry;
   auto reg = canopy::providers::RegisterBuiltinProviders(registry);
@@ -94,7 +95,8 @@ int RunProvider(const std::string& type, const std::string& config_text, const L
       return 2;
     }
     std::string svc = e.substr(0, eq);
-    std::transform(svc.begin(), svc.end(), svc.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    std::transform(svc.begin(), svc.end(), svc.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
     if (svc == "secrets_manager" || svc == "secrets-manager") svc = "secretsmanager";
     config["endpoints"][svc] = e.substr(eq + 1);
   }
@@ -123,7 +125,6 @@ int RunProvider(const std::string& type, const std::string& config_text, const L
   return ServeUntilSignal(service, sigs, "Provider adapter");
 }
 
-
 int RunCluster(const canopy::cluster::ClusterOptions& opts, const std::string& log_level) {
   canopy::log::Init("cluster", log_level);
   sigset_t sigs = BlockStopSignals();
@@ -149,45 +150,59 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global options (--log-level) may follow the subcommand too
   std::string log_level = "info";
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->envname("CANOPY_LOG_LEVEL");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->envname("CANOPY_LOG_LEVEL");
 
   canopy::root::RootOptions ro;
   int64_t token_ttl = 3600, heartbeat = 5, lease_ms = 15000;
   auto* root = app.add_subcommand("root", "Run the root control plane");
   root->add_option("--listen", ro.listen, "HOST:PORT to serve the API on")->capture_default_str();
-  root->add_option("--data-dir", ro.data_dir, "Directory for the database and keys")->capture_default_str();
+  root->add_option("--data-dir", ro.data_dir, "Directory for the database and keys")
+      ->capture_default_str();
   root->add_option("--database", ro.database, "Database URL (default: SQLite in the data dir)");
-  root->add_option("--token-ttl", token_ttl, "Lifetime of login tokens in seconds")->check(CLI::Range(1, 86400 * 30));
+  root->add_option("--token-ttl", token_ttl, "Lifetime of login tokens in seconds")
+      ->check(CLI::Range(1, 86400 * 30));
   root->add_option("--heartbeat-interval", heartbeat, "Seconds between provider adapter heartbeats")
       ->check(CLI::Range(1, 3600));
-  root->add_option("--op-lease-ms", lease_ms, "Operation lease in milliseconds")->check(CLI::Range(200, 600000));
-  root->add_option("--op-workers", ro.op_workers, "Operation engine workers")->check(CLI::Range(1, 64));
-  root->add_flag("--enable-test-ops", ro.enable_test_ops, "Serve POST /api/v1/test/operations (tests only)");
+  root->add_option("--op-lease-ms", lease_ms, "Operation lease in milliseconds")
+      ->check(CLI::Range(200, 600000));
+  root->add_option("--op-workers", ro.op_workers, "Operation engine workers")
+      ->check(CLI::Range(1, 64));
+  root->add_flag("--enable-test-ops", ro.enable_test_ops,
+                 "Serve POST /api/v1/test/operations (tests only)");
   root->add_option("--test-kill-after-step", ro.test_kill_after_step,
                    "Tests only: KIND/STEP at which the root kills itself once (crash tests)");
-  root->add_option("--test-cluster-kill-after-command", ro.test_cluster_kill_after_command,
-                   "Tests only: installed clusters get --test-kill-after-command TYPE (crash tests)");
+  root->add_option(
+      "--test-cluster-kill-after-command", ro.test_cluster_kill_after_command,
+      "Tests only: installed clusters get --test-kill-after-command TYPE (crash tests)");
   root->add_option("--sweep-interval", ro.sweep_interval,
                    "Seconds between sweeps for orphan instances (0 = off)")
-      ->check(CLI::Range(int64_t{0}, int64_t{86400}))->capture_default_str();
-  root->add_flag("--sweep-delete", ro.sweep_delete, "Terminate orphan instances (default: report only)");
+      ->check(CLI::Range(int64_t{0}, int64_t{86400}))
+      ->capture_default_str();
+  root->add_flag("--sweep-delete", ro.sweep_delete,
+                 "Terminate orphan instances (default: report only)");
   root->add_option("--cluster-url", ro.cluster_url,
                    "Root URL that clusters installed by the broker dial (default: the "
                    "--cluster-listen URL, else the --listen URL)");
-  root->add_option("--cluster-listen", ro.cluster_listen,
-                   "HOST:PORT of a second listener serving only what clusters and adapters call "
-                   "(pairing, link, registration); binds before HOST exists (e.g. a bridge made later)");
-  root->add_option("--canopyd-binary", ro.canopyd_binary,
-                   "canopyd binary uploaded to new instances (default: canopyd-dist next to this one)");
+  root->add_option(
+      "--cluster-listen", ro.cluster_listen,
+      "HOST:PORT of a second listener serving only what clusters and adapters call "
+      "(pairing, link, registration); binds before HOST exists (e.g. a bridge made later)");
+  root->add_option(
+      "--canopyd-binary", ro.canopyd_binary,
+      "canopyd binary uploaded to new instances (default: canopyd-dist next to this one)");
   root->add_option("--cluster-link-interval", ro.cluster_link_interval,
                    "Link long-poll seconds given to installed clusters")
-      ->check(CLI::Range(1, 3600))->capture_default_str();
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   root->add_option("--cluster-heartbeat-interval", ro.cluster_node_heartbeat,
                    "Node heartbeat seconds given to installed clusters")
-      ->check(CLI::Range(1, 3600))->capture_default_str();
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   root->add_option("--ssh-wait", ro.ssh_wait_seconds,
                    "Seconds one install attempt waits for an instance's sshd")
-      ->check(CLI::Range(1, 3600))->capture_default_str();
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
 
   canopy::providers::adapter::AdapterOptions po;
   std::string type;
@@ -198,13 +213,15 @@ int main(int argc, char** argv) {
   prov->add_option("--root", po.root_url, "Root URL")->required();
   prov->add_option("--token", po.token, "Registration token from `canopy provider token`")
       ->envname("CANOPY_PROVIDER_TOKEN");
-  prov->add_option("--listen", po.listen, "HOST:PORT to serve the adapter API on")->capture_default_str();
+  prov->add_option("--listen", po.listen, "HOST:PORT to serve the adapter API on")
+      ->capture_default_str();
   prov->add_option("--advertise-url", po.advertise_url, "URL the root uses to reach this adapter");
   prov->add_option("--data-dir", po.data_dir, "Directory keeping the adapter's identity");
   prov->add_option("--test-kill-after-call", po.test_kill_after_call,
                    "Tests only: METHOD[#N] after whose N-th call the adapter kills itself once");
   LocalFlags lf;
-  prov->add_option("--boot-delay", lf.boot_delay_ms, "local: milliseconds an instance takes to boot")
+  prov->add_option("--boot-delay", lf.boot_delay_ms,
+                   "local: milliseconds an instance takes to boot")
       ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
   prov->add_option("--fail-rate", lf.fail_rate, "local: probability that an instance create fails")
       ->check(CLI::Range(0.0, 1.0));
@@ -212,21 +229,28 @@ int main(int argc, char** argv) {
   prov->add_option("--state-dir", lf.state_dir, "local: directory of instance state and disks");
   prov->add_option("--endpoint-url", lf.endpoint_url,
                    "aws: base URL of every AWS service (as AWS_ENDPOINT_URL), e.g. an emulator");
-  prov->add_option("--endpoint", lf.endpoints,
-                   "aws: SERVICE=URL for one service: ec2, iam, sts, secretsmanager, pricing (repeatable; "
-                   "as AWS_ENDPOINT_URL_<SERVICE>)");
+  prov->add_option(
+      "--endpoint", lf.endpoints,
+      "aws: SERVICE=URL for one service: ec2, iam, sts, secretsmanager, pricing (repeatable; "
+      "as AWS_ENDPOINT_URL_<SERVICE>)");
   prov->add_option("--price-catalog", lf.price_catalog,
                    "aws: offline price list CSV (InstanceType,Region,PriceHour)");
 
   canopy::cluster::ClusterOptions co;
   int64_t link_interval = 0, node_heartbeat = 5;
-  auto* clus = app.add_subcommand("cluster", "Run a cluster daemon (pairs with the root, serves nodes)");
+  auto* clus =
+      app.add_subcommand("cluster", "Run a cluster daemon (pairs with the root, serves nodes)");
   clus->add_option("--root", co.root_url, "Root URL")->required();
-  clus->add_option("--token", co.token, "Cluster token (first start only)")->envname("CANOPY_CLUSTER_TOKEN");
-  clus->add_option("--data-dir", co.data_dir, "Directory for the cluster's identity and store")->required();
-  clus->add_option("--listen", co.listen, "HOST:PORT to serve the node API on")->capture_default_str();
-  clus->add_option("--advertise-url", co.advertise_url, "URL of this cluster's API as reported to the root");
-  clus->add_option("--link-interval", link_interval, "Seconds per link long-poll (default: the root's)")
+  clus->add_option("--token", co.token, "Cluster token (first start only)")
+      ->envname("CANOPY_CLUSTER_TOKEN");
+  clus->add_option("--data-dir", co.data_dir, "Directory for the cluster's identity and store")
+      ->required();
+  clus->add_option("--listen", co.listen, "HOST:PORT to serve the node API on")
+      ->capture_default_str();
+  clus->add_option("--advertise-url", co.advertise_url,
+                   "URL of this cluster's API as reported to the root");
+  clus->add_option("--link-interval", link_interval,
+                   "Seconds per link long-poll (default: the root's)")
       ->check(CLI::Range(1, 3600));
   clus->add_option("--heartbeat-interval", node_heartbeat, "Seconds between node heartbeats")
       ->check(CLI::Range(1, 3600));
@@ -237,15 +261,20 @@ int main(int argc, char** argv) {
   canopy::node::NodeOptions no;
   auto* nodecmd = app.add_subcommand("node", "Run a node agent (registers with its cluster)");
   nodecmd->add_option("--cluster", no.cluster_url, "Cluster URL")->required();
-  nodecmd->add_option("--token", no.token, "Node token (first start only)")->envname("CANOPY_NODE_TOKEN");
-  nodecmd->add_option("--data-dir", no.data_dir, "Directory keeping the node's identity")->required();
-  nodecmd->add_option("--advertise-address", no.advertise_address,
-                      "Address reported to the cluster (default: source address of the connection)");
-  nodecmd->add_option("--cpu-millis", no.cpu_millis,
-                      "CPU capacity offered to jobs, in millicores (default: the usable CPUs)")
+  nodecmd->add_option("--token", no.token, "Node token (first start only)")
+      ->envname("CANOPY_NODE_TOKEN");
+  nodecmd->add_option("--data-dir", no.data_dir, "Directory keeping the node's identity")
+      ->required();
+  nodecmd->add_option(
+      "--advertise-address", no.advertise_address,
+      "Address reported to the cluster (default: source address of the connection)");
+  nodecmd
+      ->add_option("--cpu-millis", no.cpu_millis,
+                   "CPU capacity offered to jobs, in millicores (default: the usable CPUs)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
-  nodecmd->add_option("--memory-mib", no.memory_mib,
-                      "Memory offered to jobs, in MiB (default: MemTotal from /proc/meminfo)")
+  nodecmd
+      ->add_option("--memory-mib", no.memory_mib,
+                   "Memory offered to jobs, in MiB (default: MemTotal from /proc/meminfo)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
 
   std::string probe_url;
@@ -254,7 +283,8 @@ int main(int argc, char** argv) {
       "probe", "Check that this machine reaches an HTTP(S) URL (any HTTP answer); exit 1 if not");
   probe->add_option("--url", probe_url, "URL to GET")->required();
   probe->add_option("--timeout", probe_timeout, "Seconds to keep trying")
-      ->check(CLI::Range(1, 600))->capture_default_str();
+      ->check(CLI::Range(1, 600))
+      ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   if (probe->parsed()) {

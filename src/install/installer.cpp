@@ -60,8 +60,7 @@ bool ValidEnvName(std::string_view n) {
     return false;
   }
   for (char c : n) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '_')) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) {
       return false;
     }
   }
@@ -145,8 +144,8 @@ Error InPhase(Error e, const char* phase) {
 Error ScriptFailed(const char* what, const ExecResult& r) {
   // stderr of our own scripts carries no secrets (configs are never printed).
   std::string err = r.err.substr(0, 300);
-  return Error::Unavailable(fmt::format("{} script exited with status {}: {}", what,
-                                        r.exit_status, err));
+  return Error::Unavailable(
+      fmt::format("{} script exited with status {}: {}", what, r.exit_status, err));
 }
 
 // Shell functions shared by the start, stop and status scripts. Expects D and N set.
@@ -235,12 +234,11 @@ done
 rm -f "run/$N.pid" "run/$N.child"
 )SH",
                      fmt::arg("name", spec.name), fmt::arg("dir", Q(abs_dir)),
-                     fmt::arg("qname", Q(spec.name)), fmt::arg("env", env),
-                     fmt::arg("cmd", cmd));
+                     fmt::arg("qname", Q(spec.name)), fmt::arg("env", env), fmt::arg("cmd", cmd));
 }
 
 std::string SshInstaller::SystemdUnit(const ComponentSpec& spec, const std::string& abs_dir,
-                                   const std::string& user) {
+                                      const std::string& user) {
   std::string exec = SystemdQuote(abs_dir + "/bin/canopyd");
   for (const auto& a : spec.argv) {
     std::string arg = a;
@@ -273,13 +271,12 @@ StandardError=append:{log}
 [Install]
 WantedBy=multi-user.target
 )",
-                     fmt::arg("name", spec.name), fmt::arg("user", user),
-                     fmt::arg("dir", abs_dir), fmt::arg("env", env), fmt::arg("exec", exec),
-                     fmt::arg("log", log));
+                     fmt::arg("name", spec.name), fmt::arg("user", user), fmt::arg("dir", abs_dir),
+                     fmt::arg("env", env), fmt::arg("exec", exec), fmt::arg("log", log));
 }
 
 Result<InstallReport> SshInstaller::Install(const SshTarget& target,
-                                         const ComponentSpec& spec) const {
+                                            const ComponentSpec& spec) const {
   if (auto v = ValidateSpec(spec); !v) {
     return Unexpected(std::move(v).error());
   }
@@ -333,8 +330,8 @@ echo "init=$init"
   }
   rep.mode = kv["init"] == "systemd" ? "systemd" : "supervisor";
   const bool systemd = rep.mode == "systemd";
-  const std::string script = systemd ? SystemdUnit(spec, dir, kv["user"])
-                                     : SupervisorScript(spec, dir);
+  const std::string script =
+      systemd ? SystemdUnit(spec, dir, kv["user"]) : SupervisorScript(spec, dir);
   // The digest covers everything that requires a restart when it changes.
   const std::string spec_digest =
       Sha256Hex(SecretString(rep.mode + '\0' + spec.config.Reveal() + '\0' + script).Reveal());
@@ -351,17 +348,17 @@ echo "init=$init"
     }
     if (rep.config_changed) {
       if (!spec.config.Reveal().empty()) {
-        CANOPY_TRY(session->UploadBytes(spec.config.Reveal(),
-                                        dir + "/etc/" + spec.name + ".conf", 0600));
+        CANOPY_TRY(
+            session->UploadBytes(spec.config.Reveal(), dir + "/etc/" + spec.name + ".conf", 0600));
       }
       if (systemd) {
-        CANOPY_TRY(session->UploadBytes(script, dir + "/run/canopy-" + spec.name + ".service",
-                                        0644));
+        CANOPY_TRY(
+            session->UploadBytes(script, dir + "/run/canopy-" + spec.name + ".service", 0644));
       } else {
         CANOPY_TRY(session->UploadBytes(script, dir + "/run/" + spec.name + ".sup.sh", 0700));
       }
-      CANOPY_TRY(session->UploadBytes(spec_digest, dir + "/run/" + spec.name + ".spec.sha256",
-                                      0600));
+      CANOPY_TRY(
+          session->UploadBytes(spec_digest, dir + "/run/" + spec.name + ".spec.sha256", 0600));
     }
     return OkStatus();
   };
@@ -472,7 +469,7 @@ std::string DirExpr(const std::string& remote_dir) {
 }  // namespace
 
 canopy::Status SshInstaller::Stop(const SshTarget& target, const std::string& name,
-                               const std::string& remote_dir) const {
+                                  const std::string& remote_dir) const {
   if (!ValidName(name)) {
     return Error::InvalidArgument("component name must match [a-z0-9_-]{1,64}");
   }
@@ -493,7 +490,7 @@ echo "state=stopped"
 }
 
 Result<ComponentStatus> SshInstaller::GetStatus(const SshTarget& target, const std::string& name,
-                                             const std::string& remote_dir) const {
+                                                const std::string& remote_dir) const {
   if (!ValidName(name)) {
     return Error::InvalidArgument("component name must match [a-z0-9_-]{1,64}");
   }

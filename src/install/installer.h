@@ -20,7 +20,7 @@ struct ComponentSpec {
   std::string name;         // "cluster", "node", ...: [a-z0-9_-]+, names files and the unit
   std::string binary_path;  // local canopyd binary, uploaded as <remote_dir>/bin/canopyd
   std::string remote_dir = "canopy";  // relative to the login directory (or absolute)
-  SecretString config;      // written to <remote_dir>/etc/<name>.conf (0600) when non-empty
+  SecretString config;  // written to <remote_dir>/etc/<name>.conf (0600) when non-empty
   // Arguments after the binary. "{config}" is replaced by the remote config path. The process
   // runs in <remote_dir>.
   std::vector<std::string> argv;
@@ -33,8 +33,8 @@ struct ComponentSpec {
 };
 
 struct InstallOptions {
-  WaitOptions wait;          // connect phase: how long and how to wait for sshd
-  bool allow_systemd = true; // false forces the sh supervisor even when systemd runs
+  WaitOptions wait;           // connect phase: how long and how to wait for sshd
+  bool allow_systemd = true;  // false forces the sh supervisor even when systemd runs
   std::chrono::milliseconds script_timeout{60'000};
 };
 
@@ -58,8 +58,8 @@ struct InstallReport {
 
 struct ComponentStatus {
   bool running = false;
-  std::string mode;   // "systemd", "supervisor" or "" when not installed
-  int64_t pid = 0;    // supervisor pid / systemd MainPID
+  std::string mode;       // "systemd", "supervisor" or "" when not installed
+  int64_t pid = 0;        // supervisor pid / systemd MainPID
   int64_t child_pid = 0;  // supervised process (supervisor mode)
 };
 
@@ -71,7 +71,8 @@ struct ComponentStatus {
 class Installer {
  public:
   virtual ~Installer() = default;
-  virtual Result<InstallReport> Install(const SshTarget& target, const ComponentSpec& spec) const = 0;
+  virtual Result<InstallReport> Install(const SshTarget& target,
+                                        const ComponentSpec& spec) const = 0;
 };
 
 // The installer over SSH (libssh): one session per call.

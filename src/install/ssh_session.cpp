@@ -123,16 +123,15 @@ Result<std::unique_ptr<SshSession>> SshSession::Connect(const SshTarget& target,
   }
   std::string fp = FingerprintOf(server_key);
   ssh_key_free(server_key);
-  if (fp.empty() ||
-      NormalizeFingerprint(fp) != NormalizeFingerprint(target.host_key_sha256)) {
-    SPDLOG_WARN("SSH host key mismatch host={} port={} expected={} got={}", target.host,
-                    port, target.host_key_sha256, fp);
+  if (fp.empty() || NormalizeFingerprint(fp) != NormalizeFingerprint(target.host_key_sha256)) {
+    SPDLOG_WARN("SSH host key mismatch host={} port={} expected={} got={}", target.host, port,
+                target.host_key_sha256, fp);
     return Error::PermissionDenied("host key mismatch");
   }
 
   ssh_key priv = nullptr;
-  if (ssh_pki_import_privkey_base64(target.private_key.Reveal().c_str(), nullptr, nullptr,
-                                    nullptr, &priv) != SSH_OK) {
+  if (ssh_pki_import_privkey_base64(target.private_key.Reveal().c_str(), nullptr, nullptr, nullptr,
+                                    &priv) != SSH_OK) {
     return Error::InvalidArgument("the ssh private key cannot be parsed");
   }
   int rc = ssh_userauth_publickey(s, nullptr, priv);
@@ -151,8 +150,7 @@ Result<std::unique_ptr<SshSession>> SshSession::Connect(const SshTarget& target,
 }
 
 Result<std::unique_ptr<SshSession>> SshSession::WaitForSsh(const SshTarget& target,
-                                                           const WaitOptions& opts,
-                                                           int* attempts) {
+                                                           const WaitOptions& opts, int* attempts) {
   const auto deadline = SteadyClock::now() + opts.deadline;
   Ms backoff = opts.initial_backoff;
   int n = 0;
@@ -262,9 +260,8 @@ Status SshSession::UploadImpl(ReadChunk&& read_chunk, const std::string& remote_
   const std::string tmp = remote_path + ".tmp-" + RandomSuffix();
   sftp_file f = sftp_open(sftp, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (f == nullptr) {
-    return Error::Unavailable(
-        fmt::format("cannot create {} on {} (sftp error {})", tmp, impl_->host,
-                    sftp_get_error(sftp)));
+    return Error::Unavailable(fmt::format("cannot create {} on {} (sftp error {})", tmp,
+                                          impl_->host, sftp_get_error(sftp)));
   }
   auto fail = [&](std::string what) -> Status {
     sftp_unlink(sftp, tmp.c_str());

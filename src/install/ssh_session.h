@@ -1,6 +1,6 @@
-// SshSession: one authenticated SSH connection (libssh) with host-key pinning, exec and SFTP upload.
-// Used by install::Installer to put Canopy components onto instances. Not thread-safe: use one
-// session per thread (separate sessions may run in parallel).
+// SshSession: one authenticated SSH connection (libssh) with host-key pinning, exec and SFTP
+// upload. Used by install::Installer to put Canopy components onto instances. Not thread-safe: use
+// one session per thread (separate sessions may run in parallel).
 #pragma once
 
 #include <chrono>
@@ -20,8 +20,8 @@ struct SshTarget {
   std::string host;
   uint16_t port = 22;
   std::string user;
-  SecretString private_key;      // PEM or OpenSSH private key text (no passphrase)
-  std::string host_key_sha256;   // "SHA256:<base64>" as printed by `ssh-keygen -lf`
+  SecretString private_key;     // PEM or OpenSSH private key text (no passphrase)
+  std::string host_key_sha256;  // "SHA256:<base64>" as printed by `ssh-keygen -lf`
 };
 
 struct ExecResult {

@@ -3,12 +3,11 @@
 #include "net/client.h"
 
 #include <curl/curl.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cctype>
 #include <mutex>
-
-#include <fmt/format.h>
 
 namespace canopy::net {
 namespace {
@@ -123,8 +122,8 @@ bool IsToken(std::string_view s) {
     return false;
   }
   return std::all_of(s.begin(), s.end(), [](unsigned char c) {
-    return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
-                                  std::string_view::npos;
+    return std::isalnum(c) ||
+           std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
   });
 }
 

@@ -84,7 +84,9 @@ bool MoreSpecific(const std::vector<std::string>& a, const std::vector<std::stri
 
 }  // namespace
 
-std::string Request::Header(std::string_view lower_name) const { return Lookup(headers, lower_name); }
+std::string Request::Header(std::string_view lower_name) const {
+  return Lookup(headers, lower_name);
+}
 std::string Request::Query(std::string_view name) const { return Lookup(query, name); }
 std::string Request::Param(std::string_view name) const { return Lookup(params, name); }
 

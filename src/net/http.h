@@ -20,15 +20,15 @@
 namespace canopy::net {
 
 struct Request {
-  std::string method;                         // "GET", "POST", ...
-  std::string target;                         // raw request target: "/api/v1/x?y=1"
-  std::string path;                           // decoded path without query
-  std::map<std::string, std::string> query;   // decoded query parameters (last one wins)
-  std::map<std::string, std::string> headers; // header names lower-cased
-  std::map<std::string, std::string> params;  // path parameters from the route pattern
+  std::string method;                          // "GET", "POST", ...
+  std::string target;                          // raw request target: "/api/v1/x?y=1"
+  std::string path;                            // decoded path without query
+  std::map<std::string, std::string> query;    // decoded query parameters (last one wins)
+  std::map<std::string, std::string> headers;  // header names lower-cased
+  std::map<std::string, std::string> params;   // path parameters from the route pattern
   std::string body;
-  std::string remote_addr;                    // peer IP address, without the port
-  std::string route;                          // the matched pattern, e.g. "/api/v1/users/{id}"
+  std::string remote_addr;  // peer IP address, without the port
+  std::string route;        // the matched pattern, e.g. "/api/v1/users/{id}"
 
   // Header by lower-case name, "" if absent.
   std::string Header(std::string_view lower_name) const;
@@ -97,7 +97,8 @@ class Metrics {
  public:
   Metrics();
   ~Metrics();
-  void Observe(std::string_view method, std::string_view route, int status, std::chrono::nanoseconds latency);
+  void Observe(std::string_view method, std::string_view route, int status,
+               std::chrono::nanoseconds latency);
   std::string RenderPrometheus() const;
 
  private:
@@ -107,16 +108,16 @@ class Metrics {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  uint16_t port = 0;                          // 0 picks a free port
+  uint16_t port = 0;  // 0 picks a free port
   // Bind even when `host` is not (yet) an address of this machine (IP_FREEBIND): for an address
   // that appears later, such as the local provider's bridge gateway.
   bool freebind = false;
   size_t io_threads = 2;
   size_t worker_threads = 8;
-  size_t max_body_bytes = 1 << 20;            // larger bodies get 413
-  std::chrono::seconds idle_timeout{120};     // idle keep-alive connections are closed after this
-  std::chrono::seconds read_timeout{30};      // a started request must arrive within this (and
-                                              // a response be written within this)
+  size_t max_body_bytes = 1 << 20;         // larger bodies get 413
+  std::chrono::seconds idle_timeout{120};  // idle keep-alive connections are closed after this
+  std::chrono::seconds read_timeout{30};   // a started request must arrive within this (and
+                                           // a response be written within this)
   // Fixed limits: request header 16 KiB (431 beyond). Handlers that throw get 500 "internal error".
 };
 

@@ -18,7 +18,7 @@ struct JsonCall {
   SecretString bearer;  // sent as `Authorization: Bearer …` when not empty
   std::chrono::milliseconds timeout{10000};
   std::chrono::milliseconds connect_timeout{3000};
-  std::string peer;     // for messages, e.g. "root at http://10.0.0.1:8080"
+  std::string peer;  // for messages, e.g. "root at http://10.0.0.1:8080"
 };
 
 /// POSTs call.body. A 2xx reply gives its JSON object ({} for an empty body). Transport failure:

@@ -1,6 +1,7 @@
 // Metrics: request counters and latency histograms in Prometheus text format 0.0.4, plus process
 // gauges read from /proc. One mutex guards the maps; Observe costs a map lookup and a few adds.
 #include <dirent.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <array>
@@ -8,8 +9,6 @@
 #include <fstream>
 #include <mutex>
 #include <tuple>
-
-#include <fmt/format.h>
 
 #include "net/http.h"
 
@@ -120,22 +119,23 @@ std::string Metrics::RenderPrometheus() const {
     out += "# TYPE canopy_http_requests_total counter\n";
     for (const auto& [key, n] : impl_->requests) {
       const auto& [method, route, status] = key;
-      out += fmt::format("canopy_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{}\"}} {}\n",
-                         EscapeLabel(method), EscapeLabel(route), status, n);
+      out +=
+          fmt::format("canopy_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{}\"}} {}\n",
+                      EscapeLabel(method), EscapeLabel(route), status, n);
     }
     out += "# HELP canopy_http_request_duration_seconds HTTP request latency.\n";
     out += "# TYPE canopy_http_request_duration_seconds histogram\n";
     for (const auto& [key, h] : impl_->durations) {
-      std::string labels =
-          fmt::format("method=\"{}\",route=\"{}\"", EscapeLabel(key.first), EscapeLabel(key.second));
+      std::string labels = fmt::format("method=\"{}\",route=\"{}\"", EscapeLabel(key.first),
+                                       EscapeLabel(key.second));
       uint64_t cumulative = 0;
       for (size_t i = 0; i < kBuckets.size(); ++i) {
         cumulative += h.counts[i];
-        out += fmt::format("canopy_http_request_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", labels,
-                           kBuckets[i], cumulative);
+        out += fmt::format("canopy_http_request_duration_seconds_bucket{{{},le=\"{}\"}} {}\n",
+                           labels, kBuckets[i], cumulative);
       }
-      out += fmt::format("canopy_http_request_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", labels,
-                         h.count);
+      out += fmt::format("canopy_http_request_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n",
+                         labels, h.count);
       out += fmt::format("canopy_http_request_duration_seconds_sum{{{}}} {}\n", labels, h.sum);
       out += fmt::format("canopy_http_request_duration_seconds_count{{{}}} {}\n", labels, h.count);
     }

@@ -1,16 +1,14 @@
 #include "net/probe.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "net/client.h"
 

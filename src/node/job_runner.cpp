@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -15,9 +17,6 @@
 #include <fstream>
 #include <set>
 #include <sstream>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 extern char** environ;
 
@@ -85,8 +84,12 @@ bool HasCpuAndMemory(const std::string& controllers) {
 Json JobSpec::ToJson() const {
   Json e = Json::object();
   for (const auto& [k, v] : env) e[k] = v;
-  return {{"id", id},           {"command", command},       {"env", e},
-          {"cpu_millis", cpu_millis}, {"memory_mib", memory_mib}, {"restart", restart}};
+  return {{"id", id},
+          {"command", command},
+          {"env", e},
+          {"cpu_millis", cpu_millis},
+          {"memory_mib", memory_mib},
+          {"restart", restart}};
 }
 
 Result<JobSpec> JobSpec::FromJson(const Json& j) {
@@ -106,7 +109,8 @@ Result<JobSpec> JobSpec::FromJson(const Json& j) {
   }
   if (s.command[0].empty()) return Error::InvalidArgument("job 'command' must name a program");
   if (j.contains("env") && !j["env"].is_null()) {
-    if (!j["env"].is_object()) return Error::InvalidArgument("job 'env' must be an object of strings");
+    if (!j["env"].is_object())
+      return Error::InvalidArgument("job 'env' must be an object of strings");
     for (const auto& [k, v] : j["env"].items()) {
       if (!v.is_string() || k.empty() || k.find('=') != std::string::npos) {
         return Error::InvalidArgument("job 'env' must be an object of strings");
@@ -144,8 +148,8 @@ struct JobRunner::Job {
   Clock::time_point started{};
   Clock::time_point next_start{};  // when state is "starting"/"restarting" and pid == 0
   std::chrono::milliseconds backoff{0};
-  bool stopping = false;           // remove once reaped
-  bool killed = false;             // SIGKILL sent
+  bool stopping = false;  // remove once reaped
+  bool killed = false;    // SIGKILL sent
   Clock::time_point kill_at{};
   std::optional<JobSpec> replacement;  // start this spec once the old process is gone
   std::string cgroup;
@@ -185,11 +189,13 @@ void JobRunner::SetupCgroups() {
   };
   if (opts_.cgroup_root.empty()) return disable("cgroups disabled by configuration");
   struct statfs fs {};
-  if (::statfs(opts_.cgroup_root.c_str(), &fs) != 0) return disable(opts_.cgroup_root + " is not mounted");
+  if (::statfs(opts_.cgroup_root.c_str(), &fs) != 0)
+    return disable(opts_.cgroup_root + " is not mounted");
   if (static_cast<long>(fs.f_type) != kCgroup2Magic) {
     return disable(opts_.cgroup_root + " is not a cgroup2 mount");
   }
-  if (::access(opts_.cgroup_root.c_str(), W_OK) != 0) return disable(opts_.cgroup_root + " is not writable");
+  if (::access(opts_.cgroup_root.c_str(), W_OK) != 0)
+    return disable(opts_.cgroup_root + " is not writable");
   if (!HasCpuAndMemory(ReadSmallFile(opts_.cgroup_root + "/cgroup.controllers"))) {
     return disable("the cpu and memory controllers are not available");
   }
@@ -225,7 +231,8 @@ std::string JobRunner::PrepareCgroup(const JobSpec& spec, std::string* error) {
     return "";
   }
   std::string mem = spec.memory_mib > 0 ? std::to_string(spec.memory_mib * 1024 * 1024) : "max";
-  std::string cpu = spec.cpu_millis > 0 ? fmt::format("{} 100000", spec.cpu_millis * 100) : "max 100000";
+  std::string cpu =
+      spec.cpu_millis > 0 ? fmt::format("{} 100000", spec.cpu_millis * 100) : "max 100000";
   if (!WriteSmallFile(dir + "/memory.max", mem) || !WriteSmallFile(dir + "/cpu.max", cpu)) {
     *error = fmt::format("cannot write the limits of cgroup {}", dir);
     return "";
@@ -269,7 +276,8 @@ void JobRunner::Spawn(Job& job) {
   if (log_fd < 0) return fail(fmt::format("cannot open {}: {}", log_path, std::strerror(errno)));
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   int procs_fd = -1;
-  if (!job.cgroup.empty()) procs_fd = ::open((job.cgroup + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+  if (!job.cgroup.empty())
+    procs_fd = ::open((job.cgroup + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
   int err_pipe[2];
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
     ::close(log_fd);
@@ -329,7 +337,8 @@ void JobRunner::Spawn(Job& job) {
   job.started = Clock::now();
   if (n == static_cast<ssize_t>(sizeof(child_err))) {
     // Either joining the cgroup or exec failed; the child exits (127) or continues to exec.
-    job.last_error = fmt::format("cannot start '{}': {}", spec.command[0], std::strerror(child_err));
+    job.last_error =
+        fmt::format("cannot start '{}': {}", spec.command[0], std::strerror(child_err));
     SPDLOG_WARN("Job start failed job={} error={}", spec.id, job.last_error);
     job.state = "running";  // the reaper decides (exit 127 -> failed)
     return;

@@ -2,10 +2,11 @@
 // (setsid), stdout+stderr appended to <data_dir>/jobs/<id>.log, restarted per its policy with a
 // capped backoff, stopped with SIGTERM to the group then SIGKILL after a grace period; every child
 // is reaped; a job's process gets SIGKILL when the runner's process dies (PR_SET_PDEATHSIG), so a
-// node killed hard leaves no orphan to be duplicated at its restart. Resource limits use cgroups v2 (<cgroup_root>/canopy-node-<pid>/job-<id>, memory.max
-// and cpu.max, the child joins before exec) when cgroup_root is a writable cgroup2 mount whose
-// controllers can be delegated; otherwise jobs run without limits and the reason is logged once
-// (cgroup_status()). Thread-safe; one supervisor thread per runner.
+// node killed hard leaves no orphan to be duplicated at its restart. Resource limits use cgroups v2
+// (<cgroup_root>/canopy-node-<pid>/job-<id>, memory.max and cpu.max, the child joins before exec)
+// when cgroup_root is a writable cgroup2 mount whose controllers can be delegated; otherwise jobs
+// run without limits and the reason is logged once (cgroup_status()). Thread-safe; one supervisor
+// thread per runner.
 #pragma once
 
 #include <chrono>
@@ -24,12 +25,12 @@
 namespace canopy::node {
 
 struct JobSpec {
-  std::string id;                            // [A-Za-z0-9._-], 1..64, not starting with '.'
-  std::vector<std::string> command;          // argv; argv[0] absolute or looked up in PATH
-  std::map<std::string, std::string> env;    // added to (overriding) the node's environment
-  int64_t cpu_millis = 0;                    // 0 = no limit
-  int64_t memory_mib = 0;                    // 0 = no limit
-  std::string restart = "on-failure";        // "always" | "on-failure" | "never"
+  std::string id;                          // [A-Za-z0-9._-], 1..64, not starting with '.'
+  std::vector<std::string> command;        // argv; argv[0] absolute or looked up in PATH
+  std::map<std::string, std::string> env;  // added to (overriding) the node's environment
+  int64_t cpu_millis = 0;                  // 0 = no limit
+  int64_t memory_mib = 0;                  // 0 = no limit
+  std::string restart = "on-failure";      // "always" | "on-failure" | "never"
 
   Json ToJson() const;
   // {id, command: [..], env?: {..}, cpu_millis?, memory_mib?, restart?}
@@ -84,7 +85,7 @@ class JobRunner {
  private:
   struct Job;
   void Supervise();
-  void Spawn(Job& job);            // mu_ held
+  void Spawn(Job& job);                    // mu_ held
   void HandleExit(Job& job, int wstatus);  // mu_ held
   void SignalGroup(Job& job, int sig);     // mu_ held
   void SetupCgroups();

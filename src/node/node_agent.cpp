@@ -1,6 +1,8 @@
 #include "node/node_agent.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,14 +11,11 @@
 #include <fstream>
 #include <sstream>
 
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
 #include "common/files.h"
 #include "common/json.h"
 #include "net/client.h"
-#include "net/json_call.h"
 #include "net/error_mapping.h"
+#include "net/json_call.h"
 #include "node/resources.h"
 
 namespace canopy::node {
@@ -31,7 +30,8 @@ std::string Hostname() {
 }  // namespace
 
 NodeAgent::NodeAgent(NodeOptions opts) : opts_(std::move(opts)) {
-  while (!opts_.cluster_url.empty() && opts_.cluster_url.back() == '/') opts_.cluster_url.pop_back();
+  while (!opts_.cluster_url.empty() && opts_.cluster_url.back() == '/')
+    opts_.cluster_url.pop_back();
 }
 
 std::string NodeAgent::node_id() const {
@@ -126,7 +126,9 @@ Status NodeAgent::SaveIdentity() {
   Json j;
   {
     std::lock_guard<std::mutex> l(mu_);
-    j = {{"node_id", node_id_}, {"node_key", node_key_.Reveal()}, {"cluster_url", opts_.cluster_url}};
+    j = {{"node_id", node_id_},
+         {"node_key", node_key_.Reveal()},
+         {"cluster_url", opts_.cluster_url}};
   }
   return WriteFileAtomic(opts_.data_dir + "/identity.json", DumpJson(j));
 }

@@ -22,7 +22,7 @@ namespace canopy::node {
 
 struct NodeOptions {
   std::string cluster_url;
-  std::string token;              // node registration token (first start only)
+  std::string token;  // node registration token (first start only)
   std::string data_dir;
   std::string advertise_address;  // "" = the cluster sees our source address
   std::chrono::milliseconds job_stop_grace{5000};

@@ -12,8 +12,8 @@
 #include <thread>
 #include <utility>
 
-#include "common/log.h"
 #include "common/backoff.h"
+#include "common/log.h"
 
 namespace canopy::ops {
 namespace {
@@ -41,11 +41,10 @@ Result<StepResult> InvokeStep(OperationKind& kind, size_t step, StepContext& ctx
   try {
     return kind.RunStep(step, ctx);
   } catch (const std::exception& e) {
-    SPDLOG_ERROR("Step threw an exception op={} kind={} step={} what={}", ctx.op.id,
-                     ctx.op.kind, step, e.what());
+    SPDLOG_ERROR("Step threw an exception op={} kind={} step={} what={}", ctx.op.id, ctx.op.kind,
+                 step, e.what());
   } catch (...) {
-    SPDLOG_ERROR("Step threw an exception op={} kind={} step={}", ctx.op.id, ctx.op.kind,
-                     step);
+    SPDLOG_ERROR("Step threw an exception op={} kind={} step={}", ctx.op.id, ctx.op.kind, step);
   }
   return Error::Internal("the step failed unexpectedly");
 }
@@ -54,8 +53,8 @@ void InvokeOnFailed(OperationKind& kind, StepContext& ctx) {
   try {
     kind.OnFailed(ctx);
   } catch (const std::exception& e) {
-    SPDLOG_ERROR("Failure hook threw an exception op={} kind={} what={}", ctx.op.id,
-                     ctx.op.kind, e.what());
+    SPDLOG_ERROR("Failure hook threw an exception op={} kind={} what={}", ctx.op.id, ctx.op.kind,
+                 e.what());
   } catch (...) {
     SPDLOG_ERROR("Failure hook threw an exception op={} kind={}", ctx.op.id, ctx.op.kind);
   }
@@ -142,7 +141,7 @@ void Engine::Impl::WorkerLoop(std::stop_token st, size_t index) {
     auto claimed = store.operations().ClaimDue(owner, now, now + opts.lease, 1);
     if (!claimed) {
       SPDLOG_WARN("Claiming operations failed worker={} error={}", owner,
-                      claimed.error().ToString());
+                  claimed.error().ToString());
     } else if (!claimed->empty()) {
       for (Operation& op : *claimed) {
         RunClaimed(std::move(op), owner, st);
@@ -182,12 +181,11 @@ void Engine::Impl::KeeperLoop(std::stop_token st) {
         }
         lease->lost = true;
         lease->stop.request_stop();
-        SPDLOG_WARN("Lease lost, abandoning operation op={} worker={}", lease->op_id,
-                        lease->owner);
+        SPDLOG_WARN("Lease lost, abandoning operation op={} worker={}", lease->op_id, lease->owner);
       } else {
         // The lease is still ours until it expires; the next tick tries again.
-        SPDLOG_WARN("Renewing lease failed op={} worker={} error={}", lease->op_id,
-                        lease->owner, s.error().ToString());
+        SPDLOG_WARN("Renewing lease failed op={} worker={} error={}", lease->op_id, lease->owner,
+                    s.error().ToString());
       }
     }
   }
@@ -199,8 +197,7 @@ void Engine::Impl::KeeperLoop(std::stop_token st) {
 // operation is resumed from its last persisted state).
 bool Engine::Impl::Persist(Operation& op, HeldLease& lease, bool release) {
   if (lease.lost) {
-    SPDLOG_WARN("Lease lost, abandoning operation op={} kind={} step={}", op.id, op.kind,
-                    op.step);
+    SPDLOG_WARN("Lease lost, abandoning operation op={} kind={} step={}", op.id, op.kind, op.step);
     return false;
   }
   op.updated_at = clock->Now();
@@ -215,11 +212,11 @@ bool Engine::Impl::Persist(Operation& op, HeldLease& lease, bool release) {
   Status s = store.operations().Update(op);
   if (!s) {
     if (s.error().code == ErrorCode::kConflict) {
-      SPDLOG_WARN("Operation changed by another worker, dropping it op={} kind={} step={}",
-                      op.id, op.kind, op.step);
+      SPDLOG_WARN("Operation changed by another worker, dropping it op={} kind={} step={}", op.id,
+                  op.kind, op.step);
     } else {
-      SPDLOG_ERROR("Persisting operation failed, dropping it op={} kind={} step={} error={}",
-                       op.id, op.kind, op.step, s.error().ToString());
+      SPDLOG_ERROR("Persisting operation failed, dropping it op={} kind={} step={} error={}", op.id,
+                   op.kind, op.step, s.error().ToString());
     }
     return false;
   }
@@ -292,18 +289,18 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
     }
 
     SPDLOG_INFO("Running step op={} kind={} step={} step_name={} attempt={} worker={}", op.id,
-                    op.kind, index, op.steps[index].name, op.attempt, owner);
+                op.kind, index, op.steps[index].name, op.attempt, owner);
     StepContext ctx{op, store, *clock, lease->stop.get_token()};
     Result<StepResult> r = InvokeStep(*kind, index, ctx);
     if (opts.after_step_hook && opts.after_step_hook(op, op.steps[index].name)) {
       SPDLOG_WARN("Test crash after step: dropping the operation op={} kind={} step={}", op.id,
-                      op.kind, index);
+                  op.kind, index);
       return;
     }
 
     if (lease->lost) {
       SPDLOG_WARN("Lease lost during step, abandoning operation op={} kind={} step={}", op.id,
-                      op.kind, index);
+                  op.kind, index);
       return;
     }
     const bool stopping = worker_stop.stop_requested();
@@ -322,8 +319,8 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
           if (index + 1 >= op.steps.size()) {
             op.state = OperationState::kSucceeded;
             if (Persist(op, *lease, /*release=*/true)) {
-              SPDLOG_INFO("Operation succeeded op={} kind={} step={} step_name={}", op.id,
-                              op.kind, index, step.name);
+              SPDLOG_INFO("Operation succeeded op={} kind={} step={} step_name={}", op.id, op.kind,
+                          index, step.name);
             }
             return;
           }
@@ -331,8 +328,8 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
           if (!Persist(op, *lease, /*release=*/stopping)) {
             return;
           }
-          SPDLOG_INFO("Step succeeded op={} kind={} step={} step_name={}", op.id, op.kind,
-                          index, step.name);
+          SPDLOG_INFO("Step succeeded op={} kind={} step={} step_name={}", op.id, op.kind, index,
+                      step.name);
           if (stopping) {
             return;
           }
@@ -345,7 +342,7 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
           op.next_run_at = now + std::max(r->delay, std::chrono::milliseconds(0));
           if (Persist(op, *lease, /*release=*/true)) {
             SPDLOG_INFO("Step waiting op={} kind={} step={} step_name={} delay_ms={}", op.id,
-                            op.kind, index, step.name, r->delay.count());
+                        op.kind, index, step.name, r->delay.count());
           }
           return;
         }
@@ -364,7 +361,7 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
           op.state = OperationState::kSucceeded;
           if (Persist(op, *lease, /*release=*/true)) {
             SPDLOG_INFO("Operation succeeded early op={} kind={} step={} step_name={}", op.id,
-                            op.kind, index, step.name);
+                        op.kind, index, step.name);
           }
           return;
         }
@@ -379,7 +376,7 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
       op.next_run_at = now;
       if (Persist(op, *lease, /*release=*/true)) {
         SPDLOG_INFO("Step interrupted by shutdown op={} kind={} step={} step_name={}", op.id,
-                        op.kind, index, step.name);
+                    op.kind, index, step.name);
       }
       return;
     }
@@ -404,8 +401,8 @@ void Engine::Impl::RunClaimed(Operation op, const std::string& owner,
     // the hook (at-least-once, hence idempotent hooks) instead of losing the cleanup.
     InvokeOnFailed(*kind, ctx);
     if (Persist(op, *lease, /*release=*/true)) {
-      SPDLOG_ERROR("Operation failed op={} kind={} step={} step_name={} attempt={} error={}",
-                       op.id, op.kind, index, step.name, op.attempt, err.ToString());
+      SPDLOG_ERROR("Operation failed op={} kind={} step={} step_name={} attempt={} error={}", op.id,
+                   op.kind, index, step.name, op.attempt, err.ToString());
     }
     return;
   }
@@ -464,8 +461,8 @@ Result<core::Operation> Engine::Enqueue(store::Store& tx, const std::string& kin
   op.created_at = now;
   op.updated_at = now;
   CANOPY_TRY(tx.operations().Create(op));
-  SPDLOG_DEBUG("Enqueued operation op={} kind={} target={} steps={}", op.id, op.kind,
-                   op.target_id, op.steps.size());
+  SPDLOG_DEBUG("Enqueued operation op={} kind={} target={} steps={}", op.id, op.kind, op.target_id,
+               op.steps.size());
   return op;
 }
 
@@ -476,7 +473,7 @@ void Engine::Start() {
   }
   Impl* impl = impl_.get();
   SPDLOG_INFO("Starting operations engine owner={} workers={} lease_ms={}", impl->opts.owner,
-                  impl->opts.workers, impl->opts.lease.count());
+              impl->opts.workers, impl->opts.lease.count());
   impl->keeper = std::jthread([impl](std::stop_token st) { impl->KeeperLoop(std::move(st)); });
   for (size_t i = 0; i < impl->opts.workers; ++i) {
     impl->workers.emplace_back(
@@ -529,17 +526,18 @@ Json OperationToJson(const core::Operation& op) {
   j["kind"] = op.kind;
   j["target_id"] = op.target_id;
   j["state"] = std::string(core::OperationStateName(op.state));
-  j["step"] = HasCurrentStep(op) ? Json(op.steps[static_cast<size_t>(op.step)].name) : Json(nullptr);
+  j["step"] =
+      HasCurrentStep(op) ? Json(op.steps[static_cast<size_t>(op.step)].name) : Json(nullptr);
   j["step_index"] = op.step;
   j["steps"] = std::move(steps);
   j["attempt"] = op.attempt;
   j["created_at"] = FormatRfc3339(op.created_at);
   j["updated_at"] = FormatRfc3339(op.updated_at);
   if (op.state == OperationState::kFailed) {
-    j["error"] = Json{
-        {"code", op.last_error_code.empty() ? std::string("internal") : op.last_error_code},
-        {"message", op.last_error_message.empty() ? std::string("the operation failed")
-                                                  : op.last_error_message}};
+    j["error"] =
+        Json{{"code", op.last_error_code.empty() ? std::string("internal") : op.last_error_code},
+             {"message", op.last_error_message.empty() ? std::string("the operation failed")
+                                                       : op.last_error_message}};
   } else if (op.state != OperationState::kSucceeded && !op.last_error_code.empty()) {
     j["last_error"] = Json{{"code", op.last_error_code}, {"message", op.last_error_message}};
   }

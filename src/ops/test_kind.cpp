@@ -1,9 +1,8 @@
 #include "ops/test_kind.h"
 
 #include <fcntl.h>
-#include <unistd.h>
-
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -86,12 +85,12 @@ Result<std::vector<std::string>> TestStepsKind::StepsFor(const Json& data) const
 Result<StepResult> TestStepsKind::RunStep(size_t step, StepContext& ctx) {
   CANOPY_ASSIGN_OR_RETURN(Spec spec, ParseSpec(ctx.op.data));
   if (!spec.marker_file.empty()) {
-    CANOPY_TRY(AppendLine(spec.marker_file,
-                          fmt::format("{} {} {}\n", ctx.op.id, step, ctx.op.attempt)));
+    CANOPY_TRY(
+        AppendLine(spec.marker_file, fmt::format("{} {} {}\n", ctx.op.id, step, ctx.op.attempt)));
   }
   if (spec.fail_at && static_cast<size_t>(*spec.fail_at) == step) {
-    return Error::Provider(fmt::format("test step {} failed as requested", StepNameAt(
-                                                                              *spec.fail_at)));
+    return Error::Provider(
+        fmt::format("test step {} failed as requested", StepNameAt(*spec.fail_at)));
   }
   if (ctx.op.attempt < spec.transient_failures) {
     return Error::Unavailable("test step failed transiently as requested");
@@ -107,8 +106,8 @@ Result<StepResult> TestStepsKind::RunStep(size_t step, StepContext& ctx) {
     if (ctx.stop.stop_requested()) {
       return Error::Unavailable("test step interrupted");
     }
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(kSlice,
-                                                                              deadline - now));
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(kSlice, deadline - now));
   }
   return StepResult::Next();
 }

@@ -41,10 +41,10 @@ ProviderErrorKind KindOf(const Error& e);
 
 /// What an adapter reports about itself.
 struct ProviderInfo {
-  std::string type;                     ///< "fake", "local", "aws", ...
-  std::string adapter_version;          ///< version of the adapter build
-  std::vector<int> contract_versions;   ///< contract versions it speaks
-  std::vector<std::string> capabilities;///< optional features, e.g. "gpu", "cluster_identity"
+  std::string type;                       ///< "fake", "local", "aws", ...
+  std::string adapter_version;            ///< version of the adapter build
+  std::vector<int> contract_versions;     ///< contract versions it speaks
+  std::vector<std::string> capabilities;  ///< optional features, e.g. "gpu", "cluster_identity"
 };
 
 /// The decrypted credential secret JSON, as it travels to the provider for one call.
@@ -73,29 +73,29 @@ struct InstanceSpec {
   std::string instance_type;
   std::string image;
   int disk_gb = 10;
-  std::string key_pair;                 ///< name of a key pair made by CreateKeyPair
-  std::vector<std::string> firewalls;   ///< firewall ids attached at creation
+  std::string key_pair;                     ///< name of a key pair made by CreateKeyPair
+  std::vector<std::string> firewalls;       ///< firewall ids attached at creation
   std::map<std::string, std::string> tags;  ///< extra tags (kCanopyIdTag is added)
 };
 
 struct Instance {
   ProviderHandle handle;
-  std::string provider_id;        ///< the cloud's id, for display and logs
+  std::string provider_id;  ///< the cloud's id, for display and logs
   std::string canopy_id;
   InstanceState state = InstanceState::kPending;
-  std::string address;            ///< where the broker reaches it (public IP, or namespace address)
+  std::string address;  ///< where the broker reaches it (public IP, or namespace address)
   std::string private_address;
-  std::string ssh_user;           ///< user for SSH
+  std::string ssh_user;  ///< user for SSH
   uint16_t ssh_port = 22;
-  std::string host_key_sha256;    ///< "SHA256:..." host key fingerprint when the cloud reports it
+  std::string host_key_sha256;  ///< "SHA256:..." host key fingerprint when the cloud reports it
   std::vector<std::string> firewalls;
   std::map<std::string, std::string> tags;
 };
 
 struct KeyPair {
   std::string name;
-  std::string public_key;           ///< OpenSSH format
-  SecretString private_key;         ///< OpenSSH/PEM private key
+  std::string public_key;    ///< OpenSSH format
+  SecretString private_key;  ///< OpenSSH/PEM private key
   std::string fingerprint;
 };
 
@@ -106,7 +106,7 @@ struct FirewallRule {
 };
 
 struct FirewallSpec {
-  std::string canopy_id;    ///< tag; one firewall per canopy_id
+  std::string canopy_id;  ///< tag; one firewall per canopy_id
   std::string name;
   std::vector<FirewallRule> rules;
   std::map<std::string, std::string> tags;
@@ -130,8 +130,8 @@ struct InstanceType {
   int vcpus = 0;
   int64_t memory_mib = 0;
   int gpus = 0;
-  std::optional<double> price_hour;   ///< USD; nullopt when unknown
-  std::string price_note;             ///< why the price is unknown, or its source
+  std::optional<double> price_hour;  ///< USD; nullopt when unknown
+  std::string price_note;            ///< why the price is unknown, or its source
 };
 
 struct Image {
@@ -167,7 +167,8 @@ class Provider {
   /// Regions, instance types (with prices when known) and images. ctx.region may be empty.
   virtual Result<Offers> ListOffers(const CallContext& ctx) = 0;
   /// Price of `count` instances of `instance_type`.
-  virtual Result<Quote> GetQuote(const CallContext& ctx, const std::string& instance_type, int count) = 0;
+  virtual Result<Quote> GetQuote(const CallContext& ctx, const std::string& instance_type,
+                                 int count) = 0;
   /// Default SSH user of an image.
   virtual std::string DefaultSshUser(const std::string& image) const = 0;
 

@@ -25,8 +25,9 @@ Result<const ProviderFactory*> ProviderRegistry::Find(const std::string& name) c
     for (const auto& [n, f] : factories_) {
       names.push_back(n);
     }
-    return Error::NotFound(fmt::format("unknown provider type '{}' (known: {})", name,
-                                       names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+    return Error::NotFound(
+        fmt::format("unknown provider type '{}' (known: {})", name,
+                    names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
   }
   return it->second.get();
 }

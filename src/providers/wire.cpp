@@ -65,9 +65,15 @@ Json ToJson(const ProviderInfo& v) {
 Json ToJson(const ProviderHandle& v) { return {{"version", v.version}, {"data", v.data}}; }
 
 Json ToJson(const InstanceSpec& v) {
-  return {{"canopy_id", v.canopy_id}, {"idempotency_key", v.idempotency_key}, {"name", v.name},
-          {"instance_type", v.instance_type}, {"image", v.image}, {"disk_gb", v.disk_gb},
-          {"key_pair", v.key_pair}, {"firewalls", v.firewalls}, {"tags", v.tags}};
+  return {{"canopy_id", v.canopy_id},
+          {"idempotency_key", v.idempotency_key},
+          {"name", v.name},
+          {"instance_type", v.instance_type},
+          {"image", v.image},
+          {"disk_gb", v.disk_gb},
+          {"key_pair", v.key_pair},
+          {"firewalls", v.firewalls},
+          {"tags", v.tags}};
 }
 
 Json ToJson(const Instance& v) {
@@ -96,7 +102,8 @@ Json ToJson(const FirewallRule& v) {
 }
 
 Json ToJson(const FirewallSpec& v) {
-  return {{"canopy_id", v.canopy_id}, {"name", v.name}, {"rules", Rules(v.rules)}, {"tags", v.tags}};
+  return {
+      {"canopy_id", v.canopy_id}, {"name", v.name}, {"rules", Rules(v.rules)}, {"tags", v.tags}};
 }
 
 Json ToJson(const Firewall& v) {
@@ -110,8 +117,11 @@ Json ToJson(const ClusterIdentity& v) {
 Json ToJson(const Offers& v) {
   Json types = Json::array();
   for (const auto& t : v.instance_types) {
-    types.push_back({{"name", t.name}, {"vcpus", t.vcpus}, {"memory_mib", t.memory_mib},
-                     {"gpus", t.gpus}, {"price_hour", FromOpt(t.price_hour)},
+    types.push_back({{"name", t.name},
+                     {"vcpus", t.vcpus},
+                     {"memory_mib", t.memory_mib},
+                     {"gpus", t.gpus},
+                     {"price_hour", FromOpt(t.price_hour)},
                      {"price_note", t.price_note}});
   }
   Json images = Json::array();
@@ -122,14 +132,17 @@ Json ToJson(const Offers& v) {
 }
 
 Json ToJson(const Quote& v) {
-  return {{"instance_type", v.instance_type}, {"count", v.count},
+  return {{"instance_type", v.instance_type},
+          {"count", v.count},
           {"price_hour_each", FromOpt(v.price_hour_each)},
-          {"price_hour_total", FromOpt(v.price_hour_total)}, {"note", v.note}};
+          {"price_hour_total", FromOpt(v.price_hour_total)},
+          {"note", v.note}};
 }
 
 Result<InstanceState> InstanceStateFromName(std::string_view name) {
-  for (InstanceState s : {InstanceState::kPending, InstanceState::kRunning, InstanceState::kStopping,
-                          InstanceState::kStopped, InstanceState::kTerminated}) {
+  for (InstanceState s :
+       {InstanceState::kPending, InstanceState::kRunning, InstanceState::kStopping,
+        InstanceState::kStopped, InstanceState::kTerminated}) {
     if (InstanceStateName(s) == name) {
       return s;
     }

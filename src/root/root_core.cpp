@@ -1,9 +1,9 @@
 #include "root/root_core.h"
 
+#include <spdlog/spdlog.h>
+
 #include <condition_variable>
 #include <mutex>
-
-#include <spdlog/spdlog.h>
 
 namespace canopy::root {
 

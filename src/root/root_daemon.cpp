@@ -1,7 +1,9 @@
 #include "root/root_daemon.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,26 +11,23 @@
 #include <filesystem>
 #include <fstream>
 
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
 #include "api/api.h"
-#include "install/installer.h"
-#include "root/root_core.h"
 #include "auth/jwt.h"
 #include "auth/password.h"
 #include "auth/secret_box.h"
+#include "broker/broker.h"
+#include "broker/sweeper.h"
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "install/installer.h"
 #include "net/error_mapping.h"
 #include "net/http.h"
-#include "broker/broker.h"
-#include "broker/sweeper.h"
-#include "scheduler/firewall_sync.h"
-#include "scheduler/service_scheduler.h"
 #include "ops/engine.h"
 #include "ops/test_kind.h"
+#include "root/root_core.h"
+#include "scheduler/firewall_sync.h"
+#include "scheduler/service_scheduler.h"
 #include "store/store.h"
 
 namespace canopy::root {
@@ -47,7 +46,8 @@ std::string DefaultDistBinary() {
 }
 
 // Creates user "admin" on first start (no users yet).
-Status BootstrapAdmin(store::Store& store, const RootOptions& opts, const Clock& clock, IdGenerator& ids) {
+Status BootstrapAdmin(store::Store& store, const RootOptions& opts, const Clock& clock,
+                      IdGenerator& ids) {
   CANOPY_ASSIGN_OR_RETURN(int64_t n, store.users().Count());
   if (n > 0) return OkStatus();
   const char* env = std::getenv("CANOPY_ADMIN_PASSWORD");
@@ -63,7 +63,8 @@ Status BootstrapAdmin(store::Store& store, const RootOptions& opts, const Clock&
   u.created_at = clock.Now();
   if (generated) {
     CANOPY_TRY(WriteFileAtomic(opts.data_dir + "/admin-password", password + "\n"));
-    SPDLOG_INFO("Created user admin; its generated password is in {}/admin-password", opts.data_dir);
+    SPDLOG_INFO("Created user admin; its generated password is in {}/admin-password",
+                opts.data_dir);
   } else {
     SPDLOG_INFO("Created user admin with the password from CANOPY_ADMIN_PASSWORD");
   }
@@ -94,13 +95,15 @@ int RunRoot(const RootOptions& opts) {
     SPDLOG_ERROR("Root failed to start: {}", e.message);
     return 1;
   };
-  std::string db_url = opts.database.empty() ? "sqlite:" + opts.data_dir + "/canopy.db" : opts.database;
+  std::string db_url =
+      opts.database.empty() ? "sqlite:" + opts.data_dir + "/canopy.db" : opts.database;
   auto store = store::OpenStore(db_url);
   if (!store) return fail(store.error());
   auto jwt = auth::JwtKeys::LoadOrCreate(opts.data_dir + "/jwt-ed25519.pem");
   if (!jwt) return fail(jwt.error());
   const char* mk = std::getenv("CANOPY_MASTER_KEY");
-  auto secrets = auth::SecretBox::LoadOrCreate(opts.data_dir + "/master.key", mk != nullptr ? mk : "");
+  auto secrets =
+      auth::SecretBox::LoadOrCreate(opts.data_dir + "/master.key", mk != nullptr ? mk : "");
   if (!secrets) return fail(secrets.error());
 
   auto clock = std::make_shared<SystemClock>();
@@ -114,7 +117,7 @@ int RunRoot(const RootOptions& opts) {
   if (!opts.test_kill_after_step.empty()) {
     eo.after_step_hook = [point = opts.test_kill_after_step,
                           marker = opts.data_dir + "/test-kill-done"](const core::Operation& op,
-                                                                       const std::string& step) {
+                                                                      const std::string& step) {
       // "KIND/STEP" or "KIND/STEP@ACTION" (ACTION = the operation's data.action).
       std::string at = op.kind + "/" + step;
       if (at != point && at + "@" + op.data.value("action", "") != point) return false;
@@ -147,8 +150,8 @@ int RunRoot(const RootOptions& opts) {
                                        net::ErrorResponse, metrics);
   if (!server) return fail(server.error());
   auto url_of = [](const std::string& host, uint16_t port) {
-    return fmt::format("http://{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host,
-                       port);
+    return fmt::format("http://{}:{}",
+                       host.find(':') != std::string::npos ? "[" + host + "]" : host, port);
   };
   std::string url = url_of(hp->first, (*server)->port());
   std::unique_ptr<net::HttpServer> tier_server;
@@ -189,7 +192,8 @@ int RunRoot(const RootOptions& opts) {
   if (auto st = broker::RegisterBrokerKinds(engine, bd, bo); !st) return fail(st.error());
   engine.Start();
   // Services: the scheduler places instances; the firewall sync follows them (fire-and-forget).
-  scheduler::FirewallSync firewalls(**store, clock, core.clouds(), scheduler::FirewallSyncOptions{});
+  scheduler::FirewallSync firewalls(**store, clock, core.clouds(),
+                                    scheduler::FirewallSyncOptions{});
   scheduler::ServiceScheduler services(**store, clock, core.commands(), core.board(),
                                        scheduler::SchedulerOptions{}, nullptr,
                                        [&firewalls] { firewalls.Trigger(); });

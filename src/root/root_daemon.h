@@ -40,9 +40,9 @@ struct RootOptions {
   // report them.
   int64_t sweep_interval = 600;
   bool sweep_delete = false;
-  // Tests only: "KIND/STEP" or "KIND/STEP@ACTION" (data.action) -> SIGKILL this process once, right after that step of an operation
-  // of that kind returns and before the engine records it (a marker file in the data dir makes
-  // it once per data dir, so the restarted root goes on).
+  // Tests only: "KIND/STEP" or "KIND/STEP@ACTION" (data.action) -> SIGKILL this process once, right
+  // after that step of an operation of that kind returns and before the engine records it (a marker
+  // file in the data dir makes it once per data dir, so the restarted root goes on).
   std::string test_kill_after_step;
   // Tests only: passed to installed clusters as --test-kill-after-command.
   std::string test_cluster_kill_after_command;

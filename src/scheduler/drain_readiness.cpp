@@ -14,8 +14,7 @@ TcpCheck DefaultTcpCheck() {
 
 Result<std::vector<std::string>> JobsNotYetMoved(store::Store& store,
                                                  const std::vector<std::string>& jobs,
-                                                 const std::string& old_node,
-                                                 const TcpCheck& tcp) {
+                                                 const std::string& old_node, const TcpCheck& tcp) {
   CANOPY_ASSIGN_OR_RETURN(auto instances, store.services().ListInstances(""));
   CANOPY_ASSIGN_OR_RETURN(auto services, store.services().List());
   std::vector<std::string> waiting;

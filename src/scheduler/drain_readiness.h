@@ -22,7 +22,6 @@ TcpCheck DefaultTcpCheck();
 // instance is gone or being removed count as moved (nobody wants them any more).
 Result<std::vector<std::string>> JobsNotYetMoved(store::Store& store,
                                                  const std::vector<std::string>& jobs,
-                                                 const std::string& old_node,
-                                                 const TcpCheck& tcp);
+                                                 const std::string& old_node, const TcpCheck& tcp);
 
 }  // namespace canopy::scheduler

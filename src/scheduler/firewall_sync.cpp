@@ -22,7 +22,8 @@ std::string FirewallCanopyId(const std::string& cluster_id, const std::string& s
 
 std::map<std::string, std::set<std::string>> DesiredServiceFirewalls(
     const std::string& cluster_id, const std::vector<core::Worker>& workers,
-    const std::vector<core::ServiceInstance>& instances, const std::vector<core::Service>& services) {
+    const std::vector<core::ServiceInstance>& instances,
+    const std::vector<core::Service>& services) {
   std::set<std::string> with_ports;
   for (const auto& s : services) {
     if (s.spec.contains("ports") && s.spec["ports"].is_array() && !s.spec["ports"].empty()) {
@@ -133,7 +134,8 @@ Result<int> FirewallSync::RunOnce() {
     }
     auto r = SyncCluster(c, workers, instances, services);
     if (!r) {
-      SPDLOG_WARN("Firewall sync of cluster failed cluster={} error={}", c.id, r.error().ToString());
+      SPDLOG_WARN("Firewall sync of cluster failed cluster={} error={}", c.id,
+                  r.error().ToString());
       continue;
     }
     calls += *r;
@@ -210,7 +212,8 @@ Result<int> FirewallSync::SyncCluster(const core::Cluster& cluster,
       providers::FirewallRule rule;
       rule.port = static_cast<uint16_t>(port.value("port", 0));
       rule.protocol = port.value("protocol", "tcp");
-      for (const auto& cidr : port.value("source_cidrs", Json::array())) rule.source_cidrs.push_back(cidr);
+      for (const auto& cidr : port.value("source_cidrs", Json::array()))
+        rule.source_cidrs.push_back(cidr);
       spec.rules.push_back(rule);
     }
     CANOPY_ASSIGN_OR_RETURN(providers::Firewall fw, p.CreateFirewall(limited, spec));

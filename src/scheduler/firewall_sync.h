@@ -1,9 +1,9 @@
 // Firewalls follow deployments (thesis §3.3.2). For every cloud cluster, a worker's instance has
 // exactly the per-service firewalls of the services that have an instance on its node: one
 // firewall per (cluster, service) with the service's ports (canopy id "<cluster>-svc-<service>",
-// ids kept in the cluster's ClusterCloud::service_firewalls), attached while at least one instance of that
-// service runs on the node and detached when the last one leaves. Two services sharing a port
-// on a node are two firewalls, so the port stays open until the last user is gone (the
+// ids kept in the cluster's ClusterCloud::service_firewalls), attached while at least one instance
+// of that service runs on the node and detached when the last one leaves. Two services sharing a
+// port on a node are two firewalls, so the port stays open until the last user is gone (the
 // reference count per node, port and protocol is the set of attached firewalls).
 //
 // Every change is made with the cluster's limited identity (created by cluster.create; a
@@ -42,21 +42,24 @@ struct FirewallSyncOptions {
 // listed with an empty set.
 std::map<std::string, std::set<std::string>> DesiredServiceFirewalls(
     const std::string& cluster_id, const std::vector<core::Worker>& workers,
-    const std::vector<core::ServiceInstance>& instances, const std::vector<core::Service>& services);
+    const std::vector<core::ServiceInstance>& instances,
+    const std::vector<core::Service>& services);
 
 // One cluster's firewall changes, planned without I/O.
 struct FirewallPlanInput {
   std::map<std::string, std::set<std::string>> desired;   // DesiredServiceFirewalls
-  std::map<std::string, std::string> known;                // service id -> its firewall id
-  std::map<std::string, std::set<std::string>> attached;   // worker id -> firewall ids on its
-                                                           // instance (workers with an instance)
+  std::map<std::string, std::string> known;               // service id -> its firewall id
+  std::map<std::string, std::set<std::string>> attached;  // worker id -> firewall ids on its
+                                                          // instance (workers with an instance)
 };
 struct FirewallPlan {
   std::vector<std::string> create;  // services needing a firewall: make them, then plan again
   std::vector<std::pair<std::string, std::string>> attach;  // (worker id, firewall id)
   std::vector<std::pair<std::string, std::string>> detach;  // managed firewalls no longer wanted
   std::vector<std::string> remove;  // services whose firewall is no longer needed or attached
-  bool Empty() const { return create.empty() && attach.empty() && detach.empty() && remove.empty(); }
+  bool Empty() const {
+    return create.empty() && attach.empty() && detach.empty() && remove.empty();
+  }
 };
 FirewallPlan PlanFirewalls(const FirewallPlanInput& in);
 

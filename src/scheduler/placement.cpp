@@ -5,16 +5,17 @@
 
 namespace canopy::scheduler {
 
-std::optional<std::string> MostFreeMemoryPicker::Pick(const Demand& d,
-                                                      const std::vector<ClusterCandidate>& cands) const {
+std::optional<std::string> MostFreeMemoryPicker::Pick(
+    const Demand& d, const std::vector<ClusterCandidate>& cands) const {
   const ClusterCandidate* best = nullptr;
   int64_t best_mem = 0, best_cpu = 0;
   for (const auto& c : cands) {
     if (d.cluster_id && *d.cluster_id != c.id) continue;
     // Unplaced reservations take room from the largest nodes first (pessimistic).
     std::vector<NodeCapacity> nodes = c.nodes;
-    std::sort(nodes.begin(), nodes.end(),
-              [](const NodeCapacity& a, const NodeCapacity& b) { return a.memory_mib > b.memory_mib; });
+    std::sort(nodes.begin(), nodes.end(), [](const NodeCapacity& a, const NodeCapacity& b) {
+      return a.memory_mib > b.memory_mib;
+    });
     int64_t cpu_left = c.unplaced_cpu_millis, mem_left = c.unplaced_memory_mib;
     for (auto& n : nodes) {
       int64_t take_mem = std::min(mem_left, std::max<int64_t>(0, n.memory_mib));

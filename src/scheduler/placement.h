@@ -15,7 +15,7 @@ namespace canopy::scheduler {
 
 struct NodeCapacity {
   std::string id;
-  int64_t cpu_millis = 0;   // what the node offers (its report), minus what root has placed there
+  int64_t cpu_millis = 0;  // what the node offers (its report), minus what root has placed there
   int64_t memory_mib = 0;
 };
 
@@ -38,7 +38,8 @@ struct Demand {
 class ClusterPicker {
  public:
   virtual ~ClusterPicker() = default;
-  virtual std::optional<std::string> Pick(const Demand& d, const std::vector<ClusterCandidate>& c) const = 0;
+  virtual std::optional<std::string> Pick(const Demand& d,
+                                          const std::vector<ClusterCandidate>& c) const = 0;
 };
 
 // The default policy: a cluster fits when one of its nodes has the free CPU and memory (after
@@ -46,7 +47,8 @@ class ClusterPicker {
 // most free CPU, then the smallest id.
 class MostFreeMemoryPicker final : public ClusterPicker {
  public:
-  std::optional<std::string> Pick(const Demand& d, const std::vector<ClusterCandidate>& c) const override;
+  std::optional<std::string> Pick(const Demand& d,
+                                  const std::vector<ClusterCandidate>& c) const override;
 };
 
 // The candidates as the root sees them: ACTIVE clusters, their online non-draining nodes from

@@ -1,9 +1,9 @@
 #include "scheduler/service_plan.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <set>
-
-#include <fmt/format.h>
 
 namespace canopy::scheduler {
 namespace {
@@ -212,9 +212,8 @@ std::vector<SchedulerAction> PlanPass(const PlanInput& in, const PlanOptions& op
       std::string addr = job->value("address", i.address);
       InstanceState state = ReportedState(*job, i.state);
       if (node != i.node_id || addr != i.address || state != i.state) {
-        std::string log = node != i.node_id
-                              ? fmt::format("Instance moved job={} node={}", i.job_id, node)
-                              : "";
+        std::string log =
+            node != i.node_id ? fmt::format("Instance moved job={} node={}", i.job_id, node) : "";
         i.node_id = node;
         i.address = addr;
         i.state = state;
@@ -291,7 +290,8 @@ std::vector<SchedulerAction> PlanPass(const PlanInput& in, const PlanOptions& op
           i.state = InstanceState::kPending;
           i.reason_code = code;
           i.reason = reason;
-          put(i, fmt::format("Instance pending job={} reason_code={} reason={}", i.job_id, code, reason));
+          put(i, fmt::format("Instance pending job={} reason_code={} reason={}", i.job_id, code,
+                             reason));
         }
         continue;
       }
@@ -324,9 +324,10 @@ std::vector<SchedulerAction> PlanPass(const PlanInput& in, const PlanOptions& op
       auto p = placed_in.find(job_id);
       if (p != placed_in.end() && p->second == cid) continue;
       // A pending row will adopt it next pass; only undeploy what nobody wants.
-      bool pending_row = std::any_of(pending.begin(), pending.end(), [&](const core::ServiceInstance& x) {
-        return x.job_id == job_id && x.cluster_id.empty();
-      });
+      bool pending_row =
+          std::any_of(pending.begin(), pending.end(), [&](const core::ServiceInstance& x) {
+            return x.job_id == job_id && x.cluster_id.empty();
+          });
       if (pending_row) continue;
       std::string key = cid + "/" + job_id;
       auto sent = mem.orphan_sent.find(key);

@@ -8,9 +8,8 @@ namespace canopy::scheduler {
 using Kind = SchedulerAction::Kind;
 
 ServiceScheduler::ServiceScheduler(store::Store& store, ClockPtr clock,
-                                   control::ClusterCommands& commands,
-                                   control::ServiceBoard& board, SchedulerOptions opts,
-                                   std::unique_ptr<ClusterPicker> picker,
+                                   control::ClusterCommands& commands, control::ServiceBoard& board,
+                                   SchedulerOptions opts, std::unique_ptr<ClusterPicker> picker,
                                    std::function<void()> on_change)
     : store_(store),
       clock_(std::move(clock)),
@@ -67,8 +66,8 @@ Result<bool> ServiceScheduler::Apply(const SchedulerAction& a) {
       return true;
     }
     case Kind::kUndeploy: {
-      auto c = commands_.Enqueue(i.cluster_id, core::CommandType::kUndeployJob,
-                                 {{"job_id", i.job_id}});
+      auto c =
+          commands_.Enqueue(i.cluster_id, core::CommandType::kUndeployJob, {{"job_id", i.job_id}});
       if (!c) {
         SPDLOG_WARN("Cannot send undeploy_job job={} error={}", i.job_id, c.error().ToString());
         return false;
@@ -96,7 +95,8 @@ Result<bool> ServiceScheduler::Apply(const SchedulerAction& a) {
     }
     case Kind::kUndeployOrphan:
       SPDLOG_INFO("Undeploying orphan job job={} cluster={}", a.job_id, a.cluster_id);
-      (void)commands_.Enqueue(a.cluster_id, core::CommandType::kUndeployJob, {{"job_id", a.job_id}});
+      (void)commands_.Enqueue(a.cluster_id, core::CommandType::kUndeployJob,
+                              {{"job_id", a.job_id}});
       return false;
   }
   return false;

@@ -1,7 +1,7 @@
 // ClusterStore: the persistent state of one `canopyd cluster` (its nodes and their draining flag,
-// node tokens, the outcomes of root commands and the jobs placed on its nodes), separate from the root's Store. SQLite file in the cluster's data
-// dir (store/sqlite/sqlite_cluster_store.cpp, own migrations). Implementations are thread-safe.
-// Like Store, it never invents ids or timestamps.
+// node tokens, the outcomes of root commands and the jobs placed on its nodes), separate from the
+// root's Store. SQLite file in the cluster's data dir (store/sqlite/sqlite_cluster_store.cpp, own
+// migrations). Implementations are thread-safe. Like Store, it never invents ids or timestamps.
 #pragma once
 
 #include <functional>
@@ -40,7 +40,8 @@ class ClusterStore {
   /// Node registration tokens (hashed). Consume: atomically marks the unused, unexpired token used;
   /// otherwise kUnauthenticated with one message for every case.
   virtual Status CreateNodeToken(const core::NodeToken& t) = 0;
-  virtual Result<core::NodeToken> ConsumeNodeToken(const std::string& token_hash, TimePoint now) = 0;
+  virtual Result<core::NodeToken> ConsumeNodeToken(const std::string& token_hash,
+                                                   TimePoint now) = 0;
 
   /// Nodes. kNotFound when absent; List ordered by registered_at, then id.
   virtual Status CreateNode(const core::NodeRecord& n) = 0;

@@ -24,7 +24,7 @@ Result<StorePtr> OpenSqlite(const std::string& path) {
     std::filesystem::create_directories(parent, ec);
     if (ec) {
       SPDLOG_ERROR("Cannot create database directory path={} error={}", parent.string(),
-                       ec.message());
+                   ec.message());
       return Error::Internal("cannot create the database directory");
     }
   }

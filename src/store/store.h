@@ -120,7 +120,8 @@ class ClusterRepo {
                                            TimePoint now) = 0;
   /// Every ACTIVE cluster whose last link call is older than `missed_links` times its link
   /// interval at `now` becomes OFFLINE (version bumped). Returns the ids it changed.
-  virtual Result<std::vector<std::string>> MarkStaleOffline(TimePoint now, int64_t missed_links) = 0;
+  virtual Result<std::vector<std::string>> MarkStaleOffline(TimePoint now,
+                                                            int64_t missed_links) = 0;
   /// Deletes the row with its tokens and commands. kNotFound when absent.
   virtual Status Delete(const std::string& id) = 0;
 };
@@ -192,7 +193,8 @@ class ServiceRepo {
   /// Inserts or replaces the instance with this job_id.
   virtual Status PutInstance(const core::ServiceInstance& i) = 0;
   /// Instances of one service ("" = all), ordered by service_id, replica.
-  virtual Result<std::vector<core::ServiceInstance>> ListInstances(const std::string& service_id) = 0;
+  virtual Result<std::vector<core::ServiceInstance>> ListInstances(
+      const std::string& service_id) = 0;
   /// kNotFound when absent.
   virtual Status DeleteInstance(const std::string& job_id) = 0;
 };

@@ -1,9 +1,8 @@
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "api/api.h"
 #include "common/json.h"

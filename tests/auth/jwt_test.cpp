@@ -1,6 +1,7 @@
 #include "auth/jwt.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
@@ -16,8 +17,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/ids.h"
 #include "support/test_util.h"
@@ -493,8 +492,7 @@ TEST(JwtKeys, VerifyRejectsNonCanonicalSignatureEncoding) {
   // decodes to the same bytes in lenient decoders; the token must still have one spelling only.
   std::string& s = parts[2];
   ASSERT_EQ(s.size(), 86u);
-  const std::string alphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   size_t v = alphabet.find(s.back());
   ASSERT_EQ(v % 16, 0u);
   s.back() = alphabet[v + 1];
@@ -609,10 +607,16 @@ TEST(JwtKeys, VerifyRejectsWrongIssuerAndBadClaimTypes) {
   p.erase("iss");
   ExpectUnauthenticated(*keys, resign(p));
 
-  std::vector<std::pair<std::string, Json>> bad = {
-      {"sub", 42},          {"sub", ""},           {"name", nullptr},      {"roles", "admin"},
-      {"roles", {1, 2}},    {"iat", "1800000000"}, {"exp", 1.9e9},         {"nbf", true},
-      {"jti", Json::array()}, {"exp", 18446744073709551615ull}};
+  std::vector<std::pair<std::string, Json>> bad = {{"sub", 42},
+                                                   {"sub", ""},
+                                                   {"name", nullptr},
+                                                   {"roles", "admin"},
+                                                   {"roles", {1, 2}},
+                                                   {"iat", "1800000000"},
+                                                   {"exp", 1.9e9},
+                                                   {"nbf", true},
+                                                   {"jti", Json::array()},
+                                                   {"exp", 18446744073709551615ull}};
   for (const auto& [field, value] : bad) {
     p = good;
     p[field] = value;
@@ -652,14 +656,14 @@ TEST(JwtKeys, VerifyRejectsMalformedStructure) {
   auto parts = Split(*token);
   ExpectUnauthenticated(*keys, "");
   ExpectUnauthenticated(*keys, "abc");
-  ExpectUnauthenticated(*keys, parts[0] + "." + parts[1]);  // 2 parts
-  ExpectUnauthenticated(*keys, *token + "." + parts[2]);  // 4 parts
-  ExpectUnauthenticated(*keys, *token + ".");  // 4 parts
-  ExpectUnauthenticated(*keys, "." + parts[1] + "." + parts[2]);  // empty header
-  ExpectUnauthenticated(*keys, parts[0] + ".." + parts[2]);  // empty payload
+  ExpectUnauthenticated(*keys, parts[0] + "." + parts[1]);                    // 2 parts
+  ExpectUnauthenticated(*keys, *token + "." + parts[2]);                      // 4 parts
+  ExpectUnauthenticated(*keys, *token + ".");                                 // 4 parts
+  ExpectUnauthenticated(*keys, "." + parts[1] + "." + parts[2]);              // empty header
+  ExpectUnauthenticated(*keys, parts[0] + ".." + parts[2]);                   // empty payload
   ExpectUnauthenticated(*keys, parts[0] + "=." + parts[1] + "." + parts[2]);  // padding
   ExpectUnauthenticated(*keys, parts[0] + "." + parts[1] + "!." + parts[2]);  // bad char
-  ExpectUnauthenticated(*keys, " " + *token);  // whitespace
+  ExpectUnauthenticated(*keys, " " + *token);                                 // whitespace
   ExpectUnauthenticated(*keys, *token + "\n");
   std::string plus = parts[1];
   for (char& c : plus) {

@@ -1,9 +1,9 @@
 #include "auth/password.h"
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "support/test_util.h"
 
@@ -55,10 +55,9 @@ TEST(Password, VerifyRejectsMalformedHash) {
   last = last == 'A' ? 'B' : 'A';
   for (const std::string& bad :
        {std::string(), std::string("pw"), std::string("$argon2id$"),
-        good.substr(0, good.size() - 5),
-        flipped, "$argon2i$" + good.substr(10), "$argon2d$" + good.substr(10),
-        std::string("$2b$10$abcdefghijklmnopqrstuv"), good + "$extra",
-        std::string(600, 'a')}) {
+        good.substr(0, good.size() - 5), flipped, "$argon2i$" + good.substr(10),
+        "$argon2d$" + good.substr(10), std::string("$2b$10$abcdefghijklmnopqrstuv"),
+        good + "$extra", std::string(600, 'a')}) {
     EXPECT_FALSE(VerifyPassword(S("pw"), bad)) << bad;
   }
 }

@@ -1,6 +1,7 @@
 #include "auth/secret_box.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,8 +9,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/ids.h"
 #include "support/test_util.h"
@@ -179,8 +178,8 @@ TEST(SecretBox, EnvKeyRejectsAnythingElse) {
   for (const std::string& env :
        {std::string("short"), hex.substr(0, 62), hex + "aa", hex.substr(0, 63) + "g",
         " " + hex.substr(1), b64_16, b64_33, b64_32.substr(0, 43), b64_32 + "\n",
-        b64_32.substr(0, 10) + "!" + b64_32.substr(11), b64_noncanonical,
-        std::string(32, 'k'), std::string(44, '=')}) {
+        b64_32.substr(0, 10) + "!" + b64_32.substr(11), b64_noncanonical, std::string(32, 'k'),
+        std::string(44, '=')}) {
     auto r = SecretBox::LoadOrCreate(key_path, env);
     ASSERT_FALSE(r.has_value()) << env;
     EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);

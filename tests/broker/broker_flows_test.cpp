@@ -79,7 +79,8 @@ TEST(BrokerFlows, CreateAddEveryWorkerActionAndDelete) {
   ExpectSucceeded(Act(h, cls, w1, WorkerAction::kRestart));
   EXPECT_EQ(WorkerRow(h, cls, w1).state, WorkerState::kActive);
   EXPECT_EQ(h.cloud().LiveInstanceCount(), 4);
-  EXPECT_EQ(h.clusters().Act(cls, w1, WorkerAction::kRestart, "u").error().code, ErrorCode::kConflict);
+  EXPECT_EQ(h.clusters().Act(cls, w1, WorkerAction::kRestart, "u").error().code,
+            ErrorCode::kConflict);
 
   // terminate -> TERMINATED (instance gone), recreate -> ACTIVE under a new generation.
   std::string old_canopy_id = WorkerRow(h, cls, w2).InstanceCanopyId();
@@ -170,7 +171,8 @@ struct CrashPoint {
 };
 
 std::string Name(const ::testing::TestParamInfo<CrashPoint>& info) {
-  std::string n = info.param.kind + "_" + info.param.step + (info.param.action.empty() ? "" : "_" + info.param.action);
+  std::string n = info.param.kind + "_" + info.param.step +
+                  (info.param.action.empty() ? "" : "_" + info.param.action);
   for (char& ch : n) {
     if (ch == '.') ch = '_';
   }
@@ -219,7 +221,8 @@ TEST_P(BrokerCrash, TheRootDroppingTheOperationAfterTheStepNeitherLeaksNorDuplic
     wid = h.Workers(cls)[0].id;
     auto action = *core::ParseWorkerAction(p.action);
     if (action == WorkerAction::kRestart) ExpectSucceeded(Act(h, cls, wid, WorkerAction::kStop));
-    if (action == WorkerAction::kRecreate) ExpectSucceeded(Act(h, cls, wid, WorkerAction::kTerminate));
+    if (action == WorkerAction::kRecreate)
+      ExpectSucceeded(Act(h, cls, wid, WorkerAction::kTerminate));
     h.CrashOnce(p.kind, p.step, p.action);
     ExpectSucceeded(Act(h, cls, wid, action));
   }
@@ -230,7 +233,7 @@ TEST_P(BrokerCrash, TheRootDroppingTheOperationAfterTheStepNeitherLeaksNorDuplic
     return;
   }
   auto w = WorkerRow(h, cls, wid);
-  WorkerState want = p.action == "stop" ? WorkerState::kStopped
+  WorkerState want = p.action == "stop"        ? WorkerState::kStopped
                      : p.action == "terminate" ? WorkerState::kTerminated
                                                : WorkerState::kActive;
   EXPECT_EQ(w.state, want) << w.last_error;
@@ -247,16 +250,19 @@ TEST_P(BrokerCrash, TheRootDroppingTheOperationAfterTheStepNeitherLeaksNorDuplic
 std::vector<CrashPoint> AllCrashPoints() {
   using namespace control;
   std::vector<CrashPoint> out;
-  for (const char* s : {"key_pair", "firewalls", "identity", "instance", "running", "install", "pair", "workers"}) {
+  for (const char* s :
+       {"key_pair", "firewalls", "identity", "instance", "running", "install", "pair", "workers"}) {
     out.push_back({kOpClusterCreate, s, ""});
   }
   for (const char* a : {"add", "restart", "recreate"}) {
-    for (const char* s : {"instances", "running", "install", "register"}) out.push_back({kOpWorkersProvision, s, a});
+    for (const char* s : {"instances", "running", "install", "register"})
+      out.push_back({kOpWorkersProvision, s, a});
   }
   for (const char* a : {"stop", "terminate", "delete"}) {
     for (const char* s : {"drain", "shutdown", "finish"}) out.push_back({kOpWorkerShutdown, s, a});
   }
-  for (const char* s : {"instance", "firewalls", "identity", "rows"}) out.push_back({kOpClusterDelete, s, ""});
+  for (const char* s : {"instance", "firewalls", "identity", "rows"})
+    out.push_back({kOpClusterDelete, s, ""});
   return out;
 }
 

@@ -118,7 +118,6 @@ TEST(ApiErrorFromResponse, BoundsVeryLongMessages) {
   EXPECT_LT(e.message.size(), 700u);
 }
 
-
 TEST(NormalizeRootUrl, AcceptsHttpAndHttpsAndStripsTrailingSlashes) {
   auto a = NormalizeRootUrl("http://127.0.0.1:8080/");
   ASSERT_OK(a);

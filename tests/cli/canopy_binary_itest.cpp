@@ -79,8 +79,8 @@ class CanopyBinaryTest : public ::testing::Test {
   }
 
   void LogIn() {
-    RunResult r = Run({"login", "--root", root_.url(), "--username", FakeRoot::kUser,
-                       "--password", FakeRoot::kPassword});
+    RunResult r = Run({"login", "--root", root_.url(), "--username", FakeRoot::kUser, "--password",
+                       FakeRoot::kPassword});
     ASSERT_EQ(r.rc, 0) << r.err;
   }
 
@@ -138,15 +138,15 @@ TEST_F(CanopyBinaryTest, ApiErrorIsOneLineWithNonZeroExit) {
 }
 
 TEST_F(CanopyBinaryTest, NotLoggedInMessage) {
-  ExpectOneErrorLine(Run({"user", "list", "--root", root_.url()}),
-                     "error: not logged in; run canopy login --root " + root_.url() +
-                         " --username U");
+  ExpectOneErrorLine(
+      Run({"user", "list", "--root", root_.url()}),
+      "error: not logged in; run canopy login --root " + root_.url() + " --username U");
 }
 
 TEST_F(CanopyBinaryTest, RootFromEnvironment) {
-  ExpectOneErrorLine(Run({"credential", "list"}, {"CANOPY_ROOT=" + root_.url()}),
-                     "error: not logged in; run canopy login --root " + root_.url() +
-                         " --username U");
+  ExpectOneErrorLine(
+      Run({"credential", "list"}, {"CANOPY_ROOT=" + root_.url()}),
+      "error: not logged in; run canopy login --root " + root_.url() + " --username U");
 }
 
 TEST_F(CanopyBinaryTest, PasswordFromEnvironmentAndNoTerminal) {
@@ -160,8 +160,8 @@ TEST_F(CanopyBinaryTest, PasswordFromEnvironmentAndNoTerminal) {
 
 TEST_F(CanopyBinaryTest, UsageErrorsAreOneLine) {
   LogIn();
-  RunResult both = Run({"credential", "add", "x", "--provider", "local", "--secret", "{}",
-                        "--secret-stdin"});
+  RunResult both =
+      Run({"credential", "add", "x", "--provider", "local", "--secret", "{}", "--secret-stdin"});
   EXPECT_EQ(both.rc, 2);
   EXPECT_EQ(both.out, "");
   EXPECT_EQ(std::count(both.err.begin(), both.err.end(), '\n'), 1) << both.err;
@@ -241,9 +241,10 @@ TEST_F(CanopyBinaryTest, WorkerCommandsParseAndFailInOneLine) {
 
 TEST_F(CanopyBinaryTest, ServiceCreateTakesTheCommandAfterDoubleDash) {
   LogIn();
-  RunResult r = Run({"service", "create", "shop", "--port", "8080", "--env", "A=1", "--port",
-                     "53/udp", "--env", "B=x=y", "--cpu", "250", "--restart", "never", "--",
-                     "python3", "-m", "http.server", "-o", "json", "--bind", "0.0.0.0"});
+  RunResult r =
+      Run({"service", "create", "shop",        "--port", "8080", "--env",     "A=1",    "--port",
+           "53/udp",  "--env",  "B=x=y",       "--cpu",  "250",  "--restart", "never",  "--",
+           "python3", "-m",     "http.server", "-o",     "json", "--bind",    "0.0.0.0"});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.err, "");
   // "-o json" after "--" belongs to the command: the output is a table.
@@ -253,16 +254,16 @@ TEST_F(CanopyBinaryTest, ServiceCreateTakesTheCommandAfterDoubleDash) {
   auto body = ParseJson(root_.last().body);
   ASSERT_OK(body);
   EXPECT_EQ(root_.last().path, "/api/v1/services");
-  EXPECT_EQ(*body, (Json{{"name", "shop"},
-                         {"command",
-                          {"python3", "-m", "http.server", "-o", "json", "--bind", "0.0.0.0"}},
-                         {"ports", Json::array({Json{{"port", 8080}, {"protocol", "tcp"}},
-                                                Json{{"port", 53}, {"protocol", "udp"}}})},
-                         {"cpu_millis", 250},
-                         {"memory_mib", 128},
-                         {"replicas", 1},
-                         {"env", {{"A", "1"}, {"B", "x=y"}}},
-                         {"restart", "never"}}));
+  EXPECT_EQ(*body,
+            (Json{{"name", "shop"},
+                  {"command", {"python3", "-m", "http.server", "-o", "json", "--bind", "0.0.0.0"}},
+                  {"ports", Json::array({Json{{"port", 8080}, {"protocol", "tcp"}},
+                                         Json{{"port", 53}, {"protocol", "udp"}}})},
+                  {"cpu_millis", 250},
+                  {"memory_mib", 128},
+                  {"replicas", 1},
+                  {"env", {{"A", "1"}, {"B", "x=y"}}},
+                  {"restart", "never"}}));
 
   std::string sla = (dir_.path() / "sla.json").string();
   {
@@ -280,8 +281,8 @@ TEST_F(CanopyBinaryTest, ServiceCreateTakesTheCommandAfterDoubleDash) {
 
 TEST_F(CanopyBinaryTest, ServiceCommandsParseAndFailInOneLine) {
   LogIn();
-  RunResult deploy = Run({"service", "deploy", "web", "--replicas", "1", "--wait", "--timeout",
-                          "10", "-o", "json"});
+  RunResult deploy = Run(
+      {"service", "deploy", "web", "--replicas", "1", "--wait", "--timeout", "10", "-o", "json"});
   ASSERT_EQ(deploy.rc, 0) << deploy.err;
   auto j = ParseJson(deploy.out);
   ASSERT_OK(j);

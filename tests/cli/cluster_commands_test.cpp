@@ -175,11 +175,9 @@ TEST_F(ClusterCommandsTest, CreateExplicitFlagsWinAndNeedNoOffers) {
   EXPECT_EQ(body["instance_type"], "huge");
   EXPECT_EQ(body["image"], "img-custom");
   EXPECT_EQ(body["disk_gb"], 40);
-  EXPECT_EQ(body["workers"],
-            (Json{{"count", 2},
-                  {"instance_type", "big"},
-                  {"image", "img-custom"},
-                  {"disk_gb", 40}}));
+  EXPECT_EQ(
+      body["workers"],
+      (Json{{"count", 2}, {"instance_type", "big"}, {"image", "img-custom"}, {"disk_gb", 40}}));
 }
 
 TEST_F(ClusterCommandsTest, CreateMixesFlagsAndOffersAndWorkersDefaultToTheCluster) {
@@ -191,10 +189,9 @@ TEST_F(ClusterCommandsTest, CreateMixesFlagsAndOffersAndWorkersDefaultToTheClust
   Json body = BodyOf("POST", "/api/v1/clusters");
   EXPECT_EQ(body["region"], "local-2");
   EXPECT_EQ(body["instance_type"], "small-a");
-  EXPECT_EQ(body["workers"], (Json{{"count", 3},
-                                   {"instance_type", "small-a"},
-                                   {"image", "img-debian"},
-                                   {"disk_gb", 10}}));
+  EXPECT_EQ(
+      body["workers"],
+      (Json{{"count", 3}, {"instance_type", "small-a"}, {"image", "img-debian"}, {"disk_gb", 10}}));
 }
 
 TEST_F(ClusterCommandsTest, CreateTakesTheCredentialById) {
@@ -316,11 +313,10 @@ TEST_F(ClusterCommandsTest, WaitOnATerminalRewritesTheCurrentStepsLineOnly) {
 }
 
 TEST_F(ClusterCommandsTest, WaitReportsTheFailedStepAndItsMessage) {
-  root_.ScriptOperation(
-      FakeRoot::kOpCreate,
-      FakeRoot::OperationStates(FakeRoot::kOpCreate, "cluster.create", "cls_new",
-                                {"instance", "firewalls", "install", "pair"}, 2,
-                                "ssh to 198.18.0.20 timed out"));
+  root_.ScriptOperation(FakeRoot::kOpCreate,
+                        FakeRoot::OperationStates(FakeRoot::kOpCreate, "cluster.create", "cls_new",
+                                                  {"instance", "firewalls", "install", "pair"}, 2,
+                                                  "ssh to 198.18.0.20 timed out"));
   ClusterCreateOptions o = Create("web");
   o.wait.wait = true;
   std::string line = ExpectErrorLine(ClusterCreate(ctx_, o));
@@ -537,10 +533,8 @@ TEST_F(ClusterCommandsTest, WorkerActionsUseTheirPaths) {
   std::vector<Case> cases = {
       {WorkerAction::kStop, "demo-w1", "POST", "/api/v1/clusters/cls_1/workers/wrk_1/stop"},
       {WorkerAction::kRestart, "wrk_1", "POST", "/api/v1/clusters/cls_1/workers/wrk_1/restart"},
-      {WorkerAction::kRecreate, "demo-w2", "POST",
-       "/api/v1/clusters/cls_1/workers/wrk_2/recreate"},
-      {WorkerAction::kTerminate, "wrk_2", "POST",
-       "/api/v1/clusters/cls_1/workers/wrk_2/terminate"},
+      {WorkerAction::kRecreate, "demo-w2", "POST", "/api/v1/clusters/cls_1/workers/wrk_2/recreate"},
+      {WorkerAction::kTerminate, "wrk_2", "POST", "/api/v1/clusters/cls_1/workers/wrk_2/terminate"},
       {WorkerAction::kDelete, "demo-w1", "DELETE", "/api/v1/clusters/cls_1/workers/wrk_1"},
   };
   for (const Case& c : cases) {
@@ -616,7 +610,9 @@ TEST_F(ClusterCommandsTest, EveryNewCommandPrintsOneJsonDocumentWithJsonOutput) 
         return WorkerAdd(c, {"demo", 1, std::nullopt, std::nullopt, std::nullopt, {}});
       },
       [](Context& c) { return WorkerList(c, "demo"); },
-      [](Context& c) { return WorkerAct(c, {"demo", "demo-w1", WorkerAction::kStop, {}}); },
+      [](Context& c) {
+        return WorkerAct(c, {"demo", "demo-w1", WorkerAction::kStop, {}});
+      },
   };
   for (size_t i = 0; i < cmds.size(); ++i) {
     SCOPED_TRACE(i);

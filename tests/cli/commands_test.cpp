@@ -533,12 +533,16 @@ TEST_F(CommandsTest, EveryCommandPrintsOneJsonDocumentWithJsonOutput) {
   LogIn();
   std::vector<std::function<int(Context&)>> cmds = {
       [](Context& c) { return UserList(c); },
-      [](Context& c) { return UserCreate(c, {"h", {"app"}, std::string("pw")}); },
+      [](Context& c) {
+        return UserCreate(c, {"h", {"app"}, std::string("pw")});
+      },
       [](Context& c) { return UserDelete(c, "usr-22"); },
       [](Context& c) { return ProviderToken(c); },
       [](Context& c) { return ProviderList(c); },
       [](Context& c) { return ProviderDetach(c, "prv-1"); },
-      [](Context& c) { return CredentialAdd(c, {"n", "local", std::nullopt, false, "{}"}); },
+      [](Context& c) {
+        return CredentialAdd(c, {"n", "local", std::nullopt, false, "{}"});
+      },
       [](Context& c) { return CredentialList(c); },
       [](Context& c) { return CredentialShow(c, "crd-1"); },
       [](Context& c) { return CredentialDelete(c, "crd-1"); },

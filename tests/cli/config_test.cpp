@@ -38,9 +38,9 @@ TEST(ConfigPath, UsesXdgConfigHomeWhenAbsolute) {
 }
 
 TEST(ConfigPath, FallsBackToHomeWhenXdgUnsetEmptyOrRelative) {
-  for (auto env : {FakeEnv({{"HOME", "/home/u"}}),
-                   FakeEnv({{"XDG_CONFIG_HOME", ""}, {"HOME", "/home/u"}}),
-                   FakeEnv({{"XDG_CONFIG_HOME", "rel/cfg"}, {"HOME", "/home/u"}})}) {
+  for (auto env :
+       {FakeEnv({{"HOME", "/home/u"}}), FakeEnv({{"XDG_CONFIG_HOME", ""}, {"HOME", "/home/u"}}),
+        FakeEnv({{"XDG_CONFIG_HOME", "rel/cfg"}, {"HOME", "/home/u"}})}) {
     auto p = ConfigPath(env);
     ASSERT_OK(p);
     EXPECT_EQ(*p, fs::path("/home/u/.config/canopy/config.json"));

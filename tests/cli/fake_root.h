@@ -175,8 +175,8 @@ class FakeRoot {
   // "failed" at step fail_at with `message`.
   static std::vector<Json> OperationStates(const std::string& id, const std::string& kind,
                                            const std::string& target,
-                                           const std::vector<std::string>& steps,
-                                           int fail_at = -1, const std::string& message = "") {
+                                           const std::vector<std::string>& steps, int fail_at = -1,
+                                           const std::string& message = "") {
     auto op = [&](const std::string& state, size_t index) {
       Json st = Json::array();
       for (size_t i = 0; i < steps.size(); ++i) {
@@ -217,8 +217,7 @@ class FakeRoot {
 
  private:
   static net::Response ApiError(int status, const char* code, const std::string& message) {
-    return net::Response::FromJson(status,
-                                   Json{{"error", {{"code", code}, {"message", message}}}});
+    return net::Response::FromJson(status, Json{{"error", {{"code", code}, {"message", message}}}});
   }
 
   void Record(const net::Request& r) {
@@ -292,16 +291,15 @@ class FakeRoot {
                  Cluster("cls_3", "cls_1", "ACTIVE", 0)};
     workers_["cls_1"] = {Worker("wrk_1", "cls_1", "demo-w1", "ACTIVE"),
                          Worker("wrk_2", "cls_1", "demo-w2", "STOPPED")};
-    scripts_[kOpCreate] = Script{
-        OperationStates(kOpCreate, "cluster.create", "cls_new",
-                        {"instance", "firewalls", "install", "pair", "workers"}),
-        0};
-    scripts_[kOpDelete] = Script{
-        OperationStates(kOpDelete, "cluster.delete", "cls_2",
-                        {"instance", "firewalls", "identity", "rows"}),
-        0};
-    scripts_[kOpWorkers] = Script{
-        OperationStates(kOpWorkers, "workers.provision", "cls_1", {"instances", "join"}), 0};
+    scripts_[kOpCreate] =
+        Script{OperationStates(kOpCreate, "cluster.create", "cls_new",
+                               {"instance", "firewalls", "install", "pair", "workers"}),
+               0};
+    scripts_[kOpDelete] = Script{OperationStates(kOpDelete, "cluster.delete", "cls_2",
+                                                 {"instance", "firewalls", "identity", "rows"}),
+                                 0};
+    scripts_[kOpWorkers] =
+        Script{OperationStates(kOpWorkers, "workers.provision", "cls_1", {"instances", "join"}), 0};
     scripts_[kOpWorker] =
         Script{OperationStates(kOpWorker, "worker.shutdown", "wrk_1", {"instance"}), 0};
   }
@@ -315,117 +313,137 @@ class FakeRoot {
   }
 
   void AddClusterRoutes() {
-    router_->Add("GET", "/api/v1/offers", Auth([](const net::Request& r) {
-      if (r.Query("credential_id") != "crd-1") {
-        return ApiError(404, "not_found", "credential " + r.Query("credential_id") + " not found");
-      }
-      if (!r.Query("provider").empty() && r.Query("provider") != "local") {
-        return ApiError(400, "invalid_argument",
-                        "credential crd-1 is for provider local, not " + r.Query("provider"));
-      }
-      return net::Response::FromJson(
-          200,
-          Json{{"provider", "local"},
-               {"regions", {"local", "local-2"}},
-               {"instance_types",
-                Json::array(
-                    {Json{{"name", "big"}, {"vcpus", 4}, {"memory_mib", 8192}, {"gpus", 0},
-                          {"price_hour", 0.2}},
-                     Json{{"name", "small-b"}, {"vcpus", 1}, {"memory_mib", 1024}, {"gpus", 0},
-                          {"price_hour", 0.02}},
-                     Json{{"name", "roomy"}, {"vcpus", 1}, {"memory_mib", 2048}, {"gpus", 0},
-                          {"price_hour", 0.01}},
-                     Json{{"name", "pricey"}, {"vcpus", 1}, {"memory_mib", 1024}, {"gpus", 0},
-                          {"price_hour", 0.05}},
-                     Json{{"name", "small-a"}, {"vcpus", 1}, {"memory_mib", 1024}, {"gpus", 0},
-                          {"price_hour", 0.02}}})},
-               {"images", Json::array({Json{{"id", "img-debian"}, {"name", "Debian 12"}},
-                                       Json{{"id", "img-ubuntu"}, {"name", "Ubuntu 24.04"}}})}});
-    }));
+    router_->Add(
+        "GET", "/api/v1/offers", Auth([](const net::Request& r) {
+          if (r.Query("credential_id") != "crd-1") {
+            return ApiError(404, "not_found",
+                            "credential " + r.Query("credential_id") + " not found");
+          }
+          if (!r.Query("provider").empty() && r.Query("provider") != "local") {
+            return ApiError(400, "invalid_argument",
+                            "credential crd-1 is for provider local, not " + r.Query("provider"));
+          }
+          return net::Response::FromJson(
+              200, Json{{"provider", "local"},
+                        {"regions", {"local", "local-2"}},
+                        {"instance_types", Json::array({Json{{"name", "big"},
+                                                             {"vcpus", 4},
+                                                             {"memory_mib", 8192},
+                                                             {"gpus", 0},
+                                                             {"price_hour", 0.2}},
+                                                        Json{{"name", "small-b"},
+                                                             {"vcpus", 1},
+                                                             {"memory_mib", 1024},
+                                                             {"gpus", 0},
+                                                             {"price_hour", 0.02}},
+                                                        Json{{"name", "roomy"},
+                                                             {"vcpus", 1},
+                                                             {"memory_mib", 2048},
+                                                             {"gpus", 0},
+                                                             {"price_hour", 0.01}},
+                                                        Json{{"name", "pricey"},
+                                                             {"vcpus", 1},
+                                                             {"memory_mib", 1024},
+                                                             {"gpus", 0},
+                                                             {"price_hour", 0.05}},
+                                                        Json{{"name", "small-a"},
+                                                             {"vcpus", 1},
+                                                             {"memory_mib", 1024},
+                                                             {"gpus", 0},
+                                                             {"price_hour", 0.02}}})},
+                        {"images",
+                         Json::array({Json{{"id", "img-debian"}, {"name", "Debian 12"}},
+                                      Json{{"id", "img-ubuntu"}, {"name", "Ubuntu 24.04"}}})}});
+        }));
 
     router_->Add("GET", "/api/v1/clusters", Auth([this](const net::Request&) {
-      std::lock_guard<std::mutex> l(mu_);
-      return net::Response::FromJson(200, Json(clusters_));
-    }));
+                   std::lock_guard<std::mutex> l(mu_);
+                   return net::Response::FromJson(200, Json(clusters_));
+                 }));
     router_->Add("GET", "/api/v1/clusters/{id}", Auth([this](const net::Request& r) {
-      std::lock_guard<std::mutex> l(mu_);
-      int i = FindCluster(r.Param("id"));
-      if (i < 0) return ApiError(404, "not_found", "cluster " + r.Param("id") + " not found");
-      return net::Response::FromJson(200, clusters_[static_cast<size_t>(i)]);
-    }));
-    router_->Add("POST", "/api/v1/clusters", Auth([this](const net::Request& r) {
-      auto body = ParseJsonObject(r.body);
-      if (!body) return ApiError(400, "invalid_argument", "body must be a JSON object");
-      std::string name = body->value("name", "");
-      if (name == "demo") {
-        return ApiError(409, "already_exists", "a cluster named demo already exists");
-      }
-      int64_t workers = 0;
-      if (body->contains("workers")) workers = (*body)["workers"].value("count", int64_t{0});
-      Json c = Cluster("cls_new", name, "PROVISIONING", 0);
-      c["region"] = body->value("region", "");
-      c["instance_type"] = body->value("instance_type", "");
-      c["image"] = body->value("image", "");
-      c["disk_gb"] = body->value("disk_gb", int64_t{0});
-      c["address"] = nullptr;
-      std::lock_guard<std::mutex> l(mu_);
-      // What later GETs see: the operation has made it ACTIVE with its workers.
-      Json done = c;
-      done["state"] = "ACTIVE";
-      done["address"] = "198.18.0.20";
-      done["worker_count"] = workers;
-      clusters_.push_back(done);
-      for (int64_t i = 1; i <= workers; ++i) {
-        workers_["cls_new"].push_back(Worker("wrk_n" + std::to_string(i), "cls_new",
-                                             name + "-w" + std::to_string(i), "ACTIVE"));
-      }
-      return net::Response::FromJson(202, Json{{"cluster", c}, {"operation_id", kOpCreate}});
-    }));
-    router_->Add("DELETE", "/api/v1/clusters/{id}", Auth([this](const net::Request& r) {
-      std::lock_guard<std::mutex> l(mu_);
-      int i = FindCluster(r.Param("id"));
-      if (i < 0) return ApiError(404, "not_found", "cluster " + r.Param("id") + " not found");
-      size_t billed = workers_[r.Param("id")].size();
-      if (billed > 0) {
-        return ApiError(409, "failed_precondition",
-                        "cluster " + r.Param("id") + " has " + std::to_string(billed) +
-                            " billed workers; terminate them first");
-      }
-      Json c = clusters_[static_cast<size_t>(i)];
-      c["state"] = "DELETING";
-      clusters_.erase(clusters_.begin() + i);
-      return net::Response::FromJson(202, Json{{"cluster", c}, {"operation_id", kOpDelete}});
-    }));
+                   std::lock_guard<std::mutex> l(mu_);
+                   int i = FindCluster(r.Param("id"));
+                   if (i < 0)
+                     return ApiError(404, "not_found", "cluster " + r.Param("id") + " not found");
+                   return net::Response::FromJson(200, clusters_[static_cast<size_t>(i)]);
+                 }));
+    router_->Add(
+        "POST", "/api/v1/clusters", Auth([this](const net::Request& r) {
+          auto body = ParseJsonObject(r.body);
+          if (!body) return ApiError(400, "invalid_argument", "body must be a JSON object");
+          std::string name = body->value("name", "");
+          if (name == "demo") {
+            return ApiError(409, "already_exists", "a cluster named demo already exists");
+          }
+          int64_t workers = 0;
+          if (body->contains("workers")) workers = (*body)["workers"].value("count", int64_t{0});
+          Json c = Cluster("cls_new", name, "PROVISIONING", 0);
+          c["region"] = body->value("region", "");
+          c["instance_type"] = body->value("instance_type", "");
+          c["image"] = body->value("image", "");
+          c["disk_gb"] = body->value("disk_gb", int64_t{0});
+          c["address"] = nullptr;
+          std::lock_guard<std::mutex> l(mu_);
+          // What later GETs see: the operation has made it ACTIVE with its workers.
+          Json done = c;
+          done["state"] = "ACTIVE";
+          done["address"] = "198.18.0.20";
+          done["worker_count"] = workers;
+          clusters_.push_back(done);
+          for (int64_t i = 1; i <= workers; ++i) {
+            workers_["cls_new"].push_back(Worker("wrk_n" + std::to_string(i), "cls_new",
+                                                 name + "-w" + std::to_string(i), "ACTIVE"));
+          }
+          return net::Response::FromJson(202, Json{{"cluster", c}, {"operation_id", kOpCreate}});
+        }));
+    router_->Add(
+        "DELETE", "/api/v1/clusters/{id}", Auth([this](const net::Request& r) {
+          std::lock_guard<std::mutex> l(mu_);
+          int i = FindCluster(r.Param("id"));
+          if (i < 0) return ApiError(404, "not_found", "cluster " + r.Param("id") + " not found");
+          size_t billed = workers_[r.Param("id")].size();
+          if (billed > 0) {
+            return ApiError(409, "failed_precondition",
+                            "cluster " + r.Param("id") + " has " + std::to_string(billed) +
+                                " billed workers; terminate them first");
+          }
+          Json c = clusters_[static_cast<size_t>(i)];
+          c["state"] = "DELETING";
+          clusters_.erase(clusters_.begin() + i);
+          return net::Response::FromJson(202, Json{{"cluster", c}, {"operation_id", kOpDelete}});
+        }));
 
     router_->Add("GET", "/api/v1/clusters/{id}/workers", Auth([this](const net::Request& r) {
-      std::lock_guard<std::mutex> l(mu_);
-      if (FindCluster(r.Param("id")) < 0) {
-        return ApiError(404, "not_found", "cluster " + r.Param("id") + " not found");
-      }
-      auto it = workers_.find(r.Param("id"));
-      return net::Response::FromJson(
-          200, it == workers_.end() ? Json::array() : Json(it->second));
-    }));
+                   std::lock_guard<std::mutex> l(mu_);
+                   if (FindCluster(r.Param("id")) < 0) {
+                     return ApiError(404, "not_found", "cluster " + r.Param("id") + " not found");
+                   }
+                   auto it = workers_.find(r.Param("id"));
+                   return net::Response::FromJson(
+                       200, it == workers_.end() ? Json::array() : Json(it->second));
+                 }));
     router_->Add("POST", "/api/v1/clusters/{id}/workers", Auth([this](const net::Request& r) {
-      auto body = ParseJsonObject(r.body);
-      if (!body || body->value("count", int64_t{0}) < 1) {
-        return ApiError(400, "invalid_argument", "count must be at least 1");
-      }
-      std::lock_guard<std::mutex> l(mu_);
-      std::string cid = r.Param("id");
-      if (FindCluster(cid) < 0) return ApiError(404, "not_found", "cluster not found");
-      Json added = Json::array();
-      auto& list = workers_[cid];
-      for (int64_t i = 0; i < body->value("count", int64_t{0}); ++i) {
-        std::string n = std::to_string(list.size() + 1);
-        Json w = Worker("wrk_a" + n, cid, "added-" + n, "BOOTING");
-        if (body->contains("instance_type")) w["instance_type"] = (*body)["instance_type"];
-        added.push_back(w);
-        w["state"] = "ACTIVE";
-        list.push_back(w);
-      }
-      return net::Response::FromJson(202, Json{{"workers", added}, {"operation_id", kOpWorkers}});
-    }));
+                   auto body = ParseJsonObject(r.body);
+                   if (!body || body->value("count", int64_t{0}) < 1) {
+                     return ApiError(400, "invalid_argument", "count must be at least 1");
+                   }
+                   std::lock_guard<std::mutex> l(mu_);
+                   std::string cid = r.Param("id");
+                   if (FindCluster(cid) < 0) return ApiError(404, "not_found", "cluster not found");
+                   Json added = Json::array();
+                   auto& list = workers_[cid];
+                   for (int64_t i = 0; i < body->value("count", int64_t{0}); ++i) {
+                     std::string n = std::to_string(list.size() + 1);
+                     Json w = Worker("wrk_a" + n, cid, "added-" + n, "BOOTING");
+                     if (body->contains("instance_type"))
+                       w["instance_type"] = (*body)["instance_type"];
+                     added.push_back(w);
+                     w["state"] = "ACTIVE";
+                     list.push_back(w);
+                   }
+                   return net::Response::FromJson(
+                       202, Json{{"workers", added}, {"operation_id", kOpWorkers}});
+                 }));
     auto act = [this](const net::Request& r, const std::string& action) {
       std::lock_guard<std::mutex> l(mu_);
       auto& list = workers_[r.Param("id")];
@@ -487,140 +505,144 @@ class FakeRoot {
                                "running"),
                  Service("svc-3", "svc-1", 1, false, "undeployed")};
     services_[1]["cluster_id"] = "cls_1";
-    services_[1]["ports"] = Json::array(
-        {Json{{"port", 80}, {"protocol", "tcp"}, {"source_cidrs", {"10.0.0.0/8"}}},
-         Json{{"port", 53}, {"protocol", "udp"}}});
+    services_[1]["ports"] =
+        Json::array({Json{{"port", 80}, {"protocol", "tcp"}, {"source_cidrs", {"10.0.0.0/8"}}},
+                     Json{{"port", 53}, {"protocol", "udp"}}});
 
     router_->Add("GET", "/api/v1/services", Auth([this](const net::Request&) {
-      std::lock_guard<std::mutex> l(mu_);
-      return net::Response::FromJson(200, Json(services_));
-    }));
+                   std::lock_guard<std::mutex> l(mu_);
+                   return net::Response::FromJson(200, Json(services_));
+                 }));
     router_->Add("GET", "/api/v1/services/{id}", Auth([this](const net::Request& r) {
-      std::lock_guard<std::mutex> l(mu_);
-      std::string id = r.Param("id");
-      auto sc = service_scripts_.find(id);
-      if (sc != service_scripts_.end() && !sc->second.states.empty()) {
-        ++service_polls_[id];
-        size_t i = std::min(sc->second.next, sc->second.states.size() - 1);
-        ++sc->second.next;
-        return net::Response::FromJson(200, sc->second.states[i]);
-      }
-      int i = FindService(id);
-      if (i < 0) return ApiError(404, "not_found", "service " + id + " not found");
-      ++service_polls_[id];
-      return net::Response::FromJson(200, services_[static_cast<size_t>(i)]);
-    }));
-    router_->Add("POST", "/api/v1/services", Auth([this](const net::Request& r) {
-      auto body = ParseJsonObject(r.body);
-      if (!body) return ApiError(400, "invalid_argument", "body must be a JSON object");
-      std::string name = body->value("name", "");
-      if (name.empty()) return ApiError(400, "invalid_argument", "name is required");
-      if (!body->contains("command") || !(*body)["command"].is_array() ||
-          (*body)["command"].empty()) {
-        return ApiError(400, "invalid_argument", "command must be a non-empty array");
-      }
-      std::lock_guard<std::mutex> l(mu_);
-      for (const Json& svc : services_) {
-        if (svc["name"] == name) {
-          return ApiError(409, "already_exists", "a service named " + name + " already exists");
-        }
-      }
-      Json svc = Service("svc-new", name, body->value("replicas", int64_t{1}), false, "undeployed");
-      for (const char* k : {"command", "ports", "cpu_millis", "memory_mib", "cluster_id", "env",
-                            "restart"}) {
-        if (body->contains(k)) svc[k] = (*body)[k];
-      }
-      if (!body->contains("env")) svc["env"] = Json::object();
-      services_.push_back(svc);
-      return net::Response::FromJson(201, svc);
-    }));
-    router_->Add("POST", "/api/v1/services/import", Auth([this](const net::Request& r) {
-      auto body = ParseJsonObject(r.body);
-      if (!body || !body->contains("applications") || !(*body)["applications"].is_array()) {
-        return ApiError(400, "invalid_argument", "the SLA has no applications");
-      }
-      std::lock_guard<std::mutex> l(mu_);
-      Json created = Json::array();
-      for (const Json& app : (*body)["applications"]) {
-        for (const Json& ms : app.value("microservices", Json::array())) {
-          std::string id = "svc-imp" + std::to_string(created.size() + 1);
-          Json svc = Service(id, ms.value("microservice_name", id), 1, false, "undeployed");
-          if (ms.contains("cmd")) svc["command"] = ms["cmd"];
+                   std::lock_guard<std::mutex> l(mu_);
+                   std::string id = r.Param("id");
+                   auto sc = service_scripts_.find(id);
+                   if (sc != service_scripts_.end() && !sc->second.states.empty()) {
+                     ++service_polls_[id];
+                     size_t i = std::min(sc->second.next, sc->second.states.size() - 1);
+                     ++sc->second.next;
+                     return net::Response::FromJson(200, sc->second.states[i]);
+                   }
+                   int i = FindService(id);
+                   if (i < 0) return ApiError(404, "not_found", "service " + id + " not found");
+                   ++service_polls_[id];
+                   return net::Response::FromJson(200, services_[static_cast<size_t>(i)]);
+                 }));
+    router_->Add(
+        "POST", "/api/v1/services", Auth([this](const net::Request& r) {
+          auto body = ParseJsonObject(r.body);
+          if (!body) return ApiError(400, "invalid_argument", "body must be a JSON object");
+          std::string name = body->value("name", "");
+          if (name.empty()) return ApiError(400, "invalid_argument", "name is required");
+          if (!body->contains("command") || !(*body)["command"].is_array() ||
+              (*body)["command"].empty()) {
+            return ApiError(400, "invalid_argument", "command must be a non-empty array");
+          }
+          std::lock_guard<std::mutex> l(mu_);
+          for (const Json& svc : services_) {
+            if (svc["name"] == name) {
+              return ApiError(409, "already_exists", "a service named " + name + " already exists");
+            }
+          }
+          Json svc =
+              Service("svc-new", name, body->value("replicas", int64_t{1}), false, "undeployed");
+          for (const char* k :
+               {"command", "ports", "cpu_millis", "memory_mib", "cluster_id", "env", "restart"}) {
+            if (body->contains(k)) svc[k] = (*body)[k];
+          }
+          if (!body->contains("env")) svc["env"] = Json::object();
           services_.push_back(svc);
-          created.push_back(svc);
-        }
-      }
-      return net::Response::FromJson(201, Json{{"services", created}});
-    }));
+          return net::Response::FromJson(201, svc);
+        }));
+    router_->Add(
+        "POST", "/api/v1/services/import", Auth([this](const net::Request& r) {
+          auto body = ParseJsonObject(r.body);
+          if (!body || !body->contains("applications") || !(*body)["applications"].is_array()) {
+            return ApiError(400, "invalid_argument", "the SLA has no applications");
+          }
+          std::lock_guard<std::mutex> l(mu_);
+          Json created = Json::array();
+          for (const Json& app : (*body)["applications"]) {
+            for (const Json& ms : app.value("microservices", Json::array())) {
+              std::string id = "svc-imp" + std::to_string(created.size() + 1);
+              Json svc = Service(id, ms.value("microservice_name", id), 1, false, "undeployed");
+              if (ms.contains("cmd")) svc["command"] = ms["cmd"];
+              services_.push_back(svc);
+              created.push_back(svc);
+            }
+          }
+          return net::Response::FromJson(201, Json{{"services", created}});
+        }));
     router_->Add("DELETE", "/api/v1/services/{id}", Auth([this](const net::Request& r) {
-      std::lock_guard<std::mutex> l(mu_);
-      std::string id = r.Param("id");
-      int i = FindService(id);
-      if (i < 0) return ApiError(404, "not_found", "service " + id + " not found");
-      if (services_[static_cast<size_t>(i)]["deployed"] == true) {
-        return ApiError(409, "conflict", "service " + id + " is deployed; undeploy it first");
-      }
-      services_.erase(services_.begin() + i);
-      return net::Response::Text(204, "", "application/json");
-    }));
+                   std::lock_guard<std::mutex> l(mu_);
+                   std::string id = r.Param("id");
+                   int i = FindService(id);
+                   if (i < 0) return ApiError(404, "not_found", "service " + id + " not found");
+                   if (services_[static_cast<size_t>(i)]["deployed"] == true) {
+                     return ApiError(409, "conflict",
+                                     "service " + id + " is deployed; undeploy it first");
+                   }
+                   services_.erase(services_.begin() + i);
+                   return net::Response::Text(204, "", "application/json");
+                 }));
     // deploy: pending, then starting, then running (each GET one further); undeploy: removing,
     // then gone; scale: the new replicas pending, then all running.
-    router_->Add("POST", "/api/v1/services/{id}/{action}", Auth([this](const net::Request& r) {
-      std::string id = r.Param("id");
-      std::string action = r.Param("action");
-      Json body = Json::object();
-      if (!r.body.empty()) {
-        auto parsed = ParseJsonObject(r.body);
-        if (!parsed) return ApiError(400, "invalid_argument", "body must be a JSON object");
-        body = *parsed;
-      }
-      std::lock_guard<std::mutex> l(mu_);
-      int i = FindService(id);
-      if (i < 0) return ApiError(404, "not_found", "service " + id + " not found");
-      Json& svc = services_[static_cast<size_t>(i)];
-      auto replicas_of = [&body](int64_t dflt) -> int64_t {
-        if (!body.contains("replicas")) return dflt;
-        return body["replicas"].is_number_integer() ? body["replicas"].get<int64_t>() : -1;
-      };
-      auto all = [](int64_t n, const std::string& state) {
-        return std::vector<std::string>(static_cast<size_t>(n), state);
-      };
-      if (action == "deploy") {
-        int64_t n = replicas_of(svc["replicas"].get<int64_t>());
-        if (n < 1) return ApiError(400, "invalid_argument", "replicas must be at least 1");
-        svc["replicas"] = n;
-        svc["deployed"] = true;
-        Json pending = WithInstances(svc, all(n, "pending"), "pending");
-        DefaultServiceScript(id, {pending, WithInstances(svc, all(n, "starting"), "deploying"),
-                                  WithInstances(svc, all(n, "running"), "running")});
-        svc = WithInstances(svc, all(n, "running"), "running");
-        return net::Response::FromJson(202, pending);
-      }
-      if (action == "undeploy") {
-        svc["deployed"] = false;
-        Json removing = WithInstances(svc, all(static_cast<int64_t>(svc["instances"].size()),
-                                               "removing"),
-                                      "undeployed");
-        svc = WithInstances(svc, {}, "undeployed");
-        DefaultServiceScript(id, {removing, svc});
-        return net::Response::FromJson(202, removing);
-      }
-      if (action == "scale") {
-        int64_t n = replicas_of(-1);
-        if (n < 0) return ApiError(400, "invalid_argument", "replicas must be 0 or more");
-        svc["replicas"] = n;
-        if (svc["deployed"] != true) return net::Response::FromJson(202, svc);
-        std::vector<std::string> states = all(n, "pending");
-        for (size_t k = 0; k < states.size() && k < svc["instances"].size(); ++k) {
-          states[k] = svc["instances"][k]["state"].get<std::string>();
-        }
-        Json scaled = WithInstances(svc, states, "deploying");
-        svc = WithInstances(svc, all(n, "running"), "running");
-        DefaultServiceScript(id, {scaled, svc});
-        return net::Response::FromJson(202, scaled);
-      }
-      return ApiError(404, "not_found", "no such action");
-    }));
+    router_->Add(
+        "POST", "/api/v1/services/{id}/{action}", Auth([this](const net::Request& r) {
+          std::string id = r.Param("id");
+          std::string action = r.Param("action");
+          Json body = Json::object();
+          if (!r.body.empty()) {
+            auto parsed = ParseJsonObject(r.body);
+            if (!parsed) return ApiError(400, "invalid_argument", "body must be a JSON object");
+            body = *parsed;
+          }
+          std::lock_guard<std::mutex> l(mu_);
+          int i = FindService(id);
+          if (i < 0) return ApiError(404, "not_found", "service " + id + " not found");
+          Json& svc = services_[static_cast<size_t>(i)];
+          auto replicas_of = [&body](int64_t dflt) -> int64_t {
+            if (!body.contains("replicas")) return dflt;
+            return body["replicas"].is_number_integer() ? body["replicas"].get<int64_t>() : -1;
+          };
+          auto all = [](int64_t n, const std::string& state) {
+            return std::vector<std::string>(static_cast<size_t>(n), state);
+          };
+          if (action == "deploy") {
+            int64_t n = replicas_of(svc["replicas"].get<int64_t>());
+            if (n < 1) return ApiError(400, "invalid_argument", "replicas must be at least 1");
+            svc["replicas"] = n;
+            svc["deployed"] = true;
+            Json pending = WithInstances(svc, all(n, "pending"), "pending");
+            DefaultServiceScript(id, {pending, WithInstances(svc, all(n, "starting"), "deploying"),
+                                      WithInstances(svc, all(n, "running"), "running")});
+            svc = WithInstances(svc, all(n, "running"), "running");
+            return net::Response::FromJson(202, pending);
+          }
+          if (action == "undeploy") {
+            svc["deployed"] = false;
+            Json removing = WithInstances(
+                svc, all(static_cast<int64_t>(svc["instances"].size()), "removing"), "undeployed");
+            svc = WithInstances(svc, {}, "undeployed");
+            DefaultServiceScript(id, {removing, svc});
+            return net::Response::FromJson(202, removing);
+          }
+          if (action == "scale") {
+            int64_t n = replicas_of(-1);
+            if (n < 0) return ApiError(400, "invalid_argument", "replicas must be 0 or more");
+            svc["replicas"] = n;
+            if (svc["deployed"] != true) return net::Response::FromJson(202, svc);
+            std::vector<std::string> states = all(n, "pending");
+            for (size_t k = 0; k < states.size() && k < svc["instances"].size(); ++k) {
+              states[k] = svc["instances"][k]["state"].get<std::string>();
+            }
+            Json scaled = WithInstances(svc, states, "deploying");
+            svc = WithInstances(svc, all(n, "running"), "running");
+            DefaultServiceScript(id, {scaled, svc});
+            return net::Response::FromJson(202, scaled);
+          }
+          return ApiError(404, "not_found", "no such action");
+        }));
   }
 
   void AddRoutes() {
@@ -641,117 +663,123 @@ class FakeRoot {
     });
 
     router_->Add("GET", "/api/v1/users", Auth([](const net::Request&) {
-      return net::Response::FromJson(
-          200, Json::array({Json{{"id", "usr-1"},
-                                 {"username", "admin"},
-                                 {"roles", {"admin", "infra", "app"}},
-                                 {"created_at", "2026-11-28T12:00:00.000Z"}},
-                            Json{{"id", "usr-22"},
-                                 {"username", "bob"},
-                                 {"roles", {"app"}},
-                                 {"created_at", "2026-11-28T12:05:00.000Z"}}}));
-    }));
+                   return net::Response::FromJson(
+                       200, Json::array({Json{{"id", "usr-1"},
+                                              {"username", "admin"},
+                                              {"roles", {"admin", "infra", "app"}},
+                                              {"created_at", "2026-11-28T12:00:00.000Z"}},
+                                         Json{{"id", "usr-22"},
+                                              {"username", "bob"},
+                                              {"roles", {"app"}},
+                                              {"created_at", "2026-11-28T12:05:00.000Z"}}}));
+                 }));
     router_->Add("POST", "/api/v1/users", Auth([](const net::Request& r) {
-      auto body = ParseJsonObject(r.body);
-      if (!body || !body->contains("roles") || !(*body)["roles"].is_array()) {
-        return ApiError(400, "invalid_argument", "roles required");
-      }
-      for (const auto& role : (*body)["roles"]) {
-        if (role != "admin" && role != "infra" && role != "app") {
-          return ApiError(400, "invalid_argument", "unknown role " + role.dump());
-        }
-      }
-      return net::Response::FromJson(201, Json{{"id", "usr-new"},
-                                               {"username", body->value("username", "")},
-                                               {"roles", (*body)["roles"]},
-                                               {"created_at", "2026-11-28T13:00:00.000Z"}});
-    }));
+                   auto body = ParseJsonObject(r.body);
+                   if (!body || !body->contains("roles") || !(*body)["roles"].is_array()) {
+                     return ApiError(400, "invalid_argument", "roles required");
+                   }
+                   for (const auto& role : (*body)["roles"]) {
+                     if (role != "admin" && role != "infra" && role != "app") {
+                       return ApiError(400, "invalid_argument", "unknown role " + role.dump());
+                     }
+                   }
+                   return net::Response::FromJson(201,
+                                                  Json{{"id", "usr-new"},
+                                                       {"username", body->value("username", "")},
+                                                       {"roles", (*body)["roles"]},
+                                                       {"created_at", "2026-11-28T13:00:00.000Z"}});
+                 }));
     router_->Add("DELETE", "/api/v1/users/{id}", Auth([](const net::Request& r) {
-      if (r.Param("id") != "usr-22") {
-        return ApiError(404, "not_found", "user " + r.Param("id") + " not found");
-      }
-      return net::Response::Text(204, "", "application/json");
-    }));
+                   if (r.Param("id") != "usr-22") {
+                     return ApiError(404, "not_found", "user " + r.Param("id") + " not found");
+                   }
+                   return net::Response::Text(204, "", "application/json");
+                 }));
 
     router_->Add("POST", "/api/v1/provider-tokens", Auth([](const net::Request&) {
-      return net::Response::FromJson(
-          201, Json{{"token", kProviderToken}, {"expires_at", "2026-11-28T13:00:00.000Z"}});
-    }));
+                   return net::Response::FromJson(
+                       201,
+                       Json{{"token", kProviderToken}, {"expires_at", "2026-11-28T13:00:00.000Z"}});
+                 }));
     router_->Add("GET", "/api/v1/providers", Auth([](const net::Request&) {
-      return net::Response::FromJson(
-          200, Json::array({Json{{"id", "prv-1"},
-                                 {"type", "local"},
-                                 {"url", "http://127.0.0.1:7001"},
-                                 {"status", "live"},
-                                 {"last_seen", "2026-11-28T12:59:58.000Z"}},
-                            Json{{"id", "prv-2222"},
-                                 {"type", "aws"},
-                                 {"url", "http://10.0.0.5:7002"},
-                                 {"status", "down"},
-                                 {"last_seen", "2026-11-28T11:00:00.000Z"}}}));
-    }));
+                   return net::Response::FromJson(
+                       200, Json::array({Json{{"id", "prv-1"},
+                                              {"type", "local"},
+                                              {"url", "http://127.0.0.1:7001"},
+                                              {"status", "live"},
+                                              {"last_seen", "2026-11-28T12:59:58.000Z"}},
+                                         Json{{"id", "prv-2222"},
+                                              {"type", "aws"},
+                                              {"url", "http://10.0.0.5:7002"},
+                                              {"status", "down"},
+                                              {"last_seen", "2026-11-28T11:00:00.000Z"}}}));
+                 }));
     router_->Add("DELETE", "/api/v1/providers/{id}", Auth([](const net::Request&) {
-      return net::Response::Text(204, "", "application/json");
-    }));
+                   return net::Response::Text(204, "", "application/json");
+                 }));
 
     router_->Add("POST", "/api/v1/credentials", Auth([](const net::Request& r) {
-      auto body = ParseJsonObject(r.body);
-      if (!body || !body->contains("secret") || !(*body)["secret"].is_object()) {
-        return ApiError(400, "invalid_argument", "field 'secret' must be an object");
-      }
-      if (body->value("name", "") == "rejected") {
-        return ApiError(422, "unprocessable", "the provider rejected the credential");
-      }
-      return net::Response::FromJson(201, Json{{"id", "crd-1"},
-                                               {"name", body->value("name", "")},
-                                               {"provider", body->value("provider", "")},
-                                               {"created_at", "2026-11-28T13:00:00.000Z"}});
-    }));
+                   auto body = ParseJsonObject(r.body);
+                   if (!body || !body->contains("secret") || !(*body)["secret"].is_object()) {
+                     return ApiError(400, "invalid_argument", "field 'secret' must be an object");
+                   }
+                   if (body->value("name", "") == "rejected") {
+                     return ApiError(422, "unprocessable", "the provider rejected the credential");
+                   }
+                   return net::Response::FromJson(201,
+                                                  Json{{"id", "crd-1"},
+                                                       {"name", body->value("name", "")},
+                                                       {"provider", body->value("provider", "")},
+                                                       {"created_at", "2026-11-28T13:00:00.000Z"}});
+                 }));
     router_->Add("GET", "/api/v1/credentials", Auth([](const net::Request&) {
-      return net::Response::FromJson(200, Json::array({Json{{"id", "crd-1"},
-                                                            {"name", "local"},
-                                                            {"provider", "local"},
-                                                            {"created_at", kCreated}}}));
-    }));
+                   return net::Response::FromJson(200,
+                                                  Json::array({Json{{"id", "crd-1"},
+                                                                    {"name", "local"},
+                                                                    {"provider", "local"},
+                                                                    {"created_at", kCreated}}}));
+                 }));
     router_->Add("GET", "/api/v1/credentials/{id}", Auth([](const net::Request& r) {
-      if (r.Param("id") != "crd-1") {
-        return ApiError(404, "not_found", "credential not found");
-      }
-      return net::Response::FromJson(200, Json{{"id", "crd-1"},
-                                               {"name", "local"},
-                                               {"provider", "local"},
-                                               {"created_at", "2026-11-28T13:00:00Z"}});
-    }));
+                   if (r.Param("id") != "crd-1") {
+                     return ApiError(404, "not_found", "credential not found");
+                   }
+                   return net::Response::FromJson(200,
+                                                  Json{{"id", "crd-1"},
+                                                       {"name", "local"},
+                                                       {"provider", "local"},
+                                                       {"created_at", "2026-11-28T13:00:00Z"}});
+                 }));
     router_->Add("DELETE", "/api/v1/credentials/{id}", Auth([](const net::Request& r) {
-      if (r.Param("id") == "crd-busy") {
-        return ApiError(409, "conflict", "credential crd-busy is used by 2 billed workers");
-      }
-      return net::Response::Text(204, "", "application/json");
-    }));
+                   if (r.Param("id") == "crd-busy") {
+                     return ApiError(409, "conflict",
+                                     "credential crd-busy is used by 2 billed workers");
+                   }
+                   return net::Response::Text(204, "", "application/json");
+                 }));
 
     router_->Add("GET", "/api/v1/operations/{id}", Auth([this](const net::Request& r) {
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        auto it = scripts_.find(r.Param("id"));
-        if (it != scripts_.end() && !it->second.states.empty()) {
-          Script& sc = it->second;
-          size_t i = std::min(sc.next, sc.states.size() - 1);
-          ++sc.next;
-          return net::Response::FromJson(200, sc.states[i]);
-        }
-      }
-      if (r.Param("id") != "op-1") {
-        return ApiError(404, "not_found", "operation not found");
-      }
-      return net::Response::FromJson(200, Operation());
-    }));
+                   {
+                     std::lock_guard<std::mutex> l(mu_);
+                     auto it = scripts_.find(r.Param("id"));
+                     if (it != scripts_.end() && !it->second.states.empty()) {
+                       Script& sc = it->second;
+                       size_t i = std::min(sc.next, sc.states.size() - 1);
+                       ++sc.next;
+                       return net::Response::FromJson(200, sc.states[i]);
+                     }
+                   }
+                   if (r.Param("id") != "op-1") {
+                     return ApiError(404, "not_found", "operation not found");
+                   }
+                   return net::Response::FromJson(200, Operation());
+                 }));
     router_->Add("GET", "/api/v1/operations", Auth([](const net::Request& r) {
-      Json list = Json::array();
-      if (r.Query("target") == "cls-1") {
-        list.push_back(Operation());
-      }
-      return net::Response::FromJson(200, list);
-    }));
+                   Json list = Json::array();
+                   if (r.Query("target") == "cls-1") {
+                     list.push_back(Operation());
+                   }
+                   return net::Response::FromJson(200, list);
+                 }));
   }
 
   static Json Operation() {
@@ -760,15 +788,14 @@ class FakeRoot {
                 {"target_id", "cls-1"},
                 {"state", "failed"},
                 {"step", 1},
-                {"steps",
-                 Json::array({Json{{"name", "create_vm"},
-                                   {"state", "succeeded"},
-                                   {"started_at", "2026-11-28T12:00:00Z"},
-                                   {"finished_at", "2026-11-28T12:01:00Z"}},
-                              Json{{"name", "install"},
-                                   {"state", "failed"},
-                                   {"started_at", "2026-11-28T12:01:00Z"},
-                                   {"finished_at", nullptr}}})},
+                {"steps", Json::array({Json{{"name", "create_vm"},
+                                            {"state", "succeeded"},
+                                            {"started_at", "2026-11-28T12:00:00Z"},
+                                            {"finished_at", "2026-11-28T12:01:00Z"}},
+                                       Json{{"name", "install"},
+                                            {"state", "failed"},
+                                            {"started_at", "2026-11-28T12:01:00Z"},
+                                            {"finished_at", nullptr}}})},
                 {"error", {{"code", "provider_error"}, {"message", "ssh timed out"}}},
                 {"created_at", "2026-11-28T12:00:00Z"}};
   }
@@ -847,7 +874,7 @@ class FakeRoot {
   };
   std::vector<Json> clusters_;
   std::map<std::string, std::vector<Json>> workers_;  // by cluster id
-  std::map<std::string, Script> scripts_;              // by operation id
+  std::map<std::string, Script> scripts_;             // by operation id
   std::vector<Json> services_;
   std::map<std::string, Script> service_scripts_;  // by service id
   std::map<std::string, size_t> service_polls_;    // GETs of /api/v1/services/{id}, by id

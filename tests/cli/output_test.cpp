@@ -59,9 +59,9 @@ TEST(RenderTable, MissingFieldsShowDashAndNoTrailingSpaces) {
 
 TEST(RenderTable, CountsUtf8CodePointsForAlignment) {
   std::ostringstream out;
-  RenderTable(out, {{"N", "n"}, {"V", "v"}},
-              Json::array({Json{{"n", "\xc3\xa9t\xc3\xa9"}, {"v", "1"}},
-                           Json{{"n", "abc"}, {"v", "2"}}}));
+  RenderTable(
+      out, {{"N", "n"}, {"V", "v"}},
+      Json::array({Json{{"n", "\xc3\xa9t\xc3\xa9"}, {"v", "1"}}, Json{{"n", "abc"}, {"v", "2"}}}));
   auto lines = Lines(out.str());
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(lines[1], "\xc3\xa9t\xc3\xa9   1");

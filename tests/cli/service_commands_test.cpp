@@ -235,9 +235,9 @@ TEST(ServiceSpecTest, ShellJoinQuotesOnlyWhatNeedsIt) {
 }
 
 TEST(ServiceSpecTest, PortsAndEnvText) {
-  Json ports = Json::array({Json{{"port", 80}, {"protocol", "tcp"},
-                                 {"source_cidrs", {"10.0.0.0/8", "192.168.0.0/16"}}},
-                            Json{{"port", 53}, {"protocol", "udp"}}});
+  Json ports = Json::array(
+      {Json{{"port", 80}, {"protocol", "tcp"}, {"source_cidrs", {"10.0.0.0/8", "192.168.0.0/16"}}},
+       Json{{"port", 53}, {"protocol", "udp"}}});
   EXPECT_EQ(PortsText(ports, false), "80/tcp,53/udp");
   EXPECT_EQ(PortsText(ports, true), "80/tcp from 10.0.0.0/8 192.168.0.0/16, 53/udp");
   EXPECT_EQ(PortsText(Json::array(), true), "-");
@@ -311,14 +311,23 @@ TEST_F(ServiceCommandsTest, CreateChecksItsArgumentsBeforeAnyRequest) {
       {[](auto& o) { o.command.clear(); },
        "error: give the command to run after --: canopy service create NAME [options] -- CMD "
        "[ARGS...]"},
-      {[](auto& o) { o.ports = {"80", "99999"}; },
+      {[](auto& o) {
+         o.ports = {"80", "99999"};
+       },
        "error: invalid --port '99999': use PORT, PORT/tcp or PORT/udp with PORT from 1 to 65535"},
-      {[](auto& o) { o.ports = {"80", "80/tcp"}; }, "error: --port 80/tcp is given twice"},
-      {[](auto& o) { o.env = {"A=1", "no-equals"}; },
+      {[](auto& o) {
+         o.ports = {"80", "80/tcp"};
+       },
+       "error: --port 80/tcp is given twice"},
+      {[](auto& o) {
+         o.env = {"A=1", "no-equals"};
+       },
        "error: invalid --env 'no-equals': use KEY=VALUE with KEY made of letters, digits and _"},
-      {[](auto& o) { o.env = {"A=1", "A=2"}; }, "error: --env A is given twice"},
-      {[](auto& o) { o.cpu_millis = 0; },
-       "error: --cpu must be a positive number of millicores"},
+      {[](auto& o) {
+         o.env = {"A=1", "A=2"};
+       },
+       "error: --env A is given twice"},
+      {[](auto& o) { o.cpu_millis = 0; }, "error: --cpu must be a positive number of millicores"},
       {[](auto& o) { o.memory_mib = -1; }, "error: --memory must be a positive number of MiB"},
       {[](auto& o) { o.replicas = 0; }, "error: --replicas must be at least 1"},
       {[](auto& o) { o.restart = "sometimes"; },
@@ -631,9 +640,9 @@ TEST_F(ServiceCommandsTest, DeployWaitGivesUpNamingTheStateAndReason) {
 }
 
 TEST_F(ServiceCommandsTest, DeployWaitTimesOutAfter120SecondsByDefault) {
-  root_.ScriptService("svc-1", {FakeRoot::WithInstances(
-                                   FakeRoot::Service("svc-1", "web", 2, true, "degraded"),
-                                   {"running", "pending"}, "degraded", kNoCapacity)});
+  root_.ScriptService(
+      "svc-1", {FakeRoot::WithInstances(FakeRoot::Service("svc-1", "web", 2, true, "degraded"),
+                                        {"running", "pending"}, "degraded", kNoCapacity)});
   ServiceDeployOptions o;
   o.service = "svc-1";
   o.wait.wait = true;
@@ -650,16 +659,14 @@ TEST_F(ServiceCommandsTest, DeployWaitTimesOutAfter120SecondsByDefault) {
 
 TEST_F(ServiceCommandsTest, DeployWaitIsNotDoneWhileInstancesAreMissingOrNotRunning) {
   Json svc = FakeRoot::Service("svc-1", "web", 2, true, "deploying");
-  root_.ScriptService("svc-1", {
-                                   FakeRoot::WithInstances(svc, {}, "pending"),
-                                   FakeRoot::WithInstances(svc, {"running"}, "deploying"),
-                                   FakeRoot::WithInstances(svc, {"running", "restarting"},
-                                                           "degraded"),
-                                   FakeRoot::WithInstances(svc, {"running", "running",
-                                                                 "removing"},
-                                                           "running"),
-                                   FakeRoot::WithInstances(svc, {"running", "running"}, "running"),
-                               });
+  root_.ScriptService(
+      "svc-1", {
+                   FakeRoot::WithInstances(svc, {}, "pending"),
+                   FakeRoot::WithInstances(svc, {"running"}, "deploying"),
+                   FakeRoot::WithInstances(svc, {"running", "restarting"}, "degraded"),
+                   FakeRoot::WithInstances(svc, {"running", "running", "removing"}, "running"),
+                   FakeRoot::WithInstances(svc, {"running", "running"}, "running"),
+               });
   ServiceDeployOptions o;
   o.service = "web";
   o.wait.wait = true;
@@ -736,8 +743,8 @@ TEST(ServiceWaitTest, ReachedAndProgressText) {
   EXPECT_FALSE(ServiceReached(two, ServiceGoal::kStopped));
   EXPECT_FALSE(ServiceReached(FakeRoot::WithInstances(svc, {"running"}, "deploying"),
                               ServiceGoal::kRunning));
-  EXPECT_TRUE(ServiceReached(FakeRoot::WithInstances(svc, {}, "undeployed"),
-                             ServiceGoal::kStopped));
+  EXPECT_TRUE(
+      ServiceReached(FakeRoot::WithInstances(svc, {}, "undeployed"), ServiceGoal::kStopped));
   EXPECT_FALSE(ServiceReached(Json::object(), ServiceGoal::kRunning));
 
   Json mixed = FakeRoot::WithInstances(svc, {"failed", "exited", "pending", "weird"}, "degraded",
@@ -806,8 +813,7 @@ TEST_F(ServiceCommandsTest, ScaleSendsTheReplicas) {
   Json j = RunJson([&o](Context& c) { return ServiceScale(c, o); });
   EXPECT_EQ(j["replicas"], 1);
   EXPECT_EQ(j["instances"].size(), 1u);
-  EXPECT_EQ(err_.str(),
-            "service api: deploying, 1/1 running (0s)\n");
+  EXPECT_EQ(err_.str(), "service api: deploying, 1/1 running (0s)\n");
 }
 
 TEST_F(ServiceCommandsTest, ScaleWaitOfAnUndeployedServiceHasNothingToWaitFor) {
@@ -856,9 +862,15 @@ TEST_F(ServiceCommandsTest, DeleteOfADeployedServicePassesTheConflictThrough) {
 TEST_F(ServiceCommandsTest, UnknownServiceIsOneErrorLineForEveryCommand) {
   std::vector<std::function<int(Context&)>> cmds = {
       [](Context& c) { return ServiceShow(c, "ghost"); },
-      [](Context& c) { return ServiceDeploy(c, {"ghost", std::nullopt, {}}); },
-      [](Context& c) { return ServiceUndeploy(c, "ghost", {true, 5}); },
-      [](Context& c) { return ServiceScale(c, {"ghost", 2, {}}); },
+      [](Context& c) {
+        return ServiceDeploy(c, {"ghost", std::nullopt, {}});
+      },
+      [](Context& c) {
+        return ServiceUndeploy(c, "ghost", {true, 5});
+      },
+      [](Context& c) {
+        return ServiceScale(c, {"ghost", 2, {}});
+      },
       [](Context& c) { return ServiceDelete(c, "ghost"); },
   };
   for (size_t i = 0; i < cmds.size(); ++i) {
@@ -879,9 +891,13 @@ TEST_F(ServiceCommandsTest, EveryCommandPrintsOneJsonDocumentWithJsonOutput) {
       [](Context& c) { return ServiceCreate(c, Create("shop", {"true"})); },
       [](Context& c) { return ServiceList(c); },
       [](Context& c) { return ServiceShow(c, "api"); },
-      [](Context& c) { return ServiceDeploy(c, {"web", std::nullopt, {}}); },
+      [](Context& c) {
+        return ServiceDeploy(c, {"web", std::nullopt, {}});
+      },
       [](Context& c) { return ServiceUndeploy(c, "web", {}); },
-      [](Context& c) { return ServiceScale(c, {"api", 1, {}}); },
+      [](Context& c) {
+        return ServiceScale(c, {"api", 1, {}});
+      },
       [](Context& c) { return ServiceDelete(c, "shop"); },
   };
   for (size_t i = 0; i < cmds.size(); ++i) {

@@ -44,8 +44,9 @@ class ClusterLink : public ::testing::Test {
     return c.id;
   }
   ApiReply Pair(const std::string& token) {
-    return CallApi(url_, "POST", "/api/v1/clusters/pair",
-                   DumpJson({{"token", token}, {"url", "http://127.0.0.1:7000"}, {"version", "t"}}));
+    return CallApi(
+        url_, "POST", "/api/v1/clusters/pair",
+        DumpJson({{"token", token}, {"url", "http://127.0.0.1:7000"}, {"version", "t"}}));
   }
   std::string PairNew(const std::string& name, std::string* id) {
     *id = NewEdgeCluster(name);
@@ -107,7 +108,8 @@ TEST_F(ClusterLink, LongPollWakesWhenACommandIsQueuedAndAcksCompleteIt) {
   // Not acknowledged yet: delivered again (at least once).
   auto again = Link(id, key, Json::object(), 0);
   ASSERT_EQ(again.json["commands"].size(), 1u);
-  auto acked = Link(id, key, {{"acks", {{{"id", cmd->id}, {"ok", true}, {"result", {{"pong", true}}}}}}}, 0);
+  auto acked =
+      Link(id, key, {{"acks", {{{"id", cmd->id}, {"ok", true}, {"result", {{"pong", true}}}}}}}, 0);
   ASSERT_EQ(acked.status, 200) << acked.body;
   EXPECT_EQ(acked.json["acked"], Json::array({cmd->id}));
   EXPECT_TRUE(acked.json["commands"].empty());
@@ -118,11 +120,17 @@ TEST_F(ClusterLink, LongPollWakesWhenACommandIsQueuedAndAcksCompleteIt) {
   // A failed command keeps its error.
   auto bad = commands().EnqueueNamed(id, "frobnicate");
   ASSERT_OK(bad);
-  Link(id, key, {{"acks", {{{"id", bad->id}, {"ok", false}, {"error", {{"code", "invalid_argument"}, {"message", "unknown"}}}}}}}, 0);
+  Link(id, key,
+       {{"acks",
+         {{{"id", bad->id},
+           {"ok", false},
+           {"error", {{"code", "invalid_argument"}, {"message", "unknown"}}}}}}},
+       0);
   EXPECT_EQ(commands().Get(bad->id)->state, core::ClusterCommandState::kFailed);
   EXPECT_EQ(commands().Get(bad->id)->error_code, "invalid_argument");
   EXPECT_EQ(commands().EnqueueNamed(id, "Bad Type").error().code, ErrorCode::kInvalidArgument);
-  EXPECT_EQ(commands().Enqueue("cls-none", core::CommandType::kPing).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(commands().Enqueue("cls-none", core::CommandType::kPing).error().code,
+            ErrorCode::kNotFound);
 }
 
 TEST_F(ClusterLink, EmptyLongPollAnswersAfterTheWait) {
@@ -140,11 +148,15 @@ TEST_F(ClusterLink, EmptyLongPollAnswersAfterTheWait) {
 TEST_F(ClusterLink, MissedLinksMakeItOfflineAndTheNextLinkActive) {
   std::string id;
   std::string key = PairNew("edge", &id);
-  Json report = {{"link_interval_seconds", 1},
-                 {"nodes", {{{"id", "nod-1"}, {"address", "10.0.0.2"}, {"state", "online"},
-                             {"resources", {{"cpu_millis", 2000}, {"memory_mib", 4096}, {"memory_available_mib", 100}}},
-                             {"last_seen", "2027-01-15T08:00:00.250Z"}}}},
-                 {"resources", {{"cpu_millis", 2000}, {"memory_mib", 4096}, {"memory_available_mib", 100}}}};
+  Json report = {
+      {"link_interval_seconds", 1},
+      {"nodes",
+       {{{"id", "nod-1"},
+         {"address", "10.0.0.2"},
+         {"state", "online"},
+         {"resources", {{"cpu_millis", 2000}, {"memory_mib", 4096}, {"memory_available_mib", 100}}},
+         {"last_seen", "2027-01-15T08:00:00.250Z"}}}},
+      {"resources", {{"cpu_millis", 2000}, {"memory_mib", 4096}, {"memory_available_mib", 100}}}};
   ASSERT_EQ(Link(id, key, report, 0).status, 200);
   auto c = store()->clusters().Get(id);
   ASSERT_EQ(c->nodes.size(), 1u);
@@ -172,17 +184,23 @@ TEST_F(ClusterLink, BadInputIsAClear4xx) {
   std::string key = PairNew("edge", &id);
   EXPECT_EQ(Link(id, "wrong", Json::object(), 0).status, 401);
   EXPECT_EQ(Link("cls-none", key, Json::object(), 0).status, 404);
-  EXPECT_EQ(CallApi(url_, "POST", "/api/v1/clusters/" + id + "/link?wait=-1", "{}", key).status, 400);
-  EXPECT_EQ(CallApi(url_, "POST", "/api/v1/clusters/" + id + "/link?wait=x", "{}", key).status, 400);
+  EXPECT_EQ(CallApi(url_, "POST", "/api/v1/clusters/" + id + "/link?wait=-1", "{}", key).status,
+            400);
+  EXPECT_EQ(CallApi(url_, "POST", "/api/v1/clusters/" + id + "/link?wait=x", "{}", key).status,
+            400);
   EXPECT_EQ(Link(id, key, {{"nodes", "x"}}, 0).status, 400);
   EXPECT_EQ(Link(id, key, {{"nodes", {{{"address", "a"}}}}}, 0).status, 400);
-  EXPECT_EQ(Link(id, key, {{"nodes", {{{"id", "n"}, {"resources", {{"cpu_millis", -1}}}}}}}, 0).status, 400);
+  EXPECT_EQ(
+      Link(id, key, {{"nodes", {{{"id", "n"}, {"resources", {{"cpu_millis", -1}}}}}}}, 0).status,
+      400);
   EXPECT_EQ(Link(id, key, {{"nodes", {{{"id", "n"}, {"last_seen", "yesterday"}}}}}, 0).status, 400);
   EXPECT_EQ(Link(id, key, {{"url", "javascript:x"}}, 0).status, 400);
   EXPECT_EQ(Link(id, key, {{"acks", {{{"ok", true}}}}}, 0).status, 400);
   EXPECT_EQ(CallApi(url_, "POST", "/api/v1/clusters/" + id + "/link", "[", key).status, 400);
   EXPECT_EQ(CallApi(url_, "POST", "/api/v1/clusters/pair", R"({"token":"t"})").status, 400);
-  EXPECT_EQ(CallApi(url_, "POST", "/api/v1/clusters/pair", R"({"token":"t","url":"http://x"})").status, 401);
+  EXPECT_EQ(
+      CallApi(url_, "POST", "/api/v1/clusters/pair", R"({"token":"t","url":"http://x"})").status,
+      401);
 }
 
 TEST_F(ClusterLink, ClusterServiceRunsCreateNodeTokenAndServesTheNode) {
@@ -212,29 +230,48 @@ TEST_F(ClusterLink, ClusterServiceRunsCreateNodeTokenAndServesTheNode) {
   EXPECT_TRUE(raw->result.contains("token_sealed"));
 
   std::string cluster_url = "http://127.0.0.1:" + std::to_string(svc.port());
-  auto reg = CallApi(cluster_url, "POST", "/cluster/v1/nodes/register",
-                     DumpJson({{"token", token}, {"hostname", "n1"},
-                               {"resources", {{"cpu_millis", 1000}, {"memory_mib", 512}, {"memory_available_mib", 256}}}}));
+  auto reg = CallApi(
+      cluster_url, "POST", "/cluster/v1/nodes/register",
+      DumpJson({{"token", token},
+                {"hostname", "n1"},
+                {"resources",
+                 {{"cpu_millis", 1000}, {"memory_mib", 512}, {"memory_available_mib", 256}}}}));
   ASSERT_EQ(reg.status, 201) << reg.body;
   std::string node_id = reg.json["node_id"], node_key = reg.json["node_key"];
-  EXPECT_EQ(CallApi(cluster_url, "POST", "/cluster/v1/nodes/register", DumpJson({{"token", token}})).status, 401);
+  EXPECT_EQ(CallApi(cluster_url, "POST", "/cluster/v1/nodes/register", DumpJson({{"token", token}}))
+                .status,
+            401);
   auto re = CallApi(cluster_url, "POST", "/cluster/v1/nodes/register",
                     DumpJson({{"node_id", node_id}, {"address", "10.1.2.3"}}), node_key);
   ASSERT_EQ(re.status, 200) << re.body;
   EXPECT_EQ(re.json["node_id"], node_id);
   EXPECT_FALSE(re.json.contains("node_key"));
-  EXPECT_EQ(CallApi(cluster_url, "POST", "/cluster/v1/nodes/" + node_id + "/heartbeat", "{}", "nk_wrong").status, 401);
-  EXPECT_EQ(CallApi(cluster_url, "POST", "/cluster/v1/nodes/nod-x/heartbeat", "{}", node_key).status, 404);
+  EXPECT_EQ(
+      CallApi(cluster_url, "POST", "/cluster/v1/nodes/" + node_id + "/heartbeat", "{}", "nk_wrong")
+          .status,
+      401);
+  EXPECT_EQ(
+      CallApi(cluster_url, "POST", "/cluster/v1/nodes/nod-x/heartbeat", "{}", node_key).status,
+      404);
   EXPECT_EQ(CallApi(cluster_url, "POST", "/cluster/v1/nodes/" + node_id + "/heartbeat",
-                    R"({"resources":{"memory_mib":-5}})", node_key).status, 400);
-  ASSERT_EQ(CallApi(cluster_url, "POST", "/cluster/v1/nodes/" + node_id + "/heartbeat",
-                    R"({"address":"10.1.2.3","resources":{"cpu_millis":1000,"memory_mib":512,"memory_available_mib":200,"load1":0.5}})",
-                    node_key).status, 200);
-  EXPECT_TRUE(WaitFor([&] {
-    auto c = store()->clusters().Get(id);
-    return c && c->nodes.size() == 1 && c->nodes[0].id == node_id && c->nodes[0].address == "10.1.2.3" &&
-           c->nodes[0].memory_available_mib == 200 && c->resources.value("memory_mib", 0) == 512;
-  }, 5s));
+                    R"({"resources":{"memory_mib":-5}})", node_key)
+                .status,
+            400);
+  ASSERT_EQ(
+      CallApi(
+          cluster_url, "POST", "/cluster/v1/nodes/" + node_id + "/heartbeat",
+          R"({"address":"10.1.2.3","resources":{"cpu_millis":1000,"memory_mib":512,"memory_available_mib":200,"load1":0.5}})",
+          node_key)
+          .status,
+      200);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto c = store()->clusters().Get(id);
+        return c && c->nodes.size() == 1 && c->nodes[0].id == node_id &&
+               c->nodes[0].address == "10.1.2.3" && c->nodes[0].memory_available_mib == 200 &&
+               c->resources.value("memory_mib", 0) == 512;
+      },
+      5s));
   svc.Stop();
   runner.join();
 }

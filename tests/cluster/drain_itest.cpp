@@ -1,8 +1,9 @@
 // drain_node with real processes: the root's API in process + `canopyd cluster` + two
 // `canopyd node`s offering the capacity given by --cpu-millis / --memory-mib; a drain moves a
 // running job to the other node (the old process ends, a new one runs there) and a restart of the
-// drained node clears the flag. And the crash-test hook: `canopyd cluster --test-kill-after-command drain_node` exits with 137 after
-// storing the outcome and before the ack; the restarted cluster acks the stored outcome.
+// drained node clears the flag. And the crash-test hook: `canopyd cluster --test-kill-after-command
+// drain_node` exits with 137 after storing the outcome and before the ack; the restarted cluster
+// acks the stored outcome.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -37,7 +38,8 @@ class Root {
   std::pair<std::string, std::string> NewCluster(const std::string& name) {
     return in_->NewEdgeCluster(name);
   }
-  core::ClusterCommand Run(const std::string& cluster_id, core::CommandType type, const Json& args) {
+  core::ClusterCommand Run(const std::string& cluster_id, core::CommandType type,
+                           const Json& args) {
     return in_->Run(cluster_id, type, args);
   }
   std::string NodeToken(const std::string& cluster_id) {
@@ -75,9 +77,11 @@ TEST(ClusterDrainDaemons, DrainMovesARunningJobToTheOtherNode) {
   ClusterDaemon cluster(root.url(), tmp.str() + "/cluster",
                         {"--link-interval", "1", "--heartbeat-interval", "1"});
   cluster.Start(token);
-  NodeDaemon big(cluster.url(), tmp.str() + "/big", {"--cpu-millis", "2000", "--memory-mib", "1000"});
+  NodeDaemon big(cluster.url(), tmp.str() + "/big",
+                 {"--cpu-millis", "2000", "--memory-mib", "1000"});
   big.Start(root.NodeToken(cluster_id));
-  NodeDaemon small(cluster.url(), tmp.str() + "/small", {"--cpu-millis", "1000", "--memory-mib", "600"});
+  NodeDaemon small(cluster.url(), tmp.str() + "/small",
+                   {"--cpu-millis", "1000", "--memory-mib", "600"});
   small.Start(root.NodeToken(cluster_id));
   ASSERT_TRUE(WaitFor([&] { return !big.NodeId().empty() && !small.NodeId().empty(); }, 15s));
   std::string big_id = big.NodeId(), small_id = small.NodeId();
@@ -96,8 +100,11 @@ TEST(ClusterDrainDaemons, DrainMovesARunningJobToTheOtherNode) {
   };
   ASSERT_TRUE(WaitFor([&] { return nodes_are(false); }, 15s)) << ReadFile(cluster.log_path());
 
-  Json args = {{"job_id", "mover"}, {"service_id", "svc-1"},
-               {"command", {"/bin/sh", "-c", "exec sleep 1000"}}, {"cpu_millis", 100}, {"memory_mib", 200}};
+  Json args = {{"job_id", "mover"},
+               {"service_id", "svc-1"},
+               {"command", {"/bin/sh", "-c", "exec sleep 1000"}},
+               {"cpu_millis", 100},
+               {"memory_mib", 200}};
   auto dep = root.Run(cluster_id, core::CommandType::kDeployJob, args);
   ASSERT_EQ(dep.state, core::ClusterCommandState::kSucceeded) << dep.error_message;
   ASSERT_EQ(dep.result["node_id"], big_id);
@@ -127,7 +134,8 @@ TEST(ClusterDrainDaemons, DrainMovesARunningJobToTheOtherNode) {
 
   // The new node runs it, the old one stops it.
   int pid2 = 0;
-  ASSERT_TRUE(WaitFor([&] { return running_on(small_id, &pid2); }, 15s)) << ReadFile(small.log_path());
+  ASSERT_TRUE(WaitFor([&] { return running_on(small_id, &pid2); }, 15s))
+      << ReadFile(small.log_path());
   EXPECT_NE(pid2, pid1);
   EXPECT_TRUE(WaitFor([&] { return !Alive(pid1); }, 15s)) << ReadFile(big.log_path());
   EXPECT_TRUE(Alive(pid2));
@@ -166,17 +174,27 @@ TEST(ClusterDrainDaemons, TestKillAfterCommandExitsBeforeTheAckAndTheRestartAcks
   uint16_t port = 0;  // the first start binds port 0; the restart keeps the port (nodes know it)
   std::string url;
   auto start = [&](const std::string& tok) {
-    std::vector<std::string> argv = {CanopydPath(), "cluster", "--root", root.url(),
-                                     "--listen", "127.0.0.1:" + std::to_string(port),
-                                     "--data-dir", data, "--link-interval", "1",
-                                     "--test-kill-after-command", "drain_node"};
+    std::vector<std::string> argv = {CanopydPath(),
+                                     "cluster",
+                                     "--root",
+                                     root.url(),
+                                     "--listen",
+                                     "127.0.0.1:" + std::to_string(port),
+                                     "--data-dir",
+                                     data,
+                                     "--link-interval",
+                                     "1",
+                                     "--test-kill-after-command",
+                                     "drain_node"};
     if (!tok.empty()) argv.insert(argv.end(), {"--token", tok});
     std::filesystem::remove(data + "/cluster.url");
     auto p = std::make_unique<Process>(argv, std::vector<std::string>{}, log);
-    port = WaitForUrlFilePort(data + "/cluster.url", [&] { return p->Running(); }, 20s);
+    port = WaitForUrlFilePort(
+        data + "/cluster.url", [&] { return p->Running(); }, 20s);
     EXPECT_NE(port, 0) << ReadFile(log);
     url = "http://127.0.0.1:" + std::to_string(port);
-    EXPECT_TRUE(WaitFor([&] { return CallApi(url, "GET", "/healthz").status == 200; }, 20s)) << ReadFile(log);
+    EXPECT_TRUE(WaitFor([&] { return CallApi(url, "GET", "/healthz").status == 200; }, 20s))
+        << ReadFile(log);
     return p;
   };
   auto proc = start(token);
@@ -184,19 +202,25 @@ TEST(ClusterDrainDaemons, TestKillAfterCommandExitsBeforeTheAckAndTheRestartAcks
   std::vector<std::pair<std::string, std::string>> nodes;
   for (int mem : {4000, 2000}) {
     auto reg = CallApi(url, "POST", "/cluster/v1/nodes/register",
-                       DumpJson({{"token", root.NodeToken(cluster_id)}, {"hostname", "h"},
+                       DumpJson({{"token", root.NodeToken(cluster_id)},
+                                 {"hostname", "h"},
                                  {"resources", {{"cpu_millis", 2000}, {"memory_mib", mem}}}}));
     ASSERT_EQ(reg.status, 201) << reg.body;
-    nodes.emplace_back(reg.json["node_id"].get<std::string>(), reg.json["node_key"].get<std::string>());
+    nodes.emplace_back(reg.json["node_id"].get<std::string>(),
+                       reg.json["node_key"].get<std::string>());
   }
   // Another command type does not trigger it.
   auto dep = root.Run(cluster_id, core::CommandType::kDeployJob,
-                      {{"job_id", "j1"}, {"service_id", "svc-1"}, {"command", {"/bin/true"}},
-                       {"cpu_millis", 100}, {"memory_mib", 100}});
+                      {{"job_id", "j1"},
+                       {"service_id", "svc-1"},
+                       {"command", {"/bin/true"}},
+                       {"cpu_millis", 100},
+                       {"memory_mib", 100}});
   ASSERT_EQ(dep.state, core::ClusterCommandState::kSucceeded) << dep.error_message;
   ASSERT_EQ(dep.result["node_id"], nodes[0].first);
 
-  auto cmd = root.commands().Enqueue(cluster_id, core::CommandType::kDrainNode, {{"node_id", nodes[0].first}});
+  auto cmd = root.commands().Enqueue(cluster_id, core::CommandType::kDrainNode,
+                                     {{"node_id", nodes[0].first}});
   ASSERT_OK(cmd);
   auto exited = std::async(std::launch::async, [&] { return proc->Wait(); });
   if (exited.wait_for(20s) != std::future_status::ready) {

@@ -22,9 +22,11 @@ class ClusterDrain : public ::testing::Test {
   void SetUp() override {
     data_ = dir_.str() + "/cluster";
     std::filesystem::create_directories(data_);
-    ASSERT_OK(WriteFileAtomic(data_ + "/identity.json",
-                              DumpJson({{"cluster_id", "cls-test"}, {"cluster_key", "ck_x"},
-                                        {"root_url", "http://127.0.0.1:1"}, {"link_interval_seconds", 10}})));
+    ASSERT_OK(
+        WriteFileAtomic(data_ + "/identity.json", DumpJson({{"cluster_id", "cls-test"},
+                                                            {"cluster_key", "ck_x"},
+                                                            {"root_url", "http://127.0.0.1:1"},
+                                                            {"link_interval_seconds", 10}})));
     StartService();
   }
 
@@ -46,7 +48,9 @@ class ClusterDrain : public ::testing::Test {
     auto tok = svc_->CreateNodeToken(3600s);
     EXPECT_OK(tok);
     auto reg = CallApi(url_, "POST", "/cluster/v1/nodes/register",
-                       DumpJson({{"token", tok->first}, {"hostname", "h"}, {"address", address},
+                       DumpJson({{"token", tok->first},
+                                 {"hostname", "h"},
+                                 {"address", address},
                                  {"resources", Resources(cpu, mem)}}));
     EXPECT_EQ(reg.status, 201) << reg.body;
     return {reg.json.value("node_id", ""), reg.json.value("node_key", ""), address};
@@ -57,13 +61,18 @@ class ClusterDrain : public ::testing::Test {
   }
   ApiReply Reregister(const Node& n, int64_t cpu, int64_t mem) {
     return CallApi(url_, "POST", "/cluster/v1/nodes/register",
-                   DumpJson({{"node_id", n.id}, {"hostname", "h"}, {"address", n.address},
+                   DumpJson({{"node_id", n.id},
+                             {"hostname", "h"},
+                             {"address", n.address},
                              {"resources", Resources(cpu, mem)}}),
                    n.key);
   }
   static Json Deploy(const std::string& id, int64_t cpu, int64_t mem) {
-    return {{"job_id", id}, {"service_id", "svc-" + id}, {"command", {"/bin/sh", "-c", "exec sleep 100"}},
-            {"cpu_millis", cpu}, {"memory_mib", mem}};
+    return {{"job_id", id},
+            {"service_id", "svc-" + id},
+            {"command", {"/bin/sh", "-c", "exec sleep 100"}},
+            {"cpu_millis", cpu},
+            {"memory_mib", mem}};
   }
   std::string PlacedOn(const std::string& job_id) {
     auto r = svc_->DeployJob(Deploy(job_id, 1, 1));  // idempotent per job id: the placement
@@ -102,7 +111,8 @@ TEST_F(ClusterDrain, MovesJobsToNodesWithRoomAndReturnsWhatFitsNowhere) {
     ASSERT_OK(r);
     ASSERT_EQ((*r)["node_id"], a.id) << id;
   }
-  ASSERT_EQ(Heartbeat(a, {{"jobs", {{{"id", "j1"}, {"state", "running"}, {"pid", 7}}}}}).status, 200);
+  ASSERT_EQ(Heartbeat(a, {{"jobs", {{{"id", "j1"}, {"state", "running"}, {"pid", 7}}}}}).status,
+            200);
   auto report = svc_->BuildReport();
   ASSERT_OK(report);
   EXPECT_EQ((*report)["resources"]["memory_mib"], 11500);
@@ -114,7 +124,10 @@ TEST_F(ClusterDrain, MovesJobsToNodesWithRoomAndReturnsWhatFitsNowhere) {
   EXPECT_EQ((*r)["node_id"], a.id);
   Json moved = Json::array(
       {Json{{"job_id", "j1"}, {"service_id", "svc-j1"}, {"node_id", b.id}, {"address", "10.0.0.2"}},
-       Json{{"job_id", "j2"}, {"service_id", "svc-j2"}, {"node_id", c.id}, {"address", "10.0.0.3"}}});
+       Json{{"job_id", "j2"},
+            {"service_id", "svc-j2"},
+            {"node_id", c.id},
+            {"address", "10.0.0.3"}}});
   EXPECT_EQ((*r)["moved"], moved);
   EXPECT_EQ((*r)["returned"], Json::array({Json{{"job_id", "j3"}, {"service_id", "svc-j3"}}}));
 
@@ -128,7 +141,8 @@ TEST_F(ClusterDrain, MovesJobsToNodesWithRoomAndReturnsWhatFitsNowhere) {
   EXPECT_EQ(hb.json["jobs"][0]["command"][2], "exec sleep 100");
   EXPECT_EQ(hb.json["jobs"][0]["memory_mib"], 1500);
   // A late status from the old node is ignored: pending until the new node reports.
-  ASSERT_EQ(Heartbeat(a, {{"jobs", {{{"id", "j1"}, {"state", "running"}, {"pid", 7}}}}}).status, 200);
+  ASSERT_EQ(Heartbeat(a, {{"jobs", {{{"id", "j1"}, {"state", "running"}, {"pid", 7}}}}}).status,
+            200);
   report = svc_->BuildReport();
   ASSERT_OK(report);
   ASSERT_EQ((*report)["jobs"].size(), 2u);
@@ -136,7 +150,8 @@ TEST_F(ClusterDrain, MovesJobsToNodesWithRoomAndReturnsWhatFitsNowhere) {
   EXPECT_EQ((*report)["jobs"][0]["node_id"], b.id);
   EXPECT_EQ((*report)["jobs"][0]["address"], "10.0.0.2");
   EXPECT_EQ((*report)["jobs"][0]["state"], "pending");
-  ASSERT_EQ(Heartbeat(b, {{"jobs", {{{"id", "j1"}, {"state", "running"}, {"pid", 8}}}}}).status, 200);
+  ASSERT_EQ(Heartbeat(b, {{"jobs", {{{"id", "j1"}, {"state", "running"}, {"pid", 8}}}}}).status,
+            200);
   EXPECT_EQ((*svc_->BuildReport())["jobs"][0]["state"], "running");
 
   // Per node `draining`; the aggregate counts only nodes that offer capacity.
@@ -230,14 +245,17 @@ TEST_F(ClusterDrain, DrainingSurvivesARestartAndReRegistrationClearsIt) {
 TEST_F(ClusterDrain, UnknownNodeIsOkAndBadArgsFail) {
   auto r = svc_->DrainNode({{"node_id", "nod-gone"}});
   ASSERT_OK(r);
-  EXPECT_EQ(*r, Json({{"node_id", "nod-gone"}, {"moved", Json::array()}, {"returned", Json::array()}}));
+  EXPECT_EQ(*r,
+            Json({{"node_id", "nod-gone"}, {"moved", Json::array()}, {"returned", Json::array()}}));
   EXPECT_EQ(svc_->DrainNode(Json::object()).error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(svc_->DrainNode({{"node_id", 5}}).error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(svc_->UndrainNode(Json::object()).error().code, ErrorCode::kInvalidArgument);
-  Json ack = svc_->ExecuteCommand({{"id", "cmd-u"}, {"type", "drain_node"}, {"args", {{"node_id", "nod-gone"}}}});
+  Json ack = svc_->ExecuteCommand(
+      {{"id", "cmd-u"}, {"type", "drain_node"}, {"args", {{"node_id", "nod-gone"}}}});
   EXPECT_EQ(ack["ok"], true);
   EXPECT_TRUE(ack["result"]["moved"].empty());
-  Json bad = svc_->ExecuteCommand({{"id", "cmd-b"}, {"type", "drain_node"}, {"args", Json::object()}});
+  Json bad =
+      svc_->ExecuteCommand({{"id", "cmd-b"}, {"type", "drain_node"}, {"args", Json::object()}});
   EXPECT_EQ(bad["ok"], false);
   EXPECT_EQ(bad["error"]["code"], "invalid_argument");
 }
@@ -265,11 +283,13 @@ TEST_F(ClusterDrain, RunsOncePerCommandIdAcrossRestarts) {
   EXPECT_EQ(ReportNode(a.id)["draining"], false);
 
   // A new command id runs again; undrain_node goes through the same path.
-  Json ack2 = svc_->ExecuteCommand({{"id", "cmd-drain-2"}, {"type", "drain_node"}, {"args", {{"node_id", a.id}}}});
+  Json ack2 = svc_->ExecuteCommand(
+      {{"id", "cmd-drain-2"}, {"type", "drain_node"}, {"args", {{"node_id", a.id}}}});
   ASSERT_EQ(ack2["ok"], true);
   ASSERT_EQ(ack2["result"]["moved"].size(), 1u);
   EXPECT_EQ(ack2["result"]["moved"][0]["job_id"], "j2");
-  Json un = svc_->ExecuteCommand({{"id", "cmd-undrain"}, {"type", "undrain_node"}, {"args", {{"node_id", a.id}}}});
+  Json un = svc_->ExecuteCommand(
+      {{"id", "cmd-undrain"}, {"type", "undrain_node"}, {"args", {{"node_id", a.id}}}});
   EXPECT_EQ(un["ok"], true);
   EXPECT_EQ(un["result"], Json({{"node_id", a.id}, {"was_draining", true}}));
   EXPECT_EQ(ReportNode(a.id)["draining"], false);

@@ -16,9 +16,10 @@ class JobPlacementTest : public ::testing::Test {
   void SetUp() override {
     std::string data = dir_.str() + "/cluster";
     std::filesystem::create_directories(data);
-    ASSERT_OK(WriteFileAtomic(data + "/identity.json",
-                              DumpJson({{"cluster_id", "cls-test"}, {"cluster_key", "ck_x"},
-                                        {"root_url", "http://127.0.0.1:1"}, {"link_interval_seconds", 10}})));
+    ASSERT_OK(WriteFileAtomic(data + "/identity.json", DumpJson({{"cluster_id", "cls-test"},
+                                                                 {"cluster_key", "ck_x"},
+                                                                 {"root_url", "http://127.0.0.1:1"},
+                                                                 {"link_interval_seconds", 10}})));
     cluster::ClusterOptions co;
     co.root_url = "http://127.0.0.1:1";
     co.data_dir = data;
@@ -29,13 +30,17 @@ class JobPlacementTest : public ::testing::Test {
   }
 
   // Registers a node with the given figures; returns {id, key}.
-  std::pair<std::string, std::string> AddNode(const std::string& address, int64_t cpu, int64_t mem) {
+  std::pair<std::string, std::string> AddNode(const std::string& address, int64_t cpu,
+                                              int64_t mem) {
     auto tok = svc_->CreateNodeToken(3600s);
     EXPECT_OK(tok);
-    auto reg = CallApi(url_, "POST", "/cluster/v1/nodes/register",
-                       DumpJson({{"token", tok->first}, {"hostname", "h"}, {"address", address},
-                                 {"resources", {{"cpu_millis", cpu}, {"memory_mib", mem},
-                                                {"memory_available_mib", mem}}}}));
+    auto reg = CallApi(
+        url_, "POST", "/cluster/v1/nodes/register",
+        DumpJson({{"token", tok->first},
+                  {"hostname", "h"},
+                  {"address", address},
+                  {"resources",
+                   {{"cpu_millis", cpu}, {"memory_mib", mem}, {"memory_available_mib", mem}}}}));
     EXPECT_EQ(reg.status, 201) << reg.body;
     addresses_[reg.json.value("node_id", "")] = address;
     return {reg.json.value("node_id", ""), reg.json.value("node_key", "")};
@@ -43,11 +48,16 @@ class JobPlacementTest : public ::testing::Test {
   // Keeps the node's advertised address (else the cluster records 127.0.0.1).
   ApiReply Heartbeat(const std::pair<std::string, std::string>& node, Json body) {
     if (body.is_object()) body["address"] = addresses_[node.first];
-    return CallApi(url_, "POST", "/cluster/v1/nodes/" + node.first + "/heartbeat", DumpJson(body), node.second);
+    return CallApi(url_, "POST", "/cluster/v1/nodes/" + node.first + "/heartbeat", DumpJson(body),
+                   node.second);
   }
   static Json Deploy(const std::string& id, int64_t cpu, int64_t mem) {
-    return {{"job_id", id}, {"service_id", "svc-1"}, {"command", {"/bin/sh", "-c", "exec sleep 100"}},
-            {"ports", {{{"port", 8080}, {"protocol", "tcp"}}}}, {"cpu_millis", cpu}, {"memory_mib", mem}};
+    return {{"job_id", id},
+            {"service_id", "svc-1"},
+            {"command", {"/bin/sh", "-c", "exec sleep 100"}},
+            {"ports", {{{"port", 8080}, {"protocol", "tcp"}}}},
+            {"cpu_millis", cpu},
+            {"memory_mib", mem}};
   }
 
   TempDir dir_;
@@ -113,8 +123,9 @@ TEST_F(JobPlacementTest, HeartbeatCarriesDesiredJobsAndStatusesReachTheReport) {
   ASSERT_EQ((*report)["jobs"].size(), 1u);
   EXPECT_EQ((*report)["jobs"][0]["state"], "pending");
   // The node reports its statuses (unknown ids are ignored).
-  hb = Heartbeat(a, {{"jobs", {{{"id", "web"}, {"state", "running"}, {"pid", 42}, {"restarts", 0}},
-                               {{"id", "other"}, {"state", "running"}}}}});
+  hb = Heartbeat(a, {{"jobs",
+                      {{{"id", "web"}, {"state", "running"}, {"pid", 42}, {"restarts", 0}},
+                       {{"id", "other"}, {"state", "running"}}}}});
   ASSERT_EQ(hb.status, 200) << hb.body;
   report = svc_->BuildReport();
   ASSERT_OK(report);

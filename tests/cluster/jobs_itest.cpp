@@ -19,7 +19,8 @@ using namespace std::chrono_literals;
 // The root's store and master key opened in this process, with its command queue.
 struct Broker {
   explicit Broker(const std::string& root_data_dir) : db(root_data_dir) {}
-  core::ClusterCommand Run(const std::string& cluster_id, core::CommandType type, const Json& args) {
+  core::ClusterCommand Run(const std::string& cluster_id, core::CommandType type,
+                           const Json& args) {
     return db.Run(cluster_id, type, args);
   }
   RootDb db;
@@ -49,16 +50,23 @@ TEST(ClusterJobs, DeployRunsTheProcessOnTheNodeAndUndeployEndsIt) {
   ASSERT_EQ(tok.state, core::ClusterCommandState::kSucceeded);
   NodeDaemon node(cluster.url(), tmp.str() + "/node");
   node.Start(tok.result.value("token", ""));
-  ASSERT_TRUE(WaitFor([&] {
-    auto c = root.Call("GET", "/api/v1/clusters/" + cluster_id, "", admin);
-    return c.status == 200 && c.json["nodes"].size() == 1 && c.json["nodes"][0].value("state", "") == "online";
-  }, 15s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto c = root.Call("GET", "/api/v1/clusters/" + cluster_id, "", admin);
+        return c.status == 200 && c.json["nodes"].size() == 1 &&
+               c.json["nodes"][0].value("state", "") == "online";
+      },
+      15s));
   std::string node_id = node.NodeId();
 
-  Json args = {{"job_id", "sleeper"}, {"service_id", "svc-1"},
-               {"command", {"/bin/sh", "-c", "exec sleep 1000"}}, {"cpu_millis", 100}, {"memory_mib", 16}};
+  Json args = {{"job_id", "sleeper"},
+               {"service_id", "svc-1"},
+               {"command", {"/bin/sh", "-c", "exec sleep 1000"}},
+               {"cpu_millis", 100},
+               {"memory_mib", 16}};
   auto dep = broker.Run(cluster_id, core::CommandType::kDeployJob, args);
-  ASSERT_EQ(dep.state, core::ClusterCommandState::kSucceeded) << dep.error_code << " " << dep.error_message;
+  ASSERT_EQ(dep.state, core::ClusterCommandState::kSucceeded)
+      << dep.error_code << " " << dep.error_message;
   EXPECT_EQ(dep.result["job_id"], "sleeper");
   EXPECT_EQ(dep.result["node_id"], node_id);
   EXPECT_TRUE(dep.result["address"].is_string());
@@ -67,12 +75,15 @@ TEST(ClusterJobs, DeployRunsTheProcessOnTheNodeAndUndeployEndsIt) {
   auto cstore = store::OpenClusterStore(tmp.str() + "/cluster/cluster.db");
   ASSERT_OK(cstore);
   int pid = 0;
-  ASSERT_TRUE(WaitFor([&] {
-    auto j = (*cstore)->GetJob("sleeper");
-    if (!j || j->status.value("state", "") != "running") return false;
-    pid = j->status.value("pid", 0);
-    return pid > 0;
-  }, 15s)) << ReadFile(node.log_path());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto j = (*cstore)->GetJob("sleeper");
+        if (!j || j->status.value("state", "") != "running") return false;
+        pid = j->status.value("pid", 0);
+        return pid > 0;
+      },
+      15s))
+      << ReadFile(node.log_path());
   EXPECT_TRUE(Alive(pid));
   EXPECT_NE(ReadFile("/proc/" + std::to_string(pid) + "/cmdline").find("sleep"), std::string::npos);
 
@@ -88,7 +99,8 @@ TEST(ClusterJobs, DeployRunsTheProcessOnTheNodeAndUndeployEndsIt) {
   auto no = broker.Run(cluster_id, core::CommandType::kDeployJob, big);
   EXPECT_EQ(no.state, core::ClusterCommandState::kFailed);
   EXPECT_EQ(no.error_code, "resource_exhausted");
-  EXPECT_EQ(no.error_reason, "no_worker_capacity") << no.error_message;  // carried by the ack, kept by the root
+  EXPECT_EQ(no.error_reason, "no_worker_capacity")
+      << no.error_message;  // carried by the ack, kept by the root
 
   auto un = broker.Run(cluster_id, core::CommandType::kUndeployJob, {{"job_id", "sleeper"}});
   ASSERT_EQ(un.state, core::ClusterCommandState::kSucceeded);
@@ -104,11 +116,14 @@ TEST(ClusterJobs, DeployRunsTheProcessOnTheNodeAndUndeployEndsIt) {
   auto dep2 = broker.Run(cluster_id, core::CommandType::kDeployJob, second);
   ASSERT_EQ(dep2.state, core::ClusterCommandState::kSucceeded) << dep2.error_message;
   int pid2 = 0;
-  ASSERT_TRUE(WaitFor([&] {
-    auto j = (*cstore)->GetJob("sleeper2");
-    pid2 = j ? j->status.value("pid", 0) : 0;
-    return j && j->status.value("state", "") == "running" && pid2 > 0;
-  }, 15s)) << ReadFile(node.log_path());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto j = (*cstore)->GetJob("sleeper2");
+        pid2 = j ? j->status.value("pid", 0) : 0;
+        return j && j->status.value("state", "") == "running" && pid2 > 0;
+      },
+      15s))
+      << ReadFile(node.log_path());
   EXPECT_TRUE(Alive(pid2));
   node.KillHard();
   EXPECT_TRUE(WaitFor([&] { return !Alive(pid2); }, 5s));

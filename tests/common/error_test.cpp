@@ -6,8 +6,9 @@ namespace canopy {
 namespace {
 
 TEST(ErrorCodeFromName, RoundTripsEveryKnownName) {
-  for (ErrorCode c : {ErrorCode::kInvalidArgument, ErrorCode::kConflict, ErrorCode::kUnprocessable,
-                      ErrorCode::kDeadlineExceeded, ErrorCode::kProviderError, ErrorCode::kNotSupported}) {
+  for (ErrorCode c :
+       {ErrorCode::kInvalidArgument, ErrorCode::kConflict, ErrorCode::kUnprocessable,
+        ErrorCode::kDeadlineExceeded, ErrorCode::kProviderError, ErrorCode::kNotSupported}) {
     auto back = ErrorCodeFromName(ErrorCodeName(c));
     ASSERT_TRUE(back.has_value());
     EXPECT_EQ(*back, c);

@@ -73,7 +73,8 @@ TEST(Ids, AreUniqueAndPrefixed) {
 }
 
 TEST(Encoding, Base64UrlRoundTrips) {
-  for (std::string s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\xff\x00\x10", 3)}) {
+  for (std::string s :
+       std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\xff\x00\x10", 3)}) {
     std::string out;
     ASSERT_TRUE(Base64UrlDecode(Base64UrlEncode(s), &out));
     EXPECT_EQ(out, s);

@@ -6,7 +6,8 @@ namespace canopy::control {
 namespace {
 
 TEST(ServiceRequest, DefaultsAndValidation) {
-  auto r = ParseServiceRequest(Json{{"name", "web"}, {"command", {"python3", "-m", "http.server", "8080"}},
+  auto r = ParseServiceRequest(Json{{"name", "web"},
+                                    {"command", {"python3", "-m", "http.server", "8080"}},
                                     {"ports", {{{"port", 8080}}}}});
   ASSERT_TRUE(r.has_value()) << r.error().message;
   EXPECT_EQ(r->replicas, 1);
@@ -48,7 +49,8 @@ TEST(ServiceRequest, DefaultsAndValidation) {
     bad(b);
   }
   Json good = ok;
-  good["ports"] = {{{"port", 53}, {"protocol", "udp"}, {"source_cidrs", {"198.18.0.0/15", "::1/128"}}}};
+  good["ports"] = {
+      {{"port", 53}, {"protocol", "udp"}, {"source_cidrs", {"198.18.0.0/15", "::1/128"}}}};
   EXPECT_TRUE(ParseServiceRequest(good).has_value());
 }
 
@@ -81,7 +83,8 @@ TEST(OakestraSla, EssentialFieldsBecomeServices) {
 
 TEST(OakestraSla, WhatCannotRunIsRefusedWithTheMicroserviceName) {
   auto refuse = [](const std::string& ms, const std::string& needle) {
-    Json sla = {{"applications", {{{"application_name", "a"}, {"microservices", {Json::parse(ms)}}}}}};
+    Json sla = {
+        {"applications", {{{"application_name", "a"}, {"microservices", {Json::parse(ms)}}}}}};
     auto r = ParseOakestraSla(sla);
     ASSERT_FALSE(r.has_value()) << ms;
     EXPECT_NE(r.error().message.find(needle), std::string::npos) << r.error().message;
@@ -107,7 +110,8 @@ TEST(ServiceState, FromInstances) {
   EXPECT_EQ(ServiceState(s, {}, &reason), "undeployed");
   EXPECT_EQ(ServiceState(s, {inst("removing")}, &reason), "undeploying");
   s.deployed = true;
-  EXPECT_EQ(ServiceState(s, {inst("running"), inst("pending", "x", "no_worker_capacity")}, &reason), "pending");
+  EXPECT_EQ(ServiceState(s, {inst("running"), inst("pending", "x", "no_worker_capacity")}, &reason),
+            "pending");
   EXPECT_EQ(reason, "no_worker_capacity: x");  // the code, then the text, for people
   EXPECT_EQ(ServiceState(s, {inst("pending", "cluster c is gone")}, &reason), "pending");
   EXPECT_EQ(reason, "cluster c is gone");

@@ -21,7 +21,8 @@ TEST(WorkerActionThrough, MatchesTheContractTableExactly) {
       {"delete",
        {{S::kActive, S::kFailed, S::kTerminating, S::kStopped, S::kTerminated}, S::kTerminating}},
   };
-  const S all[] = {S::kBooting, S::kActive, S::kFailed, S::kTerminating, S::kStopped, S::kTerminated};
+  const S all[] = {S::kBooting,     S::kActive,  S::kFailed,
+                   S::kTerminating, S::kStopped, S::kTerminated};
   for (const auto& [action, rule] : table) {
     for (S from : all) {
       SCOPED_TRACE(action + " from " + std::string(WorkerStateName(from)));
@@ -41,15 +42,17 @@ TEST(WorkerActionThrough, MatchesTheContractTableExactly) {
 }
 
 TEST(Vocabulary, CommandTypesInstanceAndNodeStatesRoundTrip) {
-  for (CommandType t : {CommandType::kPing, CommandType::kCreateNodeToken, CommandType::kDeployJob,
-                        CommandType::kUndeployJob, CommandType::kDrainNode, CommandType::kUndrainNode}) {
+  for (CommandType t :
+       {CommandType::kPing, CommandType::kCreateNodeToken, CommandType::kDeployJob,
+        CommandType::kUndeployJob, CommandType::kDrainNode, CommandType::kUndrainNode}) {
     EXPECT_EQ(ParseCommandType(CommandTypeName(t)), t);
   }
   EXPECT_EQ(CommandTypeName(CommandType::kCreateNodeToken), "create_node_token");
   EXPECT_FALSE(ParseCommandType("frobnicate").has_value());
-  for (InstanceState s : {InstanceState::kPending, InstanceState::kScheduled, InstanceState::kStarting,
-                          InstanceState::kRunning, InstanceState::kRestarting, InstanceState::kExited,
-                          InstanceState::kFailed, InstanceState::kRemoving}) {
+  for (InstanceState s :
+       {InstanceState::kPending, InstanceState::kScheduled, InstanceState::kStarting,
+        InstanceState::kRunning, InstanceState::kRestarting, InstanceState::kExited,
+        InstanceState::kFailed, InstanceState::kRemoving}) {
     EXPECT_EQ(ParseInstanceState(InstanceStateName(s)), s);
   }
   // A cluster's "pending" (placed, not started by its node yet) is starting at the root.

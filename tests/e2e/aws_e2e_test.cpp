@@ -24,7 +24,8 @@ namespace aws = providers::aws;
 
 class AwsEnv {
  public:
-  explicit AwsEnv(std::vector<std::string> adapter_flags = {}) : adapter_flags_(std::move(adapter_flags)) {}
+  explicit AwsEnv(std::vector<std::string> adapter_flags = {})
+      : adapter_flags_(std::move(adapter_flags)) {}
 
   // False (with the reason in `why`) when moto cannot run here.
   bool Start(std::string* why) {
@@ -34,9 +35,10 @@ class AwsEnv {
       return false;
     }
     moto_ = *moto;
-    root_ = std::make_unique<RootDaemon>((dir_.path() / "root").string(),
-                                         std::vector<std::string>{"--heartbeat-interval", "1", "--ssh-wait", "2",
-                                                                  "--op-lease-ms", "3000", "--sweep-interval", "0"});
+    root_ = std::make_unique<RootDaemon>(
+        (dir_.path() / "root").string(),
+        std::vector<std::string>{"--heartbeat-interval", "1", "--ssh-wait", "2", "--op-lease-ms",
+                                 "3000", "--sweep-interval", "0"});
     root_->Start();
     admin_ = root_->AdminToken();
     auto tok = root_->Call("POST", "/api/v1/provider-tokens", "{}", admin_);
@@ -51,7 +53,8 @@ class AwsEnv {
     if (std::filesystem::exists(catalog)) config["price_catalog"] = catalog;
     std::vector<std::string> flags{"--config", DumpJson(config)};
     flags.insert(flags.end(), adapter_flags_.begin(), adapter_flags_.end());
-    adapter_ = std::make_unique<AdapterDaemon>("aws", root_->url(), (dir_.path() / "adapter").string(), flags);
+    adapter_ = std::make_unique<AdapterDaemon>("aws", root_->url(),
+                                               (dir_.path() / "adapter").string(), flags);
     adapter_->Start(tok.json["token"].get<std::string>());
     return true;
   }
@@ -64,13 +67,15 @@ class AwsEnv {
     WaitFor(
         [&] {
           r = Call("POST", "/api/v1/credentials",
-                   DumpJson(Json{{"name", "aws-" + RandomHex(3)}, {"provider", "aws"}, {"secret", secret}}));
+                   DumpJson(Json{
+                       {"name", "aws-" + RandomHex(3)}, {"provider", "aws"}, {"secret", secret}}));
           return r.status != 409;  // the adapter's registration may not be through yet
         },
         30s);
     return r;
   }
-  Json WaitOperation(const std::string& id, std::chrono::seconds timeout, bool restart_adapter = false) {
+  Json WaitOperation(const std::string& id, std::chrono::seconds timeout,
+                     bool restart_adapter = false) {
     Json op;
     WaitFor(
         [&] {
@@ -89,7 +94,8 @@ class AwsEnv {
 
   // Direct reads of moto with the admin credential.
   providers::CallContext Ctx() const {
-    return providers::CallContext{providers::CredentialSecret(moto_->admin_credential()), "us-east-1"};
+    return providers::CallContext{providers::CredentialSecret(moto_->admin_credential()),
+                                  "us-east-1"};
   }
   aws::AwsProvider Direct() const {
     aws::AwsOptions o;
@@ -99,12 +105,14 @@ class AwsEnv {
     o.instance_type_patterns = {"t3.*"};
     return aws::AwsProvider(o);
   }
-  Result<aws::Xml> Query(const std::string& service, const std::string& action, const aws::QueryParams& p) const {
+  Result<aws::Xml> Query(const std::string& service, const std::string& action,
+                         const aws::QueryParams& p) const {
     aws::AwsEndpoints ep;
     ep.all = moto_->url();
     aws::AwsClient client(ep, aws::RetryPolicy{1, 10ms, 10ms});
     const Json& a = moto_->admin_credential();
-    aws::SigV4Credentials creds{a["access_key_id"], SecretString(a["secret_access_key"].get<std::string>()), ""};
+    aws::SigV4Credentials creds{a["access_key_id"],
+                                SecretString(a["secret_access_key"].get<std::string>()), ""};
     return client.Query(creds, service, "us-east-1", action, p);
   }
   // Security groups tagged canopy-id=`canopy_id`.
@@ -134,8 +142,9 @@ class AwsEnv {
 };
 
 Json ClusterBody(const std::string& name, const std::string& cred, const std::string& image) {
-  return Json{{"name", name},           {"credential_id", cred}, {"region", "us-east-1"},
-              {"instance_type", "t3.micro"}, {"image", image},      {"disk_gb", 8}};
+  return Json{{"name", name},          {"credential_id", cred},
+              {"region", "us-east-1"}, {"instance_type", "t3.micro"},
+              {"image", image},        {"disk_gb", 8}};
 }
 
 TEST(AwsE2E, CredentialOffersClusterCreateFailsCleanlyAndDeleteLeavesNothing) {
@@ -153,17 +162,20 @@ TEST(AwsE2E, CredentialOffersClusterCreateFailsCleanlyAndDeleteLeavesNothing) {
   auto cred = env.AddCredential(env.Ctx().credential.Reveal());
   ASSERT_EQ(cred.status, 201) << cred.body;
   const std::string cred_id = cred.json["id"];
-  EXPECT_EQ(cred.body.find(env.Ctx().credential.Reveal()["secret_access_key"].get<std::string>()), std::string::npos);
+  EXPECT_EQ(cred.body.find(env.Ctx().credential.Reveal()["secret_access_key"].get<std::string>()),
+            std::string::npos);
 
   // Offers: regions, instance types with vCPUs/memory and prices (or a reason), images.
-  auto offers = env.Call("GET", "/api/v1/offers?provider=aws&credential_id=" + cred_id + "&region=us-east-1");
+  auto offers =
+      env.Call("GET", "/api/v1/offers?provider=aws&credential_id=" + cred_id + "&region=us-east-1");
   ASSERT_EQ(offers.status, 200) << offers.body;
   const Json& o = offers.json;
   EXPECT_NE(std::find(o["regions"].begin(), o["regions"].end(), "eu-west-1"), o["regions"].end());
   bool saw_t3 = false;
   for (const auto& t : o["instance_types"]) {
     EXPECT_GT(t["vcpus"].get<int>(), 0);
-    EXPECT_TRUE(t["price_hour"].is_number() || !t["price_note"].get<std::string>().empty()) << t.dump();
+    EXPECT_TRUE(t["price_hour"].is_number() || !t["price_note"].get<std::string>().empty())
+        << t.dump();
     if (t["name"] == "p3.2xlarge") {
       EXPECT_EQ(t["gpus"], 1) << t.dump();
     }
@@ -177,12 +189,14 @@ TEST(AwsE2E, CredentialOffersClusterCreateFailsCleanlyAndDeleteLeavesNothing) {
   ASSERT_FALSE(o["images"].empty());
   const std::string image = o["images"][0]["id"];
   // Outside the offline catalog, moto has no Pricing API: null with the reason, never a guess.
-  auto eu = env.Call("GET", "/api/v1/offers?provider=aws&credential_id=" + cred_id + "&region=eu-west-1");
+  auto eu =
+      env.Call("GET", "/api/v1/offers?provider=aws&credential_id=" + cred_id + "&region=eu-west-1");
   ASSERT_EQ(eu.status, 200) << eu.body;
   ASSERT_FALSE(eu.json["instance_types"].empty());
   for (const auto& t : eu.json["instance_types"]) {
     EXPECT_TRUE(t["price_hour"].is_null()) << t.dump();
-    EXPECT_NE(t["price_note"].get<std::string>().find("Pricing API"), std::string::npos) << t.dump();
+    EXPECT_NE(t["price_note"].get<std::string>().find("Pricing API"), std::string::npos)
+        << t.dump();
   }
 
   // Two clusters: each fails at install (moto's VMs are unreachable) with a clear message.
@@ -196,7 +210,8 @@ TEST(AwsE2E, CredentialOffersClusterCreateFailsCleanlyAndDeleteLeavesNothing) {
     ASSERT_EQ(op.value("state", ""), "failed") << op.dump();
     EXPECT_EQ(op.value("step", ""), "install") << op.dump();
     // moto has no console to read the SSH host key from: the install refuses to connect unpinned.
-    EXPECT_NE(op["error"].value("message", "").find("cannot install"), std::string::npos) << op.dump();
+    EXPECT_NE(op["error"].value("message", "").find("cannot install"), std::string::npos)
+        << op.dump();
     EXPECT_NE(op["error"].value("message", "").find("host key"), std::string::npos) << op.dump();
     EXPECT_EQ(env.Call("GET", "/api/v1/clusters/" + id).json.value("state", ""), "FAILED");
     std::cout << "cluster create failed as expected: " << op["error"].dump() << "\n";
@@ -234,7 +249,8 @@ TEST(AwsE2E, CredentialOffersClusterCreateFailsCleanlyAndDeleteLeavesNothing) {
   }
   // The adapter never logged a secret.
   std::string log = ReadFile(env.adapter().log_path());
-  EXPECT_EQ(log.find(env.Ctx().credential.Reveal()["secret_access_key"].get<std::string>()), std::string::npos);
+  EXPECT_EQ(log.find(env.Ctx().credential.Reveal()["secret_access_key"].get<std::string>()),
+            std::string::npos);
   EXPECT_EQ(log.find("PRIVATE KEY"), std::string::npos);
 }
 

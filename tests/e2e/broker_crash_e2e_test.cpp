@@ -17,7 +17,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string KillMarker(BrokerEnv& env) { return ReadFile(env.root().data_dir() + "/test-kill-done"); }
+std::string KillMarker(BrokerEnv& env) {
+  return ReadFile(env.root().data_dir() + "/test-kill-done");
+}
 
 // Waits for the root to die at its kill point, restarts it, and returns true when it had died.
 bool RestartAfterKill(BrokerEnv& env, const std::string& point) {
@@ -61,18 +63,21 @@ TEST_P(RootKilledDuringCreate, CompletesWithoutLeakOrDuplicate) {
   const std::string cluster = created["cluster"]["id"];
   ASSERT_TRUE(RestartAfterKill(env, point)) << ReadFile(env.root().log_path());
   auto op = env.WaitOperation(created["operation_id"], 180s);
-  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n" << ReadFile(env.root().log_path());
+  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n"
+                                                << ReadFile(env.root().log_path());
   ExpectConverged(env, cluster, 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Steps, RootKilledDuringCreate,
-    ::testing::Values("cluster.create/key_pair", "cluster.create/firewalls", "cluster.create/identity",
-                      "cluster.create/instance", "cluster.create/running", "cluster.create/install",
-                      "cluster.create/pair", "cluster.create/workers",
-                      "workers.provision/instances@add", "workers.provision/running@add",
-                      "workers.provision/install@add", "workers.provision/register@add"),
-    TestName);
+INSTANTIATE_TEST_SUITE_P(Steps, RootKilledDuringCreate,
+                         ::testing::Values("cluster.create/key_pair", "cluster.create/firewalls",
+                                           "cluster.create/identity", "cluster.create/instance",
+                                           "cluster.create/running", "cluster.create/install",
+                                           "cluster.create/pair", "cluster.create/workers",
+                                           "workers.provision/instances@add",
+                                           "workers.provision/running@add",
+                                           "workers.provision/install@add",
+                                           "workers.provision/register@add"),
+                         TestName);
 
 // ---- root killed after each step of a worker restart and a worker recreate ----
 
@@ -147,7 +152,8 @@ TEST_P(AdapterKilledAfterCall, CompletesWithoutLeakOrDuplicate) {
   const std::string cluster = created["cluster"]["id"];
   Json op;
   bool died = WaitRestartingAdapter(env, created["operation_id"], &op);
-  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n" << ReadFile(env.root().log_path());
+  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n"
+                                                << ReadFile(env.root().log_path());
   if (phase != "create") {
     ASSERT_FALSE(died) << "killed before the phase under test";
     const std::string wid = env.Workers(cluster)[0]["id"];
@@ -158,20 +164,21 @@ TEST_P(AdapterKilledAfterCall, CompletesWithoutLeakOrDuplicate) {
     auto act = env.Call("POST", base + "/" + phase);
     ASSERT_EQ(act.status, 202) << act.body;
     died = WaitRestartingAdapter(env, act.json["operation_id"], &op);
-    ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n" << ReadFile(env.root().log_path());
+    ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n"
+                                                  << ReadFile(env.root().log_path());
   }
   EXPECT_TRUE(died) << "the adapter never reached " << call;
   ExpectConverged(env, cluster, 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Calls, AdapterKilledAfterCall,
-    ::testing::Values("create_key_pair@create", "create_firewall@create",
-                      "create_cluster_identity@create", "create_instance@create",
-                      "wait_until_running@create", "create_key_pair#2@create",
-                      "create_instance#2@create", "create_key_pair#3@create",
-                      "start_instance@restart", "create_instance#3@recreate"),
-    TestName);
+INSTANTIATE_TEST_SUITE_P(Calls, AdapterKilledAfterCall,
+                         ::testing::Values("create_key_pair@create", "create_firewall@create",
+                                           "create_cluster_identity@create",
+                                           "create_instance@create", "wait_until_running@create",
+                                           "create_key_pair#2@create", "create_instance#2@create",
+                                           "create_key_pair#3@create", "start_instance@restart",
+                                           "create_instance#3@recreate"),
+                         TestName);
 
 // ---- the adapter killed while the cluster instance boots (step `running`) ----
 
@@ -186,7 +193,8 @@ TEST(AdapterKilled, DuringClusterCreateRunningStep) {
   std::this_thread::sleep_for(1500ms);  // the root's calls fail meanwhile; it must retry
   env.RestartAdapter();
   auto op = env.WaitOperation(op_id, 180s);
-  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n" << ReadFile(env.root().log_path());
+  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n"
+                                                << ReadFile(env.root().log_path());
   ExpectConverged(env, created["cluster"]["id"], 1);
 }
 
@@ -208,13 +216,15 @@ TEST(ClusterDaemonKilled, DuringWorkerAddRunningStep) {
   int killed = 0;
   for (const auto& pid : BrokerEnv::PidsIn(ns)) {
     std::string cmd = ReadFile("/proc/" + pid + "/cmdline");
-    if (cmd.find("canopyd") != std::string::npos && cmd.find("--advertise-url") != std::string::npos) {
+    if (cmd.find("canopyd") != std::string::npos &&
+        cmd.find("--advertise-url") != std::string::npos) {
       if (::kill(std::stoi(pid), SIGKILL) == 0) ++killed;
     }
   }
   ASSERT_GE(killed, 1) << "no cluster daemon found to kill";
   auto op = env.WaitOperation(op_id, 180s);
-  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n" << ReadFile(env.root().log_path());
+  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n"
+                                                << ReadFile(env.root().log_path());
   ExpectConverged(env, cluster, 2);
 }
 

@@ -49,7 +49,8 @@ class BrokerE2E : public ::testing::Test {
   // Starts `action` on a worker and waits for its operation; returns the operation.
   Json Act(const std::string& cluster, const std::string& wid, const std::string& action) {
     std::string path = "/api/v1/clusters/" + cluster + "/workers/" + wid;
-    auto r = action == "delete" ? env_->Call("DELETE", path) : env_->Call("POST", path + "/" + action);
+    auto r =
+        action == "delete" ? env_->Call("DELETE", path) : env_->Call("POST", path + "/" + action);
     EXPECT_EQ(r.status, 202) << action << ": " << r.body;
     if (r.status != 202) return Json();
     return env_->WaitOperation(r.json["operation_id"].get<std::string>(), 120s);
@@ -64,7 +65,8 @@ TEST_F(BrokerE2E, ClusterWithTwoWorkersThenEveryWorkerActionThenDelete) {
   const std::string cluster = created["cluster"]["id"];
   EXPECT_EQ(created["cluster"]["state"], "PROVISIONING");
   auto op = env_->WaitOperation(created["operation_id"], 180s);
-  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n" << ReadFile(env_->root().log_path());
+  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n"
+                                                << ReadFile(env_->root().log_path());
   EXPECT_EQ(op["steps"].size(), 8u);
 
   auto c = env_->Cluster(cluster);
@@ -86,8 +88,9 @@ TEST_F(BrokerE2E, ClusterWithTwoWorkersThenEveryWorkerActionThenDelete) {
   auto bad = env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers/" + w1 + "/restart");
   EXPECT_EQ(bad.status, 409) << bad.body;
   EXPECT_NE(bad.body.find("ACTIVE"), std::string::npos) << bad.body;
-  EXPECT_EQ(env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers/" + w1 + "/recreate").status,
-            409);
+  EXPECT_EQ(
+      env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers/" + w1 + "/recreate").status,
+      409);
   // A cluster with billed workers cannot be deleted.
   EXPECT_EQ(env_->Call("DELETE", "/api/v1/clusters/" + cluster).status, 409);
 
@@ -98,7 +101,8 @@ TEST_F(BrokerE2E, ClusterWithTwoWorkersThenEveryWorkerActionThenDelete) {
   EXPECT_EQ(WorkerById(*env_, cluster, w1)["state"], "STOPPED");
   EXPECT_TRUE(HasNs(ns1));
   EXPECT_TRUE(BrokerEnv::PidsIn(ns1).empty());
-  EXPECT_EQ(env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers/" + w1 + "/stop").status, 409);
+  EXPECT_EQ(env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers/" + w1 + "/stop").status,
+            409);
 
   // restart: the node comes back registered (at its possibly new address).
   auto restart = Act(cluster, w1, "restart");
@@ -163,15 +167,17 @@ TEST(BrokerE2EReachability, UnreachableRootFailsTheCreateFastWithTheReason) {
   EXPECT_EQ(op["state"], "failed") << op.dump();
   EXPECT_EQ(op["step"], "install") << op.dump();
   std::string message = op["error"].value("message", "");
-  EXPECT_NE(message.find("cannot reach the root at http://127.0.0.1:9"), std::string::npos) << message;
+  EXPECT_NE(message.find("cannot reach the root at http://127.0.0.1:9"), std::string::npos)
+      << message;
   EXPECT_NE(message.find("--cluster-listen"), std::string::npos) << message;
   EXPECT_LT(took, 60s) << "the create should not wait for the 180 s pairing timeout";
   EXPECT_EQ(env.Cluster(created["cluster"]["id"])["state"], "FAILED");
 }
 
 TEST_F(BrokerE2E, BadCreateRequestsAreRefusedBeforeAnythingIsMade) {
-  auto base = Json{{"name", "x1"},        {"credential_id", env_->credential_id()}, {"region", "local"},
-                   {"instance_type", "local.small"}, {"image", "debian-12"}, {"disk_gb", 1}};
+  auto base = Json{{"name", "x1"},         {"credential_id", env_->credential_id()},
+                   {"region", "local"},    {"instance_type", "local.small"},
+                   {"image", "debian-12"}, {"disk_gb", 1}};
   auto with = [&](const char* k, Json v) {
     Json b = base;
     b[k] = std::move(v);

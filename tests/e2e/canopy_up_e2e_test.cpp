@@ -49,10 +49,11 @@ class CanopyUp : public ::testing::Test {
     }
     // Instances the local provider made under this data dir (a failed cluster test).
     std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(dir_.path() / "data" / "local" / "instances", ec)) {
+    for (const auto& e :
+         std::filesystem::directory_iterator(dir_.path() / "data" / "local" / "instances", ec)) {
       std::string ns = "canopy-" + e.path().filename().string();
-      (void)system(("for p in $(ip netns pids " + ns + " 2>/dev/null); do kill -9 $p; done; ip netns del " +
-                    ns + " 2>/dev/null")
+      (void)system(("for p in $(ip netns pids " + ns +
+                    " 2>/dev/null); do kill -9 $p; done; ip netns del " + ns + " 2>/dev/null")
                        .c_str());
     }
     // Their addresses on canopy0's host-wide registry (in /run) go too; a demo's stay.
@@ -66,7 +67,9 @@ class CanopyUp : public ::testing::Test {
     return {"XDG_CONFIG_HOME=" + (dir_.path() / "xdg").string(),
             "CANOPY_ADMIN_PASSWORD=" + std::string(kAdminPassword)};
   }
-  std::string Log() const { return (dir_.path() / ("up" + std::to_string(starts_) + ".log")).string(); }
+  std::string Log() const {
+    return (dir_.path() / ("up" + std::to_string(starts_) + ".log")).string();
+  }
 
   void StartUp(const std::string& host = "127.0.0.1") {
     ++starts_;
@@ -74,9 +77,11 @@ class CanopyUp : public ::testing::Test {
         std::vector<std::string>{Canopy(), "up", "--data-dir", (dir_.path() / "data").string(),
                                  "--listen", host + ":" + std::to_string(port_)},
         Env(), Log());
-    ASSERT_TRUE(WaitFor([&] { return ReadFile(Log()).find("Press Ctrl-C") != std::string::npos ||
-                                     !up_->Running(); },
-                        60s))
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return ReadFile(Log()).find("Press Ctrl-C") != std::string::npos || !up_->Running();
+        },
+        60s))
         << ReadFile(Log());
     ASSERT_TRUE(up_->Running()) << ReadFile(Log());
   }
@@ -105,7 +110,8 @@ class CanopyUp : public ::testing::Test {
 
   TempDir dir_;
   // `canopy up` serves the API and the tiers on one user-chosen port (it prints it), so the test
-  // picks one; the suites holding canopy0 run one at a time (RESOURCE_LOCK in tests/CMakeLists.txt).
+  // picks one; the suites holding canopy0 run one at a time (RESOURCE_LOCK in
+  // tests/CMakeLists.txt).
   uint16_t port_ = PickUnusedPort();
   int starts_ = 0;
   std::unique_ptr<Process> up_;
@@ -187,9 +193,9 @@ TEST_F(CanopyUp, ReadmeDemoScriptThenClusterCreateThenAServiceAnswersFromTheHost
   up_ = std::make_unique<Process>(
       std::vector<std::string>{"/bin/bash", canopy::testing::SourceDir() + "/scripts/demo.sh"}, env,
       Log());
-  ASSERT_TRUE(WaitFor([&] { return ReadFile(Log()).find("Press Ctrl-C") != std::string::npos ||
-                                   !up_->Running(); },
-                      60s))
+  ASSERT_TRUE(WaitFor(
+      [&] { return ReadFile(Log()).find("Press Ctrl-C") != std::string::npos || !up_->Running(); },
+      60s))
       << ReadFile(Log());
   ASSERT_TRUE(up_->Running()) << ReadFile(Log());
   const auto ready = std::chrono::steady_clock::now();
@@ -197,7 +203,9 @@ TEST_F(CanopyUp, ReadmeDemoScriptThenClusterCreateThenAServiceAnswersFromTheHost
   // The user API stays private: the bridge listener serves the lower tiers only.
   const std::string tier = "http://198.18.0.1:" + std::to_string(port_);
   EXPECT_EQ(CallApi(tier, "GET", "/healthz").status, 200) << ReadFile(Log());
-  EXPECT_EQ(CallApi(tier, "POST", "/api/v1/auth/login", R"({"username":"admin","password":"x"})").status, 404);
+  EXPECT_EQ(
+      CallApi(tier, "POST", "/api/v1/auth/login", R"({"username":"admin","password":"x"})").status,
+      404);
 
   Json cluster = Cli({"cluster", "create", "demo", "--provider", "local", "--credential", "local",
                       "--workers", "2", "--wait"});
@@ -206,18 +214,25 @@ TEST_F(CanopyUp, ReadmeDemoScriptThenClusterCreateThenAServiceAnswersFromTheHost
   ASSERT_EQ(cluster["workers"].size(), 2u) << cluster.dump();
 
   const int port = 18080;
-  Json svc = Cli({"service", "create", "web", "--port", std::to_string(port), "--memory", "64",
-                  "--deploy", "--wait", "--", "python3", "-m", "http.server", std::to_string(port)});
+  Json svc =
+      Cli({"service", "create", "web", "--port", std::to_string(port), "--memory", "64", "--deploy",
+           "--wait", "--", "python3", "-m", "http.server", std::to_string(port)});
   ASSERT_TRUE(svc.is_object()) << svc.dump();
   ASSERT_EQ(svc["instances"].size(), 1u) << svc.dump();
   std::string addr = svc["instances"][0].value("address", "");
   ASSERT_FALSE(addr.empty()) << svc.dump();
-  EXPECT_TRUE(WaitFor([&] { return CallApi("http://" + addr + ":" + std::to_string(port), "GET", "/").status == 200; },
-                      30s))
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return CallApi("http://" + addr + ":" + std::to_string(port), "GET", "/").status == 200;
+      },
+      30s))
       << "the service does not answer at " << addr << ":" << port;
-  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - ready);
-  std::printf("README path: cluster with 2 workers and a reachable service %.2f s after `canopy up` was ready\n",
-              static_cast<double>(took.count()) / 1000.0);
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - ready);
+  std::printf(
+      "README path: cluster with 2 workers and a reachable service %.2f s after `canopy up` was "
+      "ready\n",
+      static_cast<double>(took.count()) / 1000.0);
 
   Cli({"service", "undeploy", "web", "--wait"});
   Cli({"service", "delete", "web"});

@@ -63,8 +63,9 @@ TEST(ClusterOnLocalInstance, InstalledClusterPairsWithTheRootFromItsNamespace) {
   install::ComponentSpec comp;
   comp.name = "cluster";
   comp.binary_path = CanopydPath() + "-dist";
-  comp.argv = {"cluster", "--root", root_url, "--data-dir", "cluster-data", "--listen",
-               "0.0.0.0:7443", "--advertise-url", cluster_url, "--link-interval", "1"};
+  comp.argv = {"cluster",  "--root",       root_url,          "--data-dir", "cluster-data",
+               "--listen", "0.0.0.0:7443", "--advertise-url", cluster_url,  "--link-interval",
+               "1"};
   comp.env = {{"CANOPY_CLUSTER_TOKEN", tok.json["token"].get<std::string>()}};
   auto report = install::SshInstaller().Install(target, comp);
   ASSERT_OK(report);
@@ -76,7 +77,8 @@ TEST(ClusterOnLocalInstance, InstalledClusterPairsWithTheRootFromItsNamespace) {
         return cluster.value("state", "") == "ACTIVE";
       },
       30s))
-      << cluster.dump() << "\n" << ReadFile(root.log_path());
+      << cluster.dump() << "\n"
+      << ReadFile(root.log_path());
   EXPECT_EQ(cluster["url"], cluster_url) << cluster.dump();
   // The cluster's own API answers from the host through the instance firewall.
   EXPECT_EQ(CallApi(cluster_url, "GET", "/healthz").status, 200);
@@ -85,8 +87,8 @@ TEST(ClusterOnLocalInstance, InstalledClusterPairsWithTheRootFromItsNamespace) {
   ASSERT_OK((*provider)->StopInstance(ctx, created->handle));
   EXPECT_TRUE(WaitFor(
       [&] {
-        return root.Call("GET", "/api/v1/clusters/" + cluster_id, "", admin).json.value("state", "") ==
-               "OFFLINE";
+        return root.Call("GET", "/api/v1/clusters/" + cluster_id, "", admin)
+                   .json.value("state", "") == "OFFLINE";
       },
       15s));
   ASSERT_OK((*provider)->TerminateInstance(ctx, created->handle));

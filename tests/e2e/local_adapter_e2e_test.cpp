@@ -75,11 +75,13 @@ bool Alive(int64_t pid) {
   if (pid <= 0) return false;
   std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
   auto close_paren = stat.rfind(')');
-  if (stat.empty() || close_paren == std::string::npos || close_paren + 2 >= stat.size()) return false;
+  if (stat.empty() || close_paren == std::string::npos || close_paren + 2 >= stat.size())
+    return false;
   return stat[close_paren + 2] != 'Z';
 }
 
-std::string ProviderStatus(const RootDaemon& root, const std::string& token, const std::string& id) {
+std::string ProviderStatus(const RootDaemon& root, const std::string& token,
+                           const std::string& id) {
   auto list = root.Call("GET", "/api/v1/providers", "", token);
   for (const auto& p : list.json) {
     if (p.value("id", "") == id) return p.value("status", "");
@@ -138,7 +140,8 @@ class LocalAdapterE2E : public ::testing::Test {
     install::ComponentSpec spec;
     spec.name = name;
     spec.binary_path = canopy::testing::CanopydPath();
-    spec.argv = {"root", "--listen", "0.0.0.0:" + std::to_string(port), "--data-dir", name + "-data"};
+    spec.argv = {"root", "--listen", "0.0.0.0:" + std::to_string(port), "--data-dir",
+                 name + "-data"};
     spec.env = {{"CANOPY_ADMIN_PASSWORD", "pw-" + name + "-0123456789"}};
     return spec;
   }

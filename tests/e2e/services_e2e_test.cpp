@@ -6,13 +6,12 @@
 // node stays pending with no_worker_capacity until a bigger worker joins. Root only.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <filesystem>
@@ -62,7 +61,8 @@ bool Answers(const std::string& addr, int port, std::chrono::milliseconds timeou
 
 Json HttpService(const std::string& name, int64_t memory, int64_t replicas = 1) {
   return {{"name", name},
-          {"command", {"/usr/bin/python3", "-m", "http.server", std::to_string(kPort), "--bind", "0.0.0.0"}},
+          {"command",
+           {"/usr/bin/python3", "-m", "http.server", std::to_string(kPort), "--bind", "0.0.0.0"}},
           {"ports", {{{"port", kPort}, {"protocol", "tcp"}}}},
           {"cpu_millis", 100},
           {"memory_mib", memory},
@@ -121,9 +121,9 @@ class ServicesE2E : public ::testing::Test {
   // A listener on kPort inside worker `w`'s namespace: reachable only if its firewall allows it.
   void Listen(const Json& w) {
     listeners_.push_back(std::make_unique<Process>(
-        std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", "canopy-" + w.value("provider_id", ""),
-                                 "/usr/bin/python3", "-m", "http.server", std::to_string(kPort), "--bind",
-                                 "0.0.0.0"},
+        std::vector<std::string>{"/usr/sbin/ip", "netns", "exec",
+                                 "canopy-" + w.value("provider_id", ""), "/usr/bin/python3", "-m",
+                                 "http.server", std::to_string(kPort), "--bind", "0.0.0.0"},
         std::vector<std::string>{}, "/dev/null"));
   }
   bool EventuallyAnswers(const std::string& addr, bool want, std::chrono::seconds timeout = 20s) {
@@ -203,7 +203,8 @@ TEST_F(ServicesE2E, StoppingAWorkerMovesItsReplicaBeforeTheInstanceStops) {
   const std::string y_addr = y["address"];
   ASSERT_TRUE(EventuallyAnswers(sa["instances"][0]["address"], true));
 
-  auto r = env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers/" + x["id"].get<std::string>() + "/stop");
+  auto r = env_->Call(
+      "POST", "/api/v1/clusters/" + cluster + "/workers/" + x["id"].get<std::string>() + "/stop");
   ASSERT_EQ(r.status, 202) << r.body;
   const std::string op_id = r.json["operation_id"];
   const std::string x_ns = "canopy-" + x.value("provider_id", "");
@@ -218,7 +219,8 @@ TEST_F(ServicesE2E, StoppingAWorkerMovesItsReplicaBeforeTheInstanceStops) {
   ASSERT_NE(drained, std::string::npos) << log;
   ASSERT_NE(stopped, std::string::npos) << log;
   EXPECT_LT(drained, stopped);
-  EXPECT_NE(log.find("1 job(s) running elsewhere", drained), std::string::npos) << log.substr(drained, 300);
+  EXPECT_NE(log.find("1 job(s) running elsewhere", drained), std::string::npos)
+      << log.substr(drained, 300);
   EXPECT_TRUE(Answers(y_addr, kPort)) << "the replica does not answer on the other worker";
   EXPECT_EQ(op.value("state", ""), "succeeded") << op.dump();
   Json moved = Service(a);
@@ -244,10 +246,12 @@ TEST(ServicesCrashE2E, ClusterDaemonKilledBetweenDeployAndFirewallAttach) {
   const std::string id = r.json["id"];
   ASSERT_EQ(env.Call("POST", "/api/v1/services/" + id + "/deploy", "{}").status, 202);
   Json s;
-  bool running = WaitFor([&] {
-    s = env.Call("GET", "/api/v1/services/" + id).json;
-    return s.value("state", "") == "running" && s["instances"][0]["address"].is_string();
-  }, 120s);
+  bool running = WaitFor(
+      [&] {
+        s = env.Call("GET", "/api/v1/services/" + id).json;
+        return s.value("state", "") == "running" && s["instances"][0]["address"].is_string();
+      },
+      120s);
   ASSERT_TRUE(running) << s.dump() << "\n" << ReadFile(env.root().log_path());
   EXPECT_NE(ReadFile(env.root().log_path()).find("Instance placed"), std::string::npos);
   // The cluster did die at that point (its log on the instance's disk says so).
@@ -261,18 +265,21 @@ TEST(ServicesCrashE2E, ClusterDaemonKilledBetweenDeployAndFirewallAttach) {
   }
   EXPECT_TRUE(killed) << "the cluster daemon was not killed after deploy_job";
   const std::string addr = s["instances"][0]["address"];
-  EXPECT_TRUE(WaitFor([&] { return Answers(addr, kPort); }, 30s)) << "port not opened after the restart";
+  EXPECT_TRUE(WaitFor([&] { return Answers(addr, kPort); }, 30s))
+      << "port not opened after the restart";
   // Exactly one instance of the job, and the other worker's port stays closed.
   Json other;
   for (const auto& w : env.Workers(cluster)) {
     if (w.value("address", "") != addr) other = w;
   }
   ASSERT_TRUE(other.is_object());
-  Process listener({"/usr/sbin/ip", "netns", "exec", "canopy-" + other.value("provider_id", ""),
-                    "/usr/bin/python3", "-m", "http.server", std::to_string(kPort), "--bind", "0.0.0.0"},
-                   {}, "/dev/null");
+  Process listener(
+      {"/usr/sbin/ip", "netns", "exec", "canopy-" + other.value("provider_id", ""),
+       "/usr/bin/python3", "-m", "http.server", std::to_string(kPort), "--bind", "0.0.0.0"},
+      {}, "/dev/null");
   std::this_thread::sleep_for(1500ms);
-  EXPECT_FALSE(Answers(other["address"], kPort, 1500ms)) << "port open on the worker without the job";
+  EXPECT_FALSE(Answers(other["address"], kPort, 1500ms))
+      << "port open on the worker without the job";
   listener.Kill(SIGKILL);
   listener.Wait();
 }
@@ -282,15 +289,19 @@ TEST_F(ServicesE2E, TooBigForEveryNodeIsPendingUntilABiggerWorkerJoins) {
   std::string big = Create(HttpService("big", 1500));
   Post(big, "deploy");
   Json s;
-  ASSERT_TRUE(WaitFor([&] {
-    s = Service(big);
-    return s.value("state", "") == "pending" && s["reason"].is_string();
-  }, 30s)) << s.dump();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        s = Service(big);
+        return s.value("state", "") == "pending" && s["reason"].is_string();
+      },
+      30s))
+      << s.dump();
   EXPECT_EQ(s["reason"].get<std::string>().rfind("no_worker_capacity", 0), 0u) << s.dump();
   EXPECT_EQ(s["instances"][0]["state"], "pending");
 
-  auto add = env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers",
-                        R"({"count":1,"instance_type":"local.medium","image":"debian-12","disk_gb":1})");
+  auto add =
+      env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers",
+                 R"({"count":1,"instance_type":"local.medium","image":"debian-12","disk_gb":1})");
   ASSERT_EQ(add.status, 202) << add.body;
   auto op = env_->WaitOperation(add.json["operation_id"], 180s);
   ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump();

@@ -81,10 +81,13 @@ class InstallerItest : public ::testing::Test {
     WriteFile(dir_ / "authorized_keys", ReadFile((dir_ / "client.pub").string()),
               fs::perms::owner_read | fs::perms::owner_write);
     WriteFile(dir_ / "wrap.sh",
-              "#!/bin/sh\ncd '" + home_.string() + "' || exit 1\n"
-              "case \"$SSH_ORIGINAL_COMMAND\" in internal-sftp*)\n"
-              "  exec /usr/lib/openssh/sftp-server -d '" + home_.string() + "' ;;\nesac\n"
-              "exec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
+              "#!/bin/sh\ncd '" + home_.string() +
+                  "' || exit 1\n"
+                  "case \"$SSH_ORIGINAL_COMMAND\" in internal-sftp*)\n"
+                  "  exec /usr/lib/openssh/sftp-server -d '" +
+                  home_.string() +
+                  "' ;;\nesac\n"
+                  "exec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
               fs::perms::owner_all);
     // The port is given on sshd's command line (-p): sshd cannot report a port it picked, so
     // StartSshd retries with a fresh one when another process took the pick.
@@ -110,8 +113,9 @@ class InstallerItest : public ::testing::Test {
       port_ = canopy::testing::PickUnusedPort();
       target_.port = port_;
     } else {
-      ASSERT_TRUE(canopy::testing::StartWithFreshPorts([this](uint16_t p) { return StartSshdOn(p); }))
-          << ReadFile((dir_ / "sshd.log").string());
+      ASSERT_TRUE(canopy::testing::StartWithFreshPorts([this](uint16_t p) {
+        return StartSshdOn(p);
+      })) << ReadFile((dir_ / "sshd.log").string());
     }
   }
 
@@ -169,9 +173,10 @@ class InstallerItest : public ::testing::Test {
   std::string WriteFakeBinary(const std::string& marker) {
     std::string path = (dir_ / ("fake-canopyd-" + marker)).string();
     WriteFile(path,
-              "#!/bin/sh\n# " + marker + "\n"
-              "echo \"run $$ arg=$1 env=$CANOPY_TEST_ENV cfg=$(cat \"$2\")\" >> started.txt\n"
-              "exec sleep 1000\n",
+              "#!/bin/sh\n# " + marker +
+                  "\n"
+                  "echo \"run $$ arg=$1 env=$CANOPY_TEST_ENV cfg=$(cat \"$2\")\" >> started.txt\n"
+                  "exec sleep 1000\n",
               fs::perms::owner_all);
     return path;
   }
@@ -319,8 +324,9 @@ TEST_F(InstallerItest, UploadOf8MiBIsByteIdenticalAndFast) {
   ASSERT_TRUE(s);
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_OK(s->UploadFile(local, "sub-blob", 0640));
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   std::cout << "8 MiB upload: " << ms << " ms\n";
   EXPECT_LT(ms, 5000);  // ~7.6 s without TCP_NODELAY; tens of ms with it
   EXPECT_EQ(ReadFile((home_ / "sub-blob").string()), data);
@@ -450,7 +456,8 @@ TEST_F(InstallerItest, PreflightFailureStopsTheInstallWithTheCommandsReason) {
             "#!/bin/sh\n"
             "if [ \"$1\" = probe ]; then\n"
             "  [ \"$3\" = ok ] && exit 0\n"
-            "  echo 'some noise' >&2; echo \"error: cannot reach $3 from this machine: refused\" >&2; exit 1\n"
+            "  echo 'some noise' >&2; echo \"error: cannot reach $3 from this machine: refused\" "
+            ">&2; exit 1\n"
             "fi\n"
             "echo \"run $$\" >> started.txt\nexec sleep 1000\n",
             fs::perms::owner_all);
@@ -461,13 +468,15 @@ TEST_F(InstallerItest, PreflightFailureStopsTheInstallWithTheCommandsReason) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().reason, "install_preflight");
   EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
-  EXPECT_EQ(r.error().message, "cannot reach http://10.0.0.1:8080/healthz from this machine: refused");
+  EXPECT_EQ(r.error().message,
+            "cannot reach http://10.0.0.1:8080/healthz from this machine: refused");
   EXPECT_FALSE(fs::exists(home_ / "canopy" / "started.txt"));
 
   spec.preflight = {"probe", "--url", "ok"};
   auto ok = inst.Install(target_, spec);
   ASSERT_OK(ok);
-  for (int i = 0; i < 50 && !fs::exists(home_ / "canopy" / "started.txt"); ++i) std::this_thread::sleep_for(100ms);
+  for (int i = 0; i < 50 && !fs::exists(home_ / "canopy" / "started.txt"); ++i)
+    std::this_thread::sleep_for(100ms);
   EXPECT_TRUE(fs::exists(home_ / "canopy" / "started.txt"));
 }
 
@@ -478,12 +487,14 @@ TEST(InstallerScripts, SupervisorScriptQuotesArgumentsAndEnv) {
   spec.env = {{"A", "b c"}};
   std::string s = SshInstaller::SupervisorScript(spec, "/home/u/canopy");
   EXPECT_NE(s.find("./bin/canopyd 'cluster' '--config' 'etc/cluster.conf' 'it'\\''s'"),
-            std::string::npos) << s;
+            std::string::npos)
+      << s;
   EXPECT_NE(s.find("export A='b c'"), std::string::npos);
   std::string u = SshInstaller::SystemdUnit(spec, "/home/u/canopy", "u");
   EXPECT_NE(u.find("ExecStart=\"/home/u/canopy/bin/canopyd\" \"cluster\" \"--config\" "
                    "\"/home/u/canopy/etc/cluster.conf\""),
-            std::string::npos) << u;
+            std::string::npos)
+      << u;
   EXPECT_NE(u.find("User=u\n"), std::string::npos);
 }
 

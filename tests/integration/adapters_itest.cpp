@@ -5,8 +5,8 @@
 
 #include <chrono>
 #include <map>
-#include <thread>
 #include <memory>
+#include <thread>
 
 #include "common/ids.h"
 #include "common/json.h"
@@ -55,7 +55,8 @@ TEST(Adapters, SeveralAttachAtOnceAndDetachingOneLeavesTheOthers) {
     net = std::make_unique<LocalTestNet>();
     dirs.push_back(tmp.str() + "/local");
     adapters.push_back(std::make_unique<AdapterDaemon>(
-        "local", root.url(), dirs.back(), std::vector<std::string>{"--config", DumpJson(net->Config())}));
+        "local", root.url(), dirs.back(),
+        std::vector<std::string>{"--config", DumpJson(net->Config())}));
     adapters.back()->Start(token());
   }
   // Each adapter writes its id once it has registered (after it serves /healthz): read the ids
@@ -76,7 +77,8 @@ TEST(Adapters, SeveralAttachAtOnceAndDetachingOneLeavesTheOthers) {
       },
       30s));
 
-  auto add_credential = [&](const std::string& name, const std::string& provider, const Json& secret) {
+  auto add_credential = [&](const std::string& name, const std::string& provider,
+                            const Json& secret) {
     return root.Call("POST", "/api/v1/credentials",
                      DumpJson({{"name", name}, {"provider", provider}, {"secret", secret}}), admin);
   };

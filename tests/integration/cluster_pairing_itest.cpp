@@ -37,7 +37,8 @@ Json GetCluster(const RootDaemon& root, const std::string& token, const std::str
 }
 
 bool ActiveWithOnlineNodes(const Json& c, size_t n) {
-  if (!c.is_object() || c.value("state", "") != "ACTIVE" || !c["nodes"].is_array() || c["nodes"].size() != n) {
+  if (!c.is_object() || c.value("state", "") != "ACTIVE" || !c["nodes"].is_array() ||
+      c["nodes"].size() != n) {
     return false;
   }
   for (const auto& node : c["nodes"]) {
@@ -61,7 +62,8 @@ TEST(ClusterPairing, EdgeClusterWithTwoNodesSurvivesRootAndClusterRestarts) {
   std::vector<std::string> fast = {"--link-interval", "1", "--heartbeat-interval", "1"};
   ClusterDaemon cluster(root.url(), tmp.str() + "/cluster", fast);
   cluster.Start(cluster_token);
-  ASSERT_TRUE(WaitFor([&] { return GetCluster(root, admin, cluster_id).value("state", "") == "ACTIVE"; }, 10s));
+  ASSERT_TRUE(WaitFor(
+      [&] { return GetCluster(root, admin, cluster_id).value("state", "") == "ACTIVE"; }, 10s));
   // The pairing token is single-use.
   auto again = root.Call("POST", "/api/v1/clusters/pair",
                          DumpJson({{"token", cluster_token}, {"url", "http://127.0.0.1:1"}}));
@@ -82,7 +84,8 @@ TEST(ClusterPairing, EdgeClusterWithTwoNodesSurvivesRootAndClusterRestarts) {
   NodeDaemon n1(cluster.url(), tmp.str() + "/node1"), n2(cluster.url(), tmp.str() + "/node2");
   n1.Start(t1);
   n2.Start(t2);
-  ASSERT_TRUE(WaitFor([&] { return ActiveWithOnlineNodes(GetCluster(root, admin, cluster_id), 2); }, 10s))
+  ASSERT_TRUE(
+      WaitFor([&] { return ActiveWithOnlineNodes(GetCluster(root, admin, cluster_id), 2); }, 10s))
       << GetCluster(root, admin, cluster_id).dump();
   Json c = GetCluster(root, admin, cluster_id);
   for (const auto& node : c["nodes"]) {
@@ -120,13 +123,16 @@ TEST(ClusterPairing, EdgeClusterWithTwoNodesSurvivesRootAndClusterRestarts) {
   }
   root.StartOnPort(root_port);
   admin = root.AdminToken();
-  ASSERT_TRUE(WaitFor([&] { return ActiveWithOnlineNodes(GetCluster(root, admin, cluster_id), 2); }, 10s));
+  ASSERT_TRUE(
+      WaitFor([&] { return ActiveWithOnlineNodes(GetCluster(root, admin, cluster_id), 2); }, 10s));
 
   // Cluster down for more than 3 link intervals: OFFLINE at the root; back: ACTIVE, same id.
   cluster.KillHard();
-  ASSERT_TRUE(WaitFor([&] { return GetCluster(root, admin, cluster_id).value("state", "") == "OFFLINE"; }, 8s));
+  ASSERT_TRUE(WaitFor(
+      [&] { return GetCluster(root, admin, cluster_id).value("state", "") == "OFFLINE"; }, 8s));
   cluster.Start("");
-  ASSERT_TRUE(WaitFor([&] { return ActiveWithOnlineNodes(GetCluster(root, admin, cluster_id), 2); }, 10s))
+  ASSERT_TRUE(
+      WaitFor([&] { return ActiveWithOnlineNodes(GetCluster(root, admin, cluster_id), 2); }, 10s))
       << GetCluster(root, admin, cluster_id).dump();
   auto list = root.Call("GET", "/api/v1/clusters", "", admin);
   ASSERT_EQ(list.status, 200);
@@ -136,7 +142,8 @@ TEST(ClusterPairing, EdgeClusterWithTwoNodesSurvivesRootAndClusterRestarts) {
   // A restarted node keeps its id (re-registers with its key, no token).
   n1.Stop();
   n1.Start("");
-  ASSERT_TRUE(WaitFor([&] { return ActiveWithOnlineNodes(GetCluster(root, admin, cluster_id), 2); }, 10s));
+  ASSERT_TRUE(
+      WaitFor([&] { return ActiveWithOnlineNodes(GetCluster(root, admin, cluster_id), 2); }, 10s));
   EXPECT_EQ(n1.NodeId(), id1);
   std::set<std::string> ids;
   Json after = GetCluster(root, admin, cluster_id);
@@ -144,11 +151,14 @@ TEST(ClusterPairing, EdgeClusterWithTwoNodesSurvivesRootAndClusterRestarts) {
   EXPECT_TRUE(ids.count(id1));
 
   // No token or key in any log.
-  std::string cluster_key = ParseJsonObject(ReadFile(tmp.str() + "/cluster/identity.json"))->value("cluster_key", "");
-  std::string node_key = ParseJsonObject(ReadFile(tmp.str() + "/node1/identity.json"))->value("node_key", "");
+  std::string cluster_key =
+      ParseJsonObject(ReadFile(tmp.str() + "/cluster/identity.json"))->value("cluster_key", "");
+  std::string node_key =
+      ParseJsonObject(ReadFile(tmp.str() + "/node1/identity.json"))->value("node_key", "");
   ASSERT_FALSE(cluster_key.empty());
   ASSERT_FALSE(node_key.empty());
-  for (const std::string& log : {root.log_path(), cluster.log_path(), n1.log_path(), n2.log_path()}) {
+  for (const std::string& log :
+       {root.log_path(), cluster.log_path(), n1.log_path(), n2.log_path()}) {
     std::string text = ReadFile(log);
     for (const std::string& secret : {cluster_token, cluster_key, t1, t2, node_key}) {
       EXPECT_EQ(text.find(secret), std::string::npos) << log;
@@ -161,9 +171,14 @@ TEST(ClusterPairing, BadTokensAndKeysAreRefused) {
   RootDaemon root(tmp.str() + "/root");
   root.Start();
   std::string admin = root.AdminToken();
-  EXPECT_EQ(root.Call("POST", "/api/v1/clusters/pair", R"({"token":"cct_nope","url":"http://127.0.0.1:9"})").status, 401);
-  EXPECT_EQ(root.Call("POST", "/api/v1/clusters/pair", R"({"token":"x","url":"ftp://x"})").status, 400);
-  EXPECT_EQ(root.Call("POST", "/api/v1/cluster-tokens", R"({"name":"bad name"})", admin).status, 400);
+  EXPECT_EQ(root.Call("POST", "/api/v1/clusters/pair",
+                      R"({"token":"cct_nope","url":"http://127.0.0.1:9"})")
+                .status,
+            401);
+  EXPECT_EQ(root.Call("POST", "/api/v1/clusters/pair", R"({"token":"x","url":"ftp://x"})").status,
+            400);
+  EXPECT_EQ(root.Call("POST", "/api/v1/cluster-tokens", R"({"name":"bad name"})", admin).status,
+            400);
   auto created = root.Call("POST", "/api/v1/cluster-tokens", R"({"name":"e"})", admin);
   ASSERT_EQ(created.status, 201);
   EXPECT_EQ(root.Call("POST", "/api/v1/cluster-tokens", R"({"name":"e"})", admin).status, 409);

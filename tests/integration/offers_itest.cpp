@@ -22,10 +22,11 @@ TEST(Offers, ListsRegionsTypesAndImagesOfTheCredentialsProvider) {
   ASSERT_EQ(tok.status, 201) << tok.body;
   AdapterDaemon adapter("fake", root.url(), tmp.str() + "/adapter");
   adapter.Start(tok.json["token"]);
-  ASSERT_TRUE(WaitFor([&] { return root.Call("GET", "/api/v1/providers", "", admin).json.size() == 1; }, 10s));
-  auto cred = root.Call("POST", "/api/v1/credentials",
-                        DumpJson({{"name", "f"}, {"provider", "fake"}, {"secret", {{"api_key", "k"}}}}),
-                        admin);
+  ASSERT_TRUE(WaitFor(
+      [&] { return root.Call("GET", "/api/v1/providers", "", admin).json.size() == 1; }, 10s));
+  auto cred = root.Call(
+      "POST", "/api/v1/credentials",
+      DumpJson({{"name", "f"}, {"provider", "fake"}, {"secret", {{"api_key", "k"}}}}), admin);
   ASSERT_EQ(cred.status, 201) << cred.body;
   std::string cid = cred.json["id"];
 
@@ -42,14 +43,17 @@ TEST(Offers, ListsRegionsTypesAndImagesOfTheCredentialsProvider) {
     EXPECT_TRUE(t["price_hour"].is_number() || t["price_hour"].is_null());
   }
   std::string region = offers.json["regions"][0];
-  EXPECT_EQ(root.Call("GET", "/api/v1/offers?credential_id=" + cid + "&region=" + region, "", admin).status, 200);
+  EXPECT_EQ(root.Call("GET", "/api/v1/offers?credential_id=" + cid + "&region=" + region, "", admin)
+                .status,
+            200);
 
   // The CLI: `canopy offers --credential NAME` (name resolved to the id), table and JSON.
   {
     std::string xdg = "XDG_CONFIG_HOME=" + tmp.str() + "/xdg";
     std::string canopy = canopy::testing::BinDir() + "/canopy";
     std::string out = tmp.str() + "/cli.out";
-    Process login({canopy, "login", "--root", root.url(), "--username", "admin", "--password", kAdminPassword},
+    Process login({canopy, "login", "--root", root.url(), "--username", "admin", "--password",
+                   kAdminPassword},
                   {xdg}, out);
     ASSERT_EQ(login.Wait(), 0) << ReadFile(out);
     std::string json_out = tmp.str() + "/offers.json";
@@ -70,9 +74,12 @@ TEST(Offers, ListsRegionsTypesAndImagesOfTheCredentialsProvider) {
 
   // Bad input: clear 4xx.
   EXPECT_EQ(root.Call("GET", "/api/v1/offers?provider=fake", "", admin).status, 400);
-  EXPECT_EQ(root.Call("GET", "/api/v1/offers?provider=aws&credential_id=" + cid, "", admin).status, 400);
+  EXPECT_EQ(root.Call("GET", "/api/v1/offers?provider=aws&credential_id=" + cid, "", admin).status,
+            400);
   EXPECT_EQ(root.Call("GET", "/api/v1/offers?credential_id=crd-nope", "", admin).status, 404);
-  EXPECT_EQ(root.Call("GET", "/api/v1/offers?credential_id=" + cid + "&region=mars-1", "", admin).status, 400);
+  EXPECT_EQ(
+      root.Call("GET", "/api/v1/offers?credential_id=" + cid + "&region=mars-1", "", admin).status,
+      400);
   EXPECT_EQ(root.Call("GET", "/api/v1/offers?credential_id=" + cid, "").status, 401);
   std::string app_id = root.CreateUser(admin, "appuser", {"app"}, "app-password-0123456789");
   std::string app = root.Login("appuser", "app-password-0123456789");
@@ -82,7 +89,9 @@ TEST(Offers, ListsRegionsTypesAndImagesOfTheCredentialsProvider) {
 
   // No live adapter of that type: a precondition (409, as for credentials), not a 500.
   adapter.KillHard();
-  ASSERT_TRUE(WaitFor([&] { return root.Call("GET", "/api/v1/providers", "", admin).json[0]["status"] == "down"; }, 8s));
+  ASSERT_TRUE(WaitFor(
+      [&] { return root.Call("GET", "/api/v1/providers", "", admin).json[0]["status"] == "down"; },
+      8s));
   auto down = root.Call("GET", "/api/v1/offers?credential_id=" + cid, "", admin);
   EXPECT_EQ(down.status, 409) << down.body;
   EXPECT_TRUE(down.json["error"]["code"].is_string());

@@ -32,26 +32,32 @@ TEST(OperationCrash, RootKilledDuringStepTwoResumesAndCompletes) {
   RootDaemon root(dir, {"--enable-test-ops", "--op-lease-ms", "1000"});
   root.Start();
   std::string admin = root.AdminToken();
-  auto created = root.Call("POST", "/api/v1/test/operations", R"({"steps":5,"step_ms":800})", admin);
+  auto created =
+      root.Call("POST", "/api/v1/test/operations", R"({"steps":5,"step_ms":800})", admin);
   ASSERT_EQ(created.status, 202) << created.body;
   std::string op = created.json["operation_id"];
 
   // Kill at step index 2 (the third step): it has started but not finished.
   std::string markers = dir + "/test-ops.log";
-  ASSERT_TRUE(WaitFor([&] {
-    for (const auto& m : ReadMarkers(markers)) if (m.op == op && m.step == 2) return true;
-    return false;
-  }, 20s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& m : ReadMarkers(markers))
+          if (m.op == op && m.step == 2) return true;
+        return false;
+      },
+      20s));
   auto mid = root.Call("GET", "/api/v1/operations/" + op, "", admin);
   EXPECT_EQ(mid.json["state"], "running");
   EXPECT_EQ(mid.json["step"], "step-3");
   root.KillHard();
   root.Start();
 
-  ASSERT_TRUE(WaitFor([&] {
-    auto r = root.Call("GET", "/api/v1/operations/" + op, "", admin);
-    return r.json.value("state", "") == "succeeded" || r.json.value("state", "") == "failed";
-  }, 40s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = root.Call("GET", "/api/v1/operations/" + op, "", admin);
+        return r.json.value("state", "") == "succeeded" || r.json.value("state", "") == "failed";
+      },
+      40s));
   auto done = root.Call("GET", "/api/v1/operations/" + op, "", admin);
   EXPECT_EQ(done.json["state"], "succeeded") << done.body;
   ASSERT_EQ(done.json["steps"].size(), 5u);
@@ -73,7 +79,9 @@ TEST(OperationCrash, RootKilledDuringStepTwoResumesAndCompletes) {
   EXPECT_EQ(runs[3], 1);
   EXPECT_EQ(runs[4], 1);
 
-  auto by_target = root.Call("GET", "/api/v1/operations?target=" + created.json["target_id"].get<std::string>(), "", admin);
+  auto by_target =
+      root.Call("GET", "/api/v1/operations?target=" + created.json["target_id"].get<std::string>(),
+                "", admin);
   ASSERT_EQ(by_target.status, 200);
   EXPECT_EQ(by_target.json.size(), 1u);
 }
@@ -86,9 +94,12 @@ TEST(OperationCrash, TerminalStepErrorFailsWithReason) {
   auto created = root.Call("POST", "/api/v1/test/operations", R"({"steps":3,"fail_at":1})", admin);
   ASSERT_EQ(created.status, 202);
   std::string op = created.json["operation_id"];
-  ASSERT_TRUE(WaitFor([&] {
-    return root.Call("GET", "/api/v1/operations/" + op, "", admin).json.value("state", "") == "failed";
-  }, 20s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return root.Call("GET", "/api/v1/operations/" + op, "", admin).json.value("state", "") ==
+               "failed";
+      },
+      20s));
   auto r = root.Call("GET", "/api/v1/operations/" + op, "", admin);
   EXPECT_TRUE(r.json.contains("error"));
   EXPECT_EQ(r.json["steps"][0]["state"], "succeeded");

@@ -1,5 +1,6 @@
 // Integration tests of the root control plane: the real canopyd root (and fake provider adapter)
 // on a temp data dir, driven over HTTP.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -9,8 +10,6 @@
 #include <random>
 #include <set>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "api/api.h"
 #include "auth/jwt.h"
@@ -25,7 +24,8 @@ using namespace std::chrono_literals;
 class RootApi : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = std::make_unique<RootDaemon>(tmp_.str() + "/data", std::vector<std::string>{"--heartbeat-interval", "1"});
+    root_ = std::make_unique<RootDaemon>(tmp_.str() + "/data",
+                                         std::vector<std::string>{"--heartbeat-interval", "1"});
     root_->Start();
     admin_ = root_->AdminToken();
     ASSERT_FALSE(admin_.empty());
@@ -59,11 +59,16 @@ bool RoleAllowed(api::Access a, const std::string& role) {
   switch (a) {
     case api::Access::kPublic:
     case api::Access::kAdapter:
-    case api::Access::kAnyUser: return true;
-    case api::Access::kAdmin: return false;
-    case api::Access::kInfra: return role == "infra";
-    case api::Access::kApp: return role == "app";
-    case api::Access::kInfraOrApp: return role == "infra" || role == "app";
+    case api::Access::kAnyUser:
+      return true;
+    case api::Access::kAdmin:
+      return false;
+    case api::Access::kInfra:
+      return role == "infra";
+    case api::Access::kApp:
+      return role == "app";
+    case api::Access::kInfraOrApp:
+      return role == "infra" || role == "app";
   }
   return false;
 }
@@ -79,7 +84,8 @@ TEST_F(RootApi, EveryRouteEnforcesTheRoleMatrix) {
     std::string path = FillParams(r.pattern, "zz-nonexistent");
     for (const auto& [role, token] : tokens) {
       auto reply = Call(r.method, path, "{}", token);
-      SCOPED_TRACE(fmt::format("{} {} as {}: {} {}", r.method, path, role, reply.status, reply.body));
+      SCOPED_TRACE(
+          fmt::format("{} {} as {}: {} {}", r.method, path, role, reply.status, reply.body));
       EXPECT_GT(reply.status, 0);
       EXPECT_LT(reply.status, 500);
       if (r.access == api::Access::kPublic || r.access == api::Access::kAdapter) continue;
@@ -108,8 +114,12 @@ TEST_F(RootApi, ForgedTamperedAndAlgNoneTokensAreRejected) {
   auto me = Call("GET", "/api/v1/users", "", admin_);
   ASSERT_EQ(me.status, 200);
   std::string admin_id = me.json[0]["id"];
-  auth::Claims c{admin_id, "admin", {"admin"}, UnixSeconds(std::chrono::system_clock::now()),
-                 UnixSeconds(std::chrono::system_clock::now()) + 600, "x"};
+  auth::Claims c{admin_id,
+                 "admin",
+                 {"admin"},
+                 UnixSeconds(std::chrono::system_clock::now()),
+                 UnixSeconds(std::chrono::system_clock::now()) + 600,
+                 "x"};
   auto forged = (*keys)->Sign(c);
   ASSERT_OK(forged);
   EXPECT_EQ(Call("GET", "/api/v1/users", "", *forged).status, 401);
@@ -154,9 +164,17 @@ TEST_F(RootApi, LoginFailsWithWrongPasswordAndUnknownUser) {
 TEST_F(RootApi, UsersAreCreatedListedAndDeleted) {
   std::string id = root_->CreateUser(admin_, "carol", {"infra", "app"}, "carol-password");
   EXPECT_EQ(Call("POST", "/api/v1/users",
-                 R"({"username":"carol","password":"carol-password","roles":["app"]})", admin_).status, 409);
-  EXPECT_EQ(Call("POST", "/api/v1/users", R"({"username":"x","password":"short","roles":["app"]})", admin_).status, 400);
-  EXPECT_EQ(Call("POST", "/api/v1/users", R"({"username":"y","password":"long-enough","roles":["root"]})", admin_).status, 400);
+                 R"({"username":"carol","password":"carol-password","roles":["app"]})", admin_)
+                .status,
+            409);
+  EXPECT_EQ(Call("POST", "/api/v1/users", R"({"username":"x","password":"short","roles":["app"]})",
+                 admin_)
+                .status,
+            400);
+  EXPECT_EQ(Call("POST", "/api/v1/users",
+                 R"({"username":"y","password":"long-enough","roles":["root"]})", admin_)
+                .status,
+            400);
   auto list = Call("GET", "/api/v1/users", "", admin_);
   ASSERT_EQ(list.status, 200);
   EXPECT_EQ(list.json.size(), 2u);
@@ -174,7 +192,8 @@ TEST_F(RootApi, RestartKeepsDataAndTokens) {
   EXPECT_EQ(Call("GET", "/api/v1/users", "", admin_).status, 200);
   EXPECT_FALSE(root_->Login("dave", "dave-password").empty());
   auto mode = std::filesystem::status(root_->data_dir() + "/jwt-ed25519.pem").permissions();
-  EXPECT_EQ(mode & std::filesystem::perms::all, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  EXPECT_EQ(mode & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 }
 
 TEST(RootBootstrap, GeneratedAdminPasswordIsWritten0600) {
@@ -182,7 +201,8 @@ TEST(RootBootstrap, GeneratedAdminPasswordIsWritten0600) {
   std::string dir = tmp.str() + "/data";
   Process p({CanopydPath(), "root", "--listen", "127.0.0.1:0", "--data-dir", dir}, {},
             tmp.str() + "/root.log");
-  uint16_t port = WaitForUrlFilePort(dir + "/root.url", [&] { return p.Running(); }, 20s);
+  uint16_t port = WaitForUrlFilePort(
+      dir + "/root.url", [&] { return p.Running(); }, 20s);
   ASSERT_NE(port, 0) << ReadFile(tmp.str() + "/root.log");
   std::string url = fmt::format("http://127.0.0.1:{}", port);
   ASSERT_TRUE(WaitFor([&] { return CallApi(url, "GET", "/healthz").status == 200; }, 20s));
@@ -190,8 +210,10 @@ TEST(RootBootstrap, GeneratedAdminPasswordIsWritten0600) {
   while (!pw.empty() && pw.back() == '\n') pw.pop_back();
   ASSERT_GE(pw.size(), 16u);
   auto perms = std::filesystem::status(dir + "/admin-password").permissions();
-  EXPECT_EQ(perms & std::filesystem::perms::all, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  auto r = CallApi(url, "POST", "/api/v1/auth/login", DumpJson({{"username", "admin"}, {"password", pw}}));
+  EXPECT_EQ(perms & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  auto r = CallApi(url, "POST", "/api/v1/auth/login",
+                   DumpJson({{"username", "admin"}, {"password", pw}}));
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(ReadFile(tmp.str() + "/root.log").find(pw), std::string::npos);
 }
@@ -206,7 +228,8 @@ class RootWithAdapter : public RootApi {
     token_ = tok.json["token"];
     adapter_ = std::make_unique<AdapterDaemon>("fake", root_->url(), tmp_.str() + "/adapter");
     adapter_->Start(token_);
-    ASSERT_TRUE(WaitFor([&] { return Call("GET", "/api/v1/providers", "", admin_).json.size() == 1; }, 10s));
+    ASSERT_TRUE(WaitFor(
+        [&] { return Call("GET", "/api/v1/providers", "", admin_).json.size() == 1; }, 10s));
   }
   std::string token_;
   std::unique_ptr<AdapterDaemon> adapter_;
@@ -225,12 +248,16 @@ TEST_F(RootWithAdapter, AdapterIsLiveThenDownThenLiveAgainWithSameId) {
 
   adapter_->KillHard();
   auto killed_at = std::chrono::steady_clock::now();
-  ASSERT_TRUE(WaitFor([&] { return Call("GET", "/api/v1/providers", "", admin_).json[0]["status"] == "down"; }, 6s));
+  ASSERT_TRUE(WaitFor(
+      [&] { return Call("GET", "/api/v1/providers", "", admin_).json[0]["status"] == "down"; },
+      6s));
   // Down within 3 heartbeat periods (1 s each) plus one poll of slack.
   EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 4500ms);
 
   adapter_->Start("");  // identity from its data dir, no new token
-  ASSERT_TRUE(WaitFor([&] { return Call("GET", "/api/v1/providers", "", admin_).json[0]["status"] == "live"; }, 5s));
+  ASSERT_TRUE(WaitFor(
+      [&] { return Call("GET", "/api/v1/providers", "", admin_).json[0]["status"] == "live"; },
+      5s));
   list = Call("GET", "/api/v1/providers", "", admin_);
   EXPECT_EQ(list.json.size(), 1u);
   EXPECT_EQ(list.json[0]["id"], id);
@@ -241,23 +268,30 @@ TEST_F(RootWithAdapter, AdapterIsLiveThenDownThenLiveAgainWithSameId) {
 
 TEST_F(RootWithAdapter, CredentialSecretNeverLeavesEncryptedStorage) {
   std::string secret = "SUPERSECRET-" + RandomHex(12);
-  auto created = Call("POST", "/api/v1/credentials",
-                      DumpJson({{"name", "fake1"}, {"provider", "fake"}, {"secret", {{"api_key", secret}}}}), admin_);
+  auto created =
+      Call("POST", "/api/v1/credentials",
+           DumpJson({{"name", "fake1"}, {"provider", "fake"}, {"secret", {{"api_key", secret}}}}),
+           admin_);
   ASSERT_EQ(created.status, 201) << created.body;
   std::string id = created.json["id"];
   auto list = Call("GET", "/api/v1/credentials", "", admin_);
   auto one = Call("GET", "/api/v1/credentials/" + id, "", admin_);
   EXPECT_EQ(one.status, 200);
   EXPECT_EQ(one.json["name"], "fake1");
-  auto dup = Call("POST", "/api/v1/credentials",
-                  DumpJson({{"name", "fake1"}, {"provider", "fake"}, {"secret", {{"api_key", secret}}}}), admin_);
+  auto dup =
+      Call("POST", "/api/v1/credentials",
+           DumpJson({{"name", "fake1"}, {"provider", "fake"}, {"secret", {{"api_key", secret}}}}),
+           admin_);
   EXPECT_EQ(dup.status, 409);
-  auto rejected = Call("POST", "/api/v1/credentials",
-                       DumpJson({{"name", "bad"}, {"provider", "fake"}, {"secret", {{"api_key", "invalid-" + secret}}}}),
-                       admin_);
+  auto rejected = Call(
+      "POST", "/api/v1/credentials",
+      DumpJson(
+          {{"name", "bad"}, {"provider", "fake"}, {"secret", {{"api_key", "invalid-" + secret}}}}),
+      admin_);
   EXPECT_EQ(rejected.status, 422) << rejected.body;
-  auto no_adapter = Call("POST", "/api/v1/credentials",
-                         DumpJson({{"name", "aws1"}, {"provider", "aws"}, {"secret", {{"api_key", secret}}}}), admin_);
+  auto no_adapter = Call(
+      "POST", "/api/v1/credentials",
+      DumpJson({{"name", "aws1"}, {"provider", "aws"}, {"secret", {{"api_key", secret}}}}), admin_);
   EXPECT_EQ(no_adapter.status, 409) << no_adapter.body;
 
   for (const auto* r : {&created, &list, &one, &dup, &rejected, &no_adapter}) {
@@ -279,14 +313,36 @@ TEST_F(RootApi, RandomAndMalformedRequestsNeverCause5xx) {
   auto routes = api::RouteTable(api::ApiOptions{});
   std::vector<std::string> methods = {"GET", "POST", "PUT", "DELETE", "PATCH"};
   std::vector<std::string> bodies = {
-      "", "{", "}", "[]", "null", "42", "\"str\"", "{\"name\":", "{\"username\":5,\"password\":[]}",
-      "{\"name\":{\"a\":1},\"provider\":true,\"secret\":\"x\"}", "{\"roles\":\"admin\"}",
-      "{\"count\":-1}", "{\"steps\":1e400}", "{\"token\":null,\"type\":\"\",\"url\":\"javascript:x\"}",
-      std::string(2 << 20, 'a'), std::string(300, '['), "\xff\xfe\xfd", "{\"username\":\"\xc3\x28\"}",
+      "",
+      "{",
+      "}",
+      "[]",
+      "null",
+      "42",
+      "\"str\"",
+      "{\"name\":",
+      "{\"username\":5,\"password\":[]}",
+      "{\"name\":{\"a\":1},\"provider\":true,\"secret\":\"x\"}",
+      "{\"roles\":\"admin\"}",
+      "{\"count\":-1}",
+      "{\"steps\":1e400}",
+      "{\"token\":null,\"type\":\"\",\"url\":\"javascript:x\"}",
+      std::string(2 << 20, 'a'),
+      std::string(300, '['),
+      "\xff\xfe\xfd",
+      "{\"username\":\"\xc3\x28\"}",
       "{\"name\":\"" + std::string(5000, 'n') + "\",\"provider\":\"fake\",\"secret\":{}}",
       "{\"username\":\"u\",\"password\":\"" + std::string(3000, 'p') + "\",\"roles\":[\"app\"]}",
-      "{\"ttl_seconds\":18446744073709551615}", "{\"a\":" + std::string(1000, '[') + std::string(1000, ']') + "}"};
-  std::vector<std::string> ids = {"x", "%00", "..", "%2e%2e%2f", std::string(500, 'i'), "usr-abc", "%27%3B%20DROP%20TABLE%20users%3B--", "%ff%fe"};
+      "{\"ttl_seconds\":18446744073709551615}",
+      "{\"a\":" + std::string(1000, '[') + std::string(1000, ']') + "}"};
+  std::vector<std::string> ids = {"x",
+                                  "%00",
+                                  "..",
+                                  "%2e%2e%2f",
+                                  std::string(500, 'i'),
+                                  "usr-abc",
+                                  "%27%3B%20DROP%20TABLE%20users%3B--",
+                                  "%ff%fe"};
   std::vector<std::string> tokens = {"", admin_, "bad.token.here", admin_ + "x"};
   int fivexx = 0;
   for (int i = 0; i < 1000; ++i) {
@@ -298,9 +354,11 @@ TEST_F(RootApi, RandomAndMalformedRequestsNeverCause5xx) {
     auto reply = CallApi(root_->url(), method, path, body, tokens[rng() % tokens.size()]);
     if (reply.status >= 500 || reply.status == 0) {
       ++fivexx;
-      ADD_FAILURE() << method << " " << path << " -> " << reply.status << " " << reply.body.substr(0, 200);
+      ADD_FAILURE() << method << " " << path << " -> " << reply.status << " "
+                    << reply.body.substr(0, 200);
     } else if (reply.status >= 400) {
-      EXPECT_TRUE(reply.json.contains("error")) << method << " " << path << " " << reply.body.substr(0, 200);
+      EXPECT_TRUE(reply.json.contains("error"))
+          << method << " " << path << " " << reply.body.substr(0, 200);
     }
   }
   EXPECT_EQ(fivexx, 0);

@@ -36,10 +36,13 @@ TEST_F(ServicesApi, BadInputIsA4xxWithAClearMessage) {
   }
   auto ok = Call("POST", "/api/v1/services", R"({"name":"web","command":["/bin/true"]})");
   ASSERT_EQ(ok.status, 201) << ok.body;
-  EXPECT_EQ(Call("POST", "/api/v1/services", R"({"name":"web","command":["/bin/true"]})").status, 409);
+  EXPECT_EQ(Call("POST", "/api/v1/services", R"({"name":"web","command":["/bin/true"]})").status,
+            409);
   EXPECT_EQ(Call("GET", "/api/v1/services/svc-nope").status, 404);
   EXPECT_EQ(Call("POST", "/api/v1/services/svc-nope/deploy").status, 404);
-  EXPECT_EQ(Call("POST", "/api/v1/services/" + ok.json["id"].get<std::string>() + "/scale", "{}").status, 400);
+  EXPECT_EQ(
+      Call("POST", "/api/v1/services/" + ok.json["id"].get<std::string>() + "/scale", "{}").status,
+      400);
   auto sla = Call("POST", "/api/v1/services/import", R"({"applications":[{"application_name":"a",
       "microservices":[{"microservice_name":"m","code":"docker.io/nginx"}]}]})");
   EXPECT_EQ(sla.status, 400) << sla.body;
@@ -48,14 +51,16 @@ TEST_F(ServicesApi, BadInputIsA4xxWithAClearMessage) {
 
 TEST_F(ServicesApi, OnlyAppAndAdminMayUseServices) {
   auto mk = [&](const std::string& name, const std::string& role) {
-    auto r = Call("POST", "/api/v1/users",
-                  R"({"username":")" + name + R"(","password":"password-123","roles":[")" + role + R"("]})");
+    auto r = Call(
+        "POST", "/api/v1/users",
+        R"({"username":")" + name + R"(","password":"password-123","roles":[")" + role + R"("]})");
     EXPECT_EQ(r.status, 201) << r.body;
     return root_->Login(name, "password-123");
   };
   std::string infra = mk("infra1", "infra"), app = mk("app1", "app");
   EXPECT_EQ(root_->Call("GET", "/api/v1/services", "", infra).status, 403);
-  auto r = root_->Call("POST", "/api/v1/services", R"({"name":"web","command":["/bin/true"]})", app);
+  auto r =
+      root_->Call("POST", "/api/v1/services", R"({"name":"web","command":["/bin/true"]})", app);
   EXPECT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(root_->Call("GET", "/api/v1/services", "", app).json.size(), 1u);
 }
@@ -74,18 +79,25 @@ TEST_F(ServicesApi, ImportedSlaServiceWithNoClusterIsPendingThenUndeploys) {
   const std::string id = s["id"];
   auto dep = Call("POST", "/api/v1/services/" + id + "/deploy", R"({"replicas":2})");
   ASSERT_EQ(dep.status, 202) << dep.body;
-  ASSERT_TRUE(WaitFor([&] {
-    s = Call("GET", "/api/v1/services/" + id).json;
-    return s.value("state", "") == "pending" && s["instances"].size() == 2 && s["reason"].is_string();
-  }, 10s)) << s.dump();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        s = Call("GET", "/api/v1/services/" + id).json;
+        return s.value("state", "") == "pending" && s["instances"].size() == 2 &&
+               s["reason"].is_string();
+      },
+      10s))
+      << s.dump();
   EXPECT_EQ(s["reason"].get<std::string>().rfind("no_worker_capacity", 0), 0u) << s.dump();
   EXPECT_EQ(s["instances"][0]["state"], "pending");
   EXPECT_EQ(Call("DELETE", "/api/v1/services/" + id).status, 409);
   ASSERT_EQ(Call("POST", "/api/v1/services/" + id + "/undeploy").status, 202);
-  ASSERT_TRUE(WaitFor([&] {
-    s = Call("GET", "/api/v1/services/" + id).json;
-    return s.value("state", "") == "undeployed" && s["instances"].empty();
-  }, 10s)) << s.dump();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        s = Call("GET", "/api/v1/services/" + id).json;
+        return s.value("state", "") == "undeployed" && s["instances"].empty();
+      },
+      10s))
+      << s.dump();
   EXPECT_EQ(Call("DELETE", "/api/v1/services/" + id).status, 204);
   EXPECT_EQ(Call("GET", "/api/v1/services/" + id).status, 404);
 }

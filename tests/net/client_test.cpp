@@ -1,12 +1,13 @@
 // HttpClient against our HttpServer and against a raw fake server (for behaviour our server
 // never shows: stalls, huge declared bodies, connection counting).
+#include "net/client.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cerrno>
 #include <thread>
 
-#include "net/client.h"
 #include "net/http.h"
 #include "net/raw_socket.h"
 #include "support/test_util.h"
@@ -107,11 +108,10 @@ class HttpClientTest : public ::testing::Test {
     });
     for (const char* m : {"POST", "PUT", "PATCH", "DELETE"}) {
       router_->Add(m, "/echo", [](const Request& req) {
-        return Response::FromJson(
-            200, Json{{"method", req.method},
-                      {"body", req.body},
-                      {"content_type", req.Header("content-type")},
-                      {"expect", req.Header("expect")}});
+        return Response::FromJson(200, Json{{"method", req.method},
+                                            {"body", req.body},
+                                            {"content_type", req.Header("content-type")},
+                                            {"expect", req.Header("expect")}});
       });
     }
     router_->Add("GET", "/redirect", [](const Request&) {
@@ -125,9 +125,8 @@ class HttpClientTest : public ::testing::Test {
     });
     ServerOptions opts;
     opts.max_body_bytes = 4 << 20;
-    auto s = HttpServer::Start(opts, router_,
-                               [](const Error& e) { return Response::Text(500, e.message); },
-                               nullptr);
+    auto s = HttpServer::Start(
+        opts, router_, [](const Error& e) { return Response::Text(500, e.message); }, nullptr);
     ASSERT_OK(s);
     server_ = std::move(*s);
   }

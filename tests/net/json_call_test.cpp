@@ -20,12 +20,15 @@ class PostJsonTest : public ::testing::Test {
                                           {"body", body.has_value() ? *body : Json()}});
     });
     router_->Add("POST", "/empty", [](const Request&) { return Response::Text(204, ""); });
-    router_->Add("POST", "/array", [](const Request&) { return Response::FromJson(200, Json::array()); });
+    router_->Add("POST", "/array",
+                 [](const Request&) { return Response::FromJson(200, Json::array()); });
     router_->Add("POST", "/denied", [](const Request&) {
-      return Response::FromJson(401, Json{{"error", {{"code", "unauthenticated"}, {"message", "bad key"}}}});
+      return Response::FromJson(
+          401, Json{{"error", {{"code", "unauthenticated"}, {"message", "bad key"}}}});
     });
-    auto s = HttpServer::Start(ServerOptions{}, router_,
-                               [](const Error& e) { return Response::Text(500, e.message); }, nullptr);
+    auto s = HttpServer::Start(
+        ServerOptions{}, router_, [](const Error& e) { return Response::Text(500, e.message); },
+        nullptr);
     ASSERT_OK(s);
     server_ = std::move(*s);
   }

@@ -32,26 +32,33 @@ TEST(Metrics, CountsRequestsPerMethodRouteAndStatus) {
   m.Observe("GET", "/a/{id}", 404, milliseconds(1));
   m.Observe("POST", "", 413, milliseconds(1));
   std::string text = m.RenderPrometheus();
-  EXPECT_EQ(Sample(text, R"(canopy_http_requests_total{method="GET",route="/a/{id}",status="200"})"), 2);
-  EXPECT_EQ(Sample(text, R"(canopy_http_requests_total{method="GET",route="/a/{id}",status="404"})"), 1);
-  EXPECT_EQ(Sample(text, R"(canopy_http_requests_total{method="POST",route="unmatched",status="413"})"), 1);
+  EXPECT_EQ(
+      Sample(text, R"(canopy_http_requests_total{method="GET",route="/a/{id}",status="200"})"), 2);
+  EXPECT_EQ(
+      Sample(text, R"(canopy_http_requests_total{method="GET",route="/a/{id}",status="404"})"), 1);
+  EXPECT_EQ(
+      Sample(text, R"(canopy_http_requests_total{method="POST",route="unmatched",status="413"})"),
+      1);
   EXPECT_NE(text.find("# TYPE canopy_http_requests_total counter\n"), std::string::npos);
-  EXPECT_NE(text.find("# TYPE canopy_http_request_duration_seconds histogram\n"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE canopy_http_request_duration_seconds histogram\n"),
+            std::string::npos);
 }
 
 TEST(Metrics, HistogramBucketsAreCumulative) {
   Metrics m;
-  m.Observe("GET", "/h", 200, microseconds(500));   // <= 0.001
-  m.Observe("GET", "/h", 200, milliseconds(3));     // <= 0.005
+  m.Observe("GET", "/h", 200, microseconds(500));    // <= 0.001
+  m.Observe("GET", "/h", 200, milliseconds(3));      // <= 0.005
   m.Observe("GET", "/h", 500, milliseconds(20000));  // beyond the last bucket
   std::string text = m.RenderPrometheus();
-  const std::string p = R"(canopy_http_request_duration_seconds_bucket{method="GET",route="/h",le=")";
+  const std::string p =
+      R"(canopy_http_request_duration_seconds_bucket{method="GET",route="/h",le=")";
   EXPECT_EQ(Sample(text, p + "0.001\"}"), 1);
   EXPECT_EQ(Sample(text, p + "0.0025\"}"), 1);
   EXPECT_EQ(Sample(text, p + "0.005\"}"), 2);
   EXPECT_EQ(Sample(text, p + "10\"}"), 2);
   EXPECT_EQ(Sample(text, p + "+Inf\"}"), 3);
-  EXPECT_EQ(Sample(text, R"(canopy_http_request_duration_seconds_count{method="GET",route="/h"})"), 3);
+  EXPECT_EQ(Sample(text, R"(canopy_http_request_duration_seconds_count{method="GET",route="/h"})"),
+            3);
   EXPECT_NEAR(Sample(text, R"(canopy_http_request_duration_seconds_sum{method="GET",route="/h"})"),
               20.0035, 1e-6);
 }
@@ -61,7 +68,8 @@ TEST(Metrics, EscapesLabelsAndBoundsMethods) {
   m.Observe("BREW", "/q\"uo\\te\n", 200, milliseconds(1));
   std::string text = m.RenderPrometheus();
   EXPECT_EQ(
-      Sample(text, R"(canopy_http_requests_total{method="OTHER",route="/q\"uo\\te\n",status="200"})"),
+      Sample(text,
+             R"(canopy_http_requests_total{method="OTHER",route="/q\"uo\\te\n",status="200"})"),
       1);
   EXPECT_EQ(text.find("BREW"), std::string::npos);
 }
@@ -89,7 +97,8 @@ TEST(Metrics, ConcurrentObserversLoseNothing) {
     t.join();
   }
   std::string text = m.RenderPrometheus();
-  EXPECT_EQ(Sample(text, R"(canopy_http_requests_total{method="GET",route="/c",status="200"})"), 4000);
+  EXPECT_EQ(Sample(text, R"(canopy_http_requests_total{method="GET",route="/c",status="200"})"),
+            4000);
 }
 
 }  // namespace

@@ -24,7 +24,8 @@ TEST(Probe, AnyHttpAnswerIsReachable) {
 }
 
 TEST(Probe, NothingListeningIsUnavailableWithTheTransportError) {
-  auto server = HttpServer::Start(ServerOptions{}, std::make_shared<Router>(), ErrorResponse, nullptr);
+  auto server =
+      HttpServer::Start(ServerOptions{}, std::make_shared<Router>(), ErrorResponse, nullptr);
   ASSERT_TRUE(server.has_value());
   uint16_t port = (*server)->port();
   (*server)->Stop();  // the port is free again, nothing listens
@@ -33,7 +34,8 @@ TEST(Probe, NothingListeningIsUnavailableWithTheTransportError) {
   auto st = Probe(url, 1s);
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code, ErrorCode::kUnavailable);
-  EXPECT_NE(st.error().message.find("cannot reach " + url + " from this machine: "), std::string::npos)
+  EXPECT_NE(st.error().message.find("cannot reach " + url + " from this machine: "),
+            std::string::npos)
       << st.error().message;
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
 }

@@ -79,8 +79,8 @@ class RawSocket {
       *eof = false;
     }
     for (;;) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
-                                                               std::chrono::steady_clock::now());
+      auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
         return out;
       }
@@ -138,8 +138,8 @@ class RawSocket {
     bool eof = false;
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!eof && std::chrono::steady_clock::now() < deadline) {
-      Recv(std::chrono::duration_cast<std::chrono::milliseconds>(
-               deadline - std::chrono::steady_clock::now()),
+      Recv(std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                 std::chrono::steady_clock::now()),
            &eof);
     }
     return eof;

@@ -128,9 +128,8 @@ TEST(Router, ParameterMatchesExactlyOneSegment) {
 TEST(Router, RoutesListsEveryRegistration) {
   Router r;
   r.Add("GET", "/a", Named("a"));
-  r.AddAsync("POST", "/b/{id}", [](const Request&, Responder respond) {
-    respond(Response::Text(202, "later"));
-  });
+  r.AddAsync("POST", "/b/{id}",
+             [](const Request&, Responder respond) { respond(Response::Text(202, "later")); });
   auto routes = r.Routes();
   ASSERT_EQ(routes.size(), 2u);
   EXPECT_EQ(routes[0], (std::pair<std::string, std::string>{"GET", "/a"}));
@@ -207,8 +206,8 @@ TEST(ParseHostPort, AcceptsHostNamesIpv4AndBracketedIpv6) {
 }
 
 TEST(ParseHostPort, RejectsMalformedInput) {
-  for (const char* bad : {"", "host", ":80", "host:", "host:65536", "host:-1", "host:8o",
-                          "::1:80", "[::1]", "[::1]80", "[]:80", "host:123456"}) {
+  for (const char* bad : {"", "host", ":80", "host:", "host:65536", "host:-1", "host:8o", "::1:80",
+                          "[::1]", "[::1]80", "[]:80", "host:123456"}) {
     auto r = ParseHostPort(bad);
     ASSERT_FALSE(r) << bad;
     EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << bad;

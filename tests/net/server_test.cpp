@@ -24,10 +24,17 @@ using testing::RawSocket;
 Response TestRenderer(const Error& e) {
   int status = 500;
   switch (e.code) {
-    case ErrorCode::kInvalidArgument: status = 400; break;
-    case ErrorCode::kNotFound: status = 404; break;
-    case ErrorCode::kPayloadTooLarge: status = 413; break;
-    default: break;
+    case ErrorCode::kInvalidArgument:
+      status = 400;
+      break;
+    case ErrorCode::kNotFound:
+      status = 404;
+      break;
+    case ErrorCode::kPayloadTooLarge:
+      status = 413;
+      break;
+    default:
+      break;
   }
   return Response::FromJson(
       status, Json{{"error", {{"code", ErrorCodeName(e.code)}, {"message", e.message}}}});
@@ -58,8 +65,12 @@ class HttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     router_->Add("GET", "/hello", [](const Request& req) {
-      Json j{{"method", req.method},     {"path", req.path},       {"target", req.target},
-             {"query", req.query},       {"route", req.route},     {"remote", req.remote_addr},
+      Json j{{"method", req.method},
+             {"path", req.path},
+             {"target", req.target},
+             {"query", req.query},
+             {"route", req.route},
+             {"remote", req.remote_addr},
              {"x_test", req.Header("x-test")}};
       return Response::FromJson(200, j);
     });
@@ -74,9 +85,8 @@ class HttpServerTest : public ::testing::Test {
     router_->Add("GET", "/users/me", [](const Request&) {
       return Response::FromJson(200, Json{{"id", "me-literal"}});
     });
-    router_->Add("GET", "/throw", [](const Request&) -> Response {
-      throw std::runtime_error("boom");
-    });
+    router_->Add("GET", "/throw",
+                 [](const Request&) -> Response { throw std::runtime_error("boom"); });
     router_->Add("GET", "/sleep", [](const Request&) {
       std::this_thread::sleep_for(300ms);
       return Response::Text(200, "slept");
@@ -131,7 +141,8 @@ class HttpServerTest : public ::testing::Test {
   }
 
   Result<ClientResponse> Do(const std::string& method, const std::string& path,
-                            std::string body = "", std::map<std::string, std::string> headers = {}) {
+                            std::string body = "",
+                            std::map<std::string, std::string> headers = {}) {
     ClientRequest req;
     req.method = method;
     req.url = Url(path);
@@ -259,8 +270,9 @@ TEST_F(HttpServerTest, OversizedBodyIs413) {
   // "100 Continue").
   RawSocket s = RawSocket::Connect(server_->port());
   ASSERT_TRUE(s.ok());
-  s.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n"
-         "Expect: 100-continue\r\n\r\n");
+  s.Send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n"
+      "Expect: 100-continue\r\n\r\n");
   std::string resp = s.RecvResponse();
   EXPECT_TRUE(resp.starts_with("HTTP/1.1 413")) << resp;
   EXPECT_TRUE(s.WaitClosed(5s));
@@ -494,19 +506,22 @@ TEST_F(HttpServerTest, MetricsRecordEveryRequest) {
   ASSERT_OK(Do("GET", "/nope"));
   ASSERT_OK(Do("PUT", "/hello"));
   ASSERT_OK(Do("GET", "/throw"));
-  EXPECT_EQ(WaitSample(R"(canopy_http_requests_total{method="GET",route="/hello",status="200"})", 2),
-            2);
+  EXPECT_EQ(
+      WaitSample(R"(canopy_http_requests_total{method="GET",route="/hello",status="200"})", 2), 2);
   EXPECT_EQ(
       WaitSample(R"(canopy_http_requests_total{method="GET",route="/users/{id}",status="200"})", 1),
       1);
   EXPECT_EQ(
-      WaitSample(R"(canopy_http_requests_total{method="GET",route="unmatched",status="404"})", 1), 1);
+      WaitSample(R"(canopy_http_requests_total{method="GET",route="unmatched",status="404"})", 1),
+      1);
   EXPECT_EQ(
-      WaitSample(R"(canopy_http_requests_total{method="PUT",route="unmatched",status="405"})", 1), 1);
-  EXPECT_EQ(WaitSample(R"(canopy_http_requests_total{method="GET",route="/throw",status="500"})", 1),
-            1);
+      WaitSample(R"(canopy_http_requests_total{method="PUT",route="unmatched",status="405"})", 1),
+      1);
   EXPECT_EQ(
-      WaitSample(R"(canopy_http_request_duration_seconds_count{method="GET",route="/hello"})", 2), 2);
+      WaitSample(R"(canopy_http_requests_total{method="GET",route="/throw",status="500"})", 1), 1);
+  EXPECT_EQ(
+      WaitSample(R"(canopy_http_request_duration_seconds_count{method="GET",route="/hello"})", 2),
+      2);
   std::string text = metrics_->RenderPrometheus();
   EXPECT_GT(Sample(text, "process_open_fds"), 3);
   EXPECT_GT(Sample(text, "process_resident_memory_bytes"), 0);

@@ -1,10 +1,9 @@
 // JobRunner with real short-lived processes (/bin/sh -c ...).
 #include "node/job_runner.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
-
-#include <gtest/gtest.h>
 
 #include <fstream>
 #include <thread>
@@ -54,8 +53,12 @@ bool Alive(int pid) {
 }
 
 TEST(JobSpec, JsonRoundTripAndValidation) {
-  auto s = JobSpec::FromJson({{"id", "j1"}, {"command", {"sleep", "1"}}, {"env", {{"A", "b"}}},
-                              {"cpu_millis", 500}, {"memory_mib", 64}, {"restart", "always"}});
+  auto s = JobSpec::FromJson({{"id", "j1"},
+                              {"command", {"sleep", "1"}},
+                              {"env", {{"A", "b"}}},
+                              {"cpu_millis", 500},
+                              {"memory_mib", 64},
+                              {"restart", "always"}});
   ASSERT_OK(s);
   EXPECT_EQ(s->command.size(), 2u);
   EXPECT_EQ(s->env.at("A"), "b");
@@ -76,9 +79,16 @@ TEST(JobRunner, StartsAndRunsAndCapturesOutput) {
   JobSpec s = Sh("web", "echo out; echo err >&2; echo $GREETING; exec sleep 30");
   s.env["GREETING"] = "hello-env";
   ASSERT_OK(r.Start(s));
-  ASSERT_TRUE(WaitFor([&] { auto st = Find(r, "web"); return st && st->state == "running" && st->pid > 0; }, 5s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto st = Find(r, "web");
+        return st && st->state == "running" && st->pid > 0;
+      },
+      5s));
   EXPECT_TRUE(Alive(Find(r, "web")->pid));
-  ASSERT_TRUE(WaitFor([&] { return ReadFile(dir.str() + "/jobs/web.log").find("hello-env") != std::string::npos; }, 5s));
+  ASSERT_TRUE(WaitFor(
+      [&] { return ReadFile(dir.str() + "/jobs/web.log").find("hello-env") != std::string::npos; },
+      5s));
   std::string log = ReadFile(dir.str() + "/jobs/web.log");
   EXPECT_NE(log.find("out"), std::string::npos);
   EXPECT_NE(log.find("err"), std::string::npos);
@@ -100,9 +110,19 @@ TEST(JobRunner, PathLookupAndMissingCommand) {
   JobSpec bad = Sh("missing", "");
   bad.command = {"definitely-not-a-command-xyz"};
   ASSERT_OK(r.Start(bad));
-  ASSERT_TRUE(WaitFor([&] { auto st = Find(r, "p"); return st && st->state == "exited"; }, 5s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto st = Find(r, "p");
+        return st && st->state == "exited";
+      },
+      5s));
   EXPECT_EQ(Find(r, "p")->exit_code, 0);
-  ASSERT_TRUE(WaitFor([&] { auto st = Find(r, "missing"); return st && st->state == "failed"; }, 5s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto st = Find(r, "missing");
+        return st && st->state == "failed";
+      },
+      5s));
   EXPECT_NE(Find(r, "missing")->last_error.find("not found"), std::string::npos);
   EXPECT_FALSE(r.Start(Sh("bad id!", "true")));
 }
@@ -114,9 +134,19 @@ TEST(JobRunner, RestartPolicies) {
   ASSERT_OK(r.Start(Sh("onfail-ok", "exit 0", "on-failure")));
   ASSERT_OK(r.Start(Sh("onfail-fail", "exit 2", "on-failure")));
   ASSERT_OK(r.Start(Sh("always-ok", "exit 0", "always")));
-  ASSERT_TRUE(WaitFor([&] { auto st = Find(r, "never-fail"); return st && st->state == "failed"; }, 5s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto st = Find(r, "never-fail");
+        return st && st->state == "failed";
+      },
+      5s));
   EXPECT_EQ(Find(r, "never-fail")->exit_code, 3);
-  ASSERT_TRUE(WaitFor([&] { auto st = Find(r, "onfail-ok"); return st && st->state == "exited"; }, 5s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto st = Find(r, "onfail-ok");
+        return st && st->state == "exited";
+      },
+      5s));
   ASSERT_TRUE(WaitFor([&] { return Find(r, "onfail-fail")->restarts >= 3; }, 10s));
   ASSERT_TRUE(WaitFor([&] { return Find(r, "always-ok")->restarts >= 3; }, 10s));
   std::this_thread::sleep_for(300ms);
@@ -129,8 +159,8 @@ TEST(JobRunner, StopKillsTheWholeProcessGroup) {
   TempDir dir;
   JobRunner r(Opts(dir));
   // The shell starts a background child and ignores SIGTERM: needs SIGKILL after the grace.
-  ASSERT_OK(r.Start(Sh("grp", "trap '' TERM; sleep 100 & echo $! > " + dir.str() +
-                                  "/child.pid; wait", "always")));
+  ASSERT_OK(r.Start(Sh(
+      "grp", "trap '' TERM; sleep 100 & echo $! > " + dir.str() + "/child.pid; wait", "always")));
   ASSERT_TRUE(WaitFor([&] { return !ReadFile(dir.str() + "/child.pid").empty(); }, 5s));
   int child = std::stoi(ReadFile(dir.str() + "/child.pid"));
   int leader = Find(r, "grp")->pid;
@@ -149,15 +179,19 @@ TEST(JobRunner, ReconcileAddsReplacesAndRemoves) {
   TempDir dir;
   JobRunner r(Opts(dir));
   ASSERT_OK(r.Reconcile({Sh("a", "exec sleep 30"), Sh("b", "exec sleep 30")}));
-  ASSERT_TRUE(WaitFor([&] { return r.Statuses().size() == 2 && Find(r, "a")->pid > 0 && Find(r, "b")->pid > 0; }, 5s));
+  ASSERT_TRUE(WaitFor(
+      [&] { return r.Statuses().size() == 2 && Find(r, "a")->pid > 0 && Find(r, "b")->pid > 0; },
+      5s));
   int a_pid = Find(r, "a")->pid;
   int b_pid = Find(r, "b")->pid;
   ASSERT_OK(r.Reconcile({Sh("b", "exec sleep 31"), Sh("c", "exec sleep 30")}));
-  ASSERT_TRUE(WaitFor([&] {
-    auto b = Find(r, "b");
-    auto c = Find(r, "c");
-    return !Find(r, "a") && b && b->pid > 0 && b->pid != b_pid && c && c->pid > 0;
-  }, 5s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto b = Find(r, "b");
+        auto c = Find(r, "c");
+        return !Find(r, "a") && b && b->pid > 0 && b->pid != b_pid && c && c->pid > 0;
+      },
+      5s));
   EXPECT_FALSE(Alive(a_pid));
   EXPECT_FALSE(Alive(b_pid));
   ASSERT_OK(r.Reconcile({}));
@@ -170,7 +204,12 @@ TEST(JobRunner, DestructorStopsJobs) {
   {
     JobRunner r(Opts(dir));
     ASSERT_OK(r.Start(Sh("x", "exec sleep 30")));
-    ASSERT_TRUE(WaitFor([&] { auto s = Find(r, "x"); return s && s->pid > 0; }, 5s));
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          auto s = Find(r, "x");
+          return s && s->pid > 0;
+        },
+        5s));
     pid = Find(r, "x")->pid;
   }
   EXPECT_FALSE(Alive(pid));
@@ -186,11 +225,17 @@ TEST(JobRunner, CgroupLimitsWhenAvailable) {
   s.cpu_millis = 250;
   s.memory_mib = 64;
   ASSERT_OK(r.Start(s));
-  ASSERT_TRUE(WaitFor([&] { auto st = Find(r, "lim"); return st && st->pid > 0; }, 5s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto st = Find(r, "lim");
+        return st && st->pid > 0;
+      },
+      5s));
   std::string cg = r.JobCgroup("lim");
   EXPECT_EQ(ReadFile(cg + "/memory.max"), std::to_string(64 * 1024 * 1024) + "\n");
   EXPECT_EQ(ReadFile(cg + "/cpu.max"), "25000 100000\n");
-  EXPECT_NE(ReadFile(cg + "/cgroup.procs").find(std::to_string(Find(r, "lim")->pid)), std::string::npos);
+  EXPECT_NE(ReadFile(cg + "/cgroup.procs").find(std::to_string(Find(r, "lim")->pid)),
+            std::string::npos);
 }
 
 }  // namespace

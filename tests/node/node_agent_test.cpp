@@ -32,8 +32,8 @@ struct FakeCluster {
       std::lock_guard<std::mutex> l(mu);
       auto body = ParseJsonObject(req.body);
       registrations.push_back(body ? *body : Json());
-      return net::Response::FromJson(201, {{"node_id", "nod-1"}, {"node_key", "nk_test"},
-                                           {"heartbeat_interval_seconds", 1}});
+      return net::Response::FromJson(
+          201, {{"node_id", "nod-1"}, {"node_key", "nk_test"}, {"heartbeat_interval_seconds", 1}});
     });
     router->Add("POST", "/cluster/v1/nodes/{id}/heartbeat", [this](const net::Request& req) {
       std::lock_guard<std::mutex> l(mu);
@@ -69,8 +69,9 @@ TEST(NodeAgentJobs, ReconcilesToTheHeartbeatReplyAndReportsStatuses) {
   TempDir dir;
   FakeCluster cluster;
   cluster.Start();
-  Json spec = {{"id", "sleeper"}, {"command", {"/bin/sh", "-c", "exec sleep 30"}},
-               {"cpu_millis", 100}, {"memory_mib", 16}, {"restart", "always"}, {"ports", Json::array()}};
+  Json spec = {{"id", "sleeper"},     {"command", {"/bin/sh", "-c", "exec sleep 30"}},
+               {"cpu_millis", 100},   {"memory_mib", 16},
+               {"restart", "always"}, {"ports", Json::array()}};
   cluster.Reply(Json::array({spec}));
   NodeOptions o;
   o.cluster_url = "http://127.0.0.1:" + std::to_string(cluster.server->port());
@@ -83,11 +84,15 @@ TEST(NodeAgentJobs, ReconcilesToTheHeartbeatReplyAndReportsStatuses) {
   std::thread runner([&] { agent.Run(); });
 
   // Started from the reply; the next heartbeats carry its status.
-  ASSERT_TRUE(WaitFor([&] {
-    Json last = cluster.Last();
-    return last.is_object() && last.contains("jobs") && last["jobs"].size() == 1 &&
-           last["jobs"][0].value("state", "") == "running" && last["jobs"][0].value("pid", 0) > 0;
-  }, 10s)) << cluster.Last().dump();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        Json last = cluster.Last();
+        return last.is_object() && last.contains("jobs") && last["jobs"].size() == 1 &&
+               last["jobs"][0].value("state", "") == "running" &&
+               last["jobs"][0].value("pid", 0) > 0;
+      },
+      10s))
+      << cluster.Last().dump();
   EXPECT_EQ(cluster.Last()["jobs"][0]["id"], "sleeper");
   int pid = agent.JobStatuses().at(0).pid;
 
@@ -101,10 +106,12 @@ TEST(NodeAgentJobs, ReconcilesToTheHeartbeatReplyAndReportsStatuses) {
   // An empty list stops it; a malformed spec is skipped.
   cluster.Reply(Json::array({Json{{"id", "bad id"}, {"command", {"x"}}}}));
   ASSERT_TRUE(WaitFor([&] { return agent.JobStatuses().empty(); }, 10s));
-  ASSERT_TRUE(WaitFor([&] {
-    Json last = cluster.Last();
-    return last.is_object() && last.contains("jobs") && last["jobs"].empty();
-  }, 10s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        Json last = cluster.Last();
+        return last.is_object() && last.contains("jobs") && last["jobs"].empty();
+      },
+      10s));
 
   agent.Stop();
   runner.join();

@@ -6,7 +6,8 @@ namespace canopy::node {
 namespace {
 
 TEST(Resources, ParsesMeminfoWithMemAvailable) {
-  auto m = ParseMeminfo("MemTotal:       16384000 kB\nMemFree:  100 kB\nMemAvailable:    8192000 kB\n");
+  auto m =
+      ParseMeminfo("MemTotal:       16384000 kB\nMemFree:  100 kB\nMemAvailable:    8192000 kB\n");
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->total_mib, 16000);
   EXPECT_EQ(m->available_mib, 8000);

@@ -17,8 +17,8 @@
 #include <tuple>
 #include <vector>
 
-#include "common/ids.h"
 #include "common/backoff.h"
+#include "common/ids.h"
 #include "ops/test_kind.h"
 #include "store/store.h"
 #include "support/test_util.h"
@@ -133,7 +133,9 @@ class ScriptKind final : public OperationKind {
  public:
   ScriptKind(std::string name, std::vector<std::string> steps, std::shared_ptr<ScriptState> st,
              int max_attempts = 8)
-      : name_(std::move(name)), steps_(std::move(steps)), st_(std::move(st)),
+      : name_(std::move(name)),
+        steps_(std::move(steps)),
+        st_(std::move(st)),
         max_attempts_(max_attempts) {}
   std::string Name() const override { return name_; }
   std::vector<std::string> Steps() const override { return steps_; }
@@ -254,8 +256,8 @@ TEST_F(EngineTest, SchedulesRetriesWithinCappedBackoff) {
     return StepResult::Next();
   };
   auto e = MakeEngine(opts, clock);
-  ASSERT_OK(e->Register(std::make_unique<ScriptKind>("script", std::vector<std::string>{"only"},
-                                                     st)));
+  ASSERT_OK(
+      e->Register(std::make_unique<ScriptKind>("script", std::vector<std::string>{"only"}, st)));
   Operation op = MustEnqueue(*e, "script", Json::object());
   e->Start();
 
@@ -298,8 +300,8 @@ TEST_F(EngineTest, TerminalErrorFailsOperationAndCallsOnFailedOnce) {
     }
     return StepResult::Next();
   };
-  ASSERT_OK(e->Register(std::make_unique<ScriptKind>(
-      "script", std::vector<std::string>{"a", "b", "c"}, st)));
+  ASSERT_OK(e->Register(
+      std::make_unique<ScriptKind>("script", std::vector<std::string>{"a", "b", "c"}, st)));
   Operation op = MustEnqueue(*e, "script", Json::object());
   e->Start();
   ASSERT_TRUE(WaitFor([&] { return HasState(*store_, op.id, OperationState::kFailed); }));
@@ -365,11 +367,8 @@ TEST_F(EngineTest, FailsWhenRetryableAttemptsAreExhausted) {
 TEST_F(EngineTest, ExceptionInStepFailsOperation) {
   auto e = MakeEngine(FastOptions("a"));
   auto st = std::make_shared<ScriptState>();
-  st->fn = [](size_t, StepContext&) -> Result<StepResult> {
-    throw std::runtime_error("boom");
-  };
-  ASSERT_OK(e->Register(std::make_unique<ScriptKind>("script", std::vector<std::string>{"a"},
-                                                     st)));
+  st->fn = [](size_t, StepContext&) -> Result<StepResult> { throw std::runtime_error("boom"); };
+  ASSERT_OK(e->Register(std::make_unique<ScriptKind>("script", std::vector<std::string>{"a"}, st)));
   Operation op = MustEnqueue(*e, "script", Json::object());
   e->Start();
   ASSERT_TRUE(WaitFor([&] { return HasState(*store_, op.id, OperationState::kFailed); }));
@@ -388,12 +387,13 @@ TEST_F(EngineTest, WaitRunsStepAgainOnlyAfterDelay) {
     }
     return StepResult::Next();
   };
-  ASSERT_OK(e->Register(std::make_unique<ScriptKind>("script", std::vector<std::string>{"boot"},
-                                                     st)));
+  ASSERT_OK(
+      e->Register(std::make_unique<ScriptKind>("script", std::vector<std::string>{"boot"}, st)));
   Operation op = MustEnqueue(*e, "script", Json::object());
   TimePoint t0 = clock->Now();
   e->Start();
-  ASSERT_TRUE(WaitFor([&] { return st->calls.load() == 1 && MustGet(*store_, op.id).lease_owner.empty(); }));
+  ASSERT_TRUE(WaitFor(
+      [&] { return st->calls.load() == 1 && MustGet(*store_, op.id).lease_owner.empty(); }));
   Operation got = MustGet(*store_, op.id);
   EXPECT_EQ(got.state, OperationState::kRunning);
   EXPECT_EQ(got.next_run_at, t0 + 10s);
@@ -413,8 +413,8 @@ TEST_F(EngineTest, SucceedSkipsRemainingSteps) {
   auto e = MakeEngine(FastOptions("a"));
   auto st = std::make_shared<ScriptState>();
   st->fn = [](size_t, StepContext&) -> Result<StepResult> { return StepResult::Succeed(); };
-  ASSERT_OK(e->Register(std::make_unique<ScriptKind>(
-      "script", std::vector<std::string>{"a", "b", "c"}, st)));
+  ASSERT_OK(e->Register(
+      std::make_unique<ScriptKind>("script", std::vector<std::string>{"a", "b", "c"}, st)));
   Operation op = MustEnqueue(*e, "script", Json::object());
   e->Start();
   ASSERT_TRUE(WaitFor([&] { return HasState(*store_, op.id, OperationState::kSucceeded); }));
@@ -615,8 +615,8 @@ TEST_F(EngineTest, AbandonsStepWithoutWritingWhenLeaseIsTaken) {
     saw_stop = ctx.stop.stop_requested();
     return StepResult::Next();
   };
-  ASSERT_OK(e->Register(std::make_unique<ScriptKind>("script", std::vector<std::string>{"a", "b"},
-                                                     st)));
+  ASSERT_OK(
+      e->Register(std::make_unique<ScriptKind>("script", std::vector<std::string>{"a", "b"}, st)));
   Operation op = MustEnqueue(*e, "script", Json::object());
   e->Start();
   ASSERT_TRUE(WaitFor([&] { return started.load(); }));
@@ -650,8 +650,8 @@ TEST_F(EngineTest, DropsOperationOnVersionConflictAndResumesAfterLease) {
     ctx.op.data["ran_" + std::to_string(step)] = true;
     return StepResult::Next();
   };
-  ASSERT_OK(e->Register(std::make_unique<ScriptKind>(
-      "script", std::vector<std::string>{"a", "b"}, st)));
+  ASSERT_OK(
+      e->Register(std::make_unique<ScriptKind>("script", std::vector<std::string>{"a", "b"}, st)));
   Operation op = MustEnqueue(*e, "script", Json::object());
   e->Start();
   ASSERT_TRUE(WaitFor([&] { return HasState(*store_, op.id, OperationState::kSucceeded); }));
@@ -757,9 +757,9 @@ TEST_F(EngineTest, EnqueueOfUnknownKindIsNotFound) {
 
 TEST_F(EngineTest, EnqueueRejectsInvalidData) {
   auto e = MakeEngine(FastOptions("a"));
-  for (Json bad : {Json{{"steps", 0}}, Json{{"steps", 21}}, Json::object(),
-                   Json{{"steps", 2}, {"fail_at", 2}}, Json{{"steps", 2}, {"step_ms", -1}},
-                   Json::array()}) {
+  for (Json bad :
+       {Json{{"steps", 0}}, Json{{"steps", 21}}, Json::object(), Json{{"steps", 2}, {"fail_at", 2}},
+        Json{{"steps", 2}, {"step_ms", -1}}, Json::array()}) {
     auto op = e->Enqueue(*store_, TestStepsKind::kName, "cl-1", bad);
     ASSERT_FALSE(op.has_value()) << bad.dump();
     EXPECT_EQ(op.error().code, ErrorCode::kInvalidArgument) << bad.dump();
@@ -826,11 +826,10 @@ TEST(OperationToJson, RunningOperationShape) {
   EXPECT_EQ(j["updated_at"], "1970-01-01T00:00:02.600Z");
   ASSERT_TRUE(j["steps"].is_array());
   ASSERT_EQ(j["steps"].size(), 3u);
-  EXPECT_EQ(j["steps"][0],
-            (Json{{"name", "create-vm"},
-                  {"state", "succeeded"},
-                  {"started_at", "1970-01-01T00:00:01.000Z"},
-                  {"finished_at", "1970-01-01T00:00:02.500Z"}}));
+  EXPECT_EQ(j["steps"][0], (Json{{"name", "create-vm"},
+                                 {"state", "succeeded"},
+                                 {"started_at", "1970-01-01T00:00:01.000Z"},
+                                 {"finished_at", "1970-01-01T00:00:02.500Z"}}));
   EXPECT_EQ(j["steps"][1]["state"], "running");
   EXPECT_TRUE(j["steps"][1]["finished_at"].is_null());
   EXPECT_TRUE(j["steps"][2]["started_at"].is_null());

@@ -24,8 +24,7 @@ class TestStepsKindTest : public ::testing::Test {
     op_.kind = TestStepsKind::kName;
   }
 
-  Result<StepResult> Run(size_t step, Json data, int64_t attempt = 0,
-                         std::stop_token stop = {}) {
+  Result<StepResult> Run(size_t step, Json data, int64_t attempt = 0, std::stop_token stop = {}) {
     op_.data = std::move(data);
     op_.attempt = attempt;
     StepContext ctx{op_, *store_, clock_, std::move(stop)};

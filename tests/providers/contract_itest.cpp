@@ -1,8 +1,8 @@
 // The provider contract suite (docs/contracts/provider-adapter.md): every Provider implementation
-// must pass it. Parameterized over subjects: the fake provider, the local provider (real namespaces;
-// skipped unless root), and RemoteProvider talking over HTTP to an in-process AdapterServer serving
-// each of them. A new provider is added with one line in kSubjects (its SubjectMaker, see
-// contract_subject.h).
+// must pass it. Parameterized over subjects: the fake provider, the local provider (real
+// namespaces; skipped unless root), and RemoteProvider talking over HTTP to an in-process
+// AdapterServer serving each of them. A new provider is added with one line in kSubjects (its
+// SubjectMaker, see contract_subject.h).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -84,8 +84,8 @@ Status ServeRemotely(Provider& provider, std::unique_ptr<adapter::AdapterServer>
   std::string key = RandomHex(16);
   server = std::make_unique<adapter::AdapterServer>(provider, SecretString(key));
   CANOPY_TRY(server->Start("127.0.0.1:0"));
-  remote = std::make_unique<remote::RemoteProvider>("http://127.0.0.1:" + std::to_string(server->port()),
-                                                    SecretString(key), provider.Info());
+  remote = std::make_unique<remote::RemoteProvider>(
+      "http://127.0.0.1:" + std::to_string(server->port()), SecretString(key), provider.Info());
   return OkStatus();
 }
 
@@ -145,10 +145,11 @@ struct AwsStack {
 };
 
 Result<std::shared_ptr<AwsStack>> MakeAwsStack(Json* admin) {
-  CANOPY_ASSIGN_OR_RETURN(canopy::testing::MotoServer * moto, canopy::testing::MotoServer::Shared());
+  CANOPY_ASSIGN_OR_RETURN(canopy::testing::MotoServer * moto,
+                          canopy::testing::MotoServer::Shared());
   aws::AwsOptions o;
   o.endpoints.all = moto->url();
-  o.console_host_keys = false;  // moto has no cloud-init console
+  o.console_host_keys = false;                            // moto has no cloud-init console
   o.instance_type_patterns = {"t3.*", "m5.*", "g4dn.*"};  // moto lists all types in 5 s
   o.retry = aws::RetryPolicy{2, std::chrono::milliseconds(20), std::chrono::milliseconds(100)};
   std::string catalog = canopy::testing::SourceDir() + "/../shared/reference/catalog/aws-vms.csv";
@@ -190,12 +191,9 @@ Result<Subject> MakeRemoteAwsSubject() {
 }
 
 const NamedMaker kSubjects[] = {
-    {"fake", MakeFakeSubject, true},
-    {"remote_fake", MakeRemoteFakeSubject, true},
-    {"local", MakeLocalSubject},
-    {"remote_local", MakeRemoteLocalSubject},
-    {"aws", MakeAwsSubject},
-    {"remote_aws", MakeRemoteAwsSubject},
+    {"fake", MakeFakeSubject, true}, {"remote_fake", MakeRemoteFakeSubject, true},
+    {"local", MakeLocalSubject},     {"remote_local", MakeRemoteLocalSubject},
+    {"aws", MakeAwsSubject},         {"remote_aws", MakeRemoteAwsSubject},
 };
 
 class ProviderContract : public ::testing::TestWithParam<NamedMaker> {
@@ -203,7 +201,8 @@ class ProviderContract : public ::testing::TestWithParam<NamedMaker> {
   void SetUp() override {
     // Tests of injected failures need the fake: skip before starting a costly subject.
     std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    if (!GetParam().injectable && (test.rfind("InjectedErrors", 0) == 0 || test.rfind("CapacityLimit", 0) == 0)) {
+    if (!GetParam().injectable &&
+        (test.rfind("InjectedErrors", 0) == 0 || test.rfind("CapacityLimit", 0) == 0)) {
       GTEST_SKIP() << "no failure injection for this subject";
     }
     auto s = GetParam().make();
@@ -224,7 +223,9 @@ class ProviderContract : public ::testing::TestWithParam<NamedMaker> {
 
   Provider& P() { return *s_.provider; }
   const CallContext& Ctx() { return s_.ctx; }
-  CallContext WithCredential(const Json& c) { return CallContext{CredentialSecret(c), s_.ctx.region}; }
+  CallContext WithCredential(const Json& c) {
+    return CallContext{CredentialSecret(c), s_.ctx.region};
+  }
 
   InstanceSpec Spec(const std::string& canopy_id) {
     InstanceSpec spec;
@@ -263,9 +264,9 @@ class ProviderContract : public ::testing::TestWithParam<NamedMaker> {
 TEST_P(ProviderContract, InfoSpeaksTheContractVersion) {
   ProviderInfo info = P().Info();
   EXPECT_FALSE(info.type.empty());
-  EXPECT_NE(std::find(info.contract_versions.begin(), info.contract_versions.end(),
-                      kContractVersion),
-            info.contract_versions.end());
+  EXPECT_NE(
+      std::find(info.contract_versions.begin(), info.contract_versions.end(), kContractVersion),
+      info.contract_versions.end());
 }
 
 TEST_P(ProviderContract, CredentialValidationIsTyped) {
@@ -492,7 +493,8 @@ TEST_P(ProviderContract, ClusterIdentityIsConfinedToItsClustersFirewalls) {
   EXPECT_OK(P().AttachFirewall(cc, i1->handle, f1->id));
   // Another cluster's instance, or a firewall that is not its cluster's: refused.
   expect_auth(P().AttachFirewall(cc, i2->handle, f1->id), "attach to other cluster's instance");
-  FirewallSpec other{"cfw-" + RandomHex(4), "other", {FirewallRule{9090, "tcp", {}}}, {{kClusterTag, c2}}};
+  FirewallSpec other{
+      "cfw-" + RandomHex(4), "other", {FirewallRule{9090, "tcp", {}}}, {{kClusterTag, c2}}};
   auto f2 = P().CreateFirewall(Ctx(), other);
   ASSERT_OK(f2);
   expect_auth(P().AttachFirewall(cc, i1->handle, f2->id), "attach other cluster's firewall");
@@ -511,10 +513,9 @@ TEST_P(ProviderContract, InjectedErrorsKeepTheirKind) {
   if (!s_.fake) {
     GTEST_SKIP() << "no failure injection for this subject";
   }
-  for (ProviderErrorKind kind :
-       {ProviderErrorKind::kCapacity, ProviderErrorKind::kQuota, ProviderErrorKind::kAuth,
-        ProviderErrorKind::kInvalidRequest, ProviderErrorKind::kNotFound,
-        ProviderErrorKind::kTransient}) {
+  for (ProviderErrorKind kind : {ProviderErrorKind::kCapacity, ProviderErrorKind::kQuota,
+                                 ProviderErrorKind::kAuth, ProviderErrorKind::kInvalidRequest,
+                                 ProviderErrorKind::kNotFound, ProviderErrorKind::kTransient}) {
     s_.fake->FailNext("CreateInstance", kind);
     auto r = P().CreateInstance(Ctx(), Spec("inj-" + RandomHex(6)));
     ASSERT_FALSE(r) << ProviderErrorKindName(kind);
@@ -538,7 +539,9 @@ TEST_P(ProviderContract, CapacityLimitRaisesCapacity) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, ProviderContract, ::testing::ValuesIn(kSubjects),
-                         [](const ::testing::TestParamInfo<NamedMaker>& i) { return i.param.name; });
+                         [](const ::testing::TestParamInfo<NamedMaker>& i) {
+                           return i.param.name;
+                         });
 
 }  // namespace
 }  // namespace canopy::providers

@@ -1,8 +1,6 @@
 // Integration tests of LocalProvider: real namespaces, veths, a bridge, nftables and sshd on this
 // host. Skipped unless run as root. Each test uses its own state_dir, bridge and /24 inside
 // 198.19.0.0/16, and TearDown removes every namespace, veth, bridge and process it made.
-#include "providers/local/local_provider.h"
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -24,6 +22,7 @@
 #include "common/ids.h"
 #include "providers/local/local_exec.h"
 #include "providers/local/local_factory.h"
+#include "providers/local/local_provider.h"
 #include "support/test_util.h"
 
 namespace canopy::providers::local {
@@ -164,11 +163,11 @@ class LocalProviderTest : public ::testing::Test {
     fs::path kh = dir_.path() / "known_hosts";
     std::ofstream(kh) << in.address << " " << type << " " << b64 << "\n";
     fs::path key = fs::path(opts_.state_dir) / "keys" / "k1";
-    auto r = RunCommand({"/usr/bin/ssh", "-F", "/dev/null", "-i", key.string(), "-o",
-                         "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + kh.string(),
-                         "-o", "BatchMode=yes", "-o", "ConnectTimeout=3", "-o",
-                         "IdentitiesOnly=yes", "root@" + in.address, command},
-                        {}, std::chrono::seconds(15));
+    auto r = RunCommand(
+        {"/usr/bin/ssh", "-F", "/dev/null", "-i", key.string(), "-o", "StrictHostKeyChecking=yes",
+         "-o", "UserKnownHostsFile=" + kh.string(), "-o", "BatchMode=yes", "-o", "ConnectTimeout=3",
+         "-o", "IdentitiesOnly=yes", "root@" + in.address, command},
+        {}, std::chrono::seconds(15));
     EXPECT_TRUE(r.has_value());
     return r.value_or(CommandResult{});
   }
@@ -187,8 +186,8 @@ class LocalProviderTest : public ::testing::Test {
   void Listen(const Instance& in, uint16_t port) {
     listeners_.push_back(std::make_unique<canopy::testing::Process>(
         std::vector<std::string>{"/usr/sbin/ip", "netns", "exec",
-                                 LocalProvider::NetnsName(in.provider_id), "/usr/bin/python3",
-                                 "-c", kListener, in.address, std::to_string(port)},
+                                 LocalProvider::NetnsName(in.provider_id), "/usr/bin/python3", "-c",
+                                 kListener, in.address, std::to_string(port)},
         std::vector<std::string>{}, (dir_.path() / ("listen" + std::to_string(port))).string()));
     std::string ns = LocalProvider::NetnsName(in.provider_id);
     for (int i = 0; i < 100; ++i) {
@@ -199,8 +198,8 @@ class LocalProviderTest : public ::testing::Test {
       }
       std::this_thread::sleep_for(milliseconds(50));
     }
-    ADD_FAILURE() << "listener on port " << port << " did not start: "
-                << Slurp(dir_.path() / ("listen" + std::to_string(port)));
+    ADD_FAILURE() << "listener on port " << port
+                  << " did not start: " << Slurp(dir_.path() / ("listen" + std::to_string(port)));
   }
 
   TempDir dir_;
@@ -236,10 +235,11 @@ void WriteRegistryEntry(const std::string& bridge, const std::string& address,
                         const std::string& state_dir, const std::string& instance_id) {
   fs::path dir = LocalProvider::AddressRegistryDir(bridge);
   ASSERT_TRUE(fs::exists(dir / "lock"));
-  std::ofstream(dir / address) << Json{{"state_dir", state_dir},
-                                       {"instance_id", instance_id},
-                                       {"netns", LocalProvider::NetnsName(instance_id)}}
-                                      .dump();
+  std::ofstream(dir / address) << Json{
+      {"state_dir", state_dir},
+      {"instance_id", instance_id},
+      {"netns", LocalProvider::NetnsName(
+                    instance_id)}}.dump();
 }
 
 TEST(LocalProviderRootCheck, RejectsNonRootWithClearMessage) {
@@ -276,8 +276,8 @@ TEST_F(LocalProviderTest, CreateGivesRunningInstanceReachableBySshOnlyAfterFirew
   EXPECT_EQ(in.ssh_user, "root");
   EXPECT_EQ(in.tags.at(kCanopyIdTag), "c-ssh");
   // The reported host key is the fingerprint of the key sshd serves.
-  auto fp = RunCommand({"/usr/bin/ssh-keygen", "-lf",
-                        (InstanceDir(in) / "ssh_host_ed25519_key.pub").string()});
+  auto fp = RunCommand(
+      {"/usr/bin/ssh-keygen", "-lf", (InstanceDir(in) / "ssh_host_ed25519_key.pub").string()});
   ASSERT_TRUE(fp.has_value());
   ASSERT_EQ(in.host_key_sha256.rfind("SHA256:", 0), 0u);
   EXPECT_NE(fp->out.find(in.host_key_sha256 + " "), std::string::npos) << fp->out;
@@ -299,11 +299,10 @@ TEST_F(LocalProviderTest, CreateGivesRunningInstanceReachableBySshOnlyAfterFirew
   fs::path batch = dir_.path() / "sftp.batch";
   std::ofstream(batch) << "pwd\nls\n";
   std::string pub = Slurp(InstanceDir(in) / "ssh_host_ed25519_key.pub");
-  auto sftp = RunCommand({"/usr/bin/sftp", "-F", "/dev/null", "-b", batch.string(), "-i",
-                          (fs::path(opts_.state_dir) / "keys" / "k1").string(), "-o",
-                          "StrictHostKeyChecking=yes", "-o",
-                          "UserKnownHostsFile=" + (dir_.path() / "known_hosts").string(),
-                          "root@" + in.address});
+  auto sftp = RunCommand(
+      {"/usr/bin/sftp", "-F", "/dev/null", "-b", batch.string(), "-i",
+       (fs::path(opts_.state_dir) / "keys" / "k1").string(), "-o", "StrictHostKeyChecking=yes",
+       "-o", "UserKnownHostsFile=" + (dir_.path() / "known_hosts").string(), "root@" + in.address});
   ASSERT_TRUE(sftp.has_value());
   EXPECT_EQ(sftp->exit_code, 0) << sftp->err;
   EXPECT_NE(sftp->out.find(disk), std::string::npos) << sftp->out;
@@ -483,8 +482,8 @@ TEST_F(LocalProviderTest, KeyPairsAreStoredPrivatelyAndReturnedAgain) {
   struct stat st {};
   ASSERT_EQ(stat((fs::path(opts_.state_dir) / "keys" / "k1").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  auto fp = RunCommand({"/usr/bin/ssh-keygen", "-lf",
-                        (fs::path(opts_.state_dir) / "keys" / "k1.pub").string()});
+  auto fp = RunCommand(
+      {"/usr/bin/ssh-keygen", "-lf", (fs::path(opts_.state_dir) / "keys" / "k1.pub").string()});
   ASSERT_TRUE(fp.has_value());
   EXPECT_NE(fp->out.find(a->fingerprint + " "), std::string::npos);
   auto missing = P().GetKeyPair(Ctx(), "nope");

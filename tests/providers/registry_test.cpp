@@ -28,11 +28,12 @@ TEST(ProviderRegistry, BuiltinsIncludeLocalWhoseConfigIsCheckedWithoutRoot) {
   auto names = r.Names();
   EXPECT_NE(std::find(names.begin(), names.end(), "local"), names.end());
   auto ok = r.ValidateConfig(
-      "local", Json{{"boot_delay_ms", 100}, {"fail_rate", 0.5}, {"capacity", {{"local.small", 3}}}});
+      "local",
+      Json{{"boot_delay_ms", 100}, {"fail_rate", 0.5}, {"capacity", {{"local.small", 3}}}});
   ASSERT_OK(ok);
-  for (const Json& bad : {Json{{"colour", "red"}}, Json{{"fail_rate", 2}},
-                          Json{{"boot_delay_ms", -1}}, Json{{"capacity", {{"local.small", "x"}}}},
-                          Json{{"bridge", 7}}, Json::array()}) {
+  for (const Json& bad :
+       {Json{{"colour", "red"}}, Json{{"fail_rate", 2}}, Json{{"boot_delay_ms", -1}},
+        Json{{"capacity", {{"local.small", "x"}}}}, Json{{"bridge", 7}}, Json::array()}) {
     auto v = r.ValidateConfig("local", bad);
     ASSERT_FALSE(v) << bad.dump();
     EXPECT_EQ(v.error().code, ErrorCode::kInvalidArgument) << bad.dump();

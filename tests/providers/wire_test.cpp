@@ -52,7 +52,9 @@ TEST(Wire, SpecsRoundTrip) {
   EXPECT_EQ(sb->firewalls, s.firewalls);
   EXPECT_EQ(sb->tags, s.tags);
 
-  FirewallSpec f{"cl_1", "web", {FirewallRule{443, "tcp", {}}, FirewallRule{53, "udp", {"10.0.0.0/8"}}},
+  FirewallSpec f{"cl_1",
+                 "web",
+                 {FirewallRule{443, "tcp", {}}, FirewallRule{53, "udp", {"10.0.0.0/8"}}},
                  {{"k", "v"}}};
   auto fb = FirewallSpecFromJson(ToJson(f));
   ASSERT_OK(fb);
@@ -70,7 +72,8 @@ TEST(Wire, SpecsRoundTrip) {
 
 TEST(Wire, OffersQuoteKeyPairIdentityInfoRoundTrip) {
   Offers o{{"r1", "r2"},
-           {InstanceType{"a", 2, 4096, 1, 0.5, "list"}, InstanceType{"b", 1, 512, 0, std::nullopt, "unknown"}},
+           {InstanceType{"a", 2, 4096, 1, 0.5, "list"},
+            InstanceType{"b", 1, 512, 0, std::nullopt, "unknown"}},
            {Image{"img-1", "Debian"}}};
   auto ob = OffersFromJson(ToJson(o));
   ASSERT_OK(ob);
@@ -88,12 +91,14 @@ TEST(Wire, OffersQuoteKeyPairIdentityInfoRoundTrip) {
   EXPECT_EQ(qb->count, 3);
   EXPECT_DOUBLE_EQ(*qb->price_hour_total, 1.5);
 
-  auto kb = KeyPairFromJson(ToJson(KeyPair{"kp", "ssh-ed25519 AAA", SecretString("PEM"), "SHA256:x"}));
+  auto kb =
+      KeyPairFromJson(ToJson(KeyPair{"kp", "ssh-ed25519 AAA", SecretString("PEM"), "SHA256:x"}));
   ASSERT_OK(kb);
   EXPECT_EQ(kb->private_key.Reveal(), "PEM");
   EXPECT_EQ(kb->fingerprint, "SHA256:x");
 
-  auto cb = ClusterIdentityFromJson(ToJson(ClusterIdentity{"ci", CredentialSecret(Json{{"k", 1}})}));
+  auto cb =
+      ClusterIdentityFromJson(ToJson(ClusterIdentity{"ci", CredentialSecret(Json{{"k", 1}})}));
   ASSERT_OK(cb);
   EXPECT_EQ(cb->credential.Reveal()["k"], 1);
 

@@ -44,7 +44,11 @@ std::string State(core::InstanceState s) { return std::string(core::InstanceStat
 
 Json Job(const std::string& job_id, const std::string& service_id, const std::string& node,
          const std::string& address, const std::string& state) {
-  return {{"job_id", job_id}, {"service_id", service_id}, {"node_id", node}, {"address", address}, {"state", state}};
+  return {{"job_id", job_id},
+          {"service_id", service_id},
+          {"node_id", node},
+          {"address", address},
+          {"state", state}};
 }
 
 class ServiceSchedulerTest : public ::testing::Test {
@@ -61,8 +65,8 @@ class ServiceSchedulerTest : public ::testing::Test {
     opts.plan.pending_retry = kPendingRetry;
     opts.plan.orphan_retry = kOrphanRetry;
     opts.plan.missing_reports_for_lost = 2;
-    sched_ = std::make_unique<scheduler::ServiceScheduler>(*store_, clock_, *commands_, board_, opts,
-                                                           nullptr, [this] { ++changes_; });
+    sched_ = std::make_unique<scheduler::ServiceScheduler>(*store_, clock_, *commands_, board_,
+                                                           opts, nullptr, [this] { ++changes_; });
   }
 
   void Pass() {
@@ -110,7 +114,8 @@ class ServiceSchedulerTest : public ::testing::Test {
     EXPECT_OK(store_->services().Create(s));
     return s.id;
   }
-  void UpdateService(const std::string& id, std::optional<int64_t> replicas, std::optional<bool> deployed) {
+  void UpdateService(const std::string& id, std::optional<int64_t> replicas,
+                     std::optional<bool> deployed) {
     auto s = store_->services().Get(id);
     ASSERT_OK(s);
     if (replicas) s->replicas = *replicas;
@@ -136,7 +141,8 @@ class ServiceSchedulerTest : public ::testing::Test {
     return r ? *r : std::vector<core::ClusterCommand>{};
   }
   // Pending commands of `cluster_id` of `type` for `job_id`.
-  std::vector<core::ClusterCommand> CommandsFor(const std::string& cluster_id, const std::string& type,
+  std::vector<core::ClusterCommand> CommandsFor(const std::string& cluster_id,
+                                                const std::string& type,
                                                 const std::string& job_id) {
     std::vector<core::ClusterCommand> out;
     for (auto& c : PendingCommands(cluster_id)) {
@@ -145,13 +151,15 @@ class ServiceSchedulerTest : public ::testing::Test {
     return out;
   }
   void Succeed(const std::string& cluster_id, const std::string& command_id, const Json& result) {
-    ASSERT_OK(store_->cluster_commands().Complete(command_id, cluster_id, core::ClusterCommandState::kSucceeded,
-                                                  result, nullptr, clock_->Now()));
+    ASSERT_OK(store_->cluster_commands().Complete(command_id, cluster_id,
+                                                  core::ClusterCommandState::kSucceeded, result,
+                                                  nullptr, clock_->Now()));
   }
   void Fail(const std::string& cluster_id, const std::string& command_id, const std::string& code,
             const std::string& message, const std::string& reason = "") {
     Error e{ParseErrorCode(code), message, reason};
-    ASSERT_OK(store_->cluster_commands().Complete(command_id, cluster_id, core::ClusterCommandState::kFailed,
+    ASSERT_OK(store_->cluster_commands().Complete(command_id, cluster_id,
+                                                  core::ClusterCommandState::kFailed,
                                                   Json::object(), &e, clock_->Now()));
   }
   void Report(const std::string& cluster_id, Json jobs) {
@@ -160,15 +168,16 @@ class ServiceSchedulerTest : public ::testing::Test {
 
   // Deploys `service_id` (replicas already set) into `cluster_id` and brings every replica to
   // running on `node` as the cluster would: deploy acks, then a report.
-  void DeployRunning(const std::string& service_id, const std::string& cluster_id, const std::string& node,
-                     const std::string& address) {
+  void DeployRunning(const std::string& service_id, const std::string& cluster_id,
+                     const std::string& node, const std::string& address) {
     Pass();
     Json jobs = Json::array();
     for (const auto& i : Instances(service_id)) {
       ASSERT_EQ(State(i.state), "scheduled") << i.job_id << " " << i.reason;
       ASSERT_EQ(i.cluster_id, cluster_id);
       ASSERT_FALSE(i.command_id.empty());
-      Succeed(cluster_id, i.command_id, {{"job_id", i.job_id}, {"node_id", node}, {"address", address}});
+      Succeed(cluster_id, i.command_id,
+              {{"job_id", i.job_id}, {"node_id", node}, {"address", address}});
       jobs.push_back(Job(i.job_id, service_id, node, address, "running"));
     }
     Pass();
@@ -236,8 +245,10 @@ TEST_F(ServiceSchedulerTest, DeployCreatesRowsSendsDeployJobsAndFollowsAcksAndRe
   for (const auto& i : Instances(svc)) EXPECT_EQ(State(i.state), "scheduled");
 
   // The cluster places both (on different nodes) and answers.
-  Succeed(cls, cmd_of[svc + "-r0"], {{"job_id", svc + "-r0"}, {"node_id", "n1"}, {"address", "10.0.0.1"}});
-  Succeed(cls, cmd_of[svc + "-r1"], {{"job_id", svc + "-r1"}, {"node_id", "n2"}, {"address", "10.0.0.2"}});
+  Succeed(cls, cmd_of[svc + "-r0"],
+          {{"job_id", svc + "-r0"}, {"node_id", "n1"}, {"address", "10.0.0.1"}});
+  Succeed(cls, cmd_of[svc + "-r1"],
+          {{"job_id", svc + "-r1"}, {"node_id", "n2"}, {"address", "10.0.0.2"}});
   Pass();
   rows = Instances(svc);
   ASSERT_EQ(rows.size(), 2u);
@@ -287,7 +298,8 @@ TEST_F(ServiceSchedulerTest, NoCapacityStaysPendingUntilANodeWithRoomAppears) {
 
   // An ACTIVE cluster whose node is too small, and a big cluster that is not ACTIVE.
   std::string small = NewCluster("small", {Node("s1", 4000, 512)});
-  std::string offline = NewCluster("offline", {Node("o1", 8000, 16384)}, core::ClusterState::kOffline);
+  std::string offline =
+      NewCluster("offline", {Node("o1", 8000, 16384)}, core::ClusterState::kOffline);
   clock_->Advance(kPendingRetry + 1ms);
   Pass();
   i = Instance(svc + "-r0");

@@ -3,12 +3,11 @@
 #include "store/sqlite/sqlite_store.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
@@ -28,8 +27,8 @@ namespace canopy::store::sqlite {
 namespace {
 
 using namespace std::chrono_literals;
-using store::detail::Migration;
 using canopy::testing::TempDir;
+using store::detail::Migration;
 
 const TimePoint kT0 = FromUnixMillis(1'800'000'000'000);
 TimePoint At(int64_t ms) { return kT0 + std::chrono::milliseconds(ms); }

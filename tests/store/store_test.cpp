@@ -60,8 +60,7 @@ core::User MakeUser(const std::string& id, const std::string& username, int64_t 
   return u;
 }
 
-core::ProviderToken MakeToken(const std::string& id, const std::string& hash,
-                              int64_t expires_ms) {
+core::ProviderToken MakeToken(const std::string& id, const std::string& hash, int64_t expires_ms) {
   core::ProviderToken t;
   t.id = id;
   t.token_hash = hash;
@@ -878,9 +877,8 @@ TEST_P(StoreTest, NestedTransactionCommitsWithTheOuterOne) {
 
 TEST_P(StoreTest, NestedTransactionIsUndoneWhenTheOuterOneFails) {
   auto st = store().Transaction([](Store& s) -> Status {
-    CANOPY_TRY(s.Transaction([](Store& inner) -> Status {
-      return inner.users().Create(MakeUser("usr-2", "bob"));
-    }));
+    CANOPY_TRY(s.Transaction(
+        [](Store& inner) -> Status { return inner.users().Create(MakeUser("usr-2", "bob")); }));
     return Error::Internal("outer failed");
   });
   ASSERT_FALSE(st);
@@ -1058,10 +1056,12 @@ TEST_P(StoreTest, ClusterTokenIsSingleUseAndNeedsItsCluster) {
   auto got = store().cluster_tokens().Consume("hash-1", At(10));
   ASSERT_OK(got);
   EXPECT_EQ(got->cluster_id, "cls-1");
-  EXPECT_EQ(store().cluster_tokens().Consume("hash-1", At(20)).error().code, ErrorCode::kUnauthenticated);
+  EXPECT_EQ(store().cluster_tokens().Consume("hash-1", At(20)).error().code,
+            ErrorCode::kUnauthenticated);
   core::ClusterToken expired{"ctk-2", "cls-1", "hash-2", At(1000), At(0), std::nullopt, "usr-1"};
   ASSERT_OK(store().cluster_tokens().Create(expired));
-  EXPECT_EQ(store().cluster_tokens().Consume("hash-2", At(1000)).error().code, ErrorCode::kUnauthenticated);
+  EXPECT_EQ(store().cluster_tokens().Consume("hash-2", At(1000)).error().code,
+            ErrorCode::kUnauthenticated);
   core::ClusterToken orphan{"ctk-3", "cls-none", "hash-3", At(1000), At(0), std::nullopt, "usr-1"};
   EXPECT_EQ(store().cluster_tokens().Create(orphan).error().code, ErrorCode::kNotFound);
 }
@@ -1084,17 +1084,20 @@ TEST_P(StoreTest, ClusterCommandsArePendingUntilCompletedOnceByTheirCluster) {
   ASSERT_OK(store().cluster_commands().MarkDelivered({"cmd-0"}, At(5)));
   EXPECT_EQ(store().cluster_commands().Get("cmd-0")->deliveries, 1);
   // Another cluster cannot complete it.
-  EXPECT_EQ(store().cluster_commands()
-                .Complete("cmd-0", "cls-2", core::ClusterCommandState::kSucceeded, Json::object(), nullptr, At(6))
+  EXPECT_EQ(store()
+                .cluster_commands()
+                .Complete("cmd-0", "cls-2", core::ClusterCommandState::kSucceeded, Json::object(),
+                          nullptr, At(6))
                 .error()
                 .code,
             ErrorCode::kNotFound);
-  ASSERT_OK(store().cluster_commands().Complete("cmd-0", "cls-1", core::ClusterCommandState::kSucceeded,
+  ASSERT_OK(store().cluster_commands().Complete("cmd-0", "cls-1",
+                                                core::ClusterCommandState::kSucceeded,
                                                 Json{{"pong", true}}, nullptr, At(6)));
   // A repeated ack changes nothing.
   Error late = Error::Internal("x");
-  ASSERT_OK(store().cluster_commands().Complete("cmd-0", "cls-1", core::ClusterCommandState::kFailed,
-                                                Json::object(), &late, At(7)));
+  ASSERT_OK(store().cluster_commands().Complete(
+      "cmd-0", "cls-1", core::ClusterCommandState::kFailed, Json::object(), &late, At(7)));
   auto done = store().cluster_commands().Get("cmd-0");
   EXPECT_EQ(done->state, core::ClusterCommandState::kSucceeded);
   EXPECT_EQ(done->result, (Json{{"pong", true}}));
@@ -1102,8 +1105,8 @@ TEST_P(StoreTest, ClusterCommandsArePendingUntilCompletedOnceByTheirCluster) {
   EXPECT_EQ(store().cluster_commands().ListPending("cls-1", 10)->size(), 2u);
   // A failure keeps its code, message and machine-readable reason.
   Error full = Error{ErrorCode::kResourceExhausted, "no room", "no_worker_capacity"};
-  ASSERT_OK(store().cluster_commands().Complete("cmd-1", "cls-1", core::ClusterCommandState::kFailed,
-                                                Json::object(), &full, At(8)));
+  ASSERT_OK(store().cluster_commands().Complete(
+      "cmd-1", "cls-1", core::ClusterCommandState::kFailed, Json::object(), &full, At(8)));
   auto failed = store().cluster_commands().Get("cmd-1");
   EXPECT_EQ(failed->error_code, "resource_exhausted");
   EXPECT_EQ(failed->error_message, "no room");

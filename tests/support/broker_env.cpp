@@ -64,13 +64,15 @@ void BrokerEnv::RestartRoot() {
   admin_ = root_->AdminToken();
 }
 
-ApiReply BrokerEnv::Call(const std::string& method, const std::string& path, const std::string& body) {
+ApiReply BrokerEnv::Call(const std::string& method, const std::string& path,
+                         const std::string& body) {
   return root_->Call(method, path, body, admin_);
 }
 
 Json BrokerEnv::CreateCluster(const std::string& name, int workers) {
-  Json body{{"name", name},         {"credential_id", credential_id_}, {"region", "local"},
-            {"instance_type", "local.small"}, {"image", "debian-12"}, {"disk_gb", 1}};
+  Json body{{"name", name},         {"credential_id", credential_id_},
+            {"region", "local"},    {"instance_type", "local.small"},
+            {"image", "debian-12"}, {"disk_gb", 1}};
   if (workers > 0) body["workers"] = {{"count", workers}};
   auto r = Call("POST", "/api/v1/clusters", DumpJson(body));
   EXPECT_EQ(r.status, 202) << r.body;
@@ -154,7 +156,8 @@ std::vector<std::string> BrokerEnv::PidsIn(const std::string& ns) {
     // Zombies (no reaper in some containers) are not running processes.
     std::string stat = ReadFile("/proc/" + pid + "/stat");
     auto close_paren = stat.rfind(')');
-    if (stat.empty() || close_paren == std::string::npos || close_paren + 2 >= stat.size()) continue;
+    if (stat.empty() || close_paren == std::string::npos || close_paren + 2 >= stat.size())
+      continue;
     if (stat[close_paren + 2] == 'Z') continue;
     out.push_back(pid);
   }

@@ -28,7 +28,8 @@ std::string EnvOf(const install::ComponentSpec& spec, const std::string& name) {
 
 }  // namespace
 
-Result<std::shared_ptr<providers::Provider>> SharedProviderOpener::ForType(const std::string& type) {
+Result<std::shared_ptr<providers::Provider>> SharedProviderOpener::ForType(
+    const std::string& type) {
   if (type != type_) {
     return Error::FailedPrecondition("no live provider adapter of type '" + type + "'")
         .WithReason(std::string(control::kReasonNoLiveAdapter));
@@ -62,7 +63,8 @@ Status FakeClusters::StartCluster(const std::string& host, const install::Compon
   if (url.empty()) return Error::InvalidArgument("no --advertise-url for the cluster at " + host);
   std::lock_guard<std::mutex> l(mu_);
   if (by_url_.count(url)) return OkStatus();  // already installed and running
-  CANOPY_ASSIGN_OR_RETURN(auto paired, tier_.Pair(EnvOf(spec, "CANOPY_CLUSTER_TOKEN"), url, "test"));
+  CANOPY_ASSIGN_OR_RETURN(auto paired,
+                          tier_.Pair(EnvOf(spec, "CANOPY_CLUSTER_TOKEN"), url, "test"));
   auto c = std::make_unique<Cluster>();
   c->id = paired.cluster_id;
   c->key = paired.cluster_key;
@@ -128,7 +130,8 @@ void FakeClusters::LinkLoop(Cluster* c) {
         ack["result"] = {{"moved", Json::array()}, {"returned", Json::array()}};
       } else {
         ack["ok"] = false;
-        ack["error"] = {{"code", "invalid_argument"}, {"message", "the fake cluster does not run jobs"}};
+        ack["error"] = {{"code", "invalid_argument"},
+                        {"message", "the fake cluster does not run jobs"}};
       }
       std::lock_guard<std::mutex> l(mu_);
       c->acks.push_back(std::move(ack));
@@ -184,7 +187,8 @@ BrokerHarness::BrokerHarness() : cloud_(std::make_shared<providers::fake::FakePr
   o.engine.backoff_max = 500ms;
   o.engine.after_step_hook = [this](const core::Operation& op, const std::string& step) {
     std::lock_guard<std::mutex> l(crash_mu_);
-    if (crashed_ || crash_kind_.empty() || op.kind != crash_kind_ || step != crash_step_) return false;
+    if (crashed_ || crash_kind_.empty() || op.kind != crash_kind_ || step != crash_step_)
+      return false;
     if (!crash_action_.empty() && op.data.value("action", "") != crash_action_) return false;
     crashed_ = true;
     return true;
@@ -249,7 +253,8 @@ core::Operation BrokerHarness::Wait(const std::string& op_id, std::chrono::secon
     auto got = root_->store().operations().Get(op_id);
     if (got) {
       op = *got;
-      if (op.state == core::OperationState::kSucceeded || op.state == core::OperationState::kFailed) break;
+      if (op.state == core::OperationState::kSucceeded || op.state == core::OperationState::kFailed)
+        break;
     }
     std::this_thread::sleep_for(20ms);
   }
@@ -267,8 +272,9 @@ std::vector<core::Worker> BrokerHarness::Workers(const std::string& cluster_id) 
 }
 
 int BrokerHarness::InstancesTagged(const std::string& canopy_id) {
-  auto found = cloud_->FindInstancesByTag(providers::CallContext{providers::CredentialSecret(Json{{"api_key", "k"}}), ""},
-                                          providers::kCanopyIdTag, canopy_id);
+  auto found = cloud_->FindInstancesByTag(
+      providers::CallContext{providers::CredentialSecret(Json{{"api_key", "k"}}), ""},
+      providers::kCanopyIdTag, canopy_id);
   return found ? static_cast<int>(found->size()) : -1;
 }
 

@@ -94,7 +94,8 @@ class BrokerHarness {
   // POST /api/v1/clusters as the API would: fake.small workers, fake-debian-12.
   control::ClusterStarted CreateCluster(const std::string& name, int workers);
   // Polls the operation until it succeeded or failed (or `timeout`); returns the last view.
-  core::Operation Wait(const std::string& op_id, std::chrono::seconds timeout = std::chrono::seconds(60));
+  core::Operation Wait(const std::string& op_id,
+                       std::chrono::seconds timeout = std::chrono::seconds(60));
   core::Cluster Cluster(const std::string& id);
   std::vector<core::Worker> Workers(const std::string& cluster_id);
   // Live instances in the fake cloud tagged canopy-id=`canopy_id`.

@@ -1,11 +1,10 @@
 #include "support/daemons.h"
 
+#include <fmt/format.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <thread>
-
-#include <fmt/format.h>
 
 namespace canopy::testing {
 
@@ -44,9 +43,11 @@ void EndProcess(std::unique_ptr<Process>& proc, int sig) {
 }
 
 // Waits until `url`/healthz answers 200 or the process exits; fails the test with its log.
-void ExpectHealthy(Process& proc, const std::string& url, const std::string& log, const char* what) {
-  bool up = WaitFor([&] { return CallApi(url, "GET", "/healthz").status == 200 || !proc.Running(); },
-                    std::chrono::seconds(20));
+void ExpectHealthy(Process& proc, const std::string& url, const std::string& log,
+                   const char* what) {
+  bool up =
+      WaitFor([&] { return CallApi(url, "GET", "/healthz").status == 200 || !proc.Running(); },
+              std::chrono::seconds(20));
   ASSERT_TRUE(up && proc.Running()) << what << " did not start; log:\n" << ReadFile(log);
 }
 
@@ -58,8 +59,10 @@ uint16_t StartAndFindPort(std::unique_ptr<Process>& proc, std::vector<std::strin
   std::error_code ec;
   std::filesystem::remove(url_file, ec);  // a previous run's
   proc = std::make_unique<Process>(std::move(argv), std::move(env), log);
-  uint16_t port = WaitForUrlFilePort(url_file, [&] { return proc->Running(); }, std::chrono::seconds(20));
-  EXPECT_NE(port, 0) << what << " did not report its port in " << url_file << "; log:\n" << ReadFile(log);
+  uint16_t port = WaitForUrlFilePort(
+      url_file, [&] { return proc->Running(); }, std::chrono::seconds(20));
+  EXPECT_NE(port, 0) << what << " did not report its port in " << url_file << "; log:\n"
+                     << ReadFile(log);
   if (port == 0) return 0;
   ExpectHealthy(*proc, fmt::format("http://127.0.0.1:{}", port), log, what);
   return port;
@@ -75,12 +78,13 @@ RootDaemon::~RootDaemon() {
 }
 
 void RootDaemon::Start() {
-  std::vector<std::string> argv = {CanopydPath(), "root", "--listen",
-                                   fmt::format("{}:{}", listen_host_, port_), "--data-dir", data_dir_};
+  std::vector<std::string> argv = {CanopydPath(), "root",
+                                   "--listen",    fmt::format("{}:{}", listen_host_, port_),
+                                   "--data-dir",  data_dir_};
   argv.insert(argv.end(), flags_.begin(), flags_.end());
-  uint16_t port = StartAndFindPort(proc_, argv,
-                                   {std::string("CANOPY_ADMIN_PASSWORD=") + kAdminPassword},
-                                   data_dir_ + "/root.url", log_path(), "root");
+  uint16_t port =
+      StartAndFindPort(proc_, argv, {std::string("CANOPY_ADMIN_PASSWORD=") + kAdminPassword},
+                       data_dir_ + "/root.url", log_path(), "root");
   if (port == 0) return;
   port_ = port;
   url_ = fmt::format("http://127.0.0.1:{}", port_);
@@ -104,7 +108,8 @@ void RootDaemon::Stop() { EndProcess(proc_, SIGTERM); }
 void RootDaemon::KillHard() { EndProcess(proc_, SIGKILL); }
 
 std::string RootDaemon::Login(const std::string& user, const std::string& password) const {
-  auto r = Call("POST", "/api/v1/auth/login", DumpJson({{"username", user}, {"password", password}}));
+  auto r =
+      Call("POST", "/api/v1/auth/login", DumpJson({{"username", user}, {"password", password}}));
   EXPECT_EQ(r.status, 200) << r.body;
   if (r.status != 200 || !r.json.contains("access_token")) return "";
   return r.json["access_token"].get<std::string>();
@@ -113,8 +118,9 @@ std::string RootDaemon::Login(const std::string& user, const std::string& passwo
 std::string RootDaemon::CreateUser(const std::string& admin_token, const std::string& name,
                                    const std::vector<std::string>& roles,
                                    const std::string& password) const {
-  auto r = Call("POST", "/api/v1/users",
-                DumpJson({{"username", name}, {"password", password}, {"roles", roles}}), admin_token);
+  auto r =
+      Call("POST", "/api/v1/users",
+           DumpJson({{"username", name}, {"password", password}, {"roles", roles}}), admin_token);
   EXPECT_EQ(r.status, 201) << r.body;
   return r.status == 201 ? r.json["id"].get<std::string>() : "";
 }
@@ -131,8 +137,10 @@ AdapterDaemon::~AdapterDaemon() {
 }
 
 void AdapterDaemon::Start(const std::string& token) {
-  std::vector<std::string> argv = {CanopydPath(), "provider", "--type", type_, "--root", root_url_,
-                                   "--listen", fmt::format("127.0.0.1:{}", port_), "--data-dir", data_dir_};
+  std::vector<std::string> argv = {
+      CanopydPath(), "provider", "--type",   type_,
+      "--root",      root_url_,  "--listen", fmt::format("127.0.0.1:{}", port_),
+      "--data-dir",  data_dir_};
   if (!token.empty()) {
     argv.push_back("--token");
     argv.push_back(token);
@@ -146,15 +154,18 @@ void AdapterDaemon::KillHard() { EndProcess(proc_, SIGKILL); }
 
 ClusterDaemon::ClusterDaemon(std::string root_url, std::string data_dir,
                              std::vector<std::string> extra_flags)
-    : root_url_(std::move(root_url)), data_dir_(std::move(data_dir)), flags_(std::move(extra_flags)) {}
+    : root_url_(std::move(root_url)),
+      data_dir_(std::move(data_dir)),
+      flags_(std::move(extra_flags)) {}
 
 ClusterDaemon::~ClusterDaemon() {
   if (proc_) KillHard();
 }
 
 void ClusterDaemon::Start(const std::string& token) {
-  std::vector<std::string> argv = {CanopydPath(), "cluster", "--root", root_url_, "--listen",
-                                   fmt::format("127.0.0.1:{}", port_), "--data-dir", data_dir_};
+  std::vector<std::string> argv = {CanopydPath(), "cluster",  "--root",
+                                   root_url_,     "--listen", fmt::format("127.0.0.1:{}", port_),
+                                   "--data-dir",  data_dir_};
   if (!token.empty()) {
     argv.push_back("--token");
     argv.push_back(token);
@@ -168,15 +179,19 @@ void ClusterDaemon::Stop() { EndProcess(proc_, SIGTERM); }
 
 void ClusterDaemon::KillHard() { EndProcess(proc_, SIGKILL); }
 
-NodeDaemon::NodeDaemon(std::string cluster_url, std::string data_dir, std::vector<std::string> extra_flags)
-    : cluster_url_(std::move(cluster_url)), data_dir_(std::move(data_dir)), flags_(std::move(extra_flags)) {}
+NodeDaemon::NodeDaemon(std::string cluster_url, std::string data_dir,
+                       std::vector<std::string> extra_flags)
+    : cluster_url_(std::move(cluster_url)),
+      data_dir_(std::move(data_dir)),
+      flags_(std::move(extra_flags)) {}
 
 NodeDaemon::~NodeDaemon() {
   if (proc_) KillHard();
 }
 
 void NodeDaemon::Start(const std::string& token) {
-  std::vector<std::string> argv = {CanopydPath(), "node", "--cluster", cluster_url_, "--data-dir", data_dir_};
+  std::vector<std::string> argv = {CanopydPath(), "node",       "--cluster",
+                                   cluster_url_,  "--data-dir", data_dir_};
   if (!token.empty()) {
     argv.push_back("--token");
     argv.push_back(token);

@@ -1,13 +1,14 @@
 // Helpers for integration tests that run the real canopyd binaries: a root on a temp data dir,
 // provider adapters, clusters and nodes, and a small JSON client. Daemons listen on port 0 and
-// report the bound port in a URL file in their data dir (root.url, provider.url, cluster.url). Not thread-safe; one per test.
+// report the bound port in a URL file in their data dir (root.url, provider.url, cluster.url). Not
+// thread-safe; one per test.
 #pragma once
 
 #include <chrono>
 #include <filesystem>
 #include <memory>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/json.h"
@@ -56,9 +57,12 @@ class RootDaemon {
   uint16_t port() const { return port_; }
   // The tier listener's URL (--cluster-listen), "" without one.
   const std::string& tier_url() const { return tier_url_; }
-  void Stop();        // SIGTERM and wait
-  void KillHard();    // SIGKILL and wait
-  void Restart() { Stop(); Start(); }
+  void Stop();      // SIGTERM and wait
+  void KillHard();  // SIGKILL and wait
+  void Restart() {
+    Stop();
+    Start();
+  }
   bool Running() { return proc_ && proc_->Running(); }
 
   const std::string& url() const { return url_; }
@@ -110,7 +114,8 @@ class AdapterDaemon {
 // restarts (identity + store).
 class ClusterDaemon {
  public:
-  ClusterDaemon(std::string root_url, std::string data_dir, std::vector<std::string> extra_flags = {});
+  ClusterDaemon(std::string root_url, std::string data_dir,
+                std::vector<std::string> extra_flags = {});
   ~ClusterDaemon();
   // Starts with `token` ("" when the data dir holds an identity); waits until /healthz answers.
   // The port is kept across restarts so nodes find the cluster again.
@@ -131,7 +136,8 @@ class ClusterDaemon {
 // `canopyd node` registered with a cluster.
 class NodeDaemon {
  public:
-  NodeDaemon(std::string cluster_url, std::string data_dir, std::vector<std::string> extra_flags = {});
+  NodeDaemon(std::string cluster_url, std::string data_dir,
+             std::vector<std::string> extra_flags = {});
   ~NodeDaemon();
   // Starts with `token` ("" when the data dir holds an identity); does not wait.
   void Start(const std::string& token);

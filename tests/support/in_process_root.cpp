@@ -40,8 +40,8 @@ InProcessRoot::InProcessRoot(const std::string& dir, InProcessRootOptions opts)
                                            opts.core, std::move(opts.opener));
   core_->Start();
   if (opts.serve) {
-    auto server = net::HttpServer::Start(net::ServerOptions{}, core_->Router(), net::ErrorResponse,
-                                         nullptr);
+    auto server =
+        net::HttpServer::Start(net::ServerOptions{}, core_->Router(), net::ErrorResponse, nullptr);
     EXPECT_TRUE(server.has_value()) << (server ? "" : server.error().ToString());
     if (server) {
       server_ = std::move(*server);
@@ -77,9 +77,9 @@ RootDb::RootDb(const std::string& root_data_dir) {
   auto b = auth::SecretBox::LoadOrCreate(root_data_dir + "/master.key", "");
   EXPECT_TRUE(b.has_value());
   if (b) secrets_ = std::move(*b);
-  commands_ = std::make_unique<control::ClusterCommands>(
-      *store_, std::make_shared<SystemClock>(), std::make_shared<RandomIdGenerator>(), *secrets_,
-      hub_);
+  commands_ = std::make_unique<control::ClusterCommands>(*store_, std::make_shared<SystemClock>(),
+                                                         std::make_shared<RandomIdGenerator>(),
+                                                         *secrets_, hub_);
 }
 
 core::ClusterCommand RootDb::Run(const std::string& cluster_id, core::CommandType type,

@@ -22,8 +22,8 @@ namespace canopy::testing {
 struct InProcessRootOptions {
   root::RootCoreOptions core;
   ops::EngineOptions engine;
-  bool serve = true;  // an HTTP server with the full router
-  ClockPtr clock;     // null = SystemClock
+  bool serve = true;                                // an HTTP server with the full router
+  ClockPtr clock;                                   // null = SystemClock
   std::unique_ptr<control::ProviderOpener> opener;  // null = through live adapters
 };
 

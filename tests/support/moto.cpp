@@ -38,7 +38,8 @@ Result<MotoServer*> MotoServer::Shared() {
   if (server) return server.get();
   if (failed) return *failed;
   if (!Available()) {
-    failed = Error::FailedPrecondition("moto is not installed (pip install 'moto[server]'; scripts/setup.sh does)");
+    failed = Error::FailedPrecondition(
+        "moto is not installed (pip install 'moto[server]'; scripts/setup.sh does)");
     return *failed;
   }
   std::unique_ptr<MotoServer> s(new MotoServer());
@@ -62,10 +63,12 @@ Status MotoServer::Start() {
   net::HttpClient http;
   bool up = StartWithFreshPorts([&](uint16_t port) {
     url_ = "http://127.0.0.1:" + std::to_string(port);
-    proc_ = std::make_unique<Process>(
-        std::vector<std::string>{FindPython(), "-m", "moto.server", "-H", "127.0.0.1", "-p", std::to_string(port)},
-        std::vector<std::string>{"INITIAL_NO_AUTH_ACTION_COUNT=0", "MOTO_ALLOW_NONEXISTENT_REGION=false"},
-        dir_->str() + "/moto.log");
+    proc_ =
+        std::make_unique<Process>(std::vector<std::string>{FindPython(), "-m", "moto.server", "-H",
+                                                           "127.0.0.1", "-p", std::to_string(port)},
+                                  std::vector<std::string>{"INITIAL_NO_AUTH_ACTION_COUNT=0",
+                                                           "MOTO_ALLOW_NONEXISTENT_REGION=false"},
+                                  dir_->str() + "/moto.log");
     // Werkzeug logs "Running on" once it holds the port; only then can an answer be ours.
     for (int i = 0; i < 300; ++i) {
       if (ReadFile(dir_->str() + "/moto.log").find("Running on") != std::string::npos) break;
@@ -73,7 +76,11 @@ Status MotoServer::Start() {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     for (int i = 0; i < 300; ++i) {
-      auto r = http.Do(net::ClientRequest{"GET", url_ + "/moto-api/data.json", {}, "", std::chrono::seconds(2),
+      auto r = http.Do(net::ClientRequest{"GET",
+                                          url_ + "/moto-api/data.json",
+                                          {},
+                                          "",
+                                          std::chrono::seconds(2),
                                           std::chrono::seconds(1)});
       if (r && r->status == 200 && r->body.find('{') != std::string::npos) return true;
       if (!proc_->Running()) return false;
@@ -88,8 +95,11 @@ Status MotoServer::Start() {
 Status MotoServer::Bootstrap() {
   net::HttpClient http;
   // Exactly three requests may go unauthenticated: CreateUser, PutUserPolicy, CreateAccessKey.
-  auto reset = http.Do(net::ClientRequest{"POST", url_ + "/moto-api/reset-auth",
-                                          {{"Content-Type", "text/plain"}}, "3", std::chrono::seconds(5),
+  auto reset = http.Do(net::ClientRequest{"POST",
+                                          url_ + "/moto-api/reset-auth",
+                                          {{"Content-Type", "text/plain"}},
+                                          "3",
+                                          std::chrono::seconds(5),
                                           std::chrono::seconds(2)});
   if (!reset || reset->status != 200) return Error::Unavailable("moto reset-auth failed");
   providers::aws::AwsEndpoints ep;
@@ -103,10 +113,14 @@ Status MotoServer::Bootstrap() {
       anon, "iam", "us-east-1", "PutUserPolicy",
       {{"UserName", user},
        {"PolicyName", "admin"},
-       {"PolicyDocument", R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]})"}}));
-  CANOPY_ASSIGN_OR_RETURN(auto key, client.Query(anon, "iam", "us-east-1", "CreateAccessKey", {{"UserName", user}}));
-  admin_ = Json{{"access_key_id", providers::aws::XmlText(key, "CreateAccessKeyResult.AccessKey.AccessKeyId")},
-                {"secret_access_key", providers::aws::XmlText(key, "CreateAccessKeyResult.AccessKey.SecretAccessKey")}};
+       {"PolicyDocument",
+        R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]})"}}));
+  CANOPY_ASSIGN_OR_RETURN(
+      auto key, client.Query(anon, "iam", "us-east-1", "CreateAccessKey", {{"UserName", user}}));
+  admin_ = Json{{"access_key_id",
+                 providers::aws::XmlText(key, "CreateAccessKeyResult.AccessKey.AccessKeyId")},
+                {"secret_access_key",
+                 providers::aws::XmlText(key, "CreateAccessKeyResult.AccessKey.SecretAccessKey")}};
   return OkStatus();
 }
 

@@ -16,14 +16,14 @@
 #include "common/clock.h"
 #include "common/result.h"
 
-#define ASSERT_OK(expr)                                              \
-  do {                                                               \
-    auto&& canopy_r_ = (expr);                                       \
+#define ASSERT_OK(expr)                                                 \
+  do {                                                                  \
+    auto&& canopy_r_ = (expr);                                          \
     ASSERT_TRUE(canopy_r_.has_value()) << canopy_r_.error().ToString(); \
   } while (0)
-#define EXPECT_OK(expr)                                              \
-  do {                                                               \
-    auto&& canopy_r_ = (expr);                                       \
+#define EXPECT_OK(expr)                                                 \
+  do {                                                                  \
+    auto&& canopy_r_ = (expr);                                          \
     EXPECT_TRUE(canopy_r_.has_value()) << canopy_r_.error().ToString(); \
   } while (0)
 
@@ -112,8 +112,8 @@ class Process {
   Process& operator=(const Process&) = delete;
   int pid() const { return pid_; }
   bool Running();
-  void Kill(int sig);   // sends sig
-  int Wait();           // waits, returns exit status (or 128+signal)
+  void Kill(int sig);  // sends sig
+  int Wait();          // waits, returns exit status (or 128+signal)
 
  private:
   int pid_ = -1;

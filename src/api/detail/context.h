@@ -47,7 +47,9 @@ std::vector<RouteDef> ServiceRoutes(control::Services* services);
 // The response for a failed handler: internal errors are logged and answered bare.
 net::Response RenderHandlerError(const char* pattern, const Error& e);
 
-inline net::Response JsonResponse(int status, const Json& j) { return net::Response::FromJson(status, j); }
+inline net::Response JsonResponse(int status, const Json& j) {
+  return net::Response::FromJson(status, j);
+}
 inline net::Response NoContent() { return net::Response{204, "application/json", "", {}}; }
 // The body as a JSON object (kInvalidArgument otherwise).
 Result<Json> ParseBody(const net::Request& req);

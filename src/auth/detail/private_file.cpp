@@ -1,6 +1,7 @@
 #include "auth/detail/private_file.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <openssl/crypto.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,8 +11,6 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
-
-#include <fmt/format.h>
 
 #include "common/ids.h"
 
@@ -87,9 +86,9 @@ Result<std::optional<SecretString>> ReadPrivateFile(const std::string& path, siz
     return Error::FailedPrecondition(fmt::format("{} file {} is not a regular file", what, path));
   }
   if ((st.st_mode & 077) != 0) {
-    return Error::FailedPrecondition(fmt::format(
-        "{} file {} is accessible by group or others (mode {:04o}); run: chmod 600 {}", what, path,
-        st.st_mode & 07777, path));
+    return Error::FailedPrecondition(
+        fmt::format("{} file {} is accessible by group or others (mode {:04o}); run: chmod 600 {}",
+                    what, path, st.st_mode & 07777, path));
   }
   if (static_cast<uint64_t>(st.st_size) > max_bytes) {
     return Error::FailedPrecondition(fmt::format("{} file {} is too large", what, path));

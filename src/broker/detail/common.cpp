@@ -1,11 +1,11 @@
 #include "broker/detail/common.h"
 
+#include <fmt/format.h>
+
 #include <atomic>
 #include <mutex>
 #include <optional>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "providers/wire.h"
 

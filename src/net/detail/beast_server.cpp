@@ -12,15 +12,19 @@
 // goes away. Conn never keeps an executor after its coroutine ends (an Asio strand must not
 // outlive its io_context).
 
-#include <utility>  // Boost 1.74 asio/awaitable.hpp misses it on GCC 12: keep it first.
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <utility>  // Boost 1.74 asio/awaitable.hpp misses it on GCC 12: keep it first.
 #ifndef IPV6_FREEBIND
 #define IPV6_FREEBIND 78  // linux/in6.h, which clashes with netinet/in.h
 #endif
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -41,9 +45,6 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-
-#include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <condition_variable>
 #include <ctime>
@@ -51,8 +52,6 @@
 #include <optional>
 #include <thread>
 #include <unordered_set>
-
-#include <fmt/format.h>
 
 #include "common/log.h"
 #include "net/http.h"
@@ -82,8 +81,8 @@ struct Conn {
   bool alive = true;     // the coroutine has not finished; `ex` is valid
   bool closing = false;  // Stop() asked the connection to close (set on the strand)
   std::optional<asio::any_io_executor> ex;  // the connection's strand
-  beast::tcp_stream* stream = nullptr;       // valid while the coroutine runs; strand only
-  asio::steady_timer* wake = nullptr;        // idem
+  beast::tcp_stream* stream = nullptr;      // valid while the coroutine runs; strand only
+  asio::steady_timer* wake = nullptr;       // idem
 
   // Runs fn on the connection's strand if the connection still exists; never blocks.
   // Returns whether it posted.
@@ -304,7 +303,7 @@ class ServerImpl final : public HttpServer {
       std::unique_lock<std::mutex> l(conns_mu_);
       if (!conns_cv_.wait_for(l, kStopGrace, [this] { return conns_.empty(); })) {
         SPDLOG_WARN("HTTP server stop: connections still open after grace period count={}",
-                        conns_.size());
+                    conns_.size());
       }
     }
     ioc_.stop();
@@ -462,7 +461,7 @@ class ServerImpl final : public HttpServer {
     size_t total = 0;
     while (!ec && total < kLingerBytes) {
       size_t n = co_await stream.async_read_some(asio::buffer(sink),
-                                                  asio::redirect_error(asio::use_awaitable, ec));
+                                                 asio::redirect_error(asio::use_awaitable, ec));
       total += n;
     }
   }
@@ -510,7 +509,7 @@ class ServerImpl final : public HttpServer {
         }
         stream.expires_after(opts_.idle_timeout);
         size_t n = co_await stream.async_read_some(buffer.prepare(kIdleReadChunk),
-                                                    asio::redirect_error(asio::use_awaitable, ec));
+                                                   asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
           co_return;  // idle timeout, peer closed, or Stop()
         }
@@ -568,7 +567,8 @@ class ServerImpl final : public HttpServer {
       req.target = std::string(raw.target());
       req.remote_addr = remote;
       for (const auto& f : raw) {
-        auto [it, inserted] = req.headers.emplace(Lower(Std(f.name_string())), std::string(f.value()));
+        auto [it, inserted] =
+            req.headers.emplace(Lower(Std(f.name_string())), std::string(f.value()));
         if (!inserted) {
           it->second += ", ";
           it->second += std::string(f.value());
@@ -692,8 +692,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ServerOptions& opts,
   if (router == nullptr) {
     return Error::InvalidArgument("HTTP server needs a router");
   }
-  auto server = std::make_unique<ServerImpl>(opts, std::move(router), std::move(errors),
-                                             std::move(metrics));
+  auto server =
+      std::make_unique<ServerImpl>(opts, std::move(router), std::move(errors), std::move(metrics));
   CANOPY_TRY(server->Listen());
   server->Run();
   return std::unique_ptr<HttpServer>(std::move(server));

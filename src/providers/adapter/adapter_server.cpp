@@ -37,12 +37,27 @@ Result<Json> FromStatus(const Status& s) {
   return Empty();
 }
 
-constexpr const char* kMethods[] = {
-    "info", "validate_credential", "list_offers", "get_quote", "default_ssh_user",
-    "create_instance", "find_instances_by_tag", "describe_instance", "wait_until_running",
-    "stop_instance", "start_instance", "terminate_instance", "create_key_pair", "get_key_pair",
-    "create_firewall", "firewall_exists", "attach_firewall", "detach_firewall", "delete_firewall",
-    "create_cluster_identity", "delete_cluster_identity"};
+constexpr const char* kMethods[] = {"info",
+                                    "validate_credential",
+                                    "list_offers",
+                                    "get_quote",
+                                    "default_ssh_user",
+                                    "create_instance",
+                                    "find_instances_by_tag",
+                                    "describe_instance",
+                                    "wait_until_running",
+                                    "stop_instance",
+                                    "start_instance",
+                                    "terminate_instance",
+                                    "create_key_pair",
+                                    "get_key_pair",
+                                    "create_firewall",
+                                    "firewall_exists",
+                                    "attach_firewall",
+                                    "detach_firewall",
+                                    "delete_firewall",
+                                    "create_cluster_identity",
+                                    "delete_cluster_identity"};
 
 }  // namespace
 
@@ -136,7 +151,8 @@ Result<Json> AdapterServer::Dispatch(const std::string& method, const Json& body
         }
         t = std::clamp<int64_t>(body["timeout_seconds"].get<int64_t>(), 0, 3600);
       }
-      CANOPY_ASSIGN_OR_RETURN(Instance i, provider_.WaitUntilRunning(ctx, h, std::chrono::seconds(t)));
+      CANOPY_ASSIGN_OR_RETURN(Instance i,
+                              provider_.WaitUntilRunning(ctx, h, std::chrono::seconds(t)));
       return wire::ToJson(i);
     }
     if (method == "stop_instance") {

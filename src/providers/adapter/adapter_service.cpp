@@ -1,7 +1,9 @@
 #include "providers/adapter/adapter_service.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,19 +14,14 @@
 #include <fstream>
 #include <sstream>
 
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
 #include "common/files.h"
 #include "common/ids.h"
 #include "net/client.h"
-#include "net/json_call.h"
 #include "net/error_mapping.h"
+#include "net/json_call.h"
 
 namespace canopy::providers::adapter {
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 AdapterService::AdapterService(ProviderPtr provider, AdapterOptions opts)
     : provider_(std::move(provider)), opts_(std::move(opts)) {
@@ -59,7 +56,8 @@ Status AdapterService::Start() {
   if (opts_.advertise_url.empty()) {
     opts_.advertise_url = fmt::format("http://{}:{}", hp.first, server_->port());
   }
-  SPDLOG_INFO("Provider adapter listening type={} url={}", provider_->Info().type, opts_.advertise_url);
+  SPDLOG_INFO("Provider adapter listening type={} url={}", provider_->Info().type,
+              opts_.advertise_url);
   if (!opts_.data_dir.empty()) {
     // The bound address (useful with port 0): supervisors and tests read it instead of guessing.
     std::error_code ec;
@@ -88,7 +86,8 @@ Status AdapterService::Start() {
 
 Status AdapterService::Register() {
   if (opts_.token.empty()) {
-    return Error::Unauthenticated("no registration token: pass --token from `canopy provider token`");
+    return Error::Unauthenticated(
+        "no registration token: pass --token from `canopy provider token`");
   }
   ProviderInfo info = provider_->Info();
   net::JsonCall call;
@@ -161,7 +160,8 @@ void AdapterService::Run() {
     auto st = Heartbeat();
     if (!st) {
       SPDLOG_WARN("Heartbeat failed error={}", st.error().ToString());
-      if (st.error().code == ErrorCode::kNotFound || st.error().code == ErrorCode::kUnauthenticated) {
+      if (st.error().code == ErrorCode::kNotFound ||
+          st.error().code == ErrorCode::kUnauthenticated) {
         auto reg = Register();
         if (!reg) SPDLOG_ERROR("Re-registration failed error={}", reg.error().ToString());
       }

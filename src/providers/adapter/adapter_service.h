@@ -18,11 +18,11 @@
 namespace canopy::providers::adapter {
 
 struct AdapterOptions {
-  std::string root_url;        // e.g. http://127.0.0.1:8080
-  std::string token;           // provider registration token (needed on first start only)
+  std::string root_url;  // e.g. http://127.0.0.1:8080
+  std::string token;     // provider registration token (needed on first start only)
   std::string listen = "127.0.0.1:0";
-  std::string advertise_url;   // URL the root uses to reach this adapter; default from listen
-  std::string data_dir;        // keeps identity.json (0600) across restarts
+  std::string advertise_url;  // URL the root uses to reach this adapter; default from listen
+  std::string data_dir;       // keeps identity.json (0600) across restarts
   // Tests only: "METHOD" or "METHOD#N" -> the adapter SIGKILLs itself once, after handling the
   // N-th call (default 1st) of METHOD and before answering it (a marker in data_dir makes it once).
   std::string test_kill_after_call;

@@ -1,15 +1,14 @@
 #include "providers/aws/aws_client.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include <boost/property_tree/ptree.hpp>
 #include <boost/property_tree/xml_parser.hpp>
-
 #include <cstdlib>
 #include <ctime>
 #include <sstream>
 #include <thread>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "common/backoff.h"
 #include "net/client.h"
@@ -39,7 +38,8 @@ struct ParsedUrl {
 };
 Result<ParsedUrl> ParseBaseUrl(const std::string& url) {
   auto sep = url.find("://");
-  if (sep == std::string::npos) return Error::InvalidArgument("endpoint URL needs a scheme: " + url);
+  if (sep == std::string::npos)
+    return Error::InvalidArgument("endpoint URL needs a scheme: " + url);
   ParsedUrl p;
   p.scheme = url.substr(0, sep);
   if (p.scheme != "http" && p.scheme != "https") {
@@ -72,7 +72,8 @@ const char* ApiVersion(const std::string& service) {
 }
 
 std::string AwsEndpoints::UrlFor(const std::string& service, const std::string& region) const {
-  if (auto it = each.find(service); it != each.end() && !it->second.empty()) return Trimmed(it->second);
+  if (auto it = each.find(service); it != each.end() && !it->second.empty())
+    return Trimmed(it->second);
   if (!all.empty()) return Trimmed(all);
   if (service == "iam") return "https://iam.amazonaws.com";
   if (service == "pricing") return "https://api.pricing.us-east-1.amazonaws.com";
@@ -87,11 +88,12 @@ std::string AwsEndpoints::SigningRegion(const std::string& service, const std::s
 AwsEndpoints AwsEndpoints::FromEnvironment() {
   AwsEndpoints e;
   if (const char* v = std::getenv("AWS_ENDPOINT_URL"); v != nullptr) e.all = v;
-  const std::pair<const char*, const char*> vars[] = {{"ec2", "AWS_ENDPOINT_URL_EC2"},
-                                                      {"iam", "AWS_ENDPOINT_URL_IAM"},
-                                                      {"sts", "AWS_ENDPOINT_URL_STS"},
-                                                      {"secretsmanager", "AWS_ENDPOINT_URL_SECRETS_MANAGER"},
-                                                      {"pricing", "AWS_ENDPOINT_URL_PRICING"}};
+  const std::pair<const char*, const char*> vars[] = {
+      {"ec2", "AWS_ENDPOINT_URL_EC2"},
+      {"iam", "AWS_ENDPOINT_URL_IAM"},
+      {"sts", "AWS_ENDPOINT_URL_STS"},
+      {"secretsmanager", "AWS_ENDPOINT_URL_SECRETS_MANAGER"},
+      {"pricing", "AWS_ENDPOINT_URL_PRICING"}};
   for (const auto& [svc, var] : vars) {
     if (const char* v = std::getenv(var); v != nullptr && *v != '\0') e.each[svc] = v;
   }
@@ -99,11 +101,16 @@ AwsEndpoints AwsEndpoints::FromEnvironment() {
 }
 
 bool IsThrottling(const AwsError& e) {
-  static const char* kCodes[] = {"Throttling",          "ThrottlingException",
-                                 "ThrottledException",  "RequestThrottledException",
-                                 "RequestLimitExceeded", "RequestThrottled",
-                                 "TooManyRequestsException", "SlowDown",
-                                 "PriorRequestNotComplete", "EC2ThrottledException",
+  static const char* kCodes[] = {"Throttling",
+                                 "ThrottlingException",
+                                 "ThrottledException",
+                                 "RequestThrottledException",
+                                 "RequestLimitExceeded",
+                                 "RequestThrottled",
+                                 "TooManyRequestsException",
+                                 "SlowDown",
+                                 "PriorRequestNotComplete",
+                                 "EC2ThrottledException",
                                  "BandwidthLimitExceeded"};
   for (const char* c : kCodes) {
     if (e.code == c) return true;
@@ -112,8 +119,9 @@ bool IsThrottling(const AwsError& e) {
 }
 
 Error MapAwsError(const AwsError& e, const std::string& operation) {
-  std::string msg = fmt::format("{}: {}: {}", operation, e.code.empty() ? std::to_string(e.http_status) : e.code,
-                                Truncate(e.message, 400));
+  std::string msg =
+      fmt::format("{}: {}: {}", operation, e.code.empty() ? std::to_string(e.http_status) : e.code,
+                  Truncate(e.message, 400));
   const std::string& c = e.code;
   auto kind = ProviderErrorKind::kInvalidRequest;
   if (IsThrottling(e)) {
@@ -135,9 +143,9 @@ Error MapAwsError(const AwsError& e, const std::string& operation) {
   } else if (EndsWith(c, ".NotFound") || c == "NoSuchEntity" || c == "ResourceNotFoundException" ||
              c == "NotFoundException") {
     kind = ProviderErrorKind::kNotFound;
-  } else if (EndsWith(c, ".Malformed") || c == "InvalidParameterValue" ||
-             c == "InvalidParameter" || c == "InvalidParameterCombination" ||
-             c == "ValidationError" || c == "ValidationException" || c == "MissingParameter" ||
+  } else if (EndsWith(c, ".Malformed") || c == "InvalidParameterValue" || c == "InvalidParameter" ||
+             c == "InvalidParameterCombination" || c == "ValidationError" ||
+             c == "ValidationException" || c == "MissingParameter" ||
              c == "InvalidParameterException" || c == "InvalidRequestException") {
     kind = ProviderErrorKind::kInvalidRequest;
   } else if (c == "DependencyViolation" || c == "IncorrectState" || c == "IncorrectInstanceState" ||
@@ -202,9 +210,10 @@ AwsError ParseAwsError(int http_status, const std::string& body) {
     try {
       std::istringstream in(body);
       boost::property_tree::read_xml(in, doc, boost::property_tree::xml_parser::trim_whitespace);
-      // <Response><Errors><Error> (EC2), <ErrorResponse><Error> (IAM, STS), <ErrorResponse><Errors><Error>.
-      for (const char* path : {"Response.Errors.Error", "ErrorResponse.Error", "ErrorResponse.Errors.Error",
-                               "Error"}) {
+      // <Response><Errors><Error> (EC2), <ErrorResponse><Error> (IAM, STS),
+      // <ErrorResponse><Errors><Error>.
+      for (const char* path : {"Response.Errors.Error", "ErrorResponse.Error",
+                               "ErrorResponse.Errors.Error", "Error"}) {
         if (auto err = doc.get_child_optional(path)) {
           e.code = err->get<std::string>("Code", "");
           e.message = err->get<std::string>("Message", "");
@@ -269,7 +278,8 @@ Result<AwsClient::Answer> AwsClient::Send(
       return MakeProviderError(kind, fmt::format("{}: cannot reach {}://{}: {}", what, url.scheme,
                                                  url.authority, resp.error().message));
     }
-    if (resp->status >= 200 && resp->status < 300) return Answer{resp->status, std::move(resp->body)};
+    if (resp->status >= 200 && resp->status < 300)
+      return Answer{resp->status, std::move(resp->body)};
     AwsError err = ParseAwsError(resp->status, resp->body);
     if (!last && (IsThrottling(err) || (idempotent && resp->status >= 500))) {
       SPDLOG_DEBUG("AWS call retried operation={} attempt={} code={}", what, attempt + 1, err.code);
@@ -304,7 +314,10 @@ Result<Xml> AwsClient::Query(const SigV4Credentials& creds, const std::string& s
   for (const auto& [k, v] : params) {
     body += "&" + FormEncode(k) + "=" + FormEncode(v);
   }
-  std::string what = (service == "ec2" ? std::string("EC2") : service == "iam" ? "IAM" : "STS") + " " + action;
+  std::string what = (service == "ec2"   ? std::string("EC2")
+                      : service == "iam" ? "IAM"
+                                         : "STS") +
+                     " " + action;
   CANOPY_ASSIGN_OR_RETURN(
       Answer a, Send(creds, service, region, body,
                      {{"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"}}, what,
@@ -317,12 +330,12 @@ Result<Xml> AwsClient::Query(const SigV4Credentials& creds, const std::string& s
 Result<Json> AwsClient::JsonCall(const SigV4Credentials& creds, const std::string& service,
                                  const std::string& region, const std::string& target,
                                  const Json& body, bool idempotent) const {
-  std::string what = (service == "secretsmanager" ? std::string("SecretsManager") : "Pricing") + " " +
-                     target.substr(target.find('.') + 1);
-  CANOPY_ASSIGN_OR_RETURN(Answer a, Send(creds, service, region, DumpJson(body),
-                                         {{"Content-Type", "application/x-amz-json-1.1"},
-                                          {"X-Amz-Target", target}},
-                                         what, idempotent));
+  std::string what = (service == "secretsmanager" ? std::string("SecretsManager") : "Pricing") +
+                     " " + target.substr(target.find('.') + 1);
+  CANOPY_ASSIGN_OR_RETURN(
+      Answer a, Send(creds, service, region, DumpJson(body),
+                     {{"Content-Type", "application/x-amz-json-1.1"}, {"X-Amz-Target", target}},
+                     what, idempotent));
   if (a.body.empty()) return Json::object();
   auto j = ParseJson(a.body);
   if (!j) return Error::Provider(what + ": malformed JSON answer");

@@ -9,7 +9,6 @@
 #pragma once
 
 #include <boost/property_tree/ptree.hpp>
-
 #include <chrono>
 #include <functional>
 #include <map>

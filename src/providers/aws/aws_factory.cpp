@@ -1,8 +1,8 @@
 #include "providers/aws/aws_factory.h"
 
-#include <filesystem>
-
 #include <fmt/format.h>
+
+#include <filesystem>
 
 namespace canopy::providers::aws {
 namespace {
@@ -26,13 +26,16 @@ Result<AwsOptions> ParseAwsOptions(const Json& config, AwsEndpoints from_env) {
       CANOPY_ASSIGN_OR_RETURN(o.endpoints.all, GetString(c, k, 512));
       CANOPY_TRY(CheckUrl(k, o.endpoints.all));
     } else if (k == "endpoints") {
-      if (!v.is_object()) return Error::InvalidArgument("endpoints must be an object {service: url}");
+      if (!v.is_object())
+        return Error::InvalidArgument("endpoints must be an object {service: url}");
       for (const auto& [svc, url] : v.items()) {
-        if (svc != "ec2" && svc != "iam" && svc != "sts" && svc != "secretsmanager" && svc != "pricing") {
+        if (svc != "ec2" && svc != "iam" && svc != "sts" && svc != "secretsmanager" &&
+            svc != "pricing") {
           return Error::InvalidArgument(fmt::format(
               "endpoints.{}: unknown service (ec2, iam, sts, secretsmanager, pricing)", svc));
         }
-        if (!url.is_string()) return Error::InvalidArgument(fmt::format("endpoints.{} must be a string", svc));
+        if (!url.is_string())
+          return Error::InvalidArgument(fmt::format("endpoints.{} must be a string", svc));
         CANOPY_TRY(CheckUrl("endpoints." + svc, url.get<std::string>()));
         o.endpoints.each[svc] = url.get<std::string>();
       }
@@ -71,8 +74,9 @@ Result<AwsOptions> ParseAwsOptions(const Json& config, AwsEndpoints from_env) {
       auto colon = o.ssh_address_override.rfind(':');
       if (colon != std::string::npos) {
         std::string port = o.ssh_address_override.substr(colon + 1);
-        if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-            std::stoi(port) < 1 || std::stoi(port) > 65535) {
+        if (port.empty() || port.size() > 5 ||
+            port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) < 1 ||
+            std::stoi(port) > 65535) {
           return Error::InvalidArgument("ssh_address_override must be HOST[:PORT]");
         }
       }

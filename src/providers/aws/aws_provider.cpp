@@ -1,16 +1,15 @@
 #include "providers/aws/aws_provider.h"
 
-#include <boost/property_tree/ptree.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/property_tree/ptree.hpp>
 #include <fstream>
 #include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "common/ids.h"
 #include "providers/aws/key_material.h"
@@ -23,19 +22,25 @@ constexpr const char* kSshUserTag = "canopy-ssh-user";
 
 // Every character of `s` is in `allowed`, and its length is within [min, max].
 bool Charset(std::string_view s, std::string_view allowed, size_t min, size_t max) {
-  return s.size() >= min && s.size() <= max && s.find_first_not_of(allowed) == std::string_view::npos;
+  return s.size() >= min && s.size() <= max &&
+         s.find_first_not_of(allowed) == std::string_view::npos;
 }
 // An EC2 id: `prefix` ("i-", "sg-", "ami-") and 8 to 17 lower-case hex digits.
 bool Ec2Id(std::string_view s, std::string_view prefix) {
-  return s.substr(0, prefix.size()) == prefix && Charset(s.substr(std::min(prefix.size(), s.size())), "0123456789abcdef", 8, 17);
+  return s.substr(0, prefix.size()) == prefix &&
+         Charset(s.substr(std::min(prefix.size(), s.size())), "0123456789abcdef", 8, 17);
 }
 constexpr std::string_view kUpperDigits = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 constexpr std::string_view kNameChars =
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+=,@-";
 
-Error Invalid(std::string m) { return MakeProviderError(ProviderErrorKind::kInvalidRequest, std::move(m)); }
+Error Invalid(std::string m) {
+  return MakeProviderError(ProviderErrorKind::kInvalidRequest, std::move(m));
+}
 Error Auth(std::string m) { return MakeProviderError(ProviderErrorKind::kAuth, std::move(m)); }
-Error NotFound(std::string m) { return MakeProviderError(ProviderErrorKind::kNotFound, std::move(m)); }
+Error NotFound(std::string m) {
+  return MakeProviderError(ProviderErrorKind::kNotFound, std::move(m));
+}
 bool IsNotFound(const Error& e) { return KindOf(e) == ProviderErrorKind::kNotFound; }
 bool HasCode(const Error& e, std::string_view code) {
   return e.message.find(": " + std::string(code) + ":") != std::string::npos;
@@ -52,10 +57,12 @@ Result<Cred> ParseCred(const CallContext& ctx) {
   const char* shape = "an AWS credential is {access_key_id, secret_access_key, session_token?}";
   if (!j.is_object()) return Invalid(shape);
   for (const auto& [k, v] : j.items()) {
-    if (k != "access_key_id" && k != "secret_access_key" && k != "session_token" && k != "cluster_id") {
+    if (k != "access_key_id" && k != "secret_access_key" && k != "session_token" &&
+        k != "cluster_id") {
       return Invalid(fmt::format("unknown AWS credential field '{}': {}", k, shape));
     }
-    if (!v.is_string()) return Invalid(fmt::format("AWS credential field '{}' must be a string", k));
+    if (!v.is_string())
+      return Invalid(fmt::format("AWS credential field '{}' must be a string", k));
   }
   Cred c;
   c.sig.access_key_id = j.value("access_key_id", "");
@@ -73,12 +80,14 @@ Result<Cred> ParseCred(const CallContext& ctx) {
 
 Status RequireFull(const Cred& c, std::string_view what) {
   if (c.cluster_id.empty()) return OkStatus();
-  return Auth(fmt::format("the cluster identity of {} may not {}: it manages only its cluster's firewalls",
-                          c.cluster_id, what));
+  return Auth(
+      fmt::format("the cluster identity of {} may not {}: it manages only its cluster's firewalls",
+                  c.cluster_id, what));
 }
 
 // A cluster identity may act only on objects tagged with its cluster.
-Status Confine(const Cred& c, const std::map<std::string, std::string>& tags, std::string_view what) {
+Status Confine(const Cred& c, const std::map<std::string, std::string>& tags,
+               std::string_view what) {
   if (c.cluster_id.empty()) return OkStatus();
   auto it = tags.find(kClusterTag);
   if (it != tags.end() && it->second == c.cluster_id) return OkStatus();
@@ -92,7 +101,8 @@ std::map<std::string, std::string> TagsOf(const Xml& node) {
   return tags;
 }
 
-void AddTags(QueryParams& p, const std::string& prefix, const std::map<std::string, std::string>& tags) {
+void AddTags(QueryParams& p, const std::string& prefix,
+             const std::map<std::string, std::string>& tags) {
   int n = 1;
   for (const auto& [k, v] : tags) {
     p.emplace_back(fmt::format("{}.Tag.{}.Key", prefix, n), k);
@@ -121,7 +131,8 @@ std::string SshUserForImageName(const std::string& name) {
 std::string SgText(const std::string& s) {
   std::string out;
   for (char ch : s) {
-    bool ok = std::isalnum(static_cast<unsigned char>(ch)) || std::string_view(" ._-:/()#,@[]+=&;{}!$*").find(ch) != std::string_view::npos;
+    bool ok = std::isalnum(static_cast<unsigned char>(ch)) ||
+              std::string_view(" ._-:/()#,@[]+=&;{}!$*").find(ch) != std::string_view::npos;
     out.push_back(ok ? ch : '-');
   }
   return out.substr(0, 255);
@@ -129,7 +140,8 @@ std::string SgText(const std::string& s) {
 
 Status ValidName(const std::string& s, std::string_view what, size_t max) {
   if (!Charset(s, kNameChars, 1, max)) {
-    return Invalid(fmt::format("{} must be 1 to {} characters of A-Z a-z 0-9 . _ + = , @ -", what, max));
+    return Invalid(
+        fmt::format("{} must be 1 to {} characters of A-Z a-z 0-9 . _ + = , @ -", what, max));
   }
   return OkStatus();
 }
@@ -156,12 +168,13 @@ struct AwsProvider::Impl {
     std::string error;
     std::map<std::string, double> prices;
   };
-  std::mutex mu;  // guards the caches and the lock tables below
-  std::map<std::string, OfferCache> offers;          // key: access key id + region
+  std::mutex mu;                                      // guards the caches and the lock tables below
+  std::map<std::string, OfferCache> offers;           // key: access key id + region
   std::map<std::string, RegionPrices> region_prices;  // key: region
   std::map<std::string, std::shared_ptr<std::mutex>> locks;
 
-  explicit Impl(AwsOptions o) : opts(std::move(o)), client(opts.endpoints, opts.retry, opts.clock) {}
+  explicit Impl(AwsOptions o)
+      : opts(std::move(o)), client(opts.endpoints, opts.retry, opts.clock) {}
 
   std::shared_ptr<std::mutex> LockFor(const std::string& key) {
     std::lock_guard lock(mu);
@@ -178,12 +191,14 @@ struct AwsProvider::Impl {
                   const QueryParams& p, bool idempotent = true) const {
     return client.Query(c.sig, "ec2", region, action, p, idempotent);
   }
-  Result<Xml> Iam(const Cred& c, const std::string& action, const QueryParams& p, bool idempotent = true) const {
+  Result<Xml> Iam(const Cred& c, const std::string& action, const QueryParams& p,
+                  bool idempotent = true) const {
     return client.Query(c.sig, "iam", "us-east-1", action, p, idempotent);
   }
-  Result<Json> Secrets(const Cred& c, const std::string& region, const std::string& op, const Json& body,
-                       bool idempotent = true) const {
-    return client.JsonCall(c.sig, "secretsmanager", region, "secretsmanager." + op, body, idempotent);
+  Result<Json> Secrets(const Cred& c, const std::string& region, const std::string& op,
+                       const Json& body, bool idempotent = true) const {
+    return client.JsonCall(c.sig, "secretsmanager", region, "secretsmanager." + op, body,
+                           idempotent);
   }
 
   Instance FromXml(const Xml& item, const std::string& region) const {
@@ -201,21 +216,24 @@ struct AwsProvider::Impl {
       const std::string& o = opts.ssh_address_override;
       auto colon = o.rfind(':');
       i.address = colon == std::string::npos ? o : o.substr(0, colon);
-      if (colon != std::string::npos) i.ssh_port = static_cast<uint16_t>(std::stoi(o.substr(colon + 1)));
+      if (colon != std::string::npos)
+        i.ssh_port = static_cast<uint16_t>(std::stoi(o.substr(colon + 1)));
     }
     i.handle.data = {{"instance_id", i.provider_id}, {"region", region}};
     if (std::string vpc = XmlText(item, "vpcId"); !vpc.empty()) i.handle.data["vpc_id"] = vpc;
     return i;
   }
 
-  Result<std::pair<std::string, std::string>> HandleOf(const CallContext& ctx, const ProviderHandle& h) const {
+  Result<std::pair<std::string, std::string>> HandleOf(const CallContext& ctx,
+                                                       const ProviderHandle& h) const {
     std::string id = h.data.is_object() ? h.data.value("instance_id", "") : "";
     if (!Ec2Id(id, "i-")) return Invalid("not an EC2 instance handle");
     std::string region = h.data.value("region", "");
     return std::make_pair(id, region.empty() ? Region(ctx) : region);
   }
 
-  Result<std::vector<Instance>> DescribeInstances(const Cred& c, const std::string& region, QueryParams p) const {
+  Result<std::vector<Instance>> DescribeInstances(const Cred& c, const std::string& region,
+                                                  QueryParams p) const {
     std::vector<Instance> out;
     std::string token;
     for (int page = 0; page < 100; ++page) {
@@ -238,8 +256,9 @@ struct AwsProvider::Impl {
   }
 
   // Security groups.
-  Result<std::vector<Firewall>> DescribeGroups(const Cred& c, const std::string& region, const QueryParams& p,
-                                               std::vector<std::map<std::string, std::string>>* tags) const {
+  Result<std::vector<Firewall>> DescribeGroups(
+      const Cred& c, const std::string& region, const QueryParams& p,
+      std::vector<std::map<std::string, std::string>>* tags) const {
     CANOPY_ASSIGN_OR_RETURN(Xml x, Ec2(c, region, "DescribeSecurityGroups", p));
     std::vector<Firewall> out;
     for (const Xml* g : XmlItems(x, "securityGroupInfo")) {
@@ -267,8 +286,8 @@ struct AwsProvider::Impl {
   }
 
   // (firewall, tags) of a group id; kNotFound when absent.
-  Result<std::pair<Firewall, std::map<std::string, std::string>>> Group(const Cred& c, const std::string& region,
-                                                                      const std::string& id) const {
+  Result<std::pair<Firewall, std::map<std::string, std::string>>> Group(
+      const Cred& c, const std::string& region, const std::string& id) const {
     if (!Ec2Id(id, "sg-")) return Invalid(fmt::format("'{}' is not a security group id", id));
     std::vector<std::map<std::string, std::string>> tags;
     auto g = DescribeGroups(c, region, {{"GroupId.1", id}}, &tags);
@@ -279,18 +298,21 @@ struct AwsProvider::Impl {
 
   // AuthorizeSecurityGroupIngress (`authorize`) or RevokeSecurityGroupIngress of one rule; a
   // rule already there, or already gone, counts as done.
-  Status SetRule(const Cred& c, const std::string& region, const std::string& group, const FirewallRule& r,
-                 bool authorize) const {
+  Status SetRule(const Cred& c, const std::string& region, const std::string& group,
+                 const FirewallRule& r, bool authorize) const {
     QueryParams p{{"GroupId", group},
                   {"IpPermissions.1.IpProtocol", r.protocol},
                   {"IpPermissions.1.FromPort", std::to_string(r.port)},
                   {"IpPermissions.1.ToPort", std::to_string(r.port)}};
-    std::vector<std::string> cidrs = r.source_cidrs.empty() ? std::vector<std::string>{"0.0.0.0/0"} : r.source_cidrs;
+    std::vector<std::string> cidrs =
+        r.source_cidrs.empty() ? std::vector<std::string>{"0.0.0.0/0"} : r.source_cidrs;
     for (size_t i = 0; i < cidrs.size(); ++i) {
       p.emplace_back(fmt::format("IpPermissions.1.IpRanges.{}.CidrIp", i + 1), cidrs[i]);
     }
-    auto r2 = Ec2(c, region, authorize ? "AuthorizeSecurityGroupIngress" : "RevokeSecurityGroupIngress", p);
-    if (!r2 && !HasCode(r2.error(), authorize ? "InvalidPermission.Duplicate" : "InvalidPermission.NotFound")) {
+    auto r2 = Ec2(c, region,
+                  authorize ? "AuthorizeSecurityGroupIngress" : "RevokeSecurityGroupIngress", p);
+    if (!r2 && !HasCode(r2.error(),
+                        authorize ? "InvalidPermission.Duplicate" : "InvalidPermission.NotFound")) {
       return r2.error();
     }
     return OkStatus();
@@ -300,7 +322,8 @@ struct AwsProvider::Impl {
                    const std::vector<std::string>& groups) const {
     if (groups.empty()) return Invalid("an EC2 instance keeps at least one security group");
     QueryParams p{{"InstanceId", instance}};
-    for (size_t i = 0; i < groups.size(); ++i) p.emplace_back(fmt::format("GroupId.{}", i + 1), groups[i]);
+    for (size_t i = 0; i < groups.size(); ++i)
+      p.emplace_back(fmt::format("GroupId.{}", i + 1), groups[i]);
     auto r = Ec2(c, region, "ModifyInstanceAttribute", p);
     if (!r) return r.error();
     return OkStatus();
@@ -312,7 +335,8 @@ struct AwsProvider::Impl {
       return {it->second, "offline catalog (on-demand, Linux)"};
     }
     if (!opts.pricing_api) {
-      return {std::nullopt, "price unknown: not in the offline catalog, and the AWS Pricing API is off"};
+      return {std::nullopt,
+              "price unknown: not in the offline catalog, and the AWS Pricing API is off"};
     }
     RegionPrices rp;
     {
@@ -328,8 +352,10 @@ struct AwsProvider::Impl {
       std::lock_guard lock(mu);
       region_prices[region] = rp;
     }
-    if (!rp.ok) return {std::nullopt, "price unknown: AWS Pricing API unavailable (" + rp.error + ")"};
-    if (auto it = rp.prices.find(type); it != rp.prices.end()) return {it->second, "AWS Pricing API (on-demand, Linux)"};
+    if (!rp.ok)
+      return {std::nullopt, "price unknown: AWS Pricing API unavailable (" + rp.error + ")"};
+    if (auto it = rp.prices.find(type); it != rp.prices.end())
+      return {it->second, "AWS Pricing API (on-demand, Linux)"};
     return {std::nullopt, "price unknown: the AWS Pricing API lists no on-demand Linux price"};
   }
 
@@ -337,16 +363,23 @@ struct AwsProvider::Impl {
     RegionPrices rp;
     rp.at = Clock::now();
     Json filters = Json::array();
-    for (const auto& [field, value] : std::vector<std::pair<std::string, std::string>>{
-             {"regionCode", region}, {"operatingSystem", "Linux"}, {"tenancy", "Shared"},
-             {"preInstalledSw", "NA"}, {"capacitystatus", "Used"}}) {
+    for (const auto& [field, value] :
+         std::vector<std::pair<std::string, std::string>>{{"regionCode", region},
+                                                          {"operatingSystem", "Linux"},
+                                                          {"tenancy", "Shared"},
+                                                          {"preInstalledSw", "NA"},
+                                                          {"capacitystatus", "Used"}}) {
       filters.push_back({{"Type", "TERM_MATCH"}, {"Field", field}, {"Value", value}});
     }
     std::string token;
     for (int page = 0; page < 100; ++page) {
-      Json body{{"ServiceCode", "AmazonEC2"}, {"Filters", filters}, {"FormatVersion", "aws_v1"}, {"MaxResults", 100}};
+      Json body{{"ServiceCode", "AmazonEC2"},
+                {"Filters", filters},
+                {"FormatVersion", "aws_v1"},
+                {"MaxResults", 100}};
       if (!token.empty()) body["NextToken"] = token;
-      auto r = client.JsonCall(c.sig, "pricing", "us-east-1", "AWSPriceListService.GetProducts", body);
+      auto r =
+          client.JsonCall(c.sig, "pricing", "us-east-1", "AWSPriceListService.GetProducts", body);
       if (!r) {
         rp.error = r.error().message;
         return rp;
@@ -356,7 +389,8 @@ struct AwsProvider::Impl {
         if (!item.is_string()) continue;
         auto product = ParseJson(item.get<std::string>());
         if (!product || !product->is_object()) continue;
-        const std::string type = product->value("/product/attributes/instanceType"_json_pointer, "");
+        const std::string type =
+            product->value("/product/attributes/instanceType"_json_pointer, "");
         const Json od = product->value("/terms/OnDemand"_json_pointer, Json::object());
         if (!od.is_object()) continue;
         for (const auto& term : od) {
@@ -364,7 +398,8 @@ struct AwsProvider::Impl {
           const Json& dims = term["priceDimensions"];
           if (!dims.is_object()) continue;
           for (const auto& dim : dims) {
-            std::string usd = dim.is_object() ? dim.value("/pricePerUnit/USD"_json_pointer, "") : "";
+            std::string usd =
+                dim.is_object() ? dim.value("/pricePerUnit/USD"_json_pointer, "") : "";
             if (!type.empty() && !usd.empty()) {
               try {
                 double v = std::stod(usd);
@@ -387,21 +422,26 @@ struct AwsProvider::Impl {
     {
       std::lock_guard lock(mu);
       auto it = offers.find(key);
-      if (it != offers.end() && Clock::now() - it->second.at < opts.offers_ttl) return it->second.offers;
+      if (it != offers.end() && Clock::now() - it->second.at < opts.offers_ttl)
+        return it->second.offers;
     }
     Offers o;
     CANOPY_ASSIGN_OR_RETURN(Xml regions, Ec2(c, region, "DescribeRegions", {}));
-    for (const Xml* r : XmlItems(regions, "regionInfo")) o.regions.push_back(XmlText(*r, "regionName"));
+    for (const Xml* r : XmlItems(regions, "regionInfo"))
+      o.regions.push_back(XmlText(*r, "regionName"));
     std::sort(o.regions.begin(), o.regions.end());
 
     std::set<std::string> offered;
     std::string token;
     for (int page = 0; page < 100; ++page) {
-      QueryParams p{{"LocationType", "region"}, {"Filter.1.Name", "location"}, {"Filter.1.Value.1", region},
+      QueryParams p{{"LocationType", "region"},
+                    {"Filter.1.Name", "location"},
+                    {"Filter.1.Value.1", region},
                     {"MaxResults", "1000"}};
       if (!token.empty()) p.emplace_back("NextToken", token);
       CANOPY_ASSIGN_OR_RETURN(Xml x, Ec2(c, region, "DescribeInstanceTypeOfferings", p));
-      for (const Xml* t : XmlItems(x, "instanceTypeOfferingSet")) offered.insert(XmlText(*t, "instanceType"));
+      for (const Xml* t : XmlItems(x, "instanceTypeOfferingSet"))
+        offered.insert(XmlText(*t, "instanceType"));
       token = XmlText(x, "nextToken");
       if (token.empty()) break;
     }
@@ -422,7 +462,8 @@ struct AwsProvider::Impl {
         if (!offered.count(it.name)) continue;
         it.vcpus = std::atoi(XmlText(*t, "vCpuInfo.defaultVCpus").c_str());
         it.memory_mib = std::atoll(XmlText(*t, "memoryInfo.sizeInMiB").c_str());
-        for (const Xml* g : XmlItems(*t, "gpuInfo.gpus")) it.gpus += std::atoi(XmlText(*g, "count").c_str());
+        for (const Xml* g : XmlItems(*t, "gpuInfo.gpus"))
+          it.gpus += std::atoi(XmlText(*g, "count").c_str());
         if (it.vcpus <= 0 || it.memory_mib <= 0) continue;
         o.instance_types.push_back(std::move(it));
       }
@@ -431,12 +472,14 @@ struct AwsProvider::Impl {
     }
     std::sort(o.instance_types.begin(), o.instance_types.end(),
               [](const InstanceType& a, const InstanceType& b) { return a.name < b.name; });
-    o.instance_types.erase(std::unique(o.instance_types.begin(), o.instance_types.end(),
-                                       [](const InstanceType& a, const InstanceType& b) { return a.name == b.name; }),
-                           o.instance_types.end());
+    o.instance_types.erase(
+        std::unique(o.instance_types.begin(), o.instance_types.end(),
+                    [](const InstanceType& a, const InstanceType& b) { return a.name == b.name; }),
+        o.instance_types.end());
 
     QueryParams ip;
-    for (size_t i = 0; i < opts.image_owners.size(); ++i) ip.emplace_back(fmt::format("Owner.{}", i + 1), opts.image_owners[i]);
+    for (size_t i = 0; i < opts.image_owners.size(); ++i)
+      ip.emplace_back(fmt::format("Owner.{}", i + 1), opts.image_owners[i]);
     ip.emplace_back("Filter.1.Name", "name");
     for (size_t i = 0; i < opts.image_name_patterns.size(); ++i) {
       ip.emplace_back(fmt::format("Filter.1.Value.{}", i + 1), opts.image_name_patterns[i]);
@@ -446,7 +489,8 @@ struct AwsProvider::Impl {
     CANOPY_ASSIGN_OR_RETURN(Xml images, Ec2(c, region, "DescribeImages", ip));
     std::vector<std::pair<std::string, Image>> dated;
     for (const Xml* i : XmlItems(images, "imagesSet")) {
-      dated.push_back({XmlText(*i, "creationDate"), Image{XmlText(*i, "imageId"), XmlText(*i, "name")}});
+      dated.push_back(
+          {XmlText(*i, "creationDate"), Image{XmlText(*i, "imageId"), XmlText(*i, "name")}});
     }
     std::sort(dated.begin(), dated.end(), [](const auto& a, const auto& b) {
       return a.first != b.first ? a.first > b.first : a.second.name < b.second.name;
@@ -466,17 +510,19 @@ struct AwsProvider::Impl {
   }
 
   // ARN of the identity policy named `name` (path /canopy/), in the caller's account and partition.
-  Result<std::string> PolicyArn(const Cred& c, const std::string& region, const std::string& name) const {
+  Result<std::string> PolicyArn(const Cred& c, const std::string& region,
+                                const std::string& name) const {
     CANOPY_ASSIGN_OR_RETURN(Xml who, client.Query(c.sig, "sts", region, "GetCallerIdentity", {}));
     std::string arn = XmlText(who, "GetCallerIdentityResult.Arn");
     std::string partition = "aws";
     if (arn.rfind("arn:", 0) == 0) partition = arn.substr(4, arn.find(':', 4) - 4);
-    return fmt::format("arn:{}:iam::{}:policy/canopy/{}", partition, XmlText(who, "GetCallerIdentityResult.Account"),
-                       name);
+    return fmt::format("arn:{}:iam::{}:policy/canopy/{}", partition,
+                       XmlText(who, "GetCallerIdentityResult.Account"), name);
   }
 
   // Key pairs.
-  Result<KeyPair> StoredKey(const Cred& c, const std::string& region, const std::string& name) const {
+  Result<KeyPair> StoredKey(const Cred& c, const std::string& region,
+                            const std::string& name) const {
     auto r = Secrets(c, region, "GetSecretValue", {{"SecretId", KeyPairSecretName(name)}});
     if (!r) {
       if (IsNotFound(r.error())) return NotFound(fmt::format("key pair {} not found", name));
@@ -501,19 +547,23 @@ AwsProvider::AwsProvider(AwsOptions options) : impl_(std::make_unique<Impl>(std:
     while (std::getline(in, line)) {
       std::stringstream ss(line);
       std::string type, region, price;
-      if (std::getline(ss, type, ',') && std::getline(ss, region, ',') && std::getline(ss, price, ',')) {
+      if (std::getline(ss, type, ',') && std::getline(ss, region, ',') &&
+          std::getline(ss, price, ',')) {
         try {
           impl_->catalog[{region, type}] = std::stod(price);
         } catch (const std::exception&) {
         }
       }
     }
-    SPDLOG_INFO("AWS price catalog loaded path={} entries={}", impl_->opts.price_catalog, impl_->catalog.size());
+    SPDLOG_INFO("AWS price catalog loaded path={} entries={}", impl_->opts.price_catalog,
+                impl_->catalog.size());
   }
 }
 AwsProvider::~AwsProvider() = default;
 
-std::string AwsProvider::KeyPairSecretName(const std::string& name) { return "canopy/key-pair/" + name; }
+std::string AwsProvider::KeyPairSecretName(const std::string& name) {
+  return "canopy/key-pair/" + name;
+}
 
 // Resource "*" with tag conditions rather than ARN patterns: AWS evaluates the condition for each
 // resource of the call, and moto (which authorizes EC2 calls against "*") can run the same policy.
@@ -525,23 +575,39 @@ Json AwsProvider::ClusterPolicy(const std::string& cluster_id) {
       {"Statement",
        Json::array({
            // Describe calls support no resource-level permissions.
-           {{"Sid", "Describe"}, {"Effect", "Allow"},
-            {"Action", {"ec2:DescribeSecurityGroups", "ec2:DescribeInstances"}}, {"Resource", "*"}},
+           {{"Sid", "Describe"},
+            {"Effect", "Allow"},
+            {"Action", {"ec2:DescribeSecurityGroups", "ec2:DescribeInstances"}},
+            {"Resource", "*"}},
            // New groups only with its cluster's tag (the group and its VPC see the request tags).
-           {{"Sid", "CreateOwnGroups"}, {"Effect", "Allow"}, {"Action", {"ec2:CreateSecurityGroup"}},
-            {"Resource", "*"}, {"Condition", {{"StringEquals", {{req_tag, cluster_id}}}}}},
-           {{"Sid", "TagOnCreate"}, {"Effect", "Allow"}, {"Action", {"ec2:CreateTags"}}, {"Resource", "*"},
+           {{"Sid", "CreateOwnGroups"},
+            {"Effect", "Allow"},
+            {"Action", {"ec2:CreateSecurityGroup"}},
+            {"Resource", "*"},
+            {"Condition", {{"StringEquals", {{req_tag, cluster_id}}}}}},
+           {{"Sid", "TagOnCreate"},
+            {"Effect", "Allow"},
+            {"Action", {"ec2:CreateTags"}},
+            {"Resource", "*"},
             {"Condition", {{"StringEquals", {{"ec2:CreateAction", "CreateSecurityGroup"}}}}}},
            // Rules and deletion only on its cluster's groups.
-           {{"Sid", "OwnGroups"}, {"Effect", "Allow"},
-            {"Action", {"ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress",
-                        "ec2:DeleteSecurityGroup"}},
-            {"Resource", "*"}, {"Condition", {{"StringEquals", {{tag, cluster_id}}}}}},
+           {{"Sid", "OwnGroups"},
+            {"Effect", "Allow"},
+            {"Action",
+             {"ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress",
+              "ec2:DeleteSecurityGroup"}},
+            {"Resource", "*"},
+            {"Condition", {{"StringEquals", {{tag, cluster_id}}}}}},
            // Group lists only of its cluster's instances; any group may be in the list (the
            // shared SSH group stays on every instance).
-           {{"Sid", "OwnInstances"}, {"Effect", "Allow"}, {"Action", {"ec2:ModifyInstanceAttribute"}},
-            {"Resource", "*"}, {"Condition", {{"StringEquals", {{tag, cluster_id}}}}}},
-           {{"Sid", "GroupsInLists"}, {"Effect", "Allow"}, {"Action", {"ec2:ModifyInstanceAttribute"}},
+           {{"Sid", "OwnInstances"},
+            {"Effect", "Allow"},
+            {"Action", {"ec2:ModifyInstanceAttribute"}},
+            {"Resource", "*"},
+            {"Condition", {{"StringEquals", {{tag, cluster_id}}}}}},
+           {{"Sid", "GroupsInLists"},
+            {"Effect", "Allow"},
+            {"Action", {"ec2:ModifyInstanceAttribute"}},
             {"Resource", "arn:aws:ec2:*:*:security-group/*"}},
        })}};
 }
@@ -566,7 +632,8 @@ Result<Offers> AwsProvider::ListOffers(const CallContext& ctx) {
   return impl_->LoadOffers(c, impl_->Region(ctx));
 }
 
-Result<Quote> AwsProvider::GetQuote(const CallContext& ctx, const std::string& instance_type, int count) {
+Result<Quote> AwsProvider::GetQuote(const CallContext& ctx, const std::string& instance_type,
+                                    int count) {
   CANOPY_ASSIGN_OR_RETURN(Cred c, ParseCred(ctx));
   CANOPY_TRY(RequireFull(c, "quote prices"));
   if (count < 1 || count > 10000) return Invalid("count must be between 1 and 10000");
@@ -597,7 +664,8 @@ Result<Instance> AwsProvider::CreateInstance(const CallContext& ctx, const Insta
   std::lock_guard lock(*guard);
   CANOPY_ASSIGN_OR_RETURN(auto found, FindInstancesByTag(ctx, kCanopyIdTag, spec.canopy_id));
   if (!found.empty()) {
-    SPDLOG_INFO("EC2 instance found by tag canopy_id={} instance={}", spec.canopy_id, found.front().provider_id);
+    SPDLOG_INFO("EC2 instance found by tag canopy_id={} instance={}", spec.canopy_id,
+                found.front().provider_id);
     return found.front();
   }
   // The root volume: the image's root device, at least the image's snapshot size.
@@ -608,12 +676,14 @@ Result<Instance> AwsProvider::CreateInstance(const CallContext& ctx, const Insta
   }
   CANOPY_ASSIGN_OR_RETURN(Xml images, std::move(described));
   auto items = XmlItems(images, "imagesSet");
-  if (items.empty()) return Invalid(fmt::format("image {} is not available in {}", spec.image, region));
+  if (items.empty())
+    return Invalid(fmt::format("image {} is not available in {}", spec.image, region));
   const Xml& image = *items.front();
   std::string root = XmlText(image, "rootDeviceName");
   int disk = std::max(spec.disk_gb, 1);
   for (const Xml* bd : XmlItems(image, "blockDeviceMapping")) {
-    if (XmlText(*bd, "deviceName") == root) disk = std::max(disk, std::atoi(XmlText(*bd, "ebs.volumeSize").c_str()));
+    if (XmlText(*bd, "deviceName") == root)
+      disk = std::max(disk, std::atoi(XmlText(*bd, "ebs.volumeSize").c_str()));
   }
   std::string ssh_user = SshUserForImageName(XmlText(image, "name"));
 
@@ -627,10 +697,12 @@ Result<Instance> AwsProvider::CreateInstance(const CallContext& ctx, const Insta
                 {"MaxCount", "1"},
                 // Real AWS also de-duplicates by ClientToken; the tag lookup above is what makes
                 // a retry after a crash safe everywhere (moto ignores the token).
-                {"ClientToken", "canopy-" + Sha256Hex(spec.canopy_id + "/" + spec.idempotency_key).substr(0, 48)}};
+                {"ClientToken",
+                 "canopy-" + Sha256Hex(spec.canopy_id + "/" + spec.idempotency_key).substr(0, 48)}};
   if (!spec.key_pair.empty()) p.emplace_back("KeyName", spec.key_pair);
   for (size_t i = 0; i < spec.firewalls.size(); ++i) {
-    if (!spec.firewalls[i].empty()) p.emplace_back(fmt::format("SecurityGroupId.{}", i + 1), spec.firewalls[i]);
+    if (!spec.firewalls[i].empty())
+      p.emplace_back(fmt::format("SecurityGroupId.{}", i + 1), spec.firewalls[i]);
   }
   if (!root.empty()) {
     p.emplace_back("BlockDeviceMapping.1.DeviceName", root);
@@ -654,12 +726,13 @@ Result<Instance> AwsProvider::CreateInstance(const CallContext& ctx, const Insta
   return inst;
 }
 
-Result<std::vector<Instance>> AwsProvider::FindInstancesByTag(const CallContext& ctx, const std::string& key,
+Result<std::vector<Instance>> AwsProvider::FindInstancesByTag(const CallContext& ctx,
+                                                              const std::string& key,
                                                               const std::string& value) {
   CANOPY_ASSIGN_OR_RETURN(Cred c, ParseCred(ctx));
   if (key.empty()) return Invalid("tag key is required");
   std::string region = impl_->Region(ctx);
-  QueryParams p{{"Filter.1.Name", "tag:" + key}, {"Filter.1.Value.1", value},
+  QueryParams p{{"Filter.1.Name", "tag:" + key},          {"Filter.1.Value.1", value},
                 {"Filter.2.Name", "instance-state-name"}, {"Filter.2.Value.1", "pending"},
                 {"Filter.2.Value.2", "running"},          {"Filter.2.Value.3", "stopping"},
                 {"Filter.2.Value.4", "stopped"}};
@@ -693,7 +766,9 @@ std::string AwsProvider::HostKeyFromConsole(const std::string& console) {
     auto fp = line.find("SHA256:");
     auto open = line.rfind('(');
     auto close = line.rfind(')');
-    if (fp == std::string::npos || open == std::string::npos || close == std::string::npos || close < open) continue;
+    if (fp == std::string::npos || open == std::string::npos || close == std::string::npos ||
+        close < open)
+      continue;
     std::string value = line.substr(fp, line.find_first_of(" \t\r", fp) - fp);
     by_type[line.substr(open + 1, close - open - 1)] = value;
   }
@@ -720,9 +795,11 @@ Result<Instance> AwsProvider::WaitUntilRunning(const CallContext& ctx, const Pro
       if (!i.host_key_sha256.empty()) return i;
       if (Clock::now() >= deadline) {
         return Error::DeadlineExceeded(fmt::format(
-            "EC2 instance {} runs, but its console shows no SSH host key fingerprints yet", i.provider_id));
+            "EC2 instance {} runs, but its console shows no SSH host key fingerprints yet",
+            i.provider_id));
       }
-      std::this_thread::sleep_for(std::min<Clock::duration>(deadline - Clock::now(), std::chrono::seconds(2)));
+      std::this_thread::sleep_for(
+          std::min<Clock::duration>(deadline - Clock::now(), std::chrono::seconds(2)));
       continue;
     }
     if (i.state == InstanceState::kTerminated) {
@@ -738,8 +815,8 @@ Result<Instance> AwsProvider::WaitUntilRunning(const CallContext& ctx, const Pro
 }
 
 // Stop/Start/TerminateInstances on the handle's instance; `gone_ok`: not found counts as done.
-Status AwsProvider::InstanceAction(const CallContext& ctx, const ProviderHandle& h, const char* action,
-                                   const char* what, bool gone_ok) {
+Status AwsProvider::InstanceAction(const CallContext& ctx, const ProviderHandle& h,
+                                   const char* action, const char* what, bool gone_ok) {
   CANOPY_ASSIGN_OR_RETURN(Cred c, ParseCred(ctx));
   CANOPY_TRY(RequireFull(c, what));
   CANOPY_ASSIGN_OR_RETURN(auto ir, impl_->HandleOf(ctx, h));
@@ -774,8 +851,9 @@ Result<KeyPair> AwsProvider::CreateKeyPair(const CallContext& ctx, const std::st
     auto d = impl_->Ec2(c, region, "DescribeKeyPairs", {{"KeyName.1", name}});
     if (!d) {
       if (!IsNotFound(d.error())) return d.error();
-      auto imp = impl_->Ec2(c, region, "ImportKeyPair",
-                            {{"KeyName", name}, {"PublicKeyMaterial", Base64Encode(stored->public_key)}}, false);
+      auto imp = impl_->Ec2(
+          c, region, "ImportKeyPair",
+          {{"KeyName", name}, {"PublicKeyMaterial", Base64Encode(stored->public_key)}}, false);
       if (!imp) return imp.error();
       SPDLOG_INFO("EC2 key pair re-imported from Secrets Manager name={} region={}", name, region);
     }
@@ -784,12 +862,15 @@ Result<KeyPair> AwsProvider::CreateKeyPair(const CallContext& ctx, const std::st
   if (!IsNotFound(stored.error())) return stored.error();
   // EC2 makes the key; its private half is shown once, so it goes to Secrets Manager at once.
   // A key pair without a stored secret (a crash in between) is unusable: it is replaced.
-  QueryParams p{{"KeyName", name}, {"KeyType", "rsa"}, {"KeyFormat", "pem"},
+  QueryParams p{{"KeyName", name},
+                {"KeyType", "rsa"},
+                {"KeyFormat", "pem"},
                 {"TagSpecification.1.ResourceType", "key-pair"}};
   AddTags(p, "TagSpecification.1", {{kCanopyIdTag, name}});
   auto made = impl_->Ec2(c, region, "CreateKeyPair", p, false);
   if (!made && HasCode(made.error(), "InvalidKeyPair.Duplicate")) {
-    SPDLOG_WARN("EC2 key pair without a stored private key is replaced name={} region={}", name, region);
+    SPDLOG_WARN("EC2 key pair without a stored private key is replaced name={} region={}", name,
+                region);
     CANOPY_TRY(impl_->Ec2(c, region, "DeleteKeyPair", {{"KeyName", name}}));
     made = impl_->Ec2(c, region, "CreateKeyPair", p, false);
   }
@@ -834,10 +915,12 @@ Result<KeyPair> AwsProvider::GetKeyPair(const CallContext& ctx, const std::strin
 
 Result<Firewall> AwsProvider::CreateFirewall(const CallContext& ctx, const FirewallSpec& spec) {
   CANOPY_ASSIGN_OR_RETURN(Cred c, ParseCred(ctx));
-  if (spec.canopy_id.empty() || spec.canopy_id.size() > 200) return Invalid("canopy_id must be 1 to 200 characters");
+  if (spec.canopy_id.empty() || spec.canopy_id.size() > 200)
+    return Invalid("canopy_id must be 1 to 200 characters");
   for (const auto& r : spec.rules) {
     if (r.port == 0) return Invalid("firewall rule port must be 1-65535");
-    if (r.protocol != "tcp" && r.protocol != "udp") return Invalid("firewall rule protocol must be tcp or udp");
+    if (r.protocol != "tcp" && r.protocol != "udp")
+      return Invalid("firewall rule protocol must be tcp or udp");
   }
   std::map<std::string, std::string> tags = spec.tags;
   if (!c.cluster_id.empty()) {
@@ -851,19 +934,21 @@ Result<Firewall> AwsProvider::CreateFirewall(const CallContext& ctx, const Firew
   auto guard = impl_->LockFor("sg/" + region + "/" + spec.canopy_id);
   std::lock_guard lock(*guard);
   std::vector<std::map<std::string, std::string>> found_tags;
-  CANOPY_ASSIGN_OR_RETURN(auto found, impl_->DescribeGroups(c, region,
-                                                            {{"Filter.1.Name", "tag:" + std::string(kCanopyIdTag)},
-                                                             {"Filter.1.Value.1", spec.canopy_id}},
-                                                            &found_tags));
+  CANOPY_ASSIGN_OR_RETURN(
+      auto found, impl_->DescribeGroups(c, region,
+                                        {{"Filter.1.Name", "tag:" + std::string(kCanopyIdTag)},
+                                         {"Filter.1.Value.1", spec.canopy_id}},
+                                        &found_tags));
   Firewall fw;
   if (!found.empty()) {
     CANOPY_TRY(Confine(c, found_tags.front(), "use security group " + found.front().id));
     fw = found.front();
   } else {
     const std::string group_name = SgText("canopy-" + spec.canopy_id);
-    QueryParams p{{"GroupName", group_name},
-                  {"GroupDescription", SgText("Canopy " + (spec.name.empty() ? spec.canopy_id : spec.name))},
-                  {"TagSpecification.1.ResourceType", "security-group"}};
+    QueryParams p{
+        {"GroupName", group_name},
+        {"GroupDescription", SgText("Canopy " + (spec.name.empty() ? spec.canopy_id : spec.name))},
+        {"TagSpecification.1.ResourceType", "security-group"}};
     std::map<std::string, std::string> all = tags;
     if (!spec.name.empty()) all["Name"] = spec.name;
     AddTags(p, "TagSpecification.1", all);
@@ -871,11 +956,13 @@ Result<Firewall> AwsProvider::CreateFirewall(const CallContext& ctx, const Firew
     if (!made) {
       if (!HasCode(made.error(), "InvalidGroup.Duplicate")) return made.error();
       // Same name, no tag: not ours to adopt.
-      return Invalid(fmt::format("a security group named {} exists without the canopy-id tag", group_name));
+      return Invalid(
+          fmt::format("a security group named {} exists without the canopy-id tag", group_name));
     }
     fw.id = XmlText(*made, "groupId");
     fw.name = group_name;
-    SPDLOG_INFO("EC2 security group created canopy_id={} group={} region={}", spec.canopy_id, fw.id, region);
+    SPDLOG_INFO("EC2 security group created canopy_id={} group={} region={}", spec.canopy_id, fw.id,
+                region);
   }
   // Converge the group's rules on the spec: add what is missing, revoke what is no longer wanted.
   auto same = [](FirewallRule a, FirewallRule b) {
@@ -884,11 +971,13 @@ Result<Firewall> AwsProvider::CreateFirewall(const CallContext& ctx, const Firew
     return a.port == b.port && a.protocol == b.protocol && a.source_cidrs == b.source_cidrs;
   };
   for (const auto& r : spec.rules) {
-    bool have = std::any_of(fw.rules.begin(), fw.rules.end(), [&](const FirewallRule& e) { return same(e, r); });
+    bool have = std::any_of(fw.rules.begin(), fw.rules.end(),
+                            [&](const FirewallRule& e) { return same(e, r); });
     if (!have) CANOPY_TRY(impl_->SetRule(c, region, fw.id, r, true));
   }
   for (const auto& e : fw.rules) {
-    bool wanted = std::any_of(spec.rules.begin(), spec.rules.end(), [&](const FirewallRule& r) { return same(e, r); });
+    bool wanted = std::any_of(spec.rules.begin(), spec.rules.end(),
+                              [&](const FirewallRule& r) { return same(e, r); });
     if (!wanted) CANOPY_TRY(impl_->SetRule(c, region, fw.id, e, false));
   }
   fw.canopy_id = spec.canopy_id;
@@ -928,7 +1017,9 @@ Status AwsProvider::ChangeGroups(const CallContext& ctx, const ProviderHandle& i
   CANOPY_TRY(Confine(c, i.tags, "change the security groups of instance " + i.provider_id));
   auto g = impl_->Group(c, ir.second, firewall_id);
   if (g) {
-    CANOPY_TRY(Confine(c, g->second, (attach ? "attach security group " : "detach security group ") + firewall_id));
+    CANOPY_TRY(
+        Confine(c, g->second,
+                (attach ? "attach security group " : "detach security group ") + firewall_id));
   } else if (attach || !IsNotFound(g.error())) {
     return g.error();  // a deleted group is detached already
   }
@@ -948,7 +1039,9 @@ Status AwsProvider::ChangeGroups(const CallContext& ctx, const ProviderHandle& i
       p.emplace_back("Filter.2.Value.1", vpc);
     }
     CANOPY_ASSIGN_OR_RETURN(auto defaults, impl_->DescribeGroups(c, ir.second, p, nullptr));
-    if (defaults.empty()) return Invalid("an EC2 instance keeps at least one security group, and no default group was found");
+    if (defaults.empty())
+      return Invalid(
+          "an EC2 instance keeps at least one security group, and no default group was found");
     groups.push_back(defaults.front().id);
   }
   return impl_->SetGroups(c, ir.second, ir.first, groups);
@@ -969,23 +1062,27 @@ Status AwsProvider::DeleteFirewall(const CallContext& ctx, const std::string& fi
   return OkStatus();
 }
 
-Result<ClusterIdentity> AwsProvider::CreateClusterIdentity(const CallContext& ctx, const std::string& cluster_id) {
+Result<ClusterIdentity> AwsProvider::CreateClusterIdentity(const CallContext& ctx,
+                                                           const std::string& cluster_id) {
   CANOPY_ASSIGN_OR_RETURN(Cred c, ParseCred(ctx));
   CANOPY_TRY(RequireFull(c, "create identities"));
   CANOPY_TRY(ValidName(cluster_id, "cluster id", 48));
   const std::string user = "canopy-cluster-" + cluster_id;
   auto made = impl_->Iam(c, "CreateUser",
-                         {{"UserName", user}, {"Path", "/canopy/"}, {"Tags.member.1.Key", kCanopyIdTag},
+                         {{"UserName", user},
+                          {"Path", "/canopy/"},
+                          {"Tags.member.1.Key", kCanopyIdTag},
                           {"Tags.member.1.Value", cluster_id}},
                          false);
   if (!made && !HasCode(made.error(), "EntityAlreadyExists")) return made.error();
   CANOPY_ASSIGN_OR_RETURN(std::string policy_arn, impl_->PolicyArn(c, impl_->Region(ctx), user));
-  auto policy = impl_->Iam(c, "CreatePolicy",
-                           {{"PolicyName", user},
-                            {"Path", "/canopy/"},
-                            {"Description", "Canopy cluster " + cluster_id + ": its own firewalls only"},
-                            {"PolicyDocument", DumpJson(ClusterPolicy(cluster_id))}},
-                           false);
+  auto policy =
+      impl_->Iam(c, "CreatePolicy",
+                 {{"PolicyName", user},
+                  {"Path", "/canopy/"},
+                  {"Description", "Canopy cluster " + cluster_id + ": its own firewalls only"},
+                  {"PolicyDocument", DumpJson(ClusterPolicy(cluster_id))}},
+                 false);
   if (policy) {
     policy_arn = XmlText(*policy, "CreatePolicyResult.Policy.Arn");
   } else if (!HasCode(policy.error(), "EntityAlreadyExists")) {
@@ -995,14 +1092,16 @@ Result<ClusterIdentity> AwsProvider::CreateClusterIdentity(const CallContext& ct
   // Keys from an earlier, interrupted try were never handed out: replace them.
   CANOPY_ASSIGN_OR_RETURN(Xml keys, impl_->Iam(c, "ListAccessKeys", {{"UserName", user}}));
   for (const Xml* k : XmlItems(keys, "ListAccessKeysResult.AccessKeyMetadata")) {
-    CANOPY_TRY(impl_->Iam(c, "DeleteAccessKey", {{"UserName", user}, {"AccessKeyId", XmlText(*k, "AccessKeyId")}}));
+    CANOPY_TRY(impl_->Iam(c, "DeleteAccessKey",
+                          {{"UserName", user}, {"AccessKeyId", XmlText(*k, "AccessKeyId")}}));
   }
   CANOPY_ASSIGN_OR_RETURN(Xml key, impl_->Iam(c, "CreateAccessKey", {{"UserName", user}}, false));
   ClusterIdentity id;
   id.id = user;
-  id.credential = CredentialSecret(Json{{"access_key_id", XmlText(key, "CreateAccessKeyResult.AccessKey.AccessKeyId")},
-                                        {"secret_access_key", XmlText(key, "CreateAccessKeyResult.AccessKey.SecretAccessKey")},
-                                        {"cluster_id", cluster_id}});
+  id.credential = CredentialSecret(
+      Json{{"access_key_id", XmlText(key, "CreateAccessKeyResult.AccessKey.AccessKeyId")},
+           {"secret_access_key", XmlText(key, "CreateAccessKeyResult.AccessKey.SecretAccessKey")},
+           {"cluster_id", cluster_id}});
   SPDLOG_INFO("IAM cluster identity created cluster={} user={}", cluster_id, user);
   return id;
 }
@@ -1017,10 +1116,12 @@ Status AwsProvider::DeleteClusterIdentity(const CallContext& ctx, const std::str
     return keys.error();
   }
   for (const Xml* k : XmlItems(*keys, "ListAccessKeysResult.AccessKeyMetadata")) {
-    auto r = impl_->Iam(c, "DeleteAccessKey", {{"UserName", identity_id}, {"AccessKeyId", XmlText(*k, "AccessKeyId")}});
+    auto r = impl_->Iam(c, "DeleteAccessKey",
+                        {{"UserName", identity_id}, {"AccessKeyId", XmlText(*k, "AccessKeyId")}});
     if (!r && !IsNotFound(r.error())) return r.error();
   }
-  CANOPY_ASSIGN_OR_RETURN(Xml attached, impl_->Iam(c, "ListAttachedUserPolicies", {{"UserName", identity_id}}));
+  CANOPY_ASSIGN_OR_RETURN(Xml attached,
+                          impl_->Iam(c, "ListAttachedUserPolicies", {{"UserName", identity_id}}));
   for (const Xml* pol : XmlItems(attached, "ListAttachedUserPoliciesResult.AttachedPolicies")) {
     std::string arn = XmlText(*pol, "PolicyArn");
     auto d = impl_->Iam(c, "DetachUserPolicy", {{"UserName", identity_id}, {"PolicyArn", arn}});

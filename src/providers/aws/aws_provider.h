@@ -21,8 +21,8 @@
 namespace canopy::providers::aws {
 
 struct AwsOptions {
-  AwsEndpoints endpoints;             ///< from the environment, then config `endpoint_url(s)`
-  ClockPtr clock;                     ///< dates request signatures; null = the system clock
+  AwsEndpoints endpoints;  ///< from the environment, then config `endpoint_url(s)`
+  ClockPtr clock;          ///< dates request signatures; null = the system clock
   RetryPolicy retry;
   std::string default_region = "us-east-1";  ///< for calls whose context has no region
   /// Offered images: DescribeImages by these owners and name patterns, newest first.

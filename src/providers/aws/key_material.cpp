@@ -46,8 +46,8 @@ std::string StripPadding(std::string s) {
 
 Result<PublicKeyInfo> PublicKeyFromPem(const SecretString& private_key_pem) {
   const std::string& pem = private_key_pem.Reveal();
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())),
-                                                &BIO_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
   if (!bio) return Error::Internal("out of memory");
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
       PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr), &EVP_PKEY_free);
@@ -80,7 +80,8 @@ Result<PublicKeyInfo> PublicKeyFromPem(const SecretString& private_key_pem) {
   PublicKeyInfo info;
   info.public_key = type + " " + Base64Encode(blob);
   info.fingerprint =
-      "SHA256:" + StripPadding(Base64Encode(std::string_view(reinterpret_cast<const char*>(md), md_len)));
+      "SHA256:" +
+      StripPadding(Base64Encode(std::string_view(reinterpret_cast<const char*>(md), md_len)));
   return info;
 }
 

@@ -1,7 +1,5 @@
 #include "providers/aws/sigv4.h"
 
-#include "common/ids.h"
-
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -16,6 +14,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "common/ids.h"
 
 namespace canopy::providers::aws {
 namespace {

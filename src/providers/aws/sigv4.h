@@ -1,8 +1,9 @@
-// AWS Signature Version 4 (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html):
-// canonical request, string to sign, signing key and the Authorization header. Conformance-tested
-// with the official test suite (../shared/reference/sigv4/, tests/providers/aws/sigv4_test.cpp).
-// Pure functions over OpenSSL; thread-safe. Failures (OpenSSL, a time gmtime cannot represent) are
-// Results: nothing here throws.
+// AWS Signature Version 4
+// (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html): canonical request,
+// string to sign, signing key and the Authorization header. Conformance-tested with the official
+// test suite (../shared/reference/sigv4/, tests/providers/aws/sigv4_test.cpp). Pure functions over
+// OpenSSL; thread-safe. Failures (OpenSSL, a time gmtime cannot represent) are Results: nothing
+// here throws.
 #pragma once
 
 #include <string>

@@ -1,5 +1,6 @@
 #include "providers/fake/fake_provider.h"
 
+#include <fmt/format.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -7,8 +8,6 @@
 
 #include <algorithm>
 #include <memory>
-
-#include <fmt/format.h>
 
 #include "common/ids.h"
 
@@ -58,9 +57,8 @@ void PutString(std::string* out, std::string_view s) {
 
 // A fresh Ed25519 key: public key in OpenSSH format, private key as PKCS#8 PEM.
 Result<KeyPair> GenerateEd25519(const std::string& name) {
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_PKEY_Q_keygen(nullptr, nullptr,
-                                                                            "ED25519"),
-                                                          EVP_PKEY_free);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+      EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"), EVP_PKEY_free);
   if (!key) {
     return MakeProviderError(ProviderErrorKind::kTransient, "key generation failed");
   }
@@ -73,8 +71,8 @@ Result<KeyPair> GenerateEd25519(const std::string& name) {
   PutString(&blob, "ssh-ed25519");
   PutString(&blob, std::string_view(reinterpret_cast<const char*>(raw), raw_len));
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
-  if (!bio || PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr,
-                                       nullptr) != 1) {
+  if (!bio ||
+      PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     return MakeProviderError(ProviderErrorKind::kTransient, "key generation failed");
   }
   char* data = nullptr;
@@ -82,8 +80,8 @@ Result<KeyPair> GenerateEd25519(const std::string& name) {
   std::string pem(data, static_cast<size_t>(len));
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(blob.data()), blob.size(), digest);
-  std::string fp = Base64Encode(
-      std::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+  std::string fp =
+      Base64Encode(std::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
   while (!fp.empty() && fp.back() == '=') {
     fp.pop_back();
   }
@@ -99,7 +97,8 @@ Result<KeyPair> GenerateEd25519(const std::string& name) {
 }  // namespace
 
 ProviderInfo FakeProvider::Info() const {
-  return ProviderInfo{"fake", "0.2.0", {kContractVersion}, {"credentials", "gpu", "cluster_identity"}};
+  return ProviderInfo{
+      "fake", "0.2.0", {kContractVersion}, {"credentials", "gpu", "cluster_identity"}};
 }
 
 void FakeProvider::FailNext(const std::string& method, ProviderErrorKind kind) {
@@ -124,8 +123,8 @@ Status FakeProvider::Enter(const char* method, const CallContext& ctx) {
   if (it != fail_next_.end()) {
     ProviderErrorKind kind = it->second;
     fail_next_.erase(it);
-    return MakeProviderError(kind, fmt::format("injected {} failure of {}",
-                                               ProviderErrorKindName(kind), method));
+    return MakeProviderError(
+        kind, fmt::format("injected {} failure of {}", ProviderErrorKindName(kind), method));
   }
   const Json& s = ctx.credential.Reveal();
   if (!s.is_object()) {
@@ -142,17 +141,16 @@ Status FakeProvider::Enter(const char* method, const CallContext& ctx) {
   if (ident != s.end() && (!ident->is_string() || !identities_.count(ident->get<std::string>()))) {
     return MakeProviderError(ProviderErrorKind::kAuth, "cluster identity is unknown or deleted");
   }
-  static constexpr std::string_view kIdentityMethods[] = {
-      "ValidateCredential", "CreateFirewall", "FirewallExists", "AttachFirewall",
-      "DetachFirewall",     "DeleteFirewall"};
+  static constexpr std::string_view kIdentityMethods[] = {"ValidateCredential", "CreateFirewall",
+                                                          "FirewallExists",     "AttachFirewall",
+                                                          "DetachFirewall",     "DeleteFirewall"};
   if (ident != s.end() && std::find(std::begin(kIdentityMethods), std::end(kIdentityMethods),
                                     std::string_view(method)) == std::end(kIdentityMethods)) {
     return MakeProviderError(ProviderErrorKind::kAuth,
                              "a cluster identity may only manage its cluster's firewalls");
   }
-  if (!ctx.region.empty() &&
-      std::none_of(std::begin(kRegions), std::end(kRegions),
-                   [&](const char* r) { return ctx.region == r; })) {
+  if (!ctx.region.empty() && std::none_of(std::begin(kRegions), std::end(kRegions),
+                                          [&](const char* r) { return ctx.region == r; })) {
     return InvalidRequest(fmt::format("unknown region '{}'", ctx.region));
   }
   return OkStatus();
@@ -274,7 +272,8 @@ Result<Instance> FakeProvider::CreateInstance(const CallContext& ctx, const Inst
   inst.private_address = fmt::format("10.0.{}.{}", (n / 250) % 250, n % 250 + 2);
   instances_[inst.provider_id] = inst;
   if (LoseAnswerLocked("CreateInstance")) {
-    return MakeProviderError(ProviderErrorKind::kTransient, "the answer of CreateInstance was lost");
+    return MakeProviderError(ProviderErrorKind::kTransient,
+                             "the answer of CreateInstance was lost");
   }
   return inst;
 }
@@ -340,8 +339,7 @@ Status FakeProvider::TerminateInstance(const CallContext& ctx, const ProviderHan
   CANOPY_TRY(Enter("TerminateInstance", ctx));
   auto inst = FindLocked(h);
   if (!inst) {
-    return KindOf(inst.error()) == ProviderErrorKind::kNotFound ? OkStatus()
-                                                                 : Status(inst.error());
+    return KindOf(inst.error()) == ProviderErrorKind::kNotFound ? OkStatus() : Status(inst.error());
   }
   (*inst)->state = InstanceState::kTerminated;
   (*inst)->address.clear();
@@ -402,7 +400,8 @@ Result<Firewall> FakeProvider::CreateFirewall(const CallContext& ctx, const Fire
   firewalls_[fw.id] = fw;
   firewall_cluster_[fw.id] = cluster;
   if (LoseAnswerLocked("CreateFirewall")) {
-    return MakeProviderError(ProviderErrorKind::kTransient, "the answer of CreateFirewall was lost");
+    return MakeProviderError(ProviderErrorKind::kTransient,
+                             "the answer of CreateFirewall was lost");
   }
   return fw;
 }
@@ -488,8 +487,8 @@ Result<ClusterIdentity> FakeProvider::CreateClusterIdentity(const CallContext& c
     return MakeProviderError(ProviderErrorKind::kTransient,
                              "the answer of CreateClusterIdentity was lost");
   }
-  return ClusterIdentity{id, CredentialSecret(Json{{"api_key", "cid-" + RandomHex(16)},
-                                                   {"identity", id}})};
+  return ClusterIdentity{
+      id, CredentialSecret(Json{{"api_key", "cid-" + RandomHex(16)}, {"identity", id}})};
 }
 
 Status FakeProvider::DeleteClusterIdentity(const CallContext& ctx, const std::string& identity_id) {

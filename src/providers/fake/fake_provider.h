@@ -77,10 +77,10 @@ class FakeProvider final : public Provider {
   // An injected lost answer for `method`, consumed. Caller holds mu_.
   bool LoseAnswerLocked(const char* method);
   std::map<std::string, int> capacity_;
-  std::map<std::string, Instance> instances_;  // by provider_id
-  std::map<std::string, KeyPair> key_pairs_;   // by name
-  std::map<std::string, Firewall> firewalls_;  // by id
-  std::map<std::string, std::string> identities_;  // id -> cluster id
+  std::map<std::string, Instance> instances_;            // by provider_id
+  std::map<std::string, KeyPair> key_pairs_;             // by name
+  std::map<std::string, Firewall> firewalls_;            // by id
+  std::map<std::string, std::string> identities_;        // id -> cluster id
   std::map<std::string, std::string> firewall_cluster_;  // firewall id -> kClusterTag value
   int next_id_ = 1;
   bool idempotent_create_ = true;

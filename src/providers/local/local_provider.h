@@ -37,8 +37,9 @@ struct LocalOptions {
   std::string bridge = "canopy0";
   std::string subnet = "198.18.0.0/15";  ///< the gateway is the first host address, on the bridge
   std::chrono::milliseconds boot_delay{0};
-  double fail_rate = 0.0;             ///< probability that CreateInstance fails (transient)
-  std::map<std::string, int> capacity;  ///< max pending+running instances per type; absent = no limit
+  double fail_rate = 0.0;  ///< probability that CreateInstance fails (transient)
+  std::map<std::string, int>
+      capacity;  ///< max pending+running instances per type; absent = no limit
 };
 
 /// OK for euid 0, else kFailedPrecondition with a message explaining why root is needed.

@@ -75,8 +75,8 @@ Result<Offers> RemoteProvider::ListOffers(const CallContext& ctx) {
 
 Result<Quote> RemoteProvider::GetQuote(const CallContext& ctx, const std::string& instance_type,
                                        int count) {
-  CANOPY_ASSIGN_OR_RETURN(Json j, Call("get_quote", ctx,
-                                       Json{{"instance_type", instance_type}, {"count", count}}));
+  CANOPY_ASSIGN_OR_RETURN(
+      Json j, Call("get_quote", ctx, Json{{"instance_type", instance_type}, {"count", count}}));
   return wire::QuoteFromJson(j);
 }
 
@@ -88,8 +88,8 @@ Result<Instance> RemoteProvider::CreateInstance(const CallContext& ctx, const In
 Result<std::vector<Instance>> RemoteProvider::FindInstancesByTag(const CallContext& ctx,
                                                                  const std::string& key,
                                                                  const std::string& value) {
-  CANOPY_ASSIGN_OR_RETURN(Json j, Call("find_instances_by_tag", ctx,
-                                       Json{{"key", key}, {"value", value}}));
+  CANOPY_ASSIGN_OR_RETURN(Json j,
+                          Call("find_instances_by_tag", ctx, Json{{"key", key}, {"value", value}}));
   if (!j.is_object() || !j.contains("instances") || !j["instances"].is_array()) {
     return Error::Provider("provider adapter sent a malformed answer");
   }
@@ -102,17 +102,18 @@ Result<std::vector<Instance>> RemoteProvider::FindInstancesByTag(const CallConte
 }
 
 Result<Instance> RemoteProvider::DescribeInstance(const CallContext& ctx, const ProviderHandle& h) {
-  CANOPY_ASSIGN_OR_RETURN(Json j, Call("describe_instance", ctx, Json{{"handle", wire::ToJson(h)}}));
+  CANOPY_ASSIGN_OR_RETURN(Json j,
+                          Call("describe_instance", ctx, Json{{"handle", wire::ToJson(h)}}));
   return wire::InstanceFromJson(j);
 }
 
 Result<Instance> RemoteProvider::WaitUntilRunning(const CallContext& ctx, const ProviderHandle& h,
                                                   std::chrono::seconds timeout) {
-  CANOPY_ASSIGN_OR_RETURN(Json j, Call("wait_until_running", ctx,
-                                       Json{{"handle", wire::ToJson(h)},
-                                            {"timeout_seconds", timeout.count()}},
-                                       // The adapter waits up to `timeout`: give it a margin.
-                                       std::chrono::milliseconds(60000) + timeout));
+  CANOPY_ASSIGN_OR_RETURN(
+      Json j, Call("wait_until_running", ctx,
+                   Json{{"handle", wire::ToJson(h)}, {"timeout_seconds", timeout.count()}},
+                   // The adapter waits up to `timeout`: give it a margin.
+                   std::chrono::milliseconds(60000) + timeout));
   return wire::InstanceFromJson(j);
 }
 
@@ -143,7 +144,8 @@ Result<Firewall> RemoteProvider::CreateFirewall(const CallContext& ctx, const Fi
   return wire::FirewallFromJson(j);
 }
 
-Result<bool> RemoteProvider::FirewallExists(const CallContext& ctx, const std::string& firewall_id) {
+Result<bool> RemoteProvider::FirewallExists(const CallContext& ctx,
+                                            const std::string& firewall_id) {
   CANOPY_ASSIGN_OR_RETURN(Json j, Call("firewall_exists", ctx, Json{{"firewall_id", firewall_id}}));
   if (!j.is_object() || !j.contains("exists") || !j["exists"].is_boolean()) {
     return Error::Provider("provider adapter sent a malformed answer");
@@ -169,8 +171,8 @@ Status RemoteProvider::DeleteFirewall(const CallContext& ctx, const std::string&
 
 Result<ClusterIdentity> RemoteProvider::CreateClusterIdentity(const CallContext& ctx,
                                                               const std::string& cluster_id) {
-  CANOPY_ASSIGN_OR_RETURN(Json j, Call("create_cluster_identity", ctx,
-                                       Json{{"cluster_id", cluster_id}}));
+  CANOPY_ASSIGN_OR_RETURN(Json j,
+                          Call("create_cluster_identity", ctx, Json{{"cluster_id", cluster_id}}));
   return wire::ClusterIdentityFromJson(j);
 }
 

@@ -1,11 +1,11 @@
 // SqliteClusterStore: the ClusterStore on one SQLite file (same connection settings as the root's
 // SqliteStore). Thread-safe: one connection guarded by its recursive mutex.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
-
-#include <fmt/format.h>
 
 #include "common/json.h"
 #include "common/log.h"
@@ -122,7 +122,8 @@ Result<core::CommandOutcome> ReadOutcome(const Statement& s) {
   return o;
 }
 
-constexpr const char* kJobColumns = "job_id, service_id, node_id, spec, status, created_at, updated_at";
+constexpr const char* kJobColumns =
+    "job_id, service_id, node_id, spec, status, created_at, updated_at";
 
 Result<JobPlacement> ReadJob(const Statement& s) {
   JobPlacement j;
@@ -148,14 +149,17 @@ class SqliteClusterStore final : public ClusterStore {
 
   Status Migrate() {
     Lock lock(c_->mutex());
-    CANOPY_TRY(c_->Exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
-                        "version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)"));
+    CANOPY_TRY(
+        c_->Exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                 "version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)"));
     const int64_t known = std::size(kClusterMigrations);
     {
-      CANOPY_ASSIGN_OR_RETURN(Statement s, c_->Prepare("SELECT MAX(version) FROM schema_migrations"));
+      CANOPY_ASSIGN_OR_RETURN(Statement s,
+                              c_->Prepare("SELECT MAX(version) FROM schema_migrations"));
       CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
       if (row && !s.IsNull(0) && s.Int(0) > known) {
-        return Error::FailedPrecondition("the cluster database is newer than this version of Canopy");
+        return Error::FailedPrecondition(
+            "the cluster database is newer than this version of Canopy");
       }
     }
     for (const auto& m : kClusterMigrations) {
@@ -196,8 +200,9 @@ class SqliteClusterStore final : public ClusterStore {
     Lock lock(c_->mutex());
     CANOPY_ASSIGN_OR_RETURN(
         Statement s,
-        c_->Prepare("UPDATE node_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL "
-                    "AND expires_at > ? RETURNING id, token_hash, expires_at, created_at, used_at"));
+        c_->Prepare(
+            "UPDATE node_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL "
+            "AND expires_at > ? RETURNING id, token_hash, expires_at, created_at, used_at"));
     s.Bind(Ms(now)).Bind(token_hash).Bind(Ms(now));
     CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) return Error::Unauthenticated("invalid or expired node token");
@@ -221,7 +226,8 @@ class SqliteClusterStore final : public ClusterStore {
     s.Bind(n.memory_mib).Bind(n.memory_available_mib).Bind(Milli(n.load1));
     s.Bind(Ms(n.registered_at)).Bind(Ms(n.last_heartbeat));
     auto st = s.Run();
-    if (!st && st.error().code == ErrorCode::kAlreadyExists) return Error::AlreadyExists("node already exists");
+    if (!st && st.error().code == ErrorCode::kAlreadyExists)
+      return Error::AlreadyExists("node already exists");
     return st;
   }
 
@@ -285,10 +291,10 @@ class SqliteClusterStore final : public ClusterStore {
   Status PutOutcome(const core::CommandOutcome& o) override {
     Lock lock(c_->mutex());
     CANOPY_ASSIGN_OR_RETURN(
-        Statement s,
-        c_->Prepare(fmt::format("INSERT INTO command_outcomes ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                                "ON CONFLICT (id) DO NOTHING",
-                                kOutcomeColumns)));
+        Statement s, c_->Prepare(fmt::format(
+                         "INSERT INTO command_outcomes ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                         "ON CONFLICT (id) DO NOTHING",
+                         kOutcomeColumns)));
     s.Bind(o.id).Bind(o.type).Bind(int64_t{o.ok ? 1 : 0}).Bind(DumpJson(o.result));
     s.Bind(o.error_code).Bind(o.error_message).Bind(int64_t{o.acknowledged ? 1 : 0});
     s.Bind(Ms(o.created_at)).Bind(o.error_reason);
@@ -324,8 +330,8 @@ class SqliteClusterStore final : public ClusterStore {
   Status MarkAcknowledged(const std::vector<std::string>& ids) override {
     Lock lock(c_->mutex());
     for (const auto& id : ids) {
-      CANOPY_ASSIGN_OR_RETURN(Statement s,
-                              c_->Prepare("UPDATE command_outcomes SET acknowledged = 1 WHERE id = ?"));
+      CANOPY_ASSIGN_OR_RETURN(
+          Statement s, c_->Prepare("UPDATE command_outcomes SET acknowledged = 1 WHERE id = ?"));
       s.Bind(id);
       CANOPY_TRY(s.Run());
     }
@@ -335,12 +341,17 @@ class SqliteClusterStore final : public ClusterStore {
   Status CreateJob(const JobPlacement& j) override {
     Lock lock(c_->mutex());
     CANOPY_ASSIGN_OR_RETURN(
-        Statement s,
-        c_->Prepare(fmt::format("INSERT INTO jobs ({}) VALUES (?, ?, ?, ?, ?, ?, ?)", kJobColumns)));
-    s.Bind(j.job_id).Bind(j.service_id).Bind(j.node_id).Bind(DumpJson(j.spec)).Bind(DumpJson(j.status));
+        Statement s, c_->Prepare(fmt::format("INSERT INTO jobs ({}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                             kJobColumns)));
+    s.Bind(j.job_id)
+        .Bind(j.service_id)
+        .Bind(j.node_id)
+        .Bind(DumpJson(j.spec))
+        .Bind(DumpJson(j.status));
     s.Bind(Ms(j.created_at)).Bind(Ms(j.updated_at));
     auto st = s.Run();
-    if (!st && st.error().code == ErrorCode::kAlreadyExists) return Error::AlreadyExists("job already exists");
+    if (!st && st.error().code == ErrorCode::kAlreadyExists)
+      return Error::AlreadyExists("job already exists");
     return st;
   }
 
@@ -357,10 +368,9 @@ class SqliteClusterStore final : public ClusterStore {
   Result<std::vector<JobPlacement>> ListJobs(const std::string& node_id) override {
     Lock lock(c_->mutex());
     CANOPY_ASSIGN_OR_RETURN(
-        Statement s,
-        c_->Prepare(fmt::format("SELECT {} FROM jobs WHERE (? = '' OR node_id = ?) "
-                                "ORDER BY created_at, job_id",
-                                kJobColumns)));
+        Statement s, c_->Prepare(fmt::format("SELECT {} FROM jobs WHERE (? = '' OR node_id = ?) "
+                                             "ORDER BY created_at, job_id",
+                                             kJobColumns)));
     s.Bind(node_id).Bind(node_id);
     std::vector<JobPlacement> out;
     while (true) {
@@ -383,8 +393,8 @@ class SqliteClusterStore final : public ClusterStore {
     return OkStatus();
   }
 
-  Status MoveJob(const std::string& job_id, const std::string& from_node, const std::string& to_node,
-                 TimePoint at) override {
+  Status MoveJob(const std::string& job_id, const std::string& from_node,
+                 const std::string& to_node, TimePoint at) override {
     Lock lock(c_->mutex());
     CANOPY_ASSIGN_OR_RETURN(
         Statement s, c_->Prepare("UPDATE jobs SET node_id = ?, status = '{}', updated_at = ? "

@@ -1,12 +1,12 @@
 #include "store/sqlite/sqlite_store.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <limits>
 #include <mutex>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include "common/json.h"
 #include "common/log.h"
@@ -96,8 +96,8 @@ Result<std::vector<core::OperationStep>> ParseSteps(const std::string& id,
   }
   std::vector<core::OperationStep> steps;
   for (const Json& j : arr) {
-    if (!j.is_object() || !j.contains("name") || !j["name"].is_string() ||
-        !j.contains("state") || !j["state"].is_string()) {
+    if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || !j.contains("state") ||
+        !j["state"].is_string()) {
       return Corrupt("operations", id, "malformed step");
     }
     core::OperationStep s;
@@ -107,8 +107,8 @@ Result<std::vector<core::OperationStep>> ParseSteps(const std::string& id,
       return Corrupt("operations", id, "unknown step state");
     }
     s.state = *state;
-    for (auto [key, field] : {std::pair{"started_at", &s.started_at},
-                              std::pair{"finished_at", &s.finished_at}}) {
+    for (auto [key, field] :
+         {std::pair{"started_at", &s.started_at}, std::pair{"finished_at", &s.finished_at}}) {
       if (j.contains(key) && j[key].is_number_integer()) {
         *field = At(j[key].get<int64_t>());
       } else if (j.contains(key) && !j[key].is_null()) {
@@ -154,8 +154,7 @@ class SqliteUserRepo final : public UserRepo {
   }
 
   Result<core::User> GetByUsername(const std::string& username) override {
-    return GetWhere(fmt::format("SELECT {} FROM users WHERE username = ?", kUserColumns),
-                    username);
+    return GetWhere(fmt::format("SELECT {} FROM users WHERE username = ?", kUserColumns), username);
   }
 
   Result<std::vector<core::User>> List() override {
@@ -216,10 +215,9 @@ class SqliteProviderTokenRepo final : public ProviderTokenRepo {
   Status Create(const core::ProviderToken& t) override {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
-        Statement s,
-        c_.Prepare("INSERT INTO provider_tokens "
-                   "(id, token_hash, expires_at, created_at, used_at, created_by) "
-                   "VALUES (?, ?, ?, ?, ?, ?)"));
+        Statement s, c_.Prepare("INSERT INTO provider_tokens "
+                                "(id, token_hash, expires_at, created_at, used_at, created_by) "
+                                "VALUES (?, ?, ?, ?, ?, ?)"));
     s.Bind(t.id).Bind(t.token_hash).Bind(Ms(t.expires_at)).Bind(Ms(t.created_at));
     s.Bind(t.used_at ? std::optional<int64_t>(Ms(*t.used_at)) : std::nullopt).Bind(t.created_by);
     return WithExistsMessage(s.Run(), "provider token already exists");
@@ -304,10 +302,9 @@ class SqliteProviderRepo final : public ProviderRepo {
 
   Result<std::vector<core::ProviderRecord>> List() override {
     Lock lock(c_.mutex());
-    CANOPY_ASSIGN_OR_RETURN(Statement s,
-                            c_.Prepare(fmt::format("SELECT {} FROM providers "
-                                                   "ORDER BY registered_at, id",
-                                                   kProviderColumns)));
+    CANOPY_ASSIGN_OR_RETURN(Statement s, c_.Prepare(fmt::format("SELECT {} FROM providers "
+                                                                "ORDER BY registered_at, id",
+                                                                kProviderColumns)));
     std::vector<core::ProviderRecord> out;
     while (true) {
       CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -387,8 +384,7 @@ class SqliteCredentialRepo final : public CredentialRepo {
   }
 
   Result<core::Credential> Get(const std::string& id) override {
-    return GetWhere(fmt::format("SELECT {} FROM credentials WHERE id = ?", kCredentialColumns),
-                    id);
+    return GetWhere(fmt::format("SELECT {} FROM credentials WHERE id = ?", kCredentialColumns), id);
   }
 
   Result<core::Credential> GetByName(const std::string& name) override {
@@ -398,10 +394,9 @@ class SqliteCredentialRepo final : public CredentialRepo {
 
   Result<std::vector<core::Credential>> List() override {
     Lock lock(c_.mutex());
-    CANOPY_ASSIGN_OR_RETURN(Statement s,
-                            c_.Prepare(fmt::format("SELECT {} FROM credentials "
-                                                   "ORDER BY created_at, id",
-                                                   kCredentialColumns)));
+    CANOPY_ASSIGN_OR_RETURN(Statement s, c_.Prepare(fmt::format("SELECT {} FROM credentials "
+                                                                "ORDER BY created_at, id",
+                                                                kCredentialColumns)));
     std::vector<core::Credential> out;
     while (true) {
       CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -548,12 +543,11 @@ class SqliteOperationRepo final : public OperationRepo {
     Status st = c_.InTransaction([&]() -> Status {
       std::vector<std::string> ids;
       {
-        CANOPY_ASSIGN_OR_RETURN(
-            Statement s,
-            c_.Prepare("SELECT id FROM operations "
-                       "WHERE state IN (?, ?) AND next_run_at <= ? "
-                       "AND (lease_owner = '' OR lease_until <= ?) "
-                       "ORDER BY next_run_at, id LIMIT ?"));
+        CANOPY_ASSIGN_OR_RETURN(Statement s,
+                                c_.Prepare("SELECT id FROM operations "
+                                           "WHERE state IN (?, ?) AND next_run_at <= ? "
+                                           "AND (lease_owner = '' OR lease_until <= ?) "
+                                           "ORDER BY next_run_at, id LIMIT ?"));
         s.Bind(core::OperationStateName(core::OperationState::kPending));
         s.Bind(core::OperationStateName(core::OperationState::kRunning));
         s.Bind(Ms(now)).Bind(Ms(now)).Bind(LimitParam(limit));
@@ -703,8 +697,8 @@ Status SqliteStore::Migrate(const std::vector<store::detail::Migration>& migrati
                             conn_->Prepare("SELECT MAX(version) FROM schema_migrations"));
     CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
     if (row && !s.IsNull(0) && s.Int(0) > known) {
-      SPDLOG_ERROR("Database schema is newer than this binary schema_version={} known={}",
-                       s.Int(0), known);
+      SPDLOG_ERROR("Database schema is newer than this binary schema_version={} known={}", s.Int(0),
+                   known);
       return Error::FailedPrecondition("the database schema is newer than this version of Canopy");
     }
   }
@@ -732,7 +726,7 @@ Status SqliteStore::Migrate(const std::vector<store::detail::Migration>& migrati
     });
     if (!st) {
       SPDLOG_ERROR("Store migration failed version={} name={} error={}", m->version, m->name,
-                       st.error().ToString());
+                   st.error().ToString());
       return Error::Internal(fmt::format("store migration {} failed", m->name));
     }
   }

@@ -1,12 +1,13 @@
 // AwsClient without AWS: error parsing and mapping to provider error kinds, XML helpers,
 // endpoint resolution, and the retry policy against a local HTTP server that throttles.
+#include "providers/aws/aws_client.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdlib>
 
 #include "net/http.h"
-#include "providers/aws/aws_client.h"
 #include "providers/provider.h"
 #include "support/test_util.h"
 
@@ -46,7 +47,8 @@ TEST(AwsErrorMapping, CodesMapToTypedKinds) {
   EXPECT_EQ(KindFor("DependencyViolation"), ProviderErrorKind::kTransient);
   EXPECT_EQ(KindFor("SomethingNew", 403), ProviderErrorKind::kAuth);
   EXPECT_EQ(KindFor("SomethingNew", 400), ProviderErrorKind::kInvalidRequest);
-  auto e = MapAwsError(AwsError{401, "AuthFailure", "AWS was not able to validate"}, "EC2 RunInstances");
+  auto e =
+      MapAwsError(AwsError{401, "AuthFailure", "AWS was not able to validate"}, "EC2 RunInstances");
   EXPECT_EQ(e.code, ErrorCode::kUnauthenticated);
   EXPECT_EQ(e.reason, "auth");
   EXPECT_EQ(e.message, "EC2 RunInstances: AuthFailure: AWS was not able to validate");
@@ -57,10 +59,14 @@ TEST(AwsErrorParsing, Ec2IamAndJsonBodies) {
 <Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>The instance ID 'i-1' does not exist</Message></Error></Errors><RequestID>r</RequestID></Response>)");
   EXPECT_EQ(ec2.code, "InvalidInstanceID.NotFound");
   EXPECT_EQ(ec2.message, "The instance ID 'i-1' does not exist");
-  auto iam = ParseAwsError(404, R"(<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>gone</Message></Error><RequestId>x</RequestId></ErrorResponse>)");
+  auto iam = ParseAwsError(
+      404,
+      R"(<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>gone</Message></Error><RequestId>x</RequestId></ErrorResponse>)");
   EXPECT_EQ(iam.code, "NoSuchEntity");
   EXPECT_EQ(iam.message, "gone");
-  auto json = ParseAwsError(400, R"({"__type":"com.amazonaws.secretsmanager#ResourceNotFoundException","message":"no secret"})");
+  auto json = ParseAwsError(
+      400,
+      R"({"__type":"com.amazonaws.secretsmanager#ResourceNotFoundException","message":"no secret"})");
   EXPECT_EQ(json.code, "ResourceNotFoundException");
   EXPECT_EQ(json.message, "no secret");
   auto html = ParseAwsError(500, "<!doctype html><html><title>500</title>");
@@ -109,12 +115,15 @@ class FlakyEndpoint : public ::testing::Test {
     router_->Add("POST", "/aws", [this, throttle, status, error_body](const net::Request& r) {
       last_auth_ = r.Header("authorization");
       if (calls_++ < throttle) return net::Response::Text(status, error_body, "text/xml");
-      return net::Response::Text(200, "<GetCallerIdentityResponse><GetCallerIdentityResult><Account>1</Account>"
-                                      "</GetCallerIdentityResult></GetCallerIdentityResponse>", "text/xml");
+      return net::Response::Text(
+          200,
+          "<GetCallerIdentityResponse><GetCallerIdentityResult><Account>1</Account>"
+          "</GetCallerIdentityResult></GetCallerIdentityResponse>",
+          "text/xml");
     });
-    auto s = net::HttpServer::Start(net::ServerOptions{}, router_, [](const Error& e) {
-      return net::Response::Text(500, e.message);
-    }, nullptr);
+    auto s = net::HttpServer::Start(
+        net::ServerOptions{}, router_,
+        [](const Error& e) { return net::Response::Text(500, e.message); }, nullptr);
     ASSERT_OK(s);
     server_ = std::move(*s);
     endpoints_.all = "http://127.0.0.1:" + std::to_string(server_->port()) + "/aws";
@@ -131,7 +140,8 @@ class FlakyEndpoint : public ::testing::Test {
 };
 
 constexpr const char* kThrottled =
-    "<ErrorResponse><Error><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>";
+    "<ErrorResponse><Error><Code>Throttling</Code><Message>Rate "
+    "exceeded</Message></Error></ErrorResponse>";
 
 TEST_F(FlakyEndpoint, ThrottlingIsRetriedWithBackoffEvenWhenNotIdempotent) {
   Start(2, 400, kThrottled);
@@ -140,7 +150,8 @@ TEST_F(FlakyEndpoint, ThrottlingIsRetriedWithBackoffEvenWhenNotIdempotent) {
   ASSERT_OK(r);
   EXPECT_EQ(XmlText(*r, "GetCallerIdentityResult.Account"), "1");
   EXPECT_EQ(calls_.load(), 3);
-  EXPECT_EQ(last_auth_.rfind("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/", 0), 0u) << last_auth_;
+  EXPECT_EQ(last_auth_.rfind("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/", 0), 0u)
+      << last_auth_;
   EXPECT_EQ(last_auth_.find("secret-never-sent"), std::string::npos);
 }
 
@@ -154,7 +165,9 @@ TEST_F(FlakyEndpoint, AttemptsAreCappedAndTheLastErrorIsTyped) {
 }
 
 TEST_F(FlakyEndpoint, ServerErrorsAreRetriedOnlyForIdempotentCalls) {
-  Start(1, 503, "<Response><Errors><Error><Code>Unavailable</Code><Message>x</Message></Error></Errors></Response>");
+  Start(1, 503,
+        "<Response><Errors><Error><Code>Unavailable</Code><Message>x</Message></Error></Errors></"
+        "Response>");
   AwsClient c(endpoints_, RetryPolicy{3, 1ms, 2ms});
   auto once = c.Query(creds_, "ec2", "us-east-1", "RunInstances", {}, /*idempotent=*/false);
   ASSERT_FALSE(once);

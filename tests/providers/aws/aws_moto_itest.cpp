@@ -40,7 +40,8 @@ class AwsMoto : public ::testing::Test {
     AwsEndpoints ep;
     ep.all = moto_->url();
     AwsClient client(ep, RetryPolicy{1, 1ms, 1ms});
-    SigV4Credentials c{cred["access_key_id"], SecretString(cred["secret_access_key"].get<std::string>()), ""};
+    SigV4Credentials c{cred["access_key_id"],
+                       SecretString(cred["secret_access_key"].get<std::string>()), ""};
     return client.Query(c, service, "us-east-1", action, p);
   }
   InstanceSpec Spec(const std::string& cid) {
@@ -66,8 +67,9 @@ TEST_F(AwsMoto, ClusterIdentityPolicyIsEnforcedByIam) {
   const Json& cred = ident->credential.Reveal();
   EXPECT_EQ(cred["cluster_id"], cluster);
   // Straight to AWS with the identity's keys, bypassing the adapter's own checks.
-  auto run = Raw(cred, "ec2", "RunInstances",
-                 {{"ImageId", image_}, {"InstanceType", "t3.micro"}, {"MinCount", "1"}, {"MaxCount", "1"}});
+  auto run = Raw(
+      cred, "ec2", "RunInstances",
+      {{"ImageId", image_}, {"InstanceType", "t3.micro"}, {"MinCount", "1"}, {"MaxCount", "1"}});
   ASSERT_FALSE(run);
   EXPECT_EQ(KindOf(run.error()), ProviderErrorKind::kAuth) << run.error().message;
   auto regions = Raw(cred, "ec2", "DescribeRegions");
@@ -91,7 +93,8 @@ TEST_F(AwsMoto, ClusterIdentityPolicyIsEnforcedByIam) {
   auto gone = Raw(moto_->admin_credential(), "iam", "GetUser", {{"UserName", again->id}});
   ASSERT_FALSE(gone);
   EXPECT_EQ(KindOf(gone.error()), ProviderErrorKind::kNotFound);
-  auto policies = Raw(moto_->admin_credential(), "iam", "ListPolicies", {{"Scope", "Local"}, {"PathPrefix", "/canopy/"}});
+  auto policies = Raw(moto_->admin_credential(), "iam", "ListPolicies",
+                      {{"Scope", "Local"}, {"PathPrefix", "/canopy/"}});
   ASSERT_OK(policies);
   for (const Xml* p : XmlItems(*policies, "ListPoliciesResult.Policies")) {
     EXPECT_NE(XmlText(*p, "PolicyName"), again->id);
@@ -143,11 +146,15 @@ TEST_F(AwsMoto, WaitingForConsoleHostKeysTimesOutClearly) {
 }
 
 TEST_F(AwsMoto, FirewallRulesConvergeOnTheSpec) {
-  FirewallSpec spec{"fwc-" + RandomHex(4), "converge",
-                    {FirewallRule{8080, "tcp", {}}, FirewallRule{9000, "udp", {"10.0.0.0/8", "192.168.0.0/16"}}}, {}};
+  FirewallSpec spec{
+      "fwc-" + RandomHex(4),
+      "converge",
+      {FirewallRule{8080, "tcp", {}}, FirewallRule{9000, "udp", {"10.0.0.0/8", "192.168.0.0/16"}}},
+      {}};
   auto a = provider_->CreateFirewall(ctx_, spec);
   ASSERT_OK(a);
-  spec.rules = {FirewallRule{9000, "udp", {"192.168.0.0/16", "10.0.0.0/8"}}, FirewallRule{443, "tcp", {}}};
+  spec.rules = {FirewallRule{9000, "udp", {"192.168.0.0/16", "10.0.0.0/8"}},
+                FirewallRule{443, "tcp", {}}};
   auto b = provider_->CreateFirewall(ctx_, spec);
   ASSERT_OK(b);
   EXPECT_EQ(a->id, b->id);
@@ -180,7 +187,8 @@ TEST_F(AwsMoto, Ec2ErrorsKeepTheirKinds) {
     return s;
   }());
   ASSERT_FALSE(bad_image);
-  EXPECT_EQ(KindOf(bad_image.error()), ProviderErrorKind::kInvalidRequest) << bad_image.error().message;
+  EXPECT_EQ(KindOf(bad_image.error()), ProviderErrorKind::kInvalidRequest)
+      << bad_image.error().message;
   auto fw = provider_->FirewallExists(ctx_, "sg-0123456789abcdef0");
   ASSERT_OK(fw);
   EXPECT_FALSE(*fw);

@@ -34,8 +34,9 @@ TEST(AwsFactory, DefaultsAndOverrides) {
 }
 
 TEST(AwsFactory, BadConfigIsNamed) {
-  for (const char* bad : {R"({"colour":"red"})", R"({"endpoint_url":"ftp://x"})", R"({"endpoints":{"s3":"http://x"}})",
-                          R"({"max_attempts":0})", R"({"price_catalog":"/no/such/file.csv"})",
+  for (const char* bad : {R"({"colour":"red"})", R"({"endpoint_url":"ftp://x"})",
+                          R"({"endpoints":{"s3":"http://x"}})", R"({"max_attempts":0})",
+                          R"({"price_catalog":"/no/such/file.csv"})",
                           R"({"ssh_address_override":"h:99999"})", R"([1])"}) {
     auto r = AwsProviderFactory().ValidateConfig(Json::parse(bad));
     ASSERT_FALSE(r) << bad;
@@ -54,7 +55,8 @@ TEST(AwsFactory, RegisteredAsBuiltin) {
 TEST(AwsClusterPolicy, LeastPrivilegeScopedByTag) {
   Json p = AwsProvider::ClusterPolicy("c-123");
   std::string text = p.dump();
-  for (const char* forbidden : {"RunInstances", "TerminateInstances", "iam:", "secretsmanager:", "\"*\"]"}) {
+  for (const char* forbidden :
+       {"RunInstances", "TerminateInstances", "iam:", "secretsmanager:", "\"*\"]"}) {
     EXPECT_EQ(text.find(forbidden), std::string::npos) << forbidden;
   }
   int scoped = 0;
@@ -63,7 +65,8 @@ TEST(AwsClusterPolicy, LeastPrivilegeScopedByTag) {
       std::string action = a;
       EXPECT_EQ(action.rfind("ec2:", 0), 0u) << action;
     }
-    if (s.contains("Condition") && s["Condition"].dump().find("c-123") != std::string::npos) ++scoped;
+    if (s.contains("Condition") && s["Condition"].dump().find("c-123") != std::string::npos)
+      ++scoped;
   }
   EXPECT_GE(scoped, 3);
 }
@@ -87,7 +90,9 @@ TEST(AwsHostKey, FromCloudInitConsole) {
                                             "ec2: -----END SSH HOST KEY FINGERPRINTS-----\n"),
             "SHA256:rsaOnly");
   EXPECT_EQ(AwsProvider::HostKeyFromConsole("Linux version 2.6.16-xenU\nno keys here\n"), "");
-  EXPECT_EQ(AwsProvider::HostKeyFromConsole("ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\nec2: 256 SHA256:cut"), "");
+  EXPECT_EQ(AwsProvider::HostKeyFromConsole(
+                "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\nec2: 256 SHA256:cut"),
+            "");
 }
 
 }  // namespace

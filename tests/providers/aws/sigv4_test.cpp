@@ -1,9 +1,7 @@
 // AWS Signature Version 4: conformance over every case of the official test suite
 // (../shared/reference/sigv4/, botocore's copy of the AWS suite; see its README.md) plus unit
 // tests of the helpers and of Sign().
-#include "common/ids.h"
 #include "providers/aws/sigv4.h"
-#include "support/test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -18,6 +16,9 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/ids.h"
+#include "support/test_util.h"
 
 namespace canopy::providers::aws {
 namespace {
@@ -373,7 +374,8 @@ TEST(SigV4Sign, DoesNotDuplicateHeadersAndResignsCleanly) {
                  {"x-amz-security-token", "the-token"}};
   ASSERT_TRUE(Sign(req, Creds("the-token"), Scope()).has_value());
   const std::string first = req.headers.back().second;
-  ASSERT_TRUE(Sign(req, Creds("the-token"), Scope()).has_value());  // again: replaces the Authorization
+  ASSERT_TRUE(
+      Sign(req, Creds("the-token"), Scope()).has_value());  // again: replaces the Authorization
   auto count = [&](std::string_view lower) {
     return std::count_if(req.headers.begin(), req.headers.end(), [&](const auto& h) {
       std::string n = h.first;

@@ -1,8 +1,8 @@
 #include "store/sqlite/detail/cluster_repos.h"
 
-#include <mutex>
-
 #include <fmt/format.h>
+
+#include <mutex>
 
 #include "common/json.h"
 #include "common/log.h"
@@ -159,8 +159,8 @@ class SqliteClusterRepo final : public ClusterRepo {
   Result<std::vector<core::Cluster>> List() override {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
-        Statement s,
-        c_.Prepare(fmt::format("SELECT {} FROM clusters ORDER BY created_at, id", kClusterColumns)));
+        Statement s, c_.Prepare(fmt::format("SELECT {} FROM clusters ORDER BY created_at, id",
+                                            kClusterColumns)));
     std::vector<core::Cluster> out;
     while (true) {
       CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -344,10 +344,10 @@ class SqliteClusterCommandRepo final : public ClusterCommandRepo {
 
   Status Create(const core::ClusterCommand& c) override {
     Lock lock(c_.mutex());
-    CANOPY_ASSIGN_OR_RETURN(
-        Statement s, c_.Prepare(fmt::format("INSERT INTO cluster_commands ({}) "
-                                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                            kCommandColumns)));
+    CANOPY_ASSIGN_OR_RETURN(Statement s,
+                            c_.Prepare(fmt::format("INSERT INTO cluster_commands ({}) "
+                                                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                                   kCommandColumns)));
     s.Bind(c.id).Bind(c.cluster_id).Bind(c.type).Bind(DumpJson(c.args));
     s.Bind(core::ClusterCommandStateName(c.state)).Bind(DumpJson(c.result));
     s.Bind(c.error_code).Bind(c.error_message).Bind(c.deliveries).Bind(Ms(c.created_at));
@@ -391,9 +391,9 @@ class SqliteClusterCommandRepo final : public ClusterCommandRepo {
   Status MarkDelivered(const std::vector<std::string>& ids, TimePoint now) override {
     Lock lock(c_.mutex());
     for (const auto& id : ids) {
-      CANOPY_ASSIGN_OR_RETURN(
-          Statement s, c_.Prepare("UPDATE cluster_commands SET deliveries = deliveries + 1, "
-                                  "delivered_at = ? WHERE id = ? AND state = 'pending'"));
+      CANOPY_ASSIGN_OR_RETURN(Statement s,
+                              c_.Prepare("UPDATE cluster_commands SET deliveries = deliveries + 1, "
+                                         "delivered_at = ? WHERE id = ? AND state = 'pending'"));
       s.Bind(Ms(now)).Bind(id);
       CANOPY_TRY(s.Run());
     }

@@ -1,6 +1,7 @@
 #include "store/sqlite/detail/connection.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,10 +9,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <thread>
 #include <cstring>
-
-#include <fmt/format.h>
+#include <thread>
 
 #include "common/log.h"
 
@@ -32,8 +31,7 @@ Status CreatePrivateFile(const std::string& path) {
   struct stat st {};
   if (::fstat(fd, &st) == 0 && (st.st_mode & 0077) != 0 && ::fchmod(fd, 0600) != 0) {
     int err = errno;
-    SPDLOG_WARN("Cannot restrict database file mode path={} error={}", path,
-                    std::strerror(err));
+    SPDLOG_WARN("Cannot restrict database file mode path={} error={}", path, std::strerror(err));
   }
   ::close(fd);
   return OkStatus();
@@ -70,8 +68,8 @@ Statement::~Statement() {
 }
 
 Statement& Statement::Bind(std::string_view text) {
-  int rc = sqlite3_bind_text64(stmt_, next_++, text.data(), text.size(), SQLITE_TRANSIENT,
-                               SQLITE_UTF8);
+  int rc =
+      sqlite3_bind_text64(stmt_, next_++, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
   if (rc != SQLITE_OK && bind_status_) {
     bind_status_ = conn_->MapError(rc, sqlite3_sql(stmt_));
   }
@@ -162,12 +160,11 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path) {
   CANOPY_TRY(CreatePrivateFile(path));
   sqlite3* db = nullptr;
   // SQLite's own mutexes are off: the store serializes use of the connection with its own mutex.
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     SPDLOG_ERROR("Cannot open database path={} rc={} detail={}", path, rc,
-                     db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+                 db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     sqlite3_close_v2(db);
     return Error::Internal("cannot open the database");
   }

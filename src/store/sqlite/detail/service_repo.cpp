@@ -1,7 +1,7 @@
 // SQLite ServiceRepo (tables `services` and `service_instances`, migration 0004).
-#include <mutex>
-
 #include <fmt/format.h>
+
+#include <mutex>
 
 #include "common/json.h"
 #include "common/log.h"
@@ -48,7 +48,8 @@ Result<core::ServiceInstance> ReadInstance(const Statement& s) {
   i.address = s.Text(5);
   auto state = core::ParseInstanceState(s.Text(6));
   if (!state) {
-    SPDLOG_ERROR("Stored row is corrupt table=service_instances id={} detail=unknown state", i.job_id);
+    SPDLOG_ERROR("Stored row is corrupt table=service_instances id={} detail=unknown state",
+                 i.job_id);
     return Error::Internal("stored data is corrupt");
   }
   i.state = *state;
@@ -67,10 +68,18 @@ class SqliteServiceRepo final : public ServiceRepo {
   Status Create(const core::Service& v) override {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
-        Statement s, c_.Prepare(fmt::format("INSERT INTO services ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                            kServiceColumns)));
-    s.Bind(v.id).Bind(v.name).Bind(DumpJson(v.spec)).Bind(v.replicas).Bind(int64_t{v.deployed ? 1 : 0});
-    s.Bind(v.created_by).Bind(UnixMillis(v.created_at)).Bind(UnixMillis(v.updated_at)).Bind(v.version);
+        Statement s,
+        c_.Prepare(fmt::format("INSERT INTO services ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               kServiceColumns)));
+    s.Bind(v.id)
+        .Bind(v.name)
+        .Bind(DumpJson(v.spec))
+        .Bind(v.replicas)
+        .Bind(int64_t{v.deployed ? 1 : 0});
+    s.Bind(v.created_by)
+        .Bind(UnixMillis(v.created_at))
+        .Bind(UnixMillis(v.updated_at))
+        .Bind(v.version);
     auto st = s.Run();
     if (!st && st.error().code == ErrorCode::kAlreadyExists) {
       return Error::AlreadyExists(fmt::format("service '{}' already exists", v.name));
@@ -81,7 +90,8 @@ class SqliteServiceRepo final : public ServiceRepo {
   Result<core::Service> Get(const std::string& id) override {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
-        Statement s, c_.Prepare(fmt::format("SELECT {} FROM services WHERE id = ?", kServiceColumns)));
+        Statement s,
+        c_.Prepare(fmt::format("SELECT {} FROM services WHERE id = ?", kServiceColumns)));
     s.Bind(id);
     CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) return Error::NotFound("service not found");
@@ -91,8 +101,8 @@ class SqliteServiceRepo final : public ServiceRepo {
   Result<std::vector<core::Service>> List() override {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
-        Statement s,
-        c_.Prepare(fmt::format("SELECT {} FROM services ORDER BY created_at, id", kServiceColumns)));
+        Statement s, c_.Prepare(fmt::format("SELECT {} FROM services ORDER BY created_at, id",
+                                            kServiceColumns)));
     std::vector<core::Service> out;
     while (true) {
       CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -105,8 +115,9 @@ class SqliteServiceRepo final : public ServiceRepo {
   Status Update(const core::Service& v) override {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
-        Statement s, c_.Prepare("UPDATE services SET spec = ?, replicas = ?, deployed = ?, updated_at = ?, "
-                                "version = ? WHERE id = ? AND version = ?"));
+        Statement s,
+        c_.Prepare("UPDATE services SET spec = ?, replicas = ?, deployed = ?, updated_at = ?, "
+                   "version = ? WHERE id = ? AND version = ?"));
     s.Bind(DumpJson(v.spec)).Bind(v.replicas).Bind(int64_t{v.deployed ? 1 : 0});
     s.Bind(UnixMillis(v.updated_at)).Bind(v.version + 1).Bind(v.id).Bind(v.version);
     CANOPY_TRY(s.Run());
@@ -131,10 +142,9 @@ class SqliteServiceRepo final : public ServiceRepo {
   Status PutInstance(const core::ServiceInstance& i) override {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
-        Statement s,
-        c_.Prepare(fmt::format("INSERT OR REPLACE INTO service_instances ({}) VALUES "
-                               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               kInstanceColumns)));
+        Statement s, c_.Prepare(fmt::format("INSERT OR REPLACE INTO service_instances ({}) VALUES "
+                                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                            kInstanceColumns)));
     s.Bind(i.job_id).Bind(i.service_id).Bind(i.replica).Bind(i.cluster_id).Bind(i.node_id);
     s.Bind(i.address).Bind(core::InstanceStateName(i.state)).Bind(i.reason).Bind(i.command_id);
     s.Bind(UnixMillis(i.created_at)).Bind(UnixMillis(i.updated_at)).Bind(i.reason_code);
@@ -148,9 +158,9 @@ class SqliteServiceRepo final : public ServiceRepo {
   Result<std::vector<core::ServiceInstance>> ListInstances(const std::string& service_id) override {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
-        Statement s,
-        c_.Prepare(fmt::format("SELECT {} FROM service_instances {} ORDER BY service_id, replica, job_id",
-                               kInstanceColumns, service_id.empty() ? "" : "WHERE service_id = ?")));
+        Statement s, c_.Prepare(fmt::format(
+                         "SELECT {} FROM service_instances {} ORDER BY service_id, replica, job_id",
+                         kInstanceColumns, service_id.empty() ? "" : "WHERE service_id = ?")));
     if (!service_id.empty()) s.Bind(service_id);
     std::vector<core::ServiceInstance> out;
     while (true) {
@@ -163,7 +173,8 @@ class SqliteServiceRepo final : public ServiceRepo {
 
   Status DeleteInstance(const std::string& job_id) override {
     Lock lock(c_.mutex());
-    CANOPY_ASSIGN_OR_RETURN(Statement s, c_.Prepare("DELETE FROM service_instances WHERE job_id = ?"));
+    CANOPY_ASSIGN_OR_RETURN(Statement s,
+                            c_.Prepare("DELETE FROM service_instances WHERE job_id = ?"));
     s.Bind(job_id);
     CANOPY_TRY(s.Run());
     if (c_.Changes() == 0) return Error::NotFound("instance not found");

@@ -1,7 +1,7 @@
 // SQLite WorkerRepo (table `workers`, migration 0003).
-#include <mutex>
-
 #include <fmt/format.h>
+
+#include <mutex>
 
 #include "common/json.h"
 #include "common/log.h"
