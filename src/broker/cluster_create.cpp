@@ -67,13 +67,7 @@ class ClusterCreateKind final : public ops::OperationKind {
     return table;
   }
 
-  Result<Cloud*> CloudOf(Run& run) {
-    if (!run.cloud) {
-      CANOPY_ASSIGN_OR_RETURN(Cloud cloud, OpenCloud(*deps_.clouds, run.c));
-      run.cloud = std::move(cloud);
-    }
-    return &*run.cloud;
-  }
+  Result<Cloud*> CloudOf(Run& run) { return OpenOnce(run.cloud, *deps_.clouds, run.c); }
 
   // Writes the cloud state with compare-and-swap; the row in `run` follows.
   Status Save(Run& run, const std::function<void(core::ClusterCloud&)>& f) {

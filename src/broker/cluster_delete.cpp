@@ -54,13 +54,7 @@ class ClusterDeleteKind final : public ops::OperationKind {
   }
 
   // Edge clusters made nothing in a cloud: only their rows go.
-  Result<Cloud*> CloudOf(Run& run) {
-    if (!run.cloud) {
-      CANOPY_ASSIGN_OR_RETURN(Cloud cloud, OpenCloud(*deps_.clouds, run.c));
-      run.cloud = std::move(cloud);
-    }
-    return &*run.cloud;
-  }
+  Result<Cloud*> CloudOf(Run& run) { return OpenOnce(run.cloud, *deps_.clouds, run.c); }
   static bool InCloud(const Run& run) { return run.c.kind == core::ClusterKind::kCloud; }
 
   // The saved handle, and anything tagged with the cluster's id.

@@ -93,13 +93,7 @@ class WorkersProvisionKind final : public ops::OperationKind {
     return table;
   }
 
-  Result<Cloud*> CloudOf(Run& run) {
-    if (!run.cloud) {
-      CANOPY_ASSIGN_OR_RETURN(Cloud cloud, OpenCloud(*deps_.clouds, run.c));
-      run.cloud = std::move(cloud);
-    }
-    return &*run.cloud;
-  }
+  Result<Cloud*> CloudOf(Run& run) { return OpenOnce(run.cloud, *deps_.clouds, run.c); }
 
   // Restart starts the stopped instance; recreate terminates the previous one first; otherwise
   // look up by tag, create only when none exists, and save the handle at once.

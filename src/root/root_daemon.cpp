@@ -204,13 +204,14 @@ int RunRoot(const RootOptions& opts) {
     sweeper = std::make_unique<broker::PeriodicSweeper>(
         **store, core.clouds(), std::chrono::seconds(opts.sweep_interval), opts.sweep_delete);
   }
-  (void)WriteFileAtomic(opts.data_dir + "/root.url", url + "\n");
+  // tier.url first: root.url appearing says the root is up, with both files current.
   std::error_code rm_ec;
   if (tier_url.empty()) {
     std::filesystem::remove(opts.data_dir + "/tier.url", rm_ec);
   } else {
     (void)WriteFileAtomic(opts.data_dir + "/tier.url", tier_url + "\n");
   }
+  (void)WriteFileAtomic(opts.data_dir + "/root.url", url + "\n");
   SPDLOG_INFO("Root listening url={} tier_url={} data_dir={} cluster_url={} dist_binary={}", url,
               tier_url.empty() ? "-" : tier_url, opts.data_dir, bo.cluster_root_url,
               bo.canopyd_binary);

@@ -121,7 +121,8 @@ TEST(ClusterPairing, EdgeClusterWithTwoNodesSurvivesRootAndClusterRestarts) {
     ASSERT_EQ(nodes->size(), 2u);
     for (const auto& n : *nodes) EXPECT_GT(n.last_heartbeat, before) << n.id;
   }
-  root.StartOnPort(root_port);
+  root.Start();  // on the same port: the cluster dials it there
+  EXPECT_EQ(root.port(), root_port);
   admin = root.AdminToken();
   ASSERT_TRUE(
       WaitFor([&] { return ActiveWithOnlineNodes(GetCluster(root, admin, cluster_id), 2); }, 10s));

@@ -51,8 +51,11 @@ struct FakeClusters::Cluster {
 FakeClusters::FakeClusters(control::ClusterTier& tier) : tier_(tier) {}
 
 FakeClusters::~FakeClusters() {
-  std::lock_guard<std::mutex> l(mu_);
-  for (auto& [url, c] : by_url_) c->stop = true;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [url, c] : by_url_) c->stop = true;
+  }
+  // Joined without the lock: a link loop may be waiting for it.
   for (auto& [url, c] : by_url_) {
     if (c->thread.joinable()) c->thread.join();
   }

@@ -47,6 +47,15 @@ Result<Cloud> OpenCloud(control::CloudAccess& clouds, const core::Cluster& c) {
   return cloud;
 }
 
+Result<Cloud*> OpenOnce(std::optional<Cloud>& slot, control::CloudAccess& clouds,
+                        const core::Cluster& c) {
+  if (!slot) {
+    CANOPY_ASSIGN_OR_RETURN(Cloud cloud, OpenCloud(clouds, c));
+    slot = std::move(cloud);
+  }
+  return &*slot;
+}
+
 Result<providers::ProviderHandle> HandleOf(const Json& j) {
   if (j.is_null()) return Error::FailedPrecondition("no instance handle saved");
   return providers::wire::HandleFromJson(j);

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,10 @@ struct Cloud {
 };
 // No live adapter right now (restarting, heartbeats late) is kUnavailable: wait for it.
 Result<Cloud> OpenCloud(control::CloudAccess& clouds, const core::Cluster& c);
+// The cluster's cloud kept in `slot`: opened on first use, then the same one for the rest of a
+// step (one adapter lookup and one context per step).
+Result<Cloud*> OpenOnce(std::optional<Cloud>& slot, control::CloudAccess& clouds,
+                        const core::Cluster& c);
 
 // The provider handle saved in a row (kFailedPrecondition when none is saved).
 Result<providers::ProviderHandle> HandleOf(const Json& j);
