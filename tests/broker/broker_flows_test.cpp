@@ -5,6 +5,7 @@
 // and the crash matrix: the root dropping each operation of each kind right after each step.
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -169,6 +170,11 @@ struct CrashPoint {
   std::string step;
   std::string action;  // data.action for workers.provision / worker.shutdown
 };
+
+// How gtest (and so ctest's test names) print a point: "kind/step@action".
+void PrintTo(const CrashPoint& p, std::ostream* os) {
+  *os << p.kind << "/" << p.step << (p.action.empty() ? "" : "@" + p.action);
+}
 
 std::string Name(const ::testing::TestParamInfo<CrashPoint>& info) {
   std::string n = info.param.kind + "_" + info.param.step +
