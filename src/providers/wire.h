@@ -3,11 +3,17 @@
 // Secrets (private keys, identity credentials) are serialized: callers never log these documents.
 #pragma once
 
+#include <string_view>
+
 #include "common/json.h"
 #include "common/result.h"
 #include "providers/provider.h"
 
 namespace canopy::providers::wire {
+
+/// Reason of the adapter's 401 when the root's adapter key is missing or wrong. It tells that
+/// refusal apart from a cloud refusing the user's credential (also a 401, kind auth).
+inline constexpr std::string_view kReasonAdapterKey = "adapter_key";
 
 Json ToJson(const ProviderInfo& v);
 Json ToJson(const ProviderHandle& v);

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+
 #include "common/ids.h"
 #include "net/error_mapping.h"
 #include "providers/wire.h"
@@ -37,6 +39,9 @@ Result<Json> FromStatus(const Status& s) {
   return Empty();
 }
 
+// How long a call waits for the key while the registration answer is on its way.
+constexpr auto kKeyWait = std::chrono::seconds(10);
+
 constexpr const char* kMethods[] = {"info",
                                     "validate_credential",
                                     "list_offers",
@@ -67,8 +72,11 @@ AdapterServer::AdapterServer(Provider& provider, SecretString key)
 AdapterServer::~AdapterServer() { Stop(); }
 
 void AdapterServer::SetKey(SecretString key) {
-  std::lock_guard<std::mutex> l(mu_);
-  key_ = std::move(key);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    key_ = std::move(key);
+  }
+  key_set_.notify_all();
 }
 
 uint16_t AdapterServer::port() const { return server_ ? server_->port() : 0; }
@@ -79,13 +87,17 @@ void AdapterServer::Stop() {
   }
 }
 
-bool AdapterServer::Authorized(const net::Request& req) const {
+Status AdapterServer::CheckKey(const net::Request& req) const {
   std::string h = req.Header("authorization");
-  std::lock_guard<std::mutex> l(mu_);
-  if (h.rfind("Bearer ", 0) != 0 || key_.Reveal().empty()) {
-    return false;
+  std::unique_lock<std::mutex> l(mu_);
+  if (!key_set_.wait_for(l, kKeyWait, [this] { return !key_.Reveal().empty(); })) {
+    return Error::Unavailable("the adapter is not registered with a root yet");
   }
-  return ConstantTimeEquals(h.substr(7), key_.Reveal());
+  if (h.rfind("Bearer ", 0) != 0 || !ConstantTimeEquals(h.substr(7), key_.Reveal())) {
+    return Error::Unauthenticated("missing or wrong adapter key")
+        .WithReason(std::string(wire::kReasonAdapterKey));
+  }
+  return OkStatus();
 }
 
 Result<Json> AdapterServer::Dispatch(const std::string& method, const Json& body) {
@@ -209,17 +221,13 @@ Status AdapterServer::Start(const std::string& listen) {
     return net::Response::FromJson(200, {{"status", "ok"}});
   });
   router->Add("GET", "/v1/info", [this](const net::Request& req) {
-    if (!Authorized(req)) {
-      return net::ErrorResponse(Error::Unauthenticated("missing or wrong adapter key"));
-    }
+    if (auto st = CheckKey(req); !st) return net::ErrorResponse(st.error());
     return net::Response::FromJson(200, wire::ToJson(provider_.Info()));
   });
   for (const char* m : kMethods) {
     std::string method = m;
     router->Add("POST", "/v1/" + method, [this, method](const net::Request& req) {
-      if (!Authorized(req)) {
-        return net::ErrorResponse(Error::Unauthenticated("missing or wrong adapter key"));
-      }
+      if (auto st = CheckKey(req); !st) return net::ErrorResponse(st.error());
       auto body = ParseJsonObject(req.body);
       if (!body) {
         return net::ErrorResponse(BadRequest("the request body must be a JSON object"));

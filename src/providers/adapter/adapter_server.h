@@ -3,6 +3,7 @@
 // in-process by tests. Never logs or keeps credentials. Thread-safe.
 #pragma once
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -37,10 +38,15 @@ class AdapterServer {
   Result<Json> Dispatch(const std::string& method, const Json& body);
 
  private:
-  bool Authorized(const net::Request& req) const;
+  /// The key check of every call but /healthz: OK, a 401 for a missing or wrong key (reason
+  /// kReasonAdapterKey), or a 503 while the adapter has no key yet. A call that arrives while the
+  /// registration answer is on its way (the root already knows the key, this process not yet)
+  /// waits for it, bounded, instead of being refused.
+  Status CheckKey(const net::Request& req) const;
 
   Provider& provider_;
   mutable std::mutex mu_;
+  mutable std::condition_variable key_set_;
   SecretString key_;
   std::unique_ptr<net::HttpServer> server_;
   std::function<void(const std::string&)> after_call_;

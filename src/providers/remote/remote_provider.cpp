@@ -48,7 +48,16 @@ Result<Json> RemoteProvider::Call(const std::string& method, const CallContext& 
     }
     return *j;
   }
-  return net::ErrorFromResponse(*resp);
+  Error err = net::ErrorFromResponse(*resp);
+  if (err.code == ErrorCode::kUnauthenticated && err.reason == wire::kReasonAdapterKey) {
+    // Not the user's credential: the process at this URL does not hold this record's key (the
+    // adapter re-registered, or another one took its address). The next live record may serve.
+    SPDLOG_WARN("Provider adapter refused the root's adapter key url={}", base_url_);
+    return MakeProviderError(
+        ProviderErrorKind::kTransient,
+        fmt::format("provider adapter at {} does not accept this root's adapter key", base_url_));
+  }
+  return err;
 }
 
 Status RemoteProvider::ValidateCredential(const CallContext& ctx) {
