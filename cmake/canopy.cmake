@@ -8,6 +8,23 @@ function(canopy_component name)
   target_link_libraries(canopy_${name} PUBLIC ${ARG_DEPS})
 endfunction()
 
+# canopy_agent_variant(NAME DEPS ...): the same sources as canopy_NAME, built as canopy_NAME_agent
+# for the statically linked agent: fmt and spdlog header-only (Debian ships them as shared
+# libraries only), and DEPS given as plain library names (-lssl, -lsqlite3...) so that `-static`
+# picks the archives. Only the agent's components get a variant: header-only spdlog costs ~4 s per
+# translation unit.
+function(canopy_agent_variant name)
+  cmake_parse_arguments(ARG "" "" "DEPS" ${ARGN})
+  if(NOT TARGET canopy_agent_logging)
+    add_library(canopy_agent_logging INTERFACE)
+    target_compile_definitions(canopy_agent_logging INTERFACE FMT_HEADER_ONLY=1 SPDLOG_FMT_EXTERNAL)
+  endif()
+  get_target_property(srcs canopy_${name} SOURCES)
+  add_library(canopy_${name}_agent STATIC ${srcs})
+  target_include_directories(canopy_${name}_agent PUBLIC ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(canopy_${name}_agent PUBLIC canopy_agent_logging ${ARG_DEPS})
+endfunction()
+
 # canopy_test(FILE DEPS ... PROPERTIES ...): one GoogleTest binary per test file, linked with DEPS
 # only (tests/CMakeLists.txt picks them per folder). The suffix picks the ctest label:
 # *_test.cpp -> unit, *_itest.cpp -> integration, tests/e2e/* -> e2e. PROPERTIES go to every test

@@ -10,47 +10,15 @@
 #include <thread>
 #include <vector>
 
-#include "cluster/cluster_service.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "net/probe.h"
-#include "node/node_agent.h"
+#include "exe/agent_roles.h"
 #include "providers/adapter/adapter_service.h"
 #include "providers/builtin.h"
 #include "providers/registry.h"
 #include "root/root_daemon.h"
 
 namespace {
-
-sigset_t BlockStopSignals() {
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  return sigs;
-}
-
-// Starts `service` (anything with Start/Run/Stop), runs it until SIGINT or SIGTERM, stops it.
-// The stop signals must already be blocked (BlockStopSignals) before any thread exists.
-template <class Service>
-int ServeUntilSignal(Service& service, const sigset_t& sigs, const char* what) {
-  auto st = service.Start();
-  if (!st) {
-    SPDLOG_ERROR("{} failed to start: {}", what, st.error().message);
-    return 1;
-  }
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    SPDLOG_INFO("Stopping {} signal={}", what, sig);
-    service.Stop();
-  });
-  service.Run();
-  waiter.join();
-  return 0;
-}
 
 // Cloud-like knobs of the local provider given as flags; they are merged into --config.
 struct LocalFlags {
@@ -120,23 +88,9 @@ int RunProvider(const std::string& type, const std::string& config_text, const L
     return 2;
   }
   canopy::providers::ProviderPtr provider = std::move(*created);
-  sigset_t sigs = BlockStopSignals();
+  sigset_t sigs = canopy::exe::BlockStopSignals();
   canopy::providers::adapter::AdapterService service(std::move(provider), opts);
-  return ServeUntilSignal(service, sigs, "Provider adapter");
-}
-
-int RunCluster(const canopy::cluster::ClusterOptions& opts, const std::string& log_level) {
-  canopy::log::Init("cluster", log_level);
-  sigset_t sigs = BlockStopSignals();
-  canopy::cluster::ClusterService service(opts);
-  return ServeUntilSignal(service, sigs, "Cluster");
-}
-
-int RunNode(const canopy::node::NodeOptions& opts, const std::string& log_level) {
-  canopy::log::Init("node", log_level);
-  sigset_t sigs = BlockStopSignals();
-  canopy::node::NodeAgent agent(opts);
-  return ServeUntilSignal(agent, sigs, "Node");
+  return canopy::exe::ServeUntilSignal(service, sigs, "Provider adapter");
 }
 
 }  // namespace
@@ -236,72 +190,10 @@ int main(int argc, char** argv) {
   prov->add_option("--price-catalog", lf.price_catalog,
                    "aws: offline price list CSV (InstanceType,Region,PriceHour)");
 
-  canopy::cluster::ClusterOptions co;
-  int64_t link_interval = 0, node_heartbeat = 5;
-  auto* clus =
-      app.add_subcommand("cluster", "Run a cluster daemon (pairs with the root, serves nodes)");
-  clus->add_option("--root", co.root_url, "Root URL")->required();
-  clus->add_option("--token", co.token, "Cluster token (first start only)")
-      ->envname("CANOPY_CLUSTER_TOKEN");
-  clus->add_option("--data-dir", co.data_dir, "Directory for the cluster's identity and store")
-      ->required();
-  clus->add_option("--listen", co.listen, "HOST:PORT to serve the node API on")
-      ->capture_default_str();
-  clus->add_option("--advertise-url", co.advertise_url,
-                   "URL of this cluster's API as reported to the root");
-  clus->add_option("--link-interval", link_interval,
-                   "Seconds per link long-poll (default: the root's)")
-      ->check(CLI::Range(1, 3600));
-  clus->add_option("--heartbeat-interval", node_heartbeat, "Seconds between node heartbeats")
-      ->check(CLI::Range(1, 3600));
-  clus->add_option("--test-kill-after-command", co.test_kill_after_command,
-                   "Tests only: command TYPE after whose first run (outcome stored, ack not sent) "
-                   "the cluster exits with status 137");
-
-  canopy::node::NodeOptions no;
-  auto* nodecmd = app.add_subcommand("node", "Run a node agent (registers with its cluster)");
-  nodecmd->add_option("--cluster", no.cluster_url, "Cluster URL")->required();
-  nodecmd->add_option("--token", no.token, "Node token (first start only)")
-      ->envname("CANOPY_NODE_TOKEN");
-  nodecmd->add_option("--data-dir", no.data_dir, "Directory keeping the node's identity")
-      ->required();
-  nodecmd->add_option(
-      "--advertise-address", no.advertise_address,
-      "Address reported to the cluster (default: source address of the connection)");
-  nodecmd
-      ->add_option("--cpu-millis", no.cpu_millis,
-                   "CPU capacity offered to jobs, in millicores (default: the usable CPUs)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
-  nodecmd
-      ->add_option("--memory-mib", no.memory_mib,
-                   "Memory offered to jobs, in MiB (default: MemTotal from /proc/meminfo)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
-
-  std::string probe_url;
-  int64_t probe_timeout = 10;
-  auto* probe = app.add_subcommand(
-      "probe", "Check that this machine reaches an HTTP(S) URL (any HTTP answer); exit 1 if not");
-  probe->add_option("--url", probe_url, "URL to GET")->required();
-  probe->add_option("--timeout", probe_timeout, "Seconds to keep trying")
-      ->check(CLI::Range(1, 600))
-      ->capture_default_str();
+  canopy::exe::AgentRoles agent_roles(app);
 
   CLI11_PARSE(app, argc, argv);
-  if (probe->parsed()) {
-    auto st = canopy::net::Probe(probe_url, std::chrono::seconds(probe_timeout));
-    if (!st) {
-      std::cerr << "error: " << st.error().message << "\n";
-      return 1;
-    }
-    std::cout << "ok: " << probe_url << " answered\n";
-    return 0;
-  }
-  if (clus->parsed()) {
-    co.link_interval = std::chrono::seconds(link_interval);
-    co.heartbeat_interval = std::chrono::seconds(node_heartbeat);
-    return RunCluster(co, log_level);
-  }
-  if (nodecmd->parsed()) return RunNode(no, log_level);
+  if (auto rc = agent_roles.Run(log_level)) return *rc;
   if (root->parsed()) {
     ro.log_level = log_level;
     ro.token_ttl = std::chrono::seconds(token_ttl);

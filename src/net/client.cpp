@@ -1,230 +1,372 @@
-// HttpClient over libcurl: one easy handle per thread, reused so that curl keeps connections
-// alive between calls to the same host. Redirects are never followed; only http and https.
+// HttpClient over Boost.Beast (the same stack as the server), so that everything the agent needs
+// links statically: no libcurl and its twenty shared libraries. One keep-alive connection per
+// thread, reused while the next call goes to the same origin. Every step runs on a per-thread
+// io_context for at most the time left (connect_timeout for resolve + connect + TLS handshake,
+// timeout for the whole call); a step still pending then is cancelled and the call is a
+// DeadlineExceeded. Redirects are never followed; only http and https.
 #include "net/client.h"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <cctype>
-#include <mutex>
+#include <memory>
+#include <optional>
+#include <utility>
 
 namespace canopy::net {
 namespace {
 
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
 constexpr size_t kMaxResponseBytes = 64u << 20;
-
-void GlobalInit() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-// The per-thread handle; curl_easy_reset between calls keeps its connection cache.
-struct EasyHandle {
-  CURL* curl = nullptr;
-  EasyHandle() { curl = curl_easy_init(); }
-  ~EasyHandle() {
-    if (curl != nullptr) {
-      curl_easy_cleanup(curl);
-    }
-  }
-  EasyHandle(const EasyHandle&) = delete;
-  EasyHandle& operator=(const EasyHandle&) = delete;
-};
-
-struct HeaderList {
-  curl_slist* list = nullptr;
-  ~HeaderList() { curl_slist_free_all(list); }
-  bool Append(const std::string& line) {
-    curl_slist* n = curl_slist_append(list, line.c_str());
-    if (n == nullptr) {
-      return false;
-    }
-    list = n;
-    return true;
-  }
-};
-
-struct Sink {
-  ClientResponse* resp = nullptr;
-  bool too_large = false;
-};
-
-size_t WriteBody(char* data, size_t size, size_t nmemb, void* user) {
-  auto* sink = static_cast<Sink*>(user);
-  size_t n = size * nmemb;
-  if (sink->resp->body.size() + n > kMaxResponseBytes) {
-    sink->too_large = true;
-    return 0;  // makes curl fail with CURLE_WRITE_ERROR
-  }
-  sink->resp->body.append(data, n);
-  return n;
-}
-
-std::string Trim(std::string_view s) {
-  size_t b = 0;
-  size_t e = s.size();
-  while (b < e && (s[b] == ' ' || s[b] == '\t' || s[b] == '\r' || s[b] == '\n')) {
-    ++b;
-  }
-  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r' || s[e - 1] == '\n')) {
-    --e;
-  }
-  return std::string(s.substr(b, e - b));
-}
-
-size_t WriteHeader(char* data, size_t size, size_t nmemb, void* user) {
-  auto* sink = static_cast<Sink*>(user);
-  size_t n = size * nmemb;
-  std::string_view line(data, n);
-  if (line.starts_with("HTTP/")) {
-    sink->resp->headers.clear();  // a new response (after 1xx): forget earlier headers
-    return n;
-  }
-  size_t colon = line.find(':');
-  if (colon == std::string_view::npos || colon == 0) {
-    return n;
-  }
-  std::string name(line.substr(0, colon));
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  std::string value = Trim(line.substr(colon + 1));
-  auto [it, inserted] = sink->resp->headers.emplace(name, value);
-  if (!inserted) {
-    it->second += ", ";
-    it->second += value;
-  }
-  return n;
-}
-
-// "https://user:pw@host:8443/path?q" -> "https://host:8443": messages never carry credentials,
-// paths or queries (tokens sometimes travel there).
-std::string SafeOrigin(std::string_view url) {
-  size_t scheme_end = url.find("://");
-  if (scheme_end == std::string_view::npos) {
-    return "<invalid url>";
-  }
-  std::string_view rest = url.substr(scheme_end + 3);
-  rest = rest.substr(0, rest.find_first_of("/?#"));
-  size_t at = rest.rfind('@');
-  if (at != std::string_view::npos) {
-    rest = rest.substr(at + 1);
-  }
-  return fmt::format("{}://{}", url.substr(0, scheme_end), rest);
-}
+constexpr size_t kMaxHeaderBytes = 64u << 10;
 
 bool HasCtl(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
 }
 
 bool IsToken(std::string_view s) {
-  if (s.empty()) {
-    return false;
-  }
+  if (s.empty()) return false;
   return std::all_of(s.begin(), s.end(), [](unsigned char c) {
     return std::isalnum(c) ||
            std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
   });
 }
 
-Error MapCurlError(CURLcode rc, const std::string& origin, const char* detail) {
-  std::string what = fmt::format("request to {} failed: {}", origin,
-                                 detail[0] != '\0' ? detail : curl_easy_strerror(rc));
-  switch (rc) {
-    case CURLE_OPERATION_TIMEDOUT:
-      return Error::DeadlineExceeded(std::move(what));
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-      return Error::InvalidArgument(std::move(what));
-    default:
-      return Error::Unavailable(std::move(what));
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+struct Target {
+  bool tls = false;
+  std::string host;  // without brackets
+  std::string port;
+  std::string host_header;
+  std::string path;  // origin-form: path and query
+  std::string origin() const {
+    return fmt::format("{}://{}", tls ? "https" : "http", host_header);
+  }
+};
+
+// "https://user:pw@host:8443/path?q#f". The origin never carries user info, path or query, so
+// messages built from it never leak credentials or tokens.
+Result<Target> ParseUrl(std::string_view url) {
+  Target t;
+  size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return Error::InvalidArgument("invalid URL");
+  std::string scheme = Lower(url.substr(0, scheme_end));
+  if (scheme == "https") {
+    t.tls = true;
+  } else if (scheme != "http") {
+    return Error::InvalidArgument(fmt::format("unsupported URL scheme '{}'", scheme));
+  }
+  std::string_view rest = url.substr(scheme_end + 3);
+  size_t auth_end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, auth_end);
+  std::string_view tail = auth_end == std::string_view::npos ? "" : rest.substr(auth_end);
+  if (size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    authority = authority.substr(at + 1);
+  }
+  std::string_view host = authority;
+  std::string_view port;
+  if (authority.starts_with('[')) {
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) return Error::InvalidArgument("invalid URL");
+    host = authority.substr(1, close - 1);
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return Error::InvalidArgument("invalid URL");
+      port = after.substr(1);
+    }
+  } else if (size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+  }
+  auto bad_host = [](unsigned char c) {
+    return !(std::isalnum(c) || c == '.' || c == '-' || c == '_' || c == ':' || c == '%');
+  };
+  if (host.empty() || std::any_of(host.begin(), host.end(), bad_host)) {
+    return Error::InvalidArgument("invalid URL host");
+  }
+  if (!port.empty()) {
+    if (port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit) ||
+        std::stoi(std::string(port)) == 0 || std::stoi(std::string(port)) > 65535) {
+      return Error::InvalidArgument("invalid URL port");
+    }
+  }
+  t.host = std::string(host);
+  t.port = port.empty() ? (t.tls ? "443" : "80") : std::string(port);
+  t.host_header = std::string(authority);
+  if (size_t hash = tail.find('#'); hash != std::string_view::npos) tail = tail.substr(0, hash);
+  t.path = tail.empty() ? "/" : (tail[0] == '?' ? "/" + std::string(tail) : std::string(tail));
+  if (std::any_of(t.path.begin(), t.path.end(), [](unsigned char c) { return c <= 0x20; })) {
+    return Error::InvalidArgument("invalid URL path");
+  }
+  return t;
+}
+
+// The calling thread's connection: kept open after a keep-alive answer, for the next call to the
+// same origin.
+struct ThreadConn {
+  asio::io_context ioc;
+  std::unique_ptr<asio::ssl::context> tls_ctx;  // made on the first https call
+  std::unique_ptr<beast::tcp_stream> plain;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  std::string key;  // scheme://host:port of the open connection
+  beast::flat_buffer buffer;
+
+  asio::ssl::context& TlsContext() {
+    if (!tls_ctx) {
+      tls_ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+      tls_ctx->set_default_verify_paths();
+      tls_ctx->set_verify_mode(asio::ssl::verify_peer);
+    }
+    return *tls_ctx;
+  }
+  bool open() const { return plain != nullptr || tls != nullptr; }
+  beast::tcp_stream& lowest() { return plain ? *plain : beast::get_lowest_layer(*tls); }
+  void Close() {
+    if (open()) {
+      beast::error_code ignored;
+      lowest().socket().close(ignored);
+    }
+    tls.reset();
+    plain.reset();
+    key.clear();
+    buffer.clear();
+  }
+};
+
+// Runs the io_context until the started operation completes or `deadline` passes; on the
+// deadline, `cancel` aborts the operation and this returns false.
+template <typename Cancel>
+bool RunUntil(asio::io_context& ioc, Clock::time_point deadline, bool& done, Cancel cancel) {
+  ioc.restart();
+  while (!done) {
+    auto now = Clock::now();
+    if (now >= deadline) break;
+    ioc.run_one_for(deadline - now);
+  }
+  if (done) return true;
+  cancel();
+  ioc.restart();
+  while (!done) ioc.run_one();  // the cancelled operation completes with operation_aborted
+  return false;
+}
+
+struct Outcome {
+  beast::error_code ec;
+  bool timed_out = false;
+};
+
+Error TransportError(const Target& t, const Outcome& o, std::chrono::milliseconds limit) {
+  if (o.timed_out) {
+    return Error::DeadlineExceeded(
+        fmt::format("request to {} failed: timed out after {} ms", t.origin(), limit.count()));
+  }
+  return Error::Unavailable(fmt::format("request to {} failed: {}", t.origin(), o.ec.message()));
+}
+
+Outcome Connect(ThreadConn& c, const Target& t, Clock::time_point deadline) {
+  Outcome o;
+  tcp::resolver resolver(c.ioc);
+  tcp::resolver::results_type endpoints;
+  bool done = false;
+  resolver.async_resolve(t.host, t.port,
+                         [&](beast::error_code ec, tcp::resolver::results_type r) {
+                           o.ec = ec;
+                           endpoints = std::move(r);
+                           done = true;
+                         });
+  if (!RunUntil(c.ioc, deadline, done, [&] { resolver.cancel(); })) o.timed_out = true;
+  if (o.timed_out || o.ec) return o;
+
+  auto stream = std::make_unique<beast::tcp_stream>(c.ioc);
+  done = false;
+  stream->async_connect(endpoints, [&](beast::error_code ec, const tcp::endpoint&) {
+    o.ec = ec;
+    done = true;
+  });
+  if (!RunUntil(c.ioc, deadline, done, [&] { stream->cancel(); })) o.timed_out = true;
+  if (o.timed_out || o.ec) return o;
+  stream->socket().set_option(tcp::no_delay(true), o.ec);
+  o.ec = {};
+
+  if (!t.tls) {
+    c.plain = std::move(stream);
+  } else {
+    auto s = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), c.TlsContext());
+    if (!SSL_set_tlsext_host_name(s->native_handle(), t.host.c_str())) {
+      o.ec = beast::error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category());
+      return o;
+    }
+    s->set_verify_callback(asio::ssl::host_name_verification(t.host));
+    done = false;
+    s->async_handshake(asio::ssl::stream_base::client, [&](beast::error_code ec) {
+      o.ec = ec;
+      done = true;
+    });
+    if (!RunUntil(c.ioc, deadline, done, [&] { beast::get_lowest_layer(*s).cancel(); })) {
+      o.timed_out = true;
+    }
+    if (o.timed_out || o.ec) return o;
+    c.tls = std::move(s);
+  }
+  c.key = t.origin();
+  return o;
+}
+
+// Writes the request and reads the answer (skipping 1xx interim answers). `got_some` tells
+// whether any byte of an answer arrived (a reused connection that fails before is retried).
+Outcome Exchange(ThreadConn& c, const http::request<http::string_body>& request, bool head,
+                 Clock::time_point deadline, std::optional<http::response_parser<http::string_body>>& parser,
+                 bool& got_some) {
+  Outcome o;
+  bool done = false;
+  auto cancel = [&] { c.lowest().cancel(); };
+  auto on_done = [&](beast::error_code ec, size_t) {
+    o.ec = ec;
+    done = true;
+  };
+  if (c.plain) {
+    http::async_write(*c.plain, request, on_done);
+  } else {
+    http::async_write(*c.tls, request, on_done);
+  }
+  if (!RunUntil(c.ioc, deadline, done, cancel)) o.timed_out = true;
+  if (o.timed_out || o.ec) return o;
+  while (true) {
+    parser.emplace();
+    parser->body_limit(kMaxResponseBytes);
+    parser->header_limit(kMaxHeaderBytes);
+    if (head) parser->skip(true);
+    done = false;
+    if (c.plain) {
+      http::async_read_header(*c.plain, c.buffer, *parser, on_done);
+    } else {
+      http::async_read_header(*c.tls, c.buffer, *parser, on_done);
+    }
+    if (!RunUntil(c.ioc, deadline, done, cancel)) o.timed_out = true;
+    got_some = got_some || parser->got_some();
+    if (o.timed_out || o.ec) return o;
+    // A declared length over the limit is refused before any of the body is read.
+    if (parser->content_length() && *parser->content_length() > kMaxResponseBytes) {
+      o.ec = http::error::body_limit;
+      return o;
+    }
+    if (!parser->is_done()) {
+      done = false;
+      if (c.plain) {
+        http::async_read(*c.plain, c.buffer, *parser, on_done);
+      } else {
+        http::async_read(*c.tls, c.buffer, *parser, on_done);
+      }
+      if (!RunUntil(c.ioc, deadline, done, cancel)) o.timed_out = true;
+      if (o.timed_out || o.ec) return o;
+    }
+    unsigned status = parser->get().result_int();
+    if (status >= 200 || status == 101) return o;
   }
 }
 
 }  // namespace
 
 Result<ClientResponse> HttpClient::Do(const ClientRequest& req) const {
-  GlobalInit();
-  if (!IsToken(req.method)) {
-    return Error::InvalidArgument("invalid HTTP method");
-  }
-  if (req.url.empty() || HasCtl(req.url)) {
-    return Error::InvalidArgument("invalid URL");
-  }
-  std::string origin = SafeOrigin(req.url);
-  thread_local EasyHandle handle;
-  CURL* c = handle.curl;
-  if (c == nullptr) {
-    return Error::Internal("cannot create an HTTP client handle");
-  }
-  curl_easy_reset(c);
+  if (!IsToken(req.method)) return Error::InvalidArgument("invalid HTTP method");
+  if (req.url.empty() || HasCtl(req.url)) return Error::InvalidArgument("invalid URL");
+  CANOPY_ASSIGN_OR_RETURN(Target t, ParseUrl(req.url));
 
-  HeaderList headers;
-  bool has_content_type = false;
-  for (const auto& [name, value] : req.headers) {
-    if (!IsToken(name) || HasCtl(value)) {
-      return Error::InvalidArgument("invalid HTTP header");
-    }
-    std::string lower = name;
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-    has_content_type = has_content_type || lower == "content-type";
-    // "Name;" sends an empty header; "Name:" would delete it.
-    if (!headers.Append(value.empty() ? name + ";" : name + ": " + value)) {
-      return Error::Internal("out of memory building HTTP headers");
-    }
-  }
-  // Never wait for "100 Continue" (a round trip, or a 1 s stall on servers that ignore it), and
-  // do not let curl label bodies as form data.
-  headers.Append("Expect:");
-  if (!has_content_type) {
-    headers.Append("Content-Type:");
-  }
-
-  ClientResponse resp;
-  Sink sink{&resp, false};
-  char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(req.connect_timeout.count()));
-  curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-  curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(kMaxResponseBytes));
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.list);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &WriteBody);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &WriteHeader);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &sink);
-
-  if (req.method == "HEAD") {
-    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-  } else if (req.method == "GET" && req.body.empty()) {
-    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  http::request<http::string_body> request;
+  http::verb verb = http::string_to_verb(req.method);
+  if (verb == http::verb::unknown) {
+    request.method_string(req.method);
   } else {
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
-    if (!req.body.empty() || req.method != "GET") {
-      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
-      curl_easy_setopt(c, CURLOPT_POSTFIELDS, req.body.data());
+    request.method(verb);
+  }
+  request.target(t.path);
+  request.version(11);
+  request.set(http::field::host, t.host_header);
+  for (const auto& [name, value] : req.headers) {
+    if (!IsToken(name) || HasCtl(value)) return Error::InvalidArgument("invalid HTTP header");
+    if (Lower(name) == "host") {
+      request.set(http::field::host, value);
+    } else {
+      request.insert(name, value);
     }
+  }
+  request.body() = req.body;
+  bool head = req.method == "HEAD";
+  if (!req.body.empty() || (req.method != "GET" && !head)) {
+    request.content_length(req.body.size());
   }
 
-  CURLcode rc = curl_easy_perform(c);
-  // Drop pointers to locals from the reused handle before they go out of scope.
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
-  if (rc != CURLE_OK) {
-    if (sink.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
-      return Error::Provider(
-          fmt::format("response from {} exceeds {} bytes", origin, kMaxResponseBytes));
+  auto start = Clock::now();
+  auto deadline = start + req.timeout;
+  auto connect_deadline = std::min(deadline, start + req.connect_timeout);
+  thread_local ThreadConn conn;
+  if (conn.open() && conn.key != t.origin()) conn.Close();
+
+  std::optional<http::response_parser<http::string_body>> parser;
+  for (int attempt = 0;; ++attempt) {
+    bool reused = conn.open();
+    if (!reused) {
+      Outcome o = Connect(conn, t, connect_deadline);
+      if (o.timed_out || o.ec) {
+        conn.Close();
+        return TransportError(t, o, o.timed_out && connect_deadline < deadline
+                                        ? req.connect_timeout
+                                        : req.timeout);
+      }
     }
-    return MapCurlError(rc, origin, errbuf);
+    bool got_some = false;
+    Outcome o = Exchange(conn, request, head, deadline, parser, got_some);
+    if (!o.timed_out && !o.ec) break;
+    conn.Close();
+    if (o.ec == http::error::body_limit) {
+      return Error::Provider(
+          fmt::format("response from {} exceeds {} bytes", t.origin(), kMaxResponseBytes));
+    }
+    // A kept-alive connection the server closed meanwhile fails before any answer: once more on
+    // a fresh one (as curl does). Anything else is the call's outcome.
+    if (reused && attempt == 0 && !got_some && !o.timed_out) continue;
+    return TransportError(t, o, req.timeout);
   }
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  resp.status = static_cast<int>(status);
+
+  auto& answer = parser->get();
+  ClientResponse resp;
+  resp.status = static_cast<int>(answer.result_int());
+  for (const auto& field : answer) {
+    auto raw = field.name_string();
+    std::string name = Lower(std::string_view(raw.data(), raw.size()));
+    std::string value(field.value().data(), field.value().size());
+    auto [it, inserted] = resp.headers.emplace(name, value);
+    if (!inserted) {
+      it->second += ", ";
+      it->second += value;
+    }
+  }
+  resp.body = std::move(answer.body());
+  if (!answer.keep_alive()) conn.Close();
   return resp;
 }
 

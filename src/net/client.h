@@ -1,6 +1,7 @@
-// HttpClient: outbound HTTP(S) over libcurl, used by the CLI, by the root to call provider
-// adapters, and by adapters/clusters/nodes to call the tier above. Thread-safe: each thread reuses
-// its own connection cache (keep-alive).
+// HttpClient: outbound HTTP(S) over Boost.Beast, used by the CLI, by the root to call provider
+// adapters, and by adapters/clusters/nodes to call the tier above. No shared library beyond
+// OpenSSL, so the agent links statically. Calls to cloud APIs use providers::CurlClient (same
+// contract). Thread-safe: each thread keeps one keep-alive connection.
 #pragma once
 
 #include <chrono>

@@ -33,8 +33,8 @@
 namespace canopy::root {
 namespace {
 
-// canopyd-dist (debug info stripped, what the build writes next to canopyd) when it exists,
-// else this very binary.
+// canopyd-dist (what the build writes next to canopyd: the static canopyd-agent, or canopyd
+// stripped of debug info in builds without it) when it exists, else this very binary.
 std::string DefaultDistBinary() {
   std::error_code ec;
   auto self = std::filesystem::read_symlink("/proc/self/exe", ec);

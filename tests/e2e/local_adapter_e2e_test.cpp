@@ -117,8 +117,15 @@ class LocalAdapterE2E : public ::testing::Test {
 
   // The adapter's identity (written 0600 by the adapter itself) gives the key the root uses.
   std::unique_ptr<providers::remote::RemoteProvider> Remote() {
-    auto id = ParseJsonObject(ReadFile(adapter_dir_ + "/identity.json"));
+    // The adapter answers (provider.url) before its registration is through: wait for it.
+    Result<Json> id = Error::NotFound("no identity yet");
+    WaitFor(
+        [&] {
+          return (id = ParseJsonObject(ReadFile(adapter_dir_ + "/identity.json"))).has_value();
+        },
+        std::chrono::seconds(10));
     EXPECT_TRUE(id.has_value());
+    if (!id) return nullptr;
     adapter_id_ = (*id)["id"].get<std::string>();
     providers::ProviderInfo info;
     info.type = "local";
@@ -157,6 +164,7 @@ class LocalAdapterE2E : public ::testing::Test {
 TEST_F(LocalAdapterE2E, AdapterLifecycleInstallFirewallAndInstanceLifecycle) {
   CallContext ctx{CredentialSecret(Json::object()), "local"};
   auto remote = Remote();
+  ASSERT_NE(remote, nullptr);
   ASSERT_EQ(ProviderStatus(*root_, admin_, adapter_id_), "live");
 
   // Create an instance with a stored key pair and an SSH firewall (as the broker does: inbound
@@ -195,6 +203,7 @@ TEST_F(LocalAdapterE2E, AdapterLifecycleInstallFirewallAndInstanceLifecycle) {
   adapter_->Start("");
   ASSERT_TRUE(WaitFor([&] { return ProviderStatus(*root_, admin_, adapter_id_) == "live"; }, 8s));
   remote = Remote();
+  ASSERT_NE(remote, nullptr);
   auto found = remote->FindInstancesByTag(ctx, providers::kCanopyIdTag, spec.canopy_id);
   ASSERT_OK(found);
   ASSERT_EQ(found->size(), 1u);

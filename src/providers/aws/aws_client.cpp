@@ -12,6 +12,7 @@
 
 #include "common/backoff.h"
 #include "net/client.h"
+#include "providers/http/curl_client.h"
 #include "providers/provider.h"
 
 namespace canopy::providers::aws {
@@ -246,7 +247,7 @@ Result<AwsClient::Answer> AwsClient::Send(
   }
   CANOPY_ASSIGN_OR_RETURN(ParsedUrl url, ParseBaseUrl(endpoints_.UrlFor(service, region)));
   const std::string signing_region = AwsEndpoints::SigningRegion(service, region);
-  net::HttpClient http;
+  CurlClient http;
   const int attempts = std::max(1, retry_.max_attempts);
   for (int attempt = 0;; ++attempt) {
     SigV4Request req;

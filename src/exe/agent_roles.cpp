@@ -1,0 +1,103 @@
+#include "exe/agent_roles.h"
+
+#include <iostream>
+
+#include "common/log.h"
+#include "net/probe.h"
+
+namespace canopy::exe {
+namespace {
+
+int RunCluster(const cluster::ClusterOptions& opts, const std::string& log_level) {
+  log::Init("cluster", log_level);
+  sigset_t sigs = BlockStopSignals();
+  cluster::ClusterService service(opts);
+  return ServeUntilSignal(service, sigs, "Cluster");
+}
+
+int RunNode(const node::NodeOptions& opts, const std::string& log_level) {
+  log::Init("node", log_level);
+  sigset_t sigs = BlockStopSignals();
+  node::NodeAgent agent(opts);
+  return ServeUntilSignal(agent, sigs, "Node");
+}
+
+}  // namespace
+
+sigset_t BlockStopSignals() {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return sigs;
+}
+
+AgentRoles::AgentRoles(CLI::App& app) {
+  cluster_ = app.add_subcommand("cluster", "Run a cluster daemon (pairs with the root, serves nodes)");
+  cluster_->add_option("--root", co_.root_url, "Root URL")->required();
+  cluster_->add_option("--token", co_.token, "Cluster token (first start only)")
+      ->envname("CANOPY_CLUSTER_TOKEN");
+  cluster_->add_option("--data-dir", co_.data_dir, "Directory for the cluster's identity and store")
+      ->required();
+  cluster_->add_option("--listen", co_.listen, "HOST:PORT to serve the node API on")
+      ->capture_default_str();
+  cluster_->add_option("--advertise-url", co_.advertise_url,
+                   "URL of this cluster's API as reported to the root");
+  cluster_->add_option("--link-interval", link_interval_,
+                   "Seconds per link long-poll (default: the root's)")
+      ->check(CLI::Range(1, 3600));
+  cluster_->add_option("--heartbeat-interval", node_heartbeat_, "Seconds between node heartbeats")
+      ->check(CLI::Range(1, 3600));
+  cluster_->add_option("--test-kill-after-command", co_.test_kill_after_command,
+                   "Tests only: command TYPE after whose first run (outcome stored, ack not sent) "
+                   "the cluster exits with status 137");
+
+  node_ = app.add_subcommand("node", "Run a node agent (registers with its cluster)");
+  node_->add_option("--cluster", no_.cluster_url, "Cluster URL")->required();
+  node_->add_option("--token", no_.token, "Node token (first start only)")
+      ->envname("CANOPY_NODE_TOKEN");
+  node_->add_option("--data-dir", no_.data_dir, "Directory keeping the node's identity")
+      ->required();
+  node_->add_option(
+      "--advertise-address", no_.advertise_address,
+      "Address reported to the cluster (default: source address of the connection)");
+  node_
+      ->add_option("--cpu-millis", no_.cpu_millis,
+                   "CPU capacity offered to jobs, in millicores (default: the usable CPUs)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  node_
+      ->add_option("--memory-mib", no_.memory_mib,
+                   "Memory offered to jobs, in MiB (default: MemTotal from /proc/meminfo)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+
+  probe_ = app.add_subcommand(
+      "probe", "Check that this machine reaches an HTTP(S) URL (any HTTP answer); exit 1 if not");
+  probe_->add_option("--url", probe_url_, "URL to GET")->required();
+  probe_->add_option("--timeout", probe_timeout_, "Seconds to keep trying")
+      ->check(CLI::Range(1, 600))
+      ->capture_default_str();
+
+}
+
+std::optional<int> AgentRoles::Run(const std::string& log_level) {
+  if (probe_->parsed()) {
+    auto st = net::Probe(probe_url_, std::chrono::seconds(probe_timeout_));
+    if (!st) {
+      std::cerr << "error: " << st.error().message << "\n";
+      return 1;
+    }
+    std::cout << "ok: " << probe_url_ << " answered\n";
+    return 0;
+  }
+  if (cluster_->parsed()) {
+    co_.link_interval = std::chrono::seconds(link_interval_);
+    co_.heartbeat_interval = std::chrono::seconds(node_heartbeat_);
+    return RunCluster(co_, log_level);
+  }
+  if (node_->parsed()) return RunNode(no_, log_level);
+  return std::nullopt;
+}
+
+}  // namespace canopy::exe
