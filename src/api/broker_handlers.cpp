@@ -66,13 +66,15 @@ std::vector<RouteDef> BrokerRoutes(control::CloudClusters* clusters) {
   };
   auto list = [clusters](const net::Request& req, const Principal&) -> Result<net::Response> {
     CANOPY_ASSIGN_OR_RETURN(auto workers, clusters->ListWorkers(req.Param("id")));
+    CANOPY_ASSIGN_OR_RETURN(auto systems, clusters->NodeSystems(req.Param("id")));
     Json out = Json::array();
-    for (const auto& w : workers) out.push_back(WorkerToJson(w));
+    for (const auto& w : workers) out.push_back(WorkerToJson(w, systems));
     return JsonResponse(200, out);
   };
   auto get = [clusters](const net::Request& req, const Principal&) -> Result<net::Response> {
     CANOPY_ASSIGN_OR_RETURN(auto w, clusters->GetWorker(req.Param("id"), req.Param("wid")));
-    return JsonResponse(200, WorkerToJson(w));
+    CANOPY_ASSIGN_OR_RETURN(auto systems, clusters->NodeSystems(req.Param("id")));
+    return JsonResponse(200, WorkerToJson(w, systems));
   };
   auto action = [clusters](core::WorkerAction a) -> Handler {
     return [clusters, a](const net::Request& req, const Principal& p) -> Result<net::Response> {

@@ -67,6 +67,9 @@ Result<std::vector<core::ClusterNodeInfo>> ParseNodes(const Json& body) {
     n.memory_mib = res.value("memory_mib", int64_t{0});
     n.memory_available_mib = res.value("memory_available_mib", int64_t{0});
     n.load1 = res.value("load1", 0.0);
+    if (j.contains("system") && !j["system"].is_null()) {
+      CANOPY_ASSIGN_OR_RETURN(n.system, core::NodeSystemFromJson(j["system"]));
+    }
     if (j.contains("draining")) {
       if (!j["draining"].is_boolean())
         return Error::InvalidArgument("field 'draining' must be a boolean");

@@ -24,6 +24,7 @@ Json NodeToJson(const core::ClusterNodeInfo& n) {
             {"memory_available_mib", n.memory_available_mib},
             {"load1", n.load1}}},
           {"draining", n.draining},
+          {"system", core::NodeSystemToJson(n.system)},
           {"last_seen", When(n.last_seen)}};
 }
 
@@ -57,7 +58,8 @@ Json ClusterToJson(const core::Cluster& c) {
           {"updated_at", FormatRfc3339(c.updated_at)}};
 }
 
-Json WorkerToJson(const core::Worker& w) {
+Json WorkerToJson(const core::Worker& w, const std::map<std::string, core::NodeSystem>& systems) {
+  auto sys = w.node_id.empty() ? systems.end() : systems.find(w.node_id);
   return {{"id", w.id},
           {"cluster_id", w.cluster_id},
           {"name", w.name},
@@ -69,6 +71,7 @@ Json WorkerToJson(const core::Worker& w) {
           {"address", Text(w.address)},
           {"provider_id", Text(w.provider_id)},
           {"node_id", Text(w.node_id)},
+          {"system", sys != systems.end() ? core::NodeSystemToJson(sys->second) : Json(nullptr)},
           {"last_error", Text(w.last_error)},
           {"operation_id", Text(w.operation_id)},
           {"created_at", FormatRfc3339(w.created_at)},

@@ -174,6 +174,17 @@ std::string WorkerError(const Json& w) {
   return FieldText(w, "last_error");
 }
 
+// A field of the system the worker's node reported; "" until it did.
+std::function<std::string(const Json&)> WorkerSystemField(const char* field) {
+  return [field](const Json& w) {
+    if (!w.is_object() || !w.contains("system") || !w["system"].is_object())
+      return std::string("-");
+    return FieldText(w["system"], field);
+  };
+}
+
+std::string WorkerOs(const Json& w) { return WorkerSystemField("os")(w); }
+
 // Workers live under their cluster: the paths come from WorkersPath / WorkerPath.
 const Resource& Workers() {
   static const Resource r{
@@ -185,6 +196,7 @@ const Resource& Workers() {
        {"INSTANCE TYPE", "instance_type"},
        {"IMAGE", "image"},
        {"ADDRESS", "address"},
+       {"OS", "", WorkerOs},
        {"ERROR", "", WorkerError}},
       {{"ID", "id"},
        {"Name", "name"},
@@ -196,6 +208,11 @@ const Resource& Workers() {
        {"Address", "address"},
        {"Provider ID", "provider_id"},
        {"Node", "node_id"},
+       {"OS", "", WorkerOs},
+       {"Kernel", "", WorkerSystemField("kernel")},
+       {"Architecture", "", WorkerSystemField("arch")},
+       {"CPUs", "", WorkerSystemField("cpus")},
+       {"Memory MiB", "", WorkerSystemField("memory_mib")},
        {"Error", "", WorkerError},
        {"Created", "created_at"},
        {"Updated", "updated_at"}},
@@ -1250,6 +1267,20 @@ Status DoWorkerList(Context& ctx, const std::string& key) {
   return OkStatus();
 }
 
+Status DoWorkerShow(Context& ctx, const std::string& cluster_key, const std::string& worker_key) {
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(Json cluster, ResolveCluster(s, cluster_key));
+  CANOPY_ASSIGN_OR_RETURN(Json found, ResolveWorker(s, cluster, worker_key));
+  CANOPY_ASSIGN_OR_RETURN(Json worker,
+                          s.Get(WorkerPath(StringField(cluster, "id"), StringField(found, "id"))));
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, worker);
+  } else {
+    RenderDetails(ctx.out, Workers().details, worker);
+  }
+  return OkStatus();
+}
+
 struct WorkerVerb {
   std::string_view path;  // POST .../workers/{wid}/<path>; empty: DELETE .../workers/{wid}
   std::string_view done;  // "Stopped"
@@ -1477,6 +1508,9 @@ int WorkerAdd(Context& ctx, const WorkerAddOptions& opts) {
 }
 int WorkerList(Context& ctx, const std::string& cluster) {
   return Finish(ctx, DoWorkerList(ctx, cluster));
+}
+int WorkerShow(Context& ctx, const std::string& cluster, const std::string& worker) {
+  return Finish(ctx, DoWorkerShow(ctx, cluster, worker));
 }
 int WorkerAct(Context& ctx, const WorkerActionOptions& opts) {
   return Finish(ctx, DoWorkerAct(ctx, opts));

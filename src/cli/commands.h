@@ -195,6 +195,9 @@ int ClusterDelete(Context& ctx, const std::string& cluster, const WaitOptions& w
 // from the list: a short line; -o json: the final operation).
 int WorkerAdd(Context& ctx, const WorkerAddOptions& opts);
 int WorkerList(Context& ctx, const std::string& cluster);
+// One worker's key/values, with the system its node reported (OS, kernel, architecture, CPUs,
+// memory); with -o json the Worker as is.
+int WorkerShow(Context& ctx, const std::string& cluster, const std::string& worker);
 int WorkerAct(Context& ctx, const WorkerActionOptions& opts);
 
 // service: SERVICE arguments are a service id or name (GET /api/v1/services: id first, then

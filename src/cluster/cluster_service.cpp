@@ -444,6 +444,7 @@ Result<Json> ClusterService::BuildReport() {
     arr.push_back({{"id", n.id},
                    {"address", n.address},
                    {"hostname", n.hostname},
+                   {"system", core::NodeSystemToJson(n.system)},
                    {"state", up ? "online" : "offline"},
                    {"draining", drains},
                    {"resources",
@@ -706,6 +707,9 @@ std::shared_ptr<net::Router> ClusterService::MakeRouter() {
                 n.hostname = hostname.value_or(n.hostname);
                 n.address = address;
                 CANOPY_TRY(ReadResources(body, n));
+                if (body.contains("system") && !body["system"].is_null()) {
+                  CANOPY_ASSIGN_OR_RETURN(n.system, core::NodeSystemFromJson(body["system"]));
+                }
                 n.last_heartbeat = now;
                 if (key.empty()) {
                   CANOPY_TRY(store_->UpdateNode(n));

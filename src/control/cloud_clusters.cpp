@@ -199,6 +199,14 @@ Result<std::vector<core::Worker>> CloudClusters::ListWorkers(const std::string& 
   return store_.workers().ListByCluster(c.id);
 }
 
+Result<std::map<std::string, core::NodeSystem>> CloudClusters::NodeSystems(
+    const std::string& cluster_id) {
+  CANOPY_ASSIGN_OR_RETURN(core::Cluster c, LoadCluster(cluster_id));
+  std::map<std::string, core::NodeSystem> out;
+  for (const auto& n : c.nodes) out[n.id] = n.system;
+  return out;
+}
+
 Result<core::Worker> CloudClusters::GetWorker(const std::string& cluster_id,
                                               const std::string& worker_id) {
   CANOPY_ASSIGN_OR_RETURN(core::Cluster c, LoadCluster(cluster_id));

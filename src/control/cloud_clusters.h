@@ -5,6 +5,7 @@
 // operation in one transaction, and returns the operation; src/broker runs it. Thread-safe.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -76,6 +77,8 @@ class CloudClusters {
                             core::WorkerAction action, const std::string& user_id);
   Result<std::vector<core::Worker>> ListWorkers(const std::string& cluster_id);
   Result<core::Worker> GetWorker(const std::string& cluster_id, const std::string& worker_id);
+  // The system each node of the cluster reported (node id -> system), from its last link report.
+  Result<std::map<std::string, core::NodeSystem>> NodeSystems(const std::string& cluster_id);
 
  private:
   Result<core::Cluster> LoadCluster(const std::string& id);

@@ -194,6 +194,30 @@ InstanceState InstanceStateFromReport(std::string_view reported) {
   }
   return *s;
 }
+Json NodeSystemToJson(const NodeSystem& s) {
+  return {{"os", s.os},
+          {"kernel", s.kernel},
+          {"arch", s.arch},
+          {"cpus", s.cpus},
+          {"memory_mib", s.memory_mib}};
+}
+
+Result<NodeSystem> NodeSystemFromJson(const Json& j) {
+  if (!j.is_object()) return Error::InvalidArgument("field 'system' must be an object");
+  NodeSystem s;
+  CANOPY_ASSIGN_OR_RETURN(auto os, GetOptString(j, "os", 256));
+  CANOPY_ASSIGN_OR_RETURN(auto kernel, GetOptString(j, "kernel", 256));
+  CANOPY_ASSIGN_OR_RETURN(auto arch, GetOptString(j, "arch", 64));
+  CANOPY_ASSIGN_OR_RETURN(auto cpus, GetOptInt(j, "cpus", 0, 1 << 20));
+  CANOPY_ASSIGN_OR_RETURN(auto mem, GetOptInt(j, "memory_mib", 0, int64_t{1} << 40));
+  s.os = os.value_or("");
+  s.kernel = kernel.value_or("");
+  s.arch = arch.value_or("");
+  s.cpus = cpus.value_or(0);
+  s.memory_mib = mem.value_or(0);
+  return s;
+}
+
 std::string_view NodeStateName(NodeState s) { return NameIn(kNodeStates, s, "offline"); }
 std::optional<NodeState> ParseNodeState(std::string_view s) { return ParseIn(kNodeStates, s); }
 

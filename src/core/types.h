@@ -123,6 +123,20 @@ enum class NodeState { kOnline, kOffline };
 std::string_view NodeStateName(NodeState s);
 std::optional<NodeState> ParseNodeState(std::string_view s);
 
+// What a node reports about its machine when it registers (each start).
+struct NodeSystem {
+  std::string os;          // PRETTY_NAME of /etc/os-release ("" when there is none)
+  std::string kernel;      // uname -r
+  std::string arch;        // uname -m
+  int64_t cpus = 0;        // online CPUs
+  int64_t memory_mib = 0;  // MemTotal
+};
+// {"os","kernel","arch","cpus","memory_mib"}.
+Json NodeSystemToJson(const NodeSystem& s);
+// Reads that document; absent fields stay empty. Wrong types, strings over 256 bytes or negative
+// numbers are kInvalidArgument.
+Result<NodeSystem> NodeSystemFromJson(const Json& j);
+
 // One node of a cluster as last reported over the cluster's link.
 struct ClusterNodeInfo {
   std::string id;
@@ -133,7 +147,8 @@ struct ClusterNodeInfo {
   int64_t memory_available_mib = 0;
   double load1 = 0;
   std::optional<TimePoint> last_seen;
-  bool draining = false;  // no new jobs (its worker is being stopped/terminated/deleted)
+  bool draining = false;
+  NodeSystem system;  // no new jobs (its worker is being stopped/terminated/deleted)
 };
 
 // How the broker logs in to an instance over SSH, as the provider reported it once running.
@@ -305,6 +320,7 @@ struct NodeRecord {
   int64_t memory_mib = 0;
   int64_t memory_available_mib = 0;
   double load1 = 0;
+  NodeSystem system;
   TimePoint registered_at{};
   TimePoint last_heartbeat{};
 };

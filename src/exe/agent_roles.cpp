@@ -35,7 +35,8 @@ sigset_t BlockStopSignals() {
 }
 
 AgentRoles::AgentRoles(CLI::App& app) {
-  cluster_ = app.add_subcommand("cluster", "Run a cluster daemon (pairs with the root, serves nodes)");
+  cluster_ =
+      app.add_subcommand("cluster", "Run a cluster daemon (pairs with the root, serves nodes)");
   cluster_->add_option("--root", co_.root_url, "Root URL")->required();
   cluster_->add_option("--token", co_.token, "Cluster token (first start only)")
       ->envname("CANOPY_CLUSTER_TOKEN");
@@ -44,15 +45,17 @@ AgentRoles::AgentRoles(CLI::App& app) {
   cluster_->add_option("--listen", co_.listen, "HOST:PORT to serve the node API on")
       ->capture_default_str();
   cluster_->add_option("--advertise-url", co_.advertise_url,
-                   "URL of this cluster's API as reported to the root");
-  cluster_->add_option("--link-interval", link_interval_,
+                       "URL of this cluster's API as reported to the root");
+  cluster_
+      ->add_option("--link-interval", link_interval_,
                    "Seconds per link long-poll (default: the root's)")
       ->check(CLI::Range(1, 3600));
   cluster_->add_option("--heartbeat-interval", node_heartbeat_, "Seconds between node heartbeats")
       ->check(CLI::Range(1, 3600));
-  cluster_->add_option("--test-kill-after-command", co_.test_kill_after_command,
-                   "Tests only: command TYPE after whose first run (outcome stored, ack not sent) "
-                   "the cluster exits with status 137");
+  cluster_->add_option(
+      "--test-kill-after-command", co_.test_kill_after_command,
+      "Tests only: command TYPE after whose first run (outcome stored, ack not sent) "
+      "the cluster exits with status 137");
 
   node_ = app.add_subcommand("node", "Run a node agent (registers with its cluster)");
   node_->add_option("--cluster", no_.cluster_url, "Cluster URL")->required();
@@ -60,9 +63,8 @@ AgentRoles::AgentRoles(CLI::App& app) {
       ->envname("CANOPY_NODE_TOKEN");
   node_->add_option("--data-dir", no_.data_dir, "Directory keeping the node's identity")
       ->required();
-  node_->add_option(
-      "--advertise-address", no_.advertise_address,
-      "Address reported to the cluster (default: source address of the connection)");
+  node_->add_option("--advertise-address", no_.advertise_address,
+                    "Address reported to the cluster (default: source address of the connection)");
   node_
       ->add_option("--cpu-millis", no_.cpu_millis,
                    "CPU capacity offered to jobs, in millicores (default: the usable CPUs)")
@@ -78,7 +80,6 @@ AgentRoles::AgentRoles(CLI::App& app) {
   probe_->add_option("--timeout", probe_timeout_, "Seconds to keep trying")
       ->check(CLI::Range(1, 600))
       ->capture_default_str();
-
 }
 
 std::optional<int> AgentRoles::Run(const std::string& log_level) {

@@ -217,6 +217,14 @@ int main(int argc, char** argv) {
   worker_list->add_option("--cluster", *worker_list_cluster, "Cluster name or id")->required();
   OnRun(worker_list, &action,
         [worker_list_cluster](Context& c) { return cli::WorkerList(c, *worker_list_cluster); });
+  auto* worker_show = worker->add_subcommand(
+      "show", "Show a worker, with the system its node reported (OS, kernel, CPUs, memory)");
+  auto worker_show_args = std::make_shared<std::pair<std::string, std::string>>();
+  worker_show->add_option("worker", worker_show_args->second, "Worker name or id")->required();
+  worker_show->add_option("--cluster", worker_show_args->first, "Cluster name or id")->required();
+  OnRun(worker_show, &action, [worker_show_args](Context& c) {
+    return cli::WorkerShow(c, worker_show_args->first, worker_show_args->second);
+  });
   struct WorkerCommand {
     const char* name;
     const char* description;

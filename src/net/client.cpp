@@ -13,8 +13,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
@@ -63,9 +63,7 @@ struct Target {
   std::string port;
   std::string host_header;
   std::string path;  // origin-form: path and query
-  std::string origin() const {
-    return fmt::format("{}://{}", tls ? "https" : "http", host_header);
-  }
+  std::string origin() const { return fmt::format("{}://{}", tls ? "https" : "http", host_header); }
 };
 
 // "https://user:pw@host:8443/path?q#f". The origin never carries user info, path or query, so
@@ -192,12 +190,11 @@ Outcome Connect(ThreadConn& c, const Target& t, Clock::time_point deadline) {
   tcp::resolver resolver(c.ioc);
   tcp::resolver::results_type endpoints;
   bool done = false;
-  resolver.async_resolve(t.host, t.port,
-                         [&](beast::error_code ec, tcp::resolver::results_type r) {
-                           o.ec = ec;
-                           endpoints = std::move(r);
-                           done = true;
-                         });
+  resolver.async_resolve(t.host, t.port, [&](beast::error_code ec, tcp::resolver::results_type r) {
+    o.ec = ec;
+    endpoints = std::move(r);
+    done = true;
+  });
   if (!RunUntil(c.ioc, deadline, done, [&] { resolver.cancel(); })) o.timed_out = true;
   if (o.timed_out || o.ec) return o;
 
@@ -215,9 +212,11 @@ Outcome Connect(ThreadConn& c, const Target& t, Clock::time_point deadline) {
   if (!t.tls) {
     c.plain = std::move(stream);
   } else {
-    auto s = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), c.TlsContext());
+    auto s =
+        std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), c.TlsContext());
     if (!SSL_set_tlsext_host_name(s->native_handle(), t.host.c_str())) {
-      o.ec = beast::error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category());
+      o.ec =
+          beast::error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category());
       return o;
     }
     s->set_verify_callback(asio::ssl::host_name_verification(t.host));
@@ -239,8 +238,8 @@ Outcome Connect(ThreadConn& c, const Target& t, Clock::time_point deadline) {
 // Writes the request and reads the answer (skipping 1xx interim answers). `got_some` tells
 // whether any byte of an answer arrived (a reused connection that fails before is retried).
 Outcome Exchange(ThreadConn& c, const http::request<http::string_body>& request, bool head,
-                 Clock::time_point deadline, std::optional<http::response_parser<http::string_body>>& parser,
-                 bool& got_some) {
+                 Clock::time_point deadline,
+                 std::optional<http::response_parser<http::string_body>>& parser, bool& got_some) {
   Outcome o;
   bool done = false;
   auto cancel = [&] { c.lowest().cancel(); };
@@ -333,9 +332,8 @@ Result<ClientResponse> HttpClient::Do(const ClientRequest& req) const {
       Outcome o = Connect(conn, t, connect_deadline);
       if (o.timed_out || o.ec) {
         conn.Close();
-        return TransportError(t, o, o.timed_out && connect_deadline < deadline
-                                        ? req.connect_timeout
-                                        : req.timeout);
+        return TransportError(
+            t, o, o.timed_out && connect_deadline < deadline ? req.connect_timeout : req.timeout);
       }
     }
     bool got_some = false;

@@ -78,7 +78,9 @@ Status NodeAgent::Start() {
 
 Status NodeAgent::Register(bool with_key) {
   NodeResources res = Resources();
-  Json body = {{"hostname", Hostname()}, {"resources", res.ToJson()}};
+  Json body = {{"hostname", Hostname()},
+               {"resources", res.ToJson()},
+               {"system", core::NodeSystemToJson(ReadSystem())}};
   if (!opts_.advertise_address.empty()) body["address"] = opts_.advertise_address;
   net::JsonCall call;
   call.url = opts_.cluster_url + "/cluster/v1/nodes/register";

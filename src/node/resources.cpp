@@ -1,6 +1,7 @@
 #include "node/resources.h"
 
 #include <sched.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -93,6 +94,65 @@ NodeResources ReadResources() {
   }
   r.load1 = ParseLoadavg(ReadAll("/proc/loadavg")).value_or(0);
   return r;
+}
+
+namespace {
+
+// The value of KEY=VALUE in os-release syntax: double or single quotes removed, backslash escapes
+// inside double quotes resolved.
+std::string OsReleaseValue(std::string_view text, std::string_view key) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (!line.starts_with(key) || line.size() <= key.size() || line[key.size()] != '=') continue;
+    std::string_view v = line.substr(key.size() + 1);
+    while (!v.empty() && (v.back() == '\r' || v.back() == ' ')) v.remove_suffix(1);
+    std::string out;
+    if (v.size() >= 2 && v.front() == '\'' && v.back() == '\'') {
+      return std::string(v.substr(1, v.size() - 2));
+    }
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
+      v = v.substr(1, v.size() - 2);
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (v[i] == '\\' && i + 1 < v.size()) ++i;
+        out.push_back(v[i]);
+      }
+      return out;
+    }
+    return std::string(v);
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string ParseOsRelease(std::string_view text) {
+  std::string pretty = OsReleaseValue(text, "PRETTY_NAME");
+  if (!pretty.empty()) return pretty;
+  std::string name = OsReleaseValue(text, "NAME");
+  std::string version = OsReleaseValue(text, "VERSION");
+  if (name.empty()) return "";
+  return version.empty() ? name : name + " " + version;
+}
+
+core::NodeSystem ReadSystem() {
+  core::NodeSystem s;
+  std::string release = ReadAll("/etc/os-release");
+  if (release.empty()) release = ReadAll("/usr/lib/os-release");
+  s.os = ParseOsRelease(release).substr(0, 256);
+  utsname u{};
+  if (::uname(&u) == 0) {
+    s.kernel = u.release;
+    s.arch = u.machine;
+  }
+  long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+  s.cpus = online > 0 ? online : 0;
+  auto mem = ParseMeminfo(ReadAll("/proc/meminfo"));
+  s.memory_mib = mem ? mem->total_mib : 0;
+  return s;
 }
 
 NodeResources WithCapacity(NodeResources real, int64_t cpu_millis, int64_t memory_mib) {

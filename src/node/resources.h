@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "common/json.h"
+#include "core/types.h"
 
 namespace canopy::node {
 
@@ -31,6 +32,12 @@ std::optional<double> ParseLoadavg(std::string_view text);
 int64_t UsableCpus();
 // Reads the live figures (zeros for what cannot be read).
 NodeResources ReadResources();
+// PRETTY_NAME of an /etc/os-release text (quotes and shell escapes removed), else NAME VERSION,
+// else "".
+std::string ParseOsRelease(std::string_view text);
+// The machine as the node reports it: /etc/os-release (else /usr/lib/os-release), uname, online
+// CPUs, MemTotal.
+core::NodeSystem ReadSystem();
 // The figures a node offers when its capacity is given (--cpu-millis / --memory-mib; 0 = not
 // given, keep the real figure): cpu_millis and memory_mib replace the real ones,
 // memory_available_mib = min(real available, memory_mib); load1 stays.

@@ -424,9 +424,12 @@ TEST_F(ClusterCommandsTest, ShowPrintsKeyValuesAndWorkers) {
             0u)
       << out;
   EXPECT_NE(out.find("\n\n"
-                     "ID      NAME      STATE     INSTANCE TYPE   IMAGE        ADDRESS   ERROR\n"
-                     "wrk_1   demo-w1   ACTIVE    small-a         img-debian   -         -\n"
-                     "wrk_2   demo-w2   STOPPED   small-a         img-debian   -         -\n"),
+                     "ID      NAME      STATE     INSTANCE TYPE   IMAGE        ADDRESS   OS        "
+                     "                       ERROR\n"
+                     "wrk_1   demo-w1   ACTIVE    small-a         img-debian   -         Debian "
+                     "GNU/Linux 11 (bullseye)   -\n"
+                     "wrk_2   demo-w2   STOPPED   small-a         img-debian   -         -         "
+                     "                       -\n"),
             std::string::npos)
       << out;
   EXPECT_EQ(Requests().back().path, "/api/v1/clusters/cls_1/workers");
@@ -473,9 +476,9 @@ TEST_F(ClusterCommandsTest, WorkerAddSendsOnlyTheGivenFields) {
   EXPECT_EQ(BodyOf("POST", "/api/v1/clusters/cls_1/workers"),
             (Json{{"count", 2}, {"instance_type", "big"}}));
   EXPECT_EQ(out_.str(),
-            "ID       NAME      STATE     INSTANCE TYPE   IMAGE        ADDRESS   ERROR\n"
-            "wrk_a3   added-3   BOOTING   big             img-debian   -         -\n"
-            "wrk_a4   added-4   BOOTING   big             img-debian   -         -\n"
+            "ID       NAME      STATE     INSTANCE TYPE   IMAGE        ADDRESS   OS   ERROR\n"
+            "wrk_a3   added-3   BOOTING   big             img-debian   -         -    -\n"
+            "wrk_a4   added-4   BOOTING   big             img-debian   -         -    -\n"
             "\n"
             "Operation:   op_workers\n");
 
@@ -514,9 +517,12 @@ TEST_F(ClusterCommandsTest, WorkerAddRejectsAZeroCount) {
 TEST_F(ClusterCommandsTest, WorkerListByClusterName) {
   ASSERT_EQ(WorkerList(ctx_, "demo"), kExitOk) << err_.str();
   EXPECT_EQ(out_.str(),
-            "ID      NAME      STATE     INSTANCE TYPE   IMAGE        ADDRESS   ERROR\n"
-            "wrk_1   demo-w1   ACTIVE    small-a         img-debian   -         -\n"
-            "wrk_2   demo-w2   STOPPED   small-a         img-debian   -         -\n");
+            "ID      NAME      STATE     INSTANCE TYPE   IMAGE        ADDRESS   OS                 "
+            "              ERROR\n"
+            "wrk_1   demo-w1   ACTIVE    small-a         img-debian   -         Debian GNU/Linux "
+            "11 (bullseye)   -\n"
+            "wrk_2   demo-w2   STOPPED   small-a         img-debian   -         -                  "
+            "              -\n");
   Json j = RunJson([](Context& c) { return WorkerList(c, "cls_2"); });
   EXPECT_EQ(j, Json::array());
   Clear();
@@ -620,6 +626,21 @@ TEST_F(ClusterCommandsTest, EveryNewCommandPrintsOneJsonDocumentWithJsonOutput) 
     EXPECT_TRUE(j.is_object() || j.is_array());
     EXPECT_EQ(err_.str(), "");
   }
+}
+
+TEST_F(ClusterCommandsTest, WorkerShowGivesTheSystemItsNodeReported) {
+  ASSERT_EQ(WorkerShow(ctx_, "demo", "demo-w1"), kExitOk) << err_.str();
+  std::string out = out_.str();
+  EXPECT_NE(out.find("OS:              Debian GNU/Linux 11 (bullseye)\n"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("Kernel:          5.10.0-28-amd64\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("Architecture:    x86_64\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("CPUs:            2\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("Memory MiB:      3942\n"), std::string::npos) << out;
+  out_.str("");
+  ASSERT_EQ(WorkerShow(ctx_, "demo", "demo-w2"), kExitOk) << err_.str();
+  EXPECT_NE(out_.str().find("OS:              -\n"), std::string::npos) << out_.str();
+  EXPECT_EQ(WorkerShow(ctx_, "demo", "no-such-worker"), kExitError);
 }
 
 }  // namespace

@@ -291,6 +291,11 @@ class FakeRoot {
                  Cluster("cls_3", "cls_1", "ACTIVE", 0)};
     workers_["cls_1"] = {Worker("wrk_1", "cls_1", "demo-w1", "ACTIVE"),
                          Worker("wrk_2", "cls_1", "demo-w2", "STOPPED")};
+    workers_["cls_1"][0]["system"] = {{"os", "Debian GNU/Linux 11 (bullseye)"},
+                                      {"kernel", "5.10.0-28-amd64"},
+                                      {"arch", "x86_64"},
+                                      {"cpus", 2},
+                                      {"memory_mib", 3942}};
     scripts_[kOpCreate] =
         Script{OperationStates(kOpCreate, "cluster.create", "cls_new",
                                {"instance", "firewalls", "install", "pair", "workers"}),
@@ -421,6 +426,15 @@ class FakeRoot {
                    auto it = workers_.find(r.Param("id"));
                    return net::Response::FromJson(
                        200, it == workers_.end() ? Json::array() : Json(it->second));
+                 }));
+    router_->Add("GET", "/api/v1/clusters/{id}/workers/{wid}", Auth([this](const net::Request& r) {
+                   std::lock_guard<std::mutex> l(mu_);
+                   for (const Json& w : workers_[r.Param("id")]) {
+                     if (w.value("id", "") == r.Param("wid")) {
+                       return net::Response::FromJson(200, w);
+                     }
+                   }
+                   return ApiError(404, "not_found", "worker not found");
                  }));
     router_->Add("POST", "/api/v1/clusters/{id}/workers", Auth([this](const net::Request& r) {
                    auto body = ParseJsonObject(r.body);

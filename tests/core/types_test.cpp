@@ -6,6 +6,8 @@
 #include <set>
 #include <string>
 
+#include "support/test_util.h"
+
 namespace canopy::core {
 namespace {
 
@@ -102,6 +104,26 @@ TEST(WorkerState, NamesRoundTripAndOnlyTerminatedIsUnbilled) {
     EXPECT_EQ(IsBilled(s), s != S::kTerminated);
   }
   EXPECT_FALSE(ParseWorkerState("active").has_value());
+}
+
+TEST(NodeSystem, RoundTripsAndRefusesWrongTypes) {
+  core::NodeSystem s{"Debian GNU/Linux 12 (bookworm)", "6.1.0-18-amd64", "x86_64", 2, 1987};
+  auto back = core::NodeSystemFromJson(core::NodeSystemToJson(s));
+  ASSERT_OK(back);
+  EXPECT_EQ(back->os, s.os);
+  EXPECT_EQ(back->kernel, s.kernel);
+  EXPECT_EQ(back->arch, s.arch);
+  EXPECT_EQ(back->cpus, 2);
+  EXPECT_EQ(back->memory_mib, 1987);
+  auto partial = core::NodeSystemFromJson(Json{{"os", "x"}});
+  ASSERT_OK(partial);
+  EXPECT_EQ(partial->kernel, "");
+  for (const Json& bad : {Json("str"), Json{{"os", 1}}, Json{{"cpus", -1}},
+                          Json{{"os", std::string(300, 'a')}}, Json{{"memory_mib", "1"}}}) {
+    auto r = core::NodeSystemFromJson(bad);
+    ASSERT_FALSE(r) << bad.dump();
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  }
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // states with real namespaces and processes, invalid transitions are 409, and deleting
 // everything leaves no instance behind. Root only.
 #include <gtest/gtest.h>
+#include <sys/utsname.h>
 
 #include <algorithm>
 #include <chrono>
@@ -80,6 +81,15 @@ TEST_F(BrokerE2E, ClusterWithTwoWorkersThenEveryWorkerActionThenDelete) {
     EXPECT_TRUE(HasNs(Ns(w))) << Ns(w);
     EXPECT_FALSE(BrokerEnv::PidsIn(Ns(w)).empty()) << "no node agent in " << Ns(w);
     EXPECT_TRUE(NodeOnline(*env_, cluster, w["address"])) << c.dump();
+    // What the node reported about its machine (local instances share this host's kernel).
+    ASSERT_TRUE(w["system"].is_object()) << w.dump();
+    utsname u{};
+    ASSERT_EQ(::uname(&u), 0);
+    EXPECT_EQ(w["system"].value("kernel", ""), u.release) << w.dump();
+    EXPECT_EQ(w["system"].value("arch", ""), u.machine) << w.dump();
+    EXPECT_TRUE(w["system"].value("os", "").starts_with("Debian GNU/Linux")) << w.dump();
+    EXPECT_GT(w["system"].value("cpus", 0), 0) << w.dump();
+    EXPECT_GT(w["system"].value("memory_mib", 0), 0) << w.dump();
   }
   EXPECT_EQ(env_->InstancesOf(cluster), 3);
   const std::string w1 = workers[0]["id"], w2 = workers[1]["id"];

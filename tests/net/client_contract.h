@@ -5,14 +5,13 @@
 // stalls, huge declared bodies, connection counting).
 #pragma once
 
-#include "net/client.h"
-
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cerrno>
 #include <thread>
 
+#include "net/client.h"
 #include "net/http.h"
 #include "net/raw_socket.h"
 #include "support/test_util.h"
@@ -20,7 +19,6 @@
 namespace canopy::net::testing {
 
 using namespace std::chrono_literals;
-
 
 // Accepts connections on 127.0.0.1 and answers every request (read up to the blank line; no
 // request bodies) with `reply`, or never answers when `reply` is empty.
@@ -319,7 +317,6 @@ TYPED_TEST_P(HttpClientContract, ServerClosingWithoutReplyIsUnavailable) {
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable) << r.error().message;
 }
 
-
 TYPED_TEST_P(HttpClientContract, ReconnectsWhenTheServerClosedAKeptAliveConnection) {
   // Answers one request per connection with a keep-alive reply, then closes it: the client's
   // next call finds its kept connection dead and must go on with a fresh one, not fail.
@@ -354,7 +351,14 @@ TYPED_TEST_P(HttpClientContract, ReconnectsWhenTheServerClosedAKeptAliveConnecti
   close(fd);
 }
 
-REGISTER_TYPED_TEST_SUITE_P(HttpClientContract, GetSendsHeadersAndLowerCasesResponseHeaders, MethodsCarryBodiesWithoutExpectOrFormContentType, RedirectsAreNotFollowed, ErrorStatusesAreSuccessfulResults, TimeoutIsDeadlineExceeded, ConnectionRefusedIsUnavailableAndMessageHidesSecrets, BadUrlsAndInjectedHeadersAreInvalidArgument, ReusesOneConnectionPerThread, HugeDeclaredResponseIsRefused, StalledServerTimesOut, ServerClosingWithoutReplyIsUnavailable,
+REGISTER_TYPED_TEST_SUITE_P(HttpClientContract, GetSendsHeadersAndLowerCasesResponseHeaders,
+                            MethodsCarryBodiesWithoutExpectOrFormContentType,
+                            RedirectsAreNotFollowed, ErrorStatusesAreSuccessfulResults,
+                            TimeoutIsDeadlineExceeded,
+                            ConnectionRefusedIsUnavailableAndMessageHidesSecrets,
+                            BadUrlsAndInjectedHeadersAreInvalidArgument,
+                            ReusesOneConnectionPerThread, HugeDeclaredResponseIsRefused,
+                            StalledServerTimesOut, ServerClosingWithoutReplyIsUnavailable,
                             ReconnectsWhenTheServerClosedAKeptAliveConnection);
 
 }  // namespace canopy::net::testing

@@ -1,6 +1,7 @@
 #include "node/resources.h"
 
 #include <gtest/gtest.h>
+#include <sys/utsname.h>
 
 namespace canopy::node {
 namespace {
@@ -61,6 +62,32 @@ TEST(Resources, GivenCapacityReplacesTheRealFigures) {
   EXPECT_EQ(big.memory_available_mib, 9000);
   EXPECT_EQ(WithCapacity(real, 500, 0).cpu_millis, 500);
   EXPECT_EQ(WithCapacity(real, 500, 0).memory_mib, 16000);
+}
+
+TEST(Resources, OsReleasePrettyNameWithQuotesAndEscapes) {
+  EXPECT_EQ(
+      ParseOsRelease("NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 11 (bullseye)\"\n"),
+      "Debian GNU/Linux 11 (bullseye)");
+  EXPECT_EQ(ParseOsRelease("PRETTY_NAME='Amazon Linux 2023'\n"), "Amazon Linux 2023");
+  EXPECT_EQ(ParseOsRelease("PRETTY_NAME=Plain\r\n"), "Plain");
+  EXPECT_EQ(ParseOsRelease("PRETTY_NAME=\"say \\\"hi\\\"\"\n"), "say \"hi\"");
+  // PRETTY_NAME absent: NAME and VERSION; a key that only starts alike does not count.
+  EXPECT_EQ(ParseOsRelease("PRETTY_NAMES=x\nNAME=Ubuntu\nVERSION=\"22.04 LTS\"\n"),
+            "Ubuntu 22.04 LTS");
+  EXPECT_EQ(ParseOsRelease("NAME=Alpine\n"), "Alpine");
+  EXPECT_EQ(ParseOsRelease(""), "");
+  EXPECT_EQ(ParseOsRelease("garbage without equals\n"), "");
+}
+
+TEST(Resources, ReadsTheSystemOfThisMachine) {
+  core::NodeSystem s = ReadSystem();
+  utsname u{};
+  ASSERT_EQ(::uname(&u), 0);
+  EXPECT_EQ(s.kernel, u.release);
+  EXPECT_EQ(s.arch, u.machine);
+  EXPECT_GT(s.cpus, 0);
+  EXPECT_GT(s.memory_mib, 0);
+  EXPECT_FALSE(s.os.empty());  // every machine here has /etc/os-release
 }
 
 }  // namespace

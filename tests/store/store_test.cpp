@@ -952,7 +952,9 @@ TEST_P(StoreTest, ClusterCreateThenGetReturnsEveryField) {
   c.key_ciphertext = std::string("\x01\x00sealed", 8);
   c.link_interval_seconds = 7;
   c.last_seen = At(5);
-  c.nodes = {{"nod-1", "10.0.0.2", core::NodeState::kOnline, 2000, 4096, 1024, 0.5, At(4)}};
+  c.nodes = {
+      {"nod-1", "10.0.0.2", core::NodeState::kOnline, 2000, 4096, 1024, 0.5, At(4), false,
+       core::NodeSystem{"Debian GNU/Linux 11 (bullseye)", "5.10.0-28-amd64", "x86_64", 2, 3942}}};
   c.resources = Json{{"cpu_millis", 2000}};
   c.cloud.provider_id = "i-1";
   c.cloud.ssh_firewall = "fw-1";
@@ -984,6 +986,9 @@ TEST_P(StoreTest, ClusterCreateThenGetReturnsEveryField) {
   EXPECT_EQ(got->nodes[0].id, "nod-1");
   EXPECT_EQ(got->nodes[0].memory_available_mib, 1024);
   EXPECT_EQ(got->nodes[0].last_seen, At(4));
+  EXPECT_EQ(got->nodes[0].system.os, "Debian GNU/Linux 11 (bullseye)");
+  EXPECT_EQ(got->nodes[0].system.kernel, "5.10.0-28-amd64");
+  EXPECT_EQ(got->nodes[0].system.memory_mib, 3942);
   EXPECT_EQ(got->resources, c.resources);
   EXPECT_EQ(got->version, 1);
   auto edge = MakeCluster("cls-2", "edge2");
@@ -1038,7 +1043,8 @@ TEST_P(StoreTest, ClusterMarkStaleOfflineAndRecordLinkBringsItBack) {
   r.url = "http://10.0.0.1:7000";
   r.software_version = "0.2";
   r.link_interval_seconds = 1;
-  r.nodes = {{"nod-1", "10.0.0.2", core::NodeState::kOnline, 1000, 512, 256, 0.1, At(6500)}};
+  r.nodes = {
+      {"nod-1", "10.0.0.2", core::NodeState::kOnline, 1000, 512, 256, 0.1, At(6500), false, {}}};
   r.resources = Json{{"cpu_millis", 1000}};
   auto after = store().clusters().RecordLink("cls-1", r, At(7000));
   ASSERT_OK(after);

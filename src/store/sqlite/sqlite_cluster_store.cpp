@@ -79,11 +79,22 @@ ALTER TABLE nodes ADD COLUMN draining BIGINT NOT NULL DEFAULT 0;
     {4, "0004_cluster_outcome_reason", R"sql(
 ALTER TABLE command_outcomes ADD COLUMN error_reason TEXT NOT NULL DEFAULT '';
 )sql"},
+    {5, "0005_cluster_node_system", R"sql(
+ALTER TABLE nodes ADD COLUMN system TEXT NOT NULL DEFAULT '{}';
+)sql"},
 };
 
 constexpr const char* kNodeColumns =
     "id, hostname, address, key_hash, cpu_millis, memory_mib, memory_available_mib, load1_milli, "
-    "registered_at, last_heartbeat";
+    "registered_at, last_heartbeat, system";
+
+// The node's system as stored; a row from before it was reported reads as empty.
+core::NodeSystem ReadSystem(const std::string& text) {
+  auto j = ParseJson(text);
+  if (!j) return {};
+  auto sys = core::NodeSystemFromJson(*j);
+  return sys ? *sys : core::NodeSystem{};
+}
 
 core::NodeRecord ReadNode(const Statement& s) {
   core::NodeRecord n;
@@ -97,6 +108,7 @@ core::NodeRecord ReadNode(const Statement& s) {
   n.load1 = static_cast<double>(s.Int(7)) / 1000.0;
   n.registered_at = At(s.Int(8));
   n.last_heartbeat = At(s.Int(9));
+  n.system = ReadSystem(s.Text(10));
   return n;
 }
 
@@ -220,11 +232,12 @@ class SqliteClusterStore final : public ClusterStore {
     Lock lock(c_->mutex());
     CANOPY_ASSIGN_OR_RETURN(
         Statement s,
-        c_->Prepare(fmt::format("INSERT INTO nodes ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        c_->Prepare(fmt::format("INSERT INTO nodes ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 kNodeColumns)));
     s.Bind(n.id).Bind(n.hostname).Bind(n.address).Bind(n.key_hash).Bind(n.cpu_millis);
     s.Bind(n.memory_mib).Bind(n.memory_available_mib).Bind(Milli(n.load1));
     s.Bind(Ms(n.registered_at)).Bind(Ms(n.last_heartbeat));
+    s.Bind(DumpJson(core::NodeSystemToJson(n.system)));
     auto st = s.Run();
     if (!st && st.error().code == ErrorCode::kAlreadyExists)
       return Error::AlreadyExists("node already exists");
@@ -259,9 +272,11 @@ class SqliteClusterStore final : public ClusterStore {
     CANOPY_ASSIGN_OR_RETURN(
         Statement s,
         c_->Prepare("UPDATE nodes SET hostname = ?, address = ?, cpu_millis = ?, memory_mib = ?, "
-                    "memory_available_mib = ?, load1_milli = ?, last_heartbeat = ? WHERE id = ?"));
+                    "memory_available_mib = ?, load1_milli = ?, last_heartbeat = ?, system = ? "
+                    "WHERE id = ?"));
     s.Bind(n.hostname).Bind(n.address).Bind(n.cpu_millis).Bind(n.memory_mib);
-    s.Bind(n.memory_available_mib).Bind(Milli(n.load1)).Bind(Ms(n.last_heartbeat)).Bind(n.id);
+    s.Bind(n.memory_available_mib).Bind(Milli(n.load1)).Bind(Ms(n.last_heartbeat));
+    s.Bind(DumpJson(core::NodeSystemToJson(n.system))).Bind(n.id);
     CANOPY_TRY(s.Run());
     if (c_->Changes() == 0) return Error::NotFound("node not found");
     return OkStatus();

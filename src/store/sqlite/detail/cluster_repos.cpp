@@ -61,6 +61,7 @@ std::string NodesToJson(const std::vector<core::ClusterNodeInfo>& nodes) {
                    {"memory_available_mib", n.memory_available_mib},
                    {"load1", n.load1},
                    {"draining", n.draining},
+                   {"system", core::NodeSystemToJson(n.system)},
                    {"last_seen", n.last_seen ? Json(Ms(*n.last_seen)) : Json(nullptr)}});
   }
   return DumpJson(arr);
@@ -82,6 +83,10 @@ Result<std::vector<core::ClusterNodeInfo>> ParseNodes(const std::string& id,
     n.memory_available_mib = j.value("memory_available_mib", int64_t{0});
     n.load1 = j.value("load1", 0.0);
     n.draining = j.value("draining", false);
+    if (j.contains("system")) {
+      auto sys = core::NodeSystemFromJson(j["system"]);
+      if (sys) n.system = *sys;  // rows from before nodes reported it read as empty
+    }
     if (j.contains("last_seen") && j["last_seen"].is_number_integer()) {
       n.last_seen = At(j["last_seen"].get<int64_t>());
     }
