@@ -9,7 +9,7 @@ PACKAGES=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   iproute2 nftables openssh-server openssh-client procps curl wrk python3
-  ccache clang-format
+  ccache clang-format debootstrap
 )
 
 missing=()
@@ -41,3 +41,11 @@ if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
 fi
 python3 -c 'import moto.server' || { echo "setup: moto is required for the AWS provider tests" >&2; exit 1; }
 echo "setup: moto present"
+
+# Blank images for the local provider (cached in /var/cache/canopy/images; skipped when built).
+if [ "$(id -u)" -eq 0 ]; then
+  "$(dirname "$0")/local-images.sh"
+  echo "setup: local provider images present"
+else
+  echo "setup: not root: the local provider's blank images are not built (scripts/local-images.sh)"
+fi

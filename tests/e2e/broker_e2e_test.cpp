@@ -269,5 +269,63 @@ TEST(Sweeper, TerminatesTaggedInstancesNoRowOwns) {
   EXPECT_EQ(env.InstancesOf(cluster), 1);
 }
 
+// Blank images (scripts/local-images.sh, run by scripts/setup.sh): the cluster and its workers
+// get their own root filesystem from the image, so the pushed agent runs with none of this host's
+// libraries, and the nodes report the image's OS, not the host's.
+struct BlankImageCase {
+  const char* image;
+  const char* os;  // the PRETTY_NAME its nodes must report
+};
+
+class BrokerE2EBlankImage : public ::testing::TestWithParam<BlankImageCase> {};
+
+TEST_P(BrokerE2EBlankImage, ClusterAndWorkersReportTheImagesOsAndSurviveStopRestart) {
+  if (!LocalTestNet::Available()) GTEST_SKIP() << "the local provider needs root";
+  const std::string os = GetParam().os;
+  BrokerEnv env;
+  env.Start();
+  auto created = env.CreateCluster("blank", 2, GetParam().image);
+  ASSERT_TRUE(created.contains("operation_id")) << created.dump();
+  const std::string cluster = created["cluster"]["id"];
+  auto op = env.WaitOperation(created["operation_id"], 180s);
+  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n"
+                                                << ReadFile(env.root().log_path());
+  auto workers = env.Workers(cluster);
+  ASSERT_EQ(workers.size(), 2u) << workers.dump();
+  for (const auto& w : workers) {
+    EXPECT_EQ(w["state"], "ACTIVE") << w.dump();
+    ASSERT_TRUE(w["system"].is_object()) << w.dump();
+    EXPECT_EQ(w["system"].value("os", ""), os) << w.dump();
+  }
+  // The instance's filesystem is its own: the host's root is not the image.
+  EXPECT_EQ(ReadFile("/etc/canopy-image"), "");
+  // Stop keeps the disk (the overlay's upper layer); restart mounts it again and the node comes
+  // back on the same image.
+  const std::string path =
+      "/api/v1/clusters/" + cluster + "/workers/" + workers[1]["id"].get<std::string>();
+  for (const char* action : {"stop", "restart"}) {
+    auto r = env.Call("POST", path + "/" + action);
+    ASSERT_EQ(r.status, 202) << action << ": " << r.body;
+    auto done = env.WaitOperation(r.json["operation_id"].get<std::string>(), 120s);
+    ASSERT_EQ(done.value("state", ""), "succeeded") << action << ": " << done.dump();
+  }
+  auto again = env.Call("GET", path).json;
+  EXPECT_EQ(again["state"], "ACTIVE") << again.dump();
+  EXPECT_EQ(again["system"].value("os", ""), os) << again.dump();
+  auto del = env.Call(
+      "DELETE", "/api/v1/clusters/" + cluster + "/workers/" + workers[0]["id"].get<std::string>());
+  EXPECT_EQ(del.status, 202) << del.body;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Images, BrokerE2EBlankImage,
+    ::testing::Values(BlankImageCase{"debian-11-minbase", "Debian GNU/Linux 11 (bullseye)"},
+                      BlankImageCase{"debian-12-minbase", "Debian GNU/Linux 12 (bookworm)"}),
+    [](const ::testing::TestParamInfo<BlankImageCase>& i) {
+      std::string name = i.param.image;
+      std::replace(name.begin(), name.end(), '-', '_');
+      return name;
+    });
+
 }  // namespace
 }  // namespace canopy::testing

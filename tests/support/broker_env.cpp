@@ -69,10 +69,10 @@ ApiReply BrokerEnv::Call(const std::string& method, const std::string& path,
   return root_->Call(method, path, body, admin_);
 }
 
-Json BrokerEnv::CreateCluster(const std::string& name, int workers) {
-  Json body{{"name", name},         {"credential_id", credential_id_},
-            {"region", "local"},    {"instance_type", "local.small"},
-            {"image", "debian-12"}, {"disk_gb", 1}};
+Json BrokerEnv::CreateCluster(const std::string& name, int workers, const std::string& image) {
+  Json body{{"name", name},      {"credential_id", credential_id_},
+            {"region", "local"}, {"instance_type", "local.small"},
+            {"image", image},    {"disk_gb", 1}};
   if (workers > 0) body["workers"] = {{"count", workers}};
   auto r = Call("POST", "/api/v1/clusters", DumpJson(body));
   EXPECT_EQ(r.status, 202) << r.body;

@@ -39,7 +39,7 @@ class BrokerEnv {
 
   ApiReply Call(const std::string& method, const std::string& path, const std::string& body = "");
   // POST /api/v1/clusters for a local cluster with `workers` initial workers; returns the 202 body.
-  Json CreateCluster(const std::string& name, int workers);
+  Json CreateCluster(const std::string& name, int workers, const std::string& image = "debian-12");
   // Polls GET /api/v1/operations/{id} until succeeded/failed or `timeout`; returns the last view.
   Json WaitOperation(const std::string& op_id, std::chrono::seconds timeout);
   // Polls until the operation's current step is `step` (state running or pending), or it ends.

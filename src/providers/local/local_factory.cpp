@@ -10,7 +10,7 @@ Result<Json> LocalProviderFactory::ValidateConfig(const Json& config) const {
     return Error::InvalidArgument("local provider config must be a JSON object");
   }
   for (const auto& [k, v] : c.items()) {
-    if (k == "state_dir" || k == "bridge" || k == "subnet") {
+    if (k == "state_dir" || k == "bridge" || k == "subnet" || k == "images_dir") {
       if (!v.is_string()) {
         return Error::InvalidArgument(k + " must be a string");
       }
@@ -57,13 +57,17 @@ Result<ProviderPtr> MakeLocalProvider(const Json& config) {
   }
   for (const auto& [k, v] : config.items()) {
     if (k != "state_dir" && k != "bridge" && k != "subnet" && k != "boot_delay_ms" &&
-        k != "fail_rate" && k != "capacity") {
+        k != "fail_rate" && k != "capacity" && k != "images_dir") {
       return Error::InvalidArgument("unknown local provider option '" + k + "'");
     }
   }
   CANOPY_ASSIGN_OR_RETURN(auto state_dir, GetOptString(config, "state_dir", 512));
   if (state_dir) {
     o.state_dir = *state_dir;
+  }
+  CANOPY_ASSIGN_OR_RETURN(auto images_dir, GetOptString(config, "images_dir", 512));
+  if (images_dir) {
+    o.images_dir = *images_dir;
   }
   CANOPY_ASSIGN_OR_RETURN(auto bridge, GetOptString(config, "bridge", 15));
   if (bridge) {
