@@ -237,6 +237,19 @@ rm -f "run/$N.pid" "run/$N.child"
                      fmt::arg("qname", Q(spec.name)), fmt::arg("env", env), fmt::arg("cmd", cmd));
 }
 
+std::string SshInstaller::EnvironmentFile(const ComponentSpec& spec) {
+  std::string out;
+  for (const auto& [k, v] : spec.env) {
+    std::string quoted;
+    for (char c : v) {
+      if (c == '\\' || c == '"') quoted += '\\';
+      quoted += c;
+    }
+    out += k + "=\"" + quoted + "\"\n";
+  }
+  return out;
+}
+
 std::string SshInstaller::SystemdUnit(const ComponentSpec& spec, const std::string& abs_dir,
                                       const std::string& user) {
   std::string exec = SystemdQuote(abs_dir + "/bin/canopyd");
@@ -248,9 +261,7 @@ std::string SshInstaller::SystemdUnit(const ComponentSpec& spec, const std::stri
     exec += " " + SystemdQuote(arg);
   }
   std::string env;
-  for (const auto& [k, v] : spec.env) {
-    env += "Environment=" + SystemdQuote(k + "=" + v) + "\n";
-  }
+  if (!spec.env.empty()) env = "EnvironmentFile=" + abs_dir + "/etc/" + spec.name + ".env\n";
   std::string log = abs_dir + "/log/" + spec.name + ".log";
   return fmt::format(R"(# Written by the Canopy installer.
 [Unit]
@@ -333,8 +344,10 @@ echo "init=$init"
   const std::string script =
       systemd ? SystemdUnit(spec, dir, kv["user"]) : SupervisorScript(spec, dir);
   // The digest covers everything that requires a restart when it changes.
-  const std::string spec_digest =
-      Sha256Hex(SecretString(rep.mode + '\0' + spec.config.Reveal() + '\0' + script).Reveal());
+  const std::string env_file = systemd ? EnvironmentFile(spec) : "";
+  const std::string spec_digest = Sha256Hex(
+      SecretString(rep.mode + '\0' + spec.config.Reveal() + '\0' + script + '\0' + env_file)
+          .Reveal());
   rep.upload_skipped = kv["bin"] == local_digest;
   rep.config_changed = kv["spec"] != spec_digest;
   rep.timings.check_ms = MsSince(t0);
@@ -352,6 +365,9 @@ echo "init=$init"
             session->UploadBytes(spec.config.Reveal(), dir + "/etc/" + spec.name + ".conf", 0600));
       }
       if (systemd) {
+        if (!env_file.empty()) {
+          CANOPY_TRY(session->UploadBytes(env_file, dir + "/etc/" + spec.name + ".env", 0600));
+        }
         CANOPY_TRY(
             session->UploadBytes(script, dir + "/run/canopy-" + spec.name + ".service", 0644));
       } else {

@@ -90,6 +90,9 @@ class SshInstaller final : public Installer {
 
   // Remote script texts, exposed for unit tests.
   static std::string SupervisorScript(const ComponentSpec& spec, const std::string& abs_dir);
+  /// The component's environment (spec.env) as a systemd EnvironmentFile, uploaded 0600 to
+  /// etc/<name>.env: tokens never sit in the world-readable unit. "" when there is none.
+  static std::string EnvironmentFile(const ComponentSpec& spec);
   static std::string SystemdUnit(const ComponentSpec& spec, const std::string& abs_dir,
                                  const std::string& user);
 

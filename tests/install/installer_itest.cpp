@@ -496,6 +496,11 @@ TEST(InstallerScripts, SupervisorScriptQuotesArgumentsAndEnv) {
             std::string::npos)
       << u;
   EXPECT_NE(u.find("User=u\n"), std::string::npos);
+  // The environment (tokens) is in a 0600 file the unit points to, never in the unit itself.
+  EXPECT_EQ(u.find("b c"), std::string::npos) << u;
+  EXPECT_NE(u.find("EnvironmentFile=/home/u/canopy/etc/cluster.env\n"), std::string::npos) << u;
+  spec.env = {{"A", "b c"}, {"T", "x\"y\\z"}};
+  EXPECT_EQ(SshInstaller::EnvironmentFile(spec), "A=\"b c\"\nT=\"x\\\"y\\\\z\"\n");
 }
 
 TEST(InstallerScripts, InvalidNamesAreRejected) {
