@@ -4,12 +4,12 @@
 Reports the pushed binary (size, whether it is static), then starts a root and a local provider
 adapter, creates a cluster with W workers, lets it settle for S seconds and reads VmRSS and VmHWM
 of the cluster daemon and of every node agent it started (from /proc). Deletes everything after.
-Usage (as root): bench/agent_footprint.py [--build build] [--workers 2] [--settle 20]
+Usage (as root): bench/agent_footprint.py [--build build] [--workers 2] [--settle 20] [--image I]
 """
-import argparse, os, signal, shutil, subprocess, sys, tempfile, time
+import argparse, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_provision import Api, GATEWAY, free_port, wait_op  # noqa: E402
+from cluster_provision import LocalBroker, wait_op  # noqa: E402
 
 
 def status_kib(pid, field):
@@ -32,7 +32,9 @@ def agents(dist):
             argv = open("/proc/%s/cmdline" % d, "rb").read().split(b"\0")
         except OSError:
             continue
-        if exe.endswith("/bin/canopyd") and os.path.getsize(exe) == size and len(argv) > 1:
+        # /proc/PID/exe opens the executable itself, also for a process chrooted into an image.
+        if exe.endswith("/bin/canopyd") and os.stat("/proc/%s/exe" % d).st_size == size \
+                and len(argv) > 1:
             out.append((argv[1].decode(), int(d)))
     return out
 
@@ -42,44 +44,19 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--settle", type=int, default=20)
+    ap.add_argument("--image", default="debian-12",
+                    help="local image of the cluster and workers (e.g. debian-11-minbase)")
     a = ap.parse_args()
     canopyd = os.path.abspath(os.path.join(a.build, "bin", "canopyd"))
     dist = canopyd + "-dist"
     kind = subprocess.run(["file", "-b", dist], capture_output=True, text=True).stdout.strip()
-    work = tempfile.mkdtemp(prefix="canopy-bench-")
-    port = free_port()
-    env = dict(os.environ, CANOPY_ADMIN_PASSWORD="bench-admin-password-1", CANOPY_LOG_LEVEL="info")
-    root = subprocess.Popen([canopyd, "root", "--listen", "0.0.0.0:%d" % port, "--data-dir",
-                             os.path.join(work, "root"), "--heartbeat-interval", "1",
-                             "--cluster-url", "http://%s:%d" % (GATEWAY, port)],
-                            stdout=open(os.path.join(work, "root.log"), "w"), stderr=subprocess.STDOUT, env=env)
-    adapter = None
-    api = Api("http://127.0.0.1:%d" % port)
+    broker = LocalBroker(canopyd)
+    api = broker.api
     rows = []
     try:
-        for _ in range(100):
-            if api.call("GET", "/healthz")[0] == 200:
-                break
-            time.sleep(0.1)
-        _, login = api.call("POST", "/api/v1/auth/login",
-                            {"username": "admin", "password": env["CANOPY_ADMIN_PASSWORD"]})
-        api.token = login["access_token"]
-        _, tok = api.call("POST", "/api/v1/provider-tokens", {})
-        adapter = subprocess.Popen([canopyd, "provider", "--type", "local", "--root", api.url, "--token",
-                                    tok["token"], "--listen", "127.0.0.1:0", "--data-dir",
-                                    os.path.join(work, "adapter"), "--state-dir", os.path.join(work, "local")],
-                                   stdout=open(os.path.join(work, "adapter.log"), "w"),
-                                   stderr=subprocess.STDOUT, env=env)
-        cred = None
-        for _ in range(100):
-            code, cred = api.call("POST", "/api/v1/credentials",
-                                  {"name": "local", "provider": "local", "secret": {"type": "local"}})
-            if code == 201:
-                break
-            time.sleep(0.2)
         code, body = api.call("POST", "/api/v1/clusters", {
-            "name": "footprint", "credential_id": cred["id"], "region": "local",
-            "instance_type": "local.small", "image": "debian-12", "disk_gb": 1,
+            "name": "footprint", "credential_id": broker.cred["id"], "region": "local",
+            "instance_type": "local.small", "image": a.image, "disk_gb": 1,
             "workers": {"count": a.workers}})
         if code != 202:
             raise SystemExit("create failed: %s %s" % (code, body))
@@ -89,28 +66,10 @@ def main():
         time.sleep(a.settle)
         for role, pid in sorted(agents(dist)):
             rows.append((role, status_kib(pid, "VmRSS") / 1024.0, status_kib(pid, "VmHWM") / 1024.0))
-        code, d = api.call("DELETE", "/api/v1/clusters/%s?force=true" % cid)
-        if code == 202:
-            wait_op(api, d["operation_id"])
     finally:
-        for p in (root, adapter):
-            if p:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        inst_dir = os.path.join(work, "local", "instances")
-        for i in (os.listdir(inst_dir) if os.path.isdir(inst_dir) else []):
-            for pid in subprocess.run(["ip", "netns", "pids", "canopy-" + i], capture_output=True,
-                                      text=True).stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except OSError:
-                    pass
-            subprocess.run(["ip", "netns", "del", "canopy-" + i], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
-    print("# %s, %d cores" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.cpu_count()))
+        broker.close()
+    print("# %s, %d cores, image %s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                        os.cpu_count(), a.image))
     print("pushed binary: %.1f MiB, %s" % (os.path.getsize(dist) / 1048576.0, kind))
     print("| role | RSS MiB | peak RSS MiB |")
     print("|---|---|---|")

@@ -69,6 +69,65 @@ def wait_op(api, op_id, timeout=900):
     raise SystemExit("operation %s did not finish" % op_id)
 
 
+class LocalBroker:
+    """A root and a local provider adapter in a temp dir, logged in as admin, with a credential
+    "local" (self.cred). close() stops both and removes every instance and the temp dir."""
+
+    def __init__(self, canopyd, root_args=(), adapter_args=()):
+        self.work = tempfile.mkdtemp(prefix="canopy-bench-")
+        port = free_port()
+        self.env = dict(os.environ, CANOPY_ADMIN_PASSWORD="bench-admin-password-1",
+                        CANOPY_LOG_LEVEL="info")
+        self.root = subprocess.Popen(
+            [canopyd, "root", "--listen", "0.0.0.0:%d" % port, "--data-dir",
+             os.path.join(self.work, "root"), "--heartbeat-interval", "1", "--cluster-url",
+             "http://%s:%d" % (GATEWAY, port)] + list(root_args),
+            stdout=open(os.path.join(self.work, "root.log"), "w"), stderr=subprocess.STDOUT,
+            env=self.env)
+        self.adapter = None
+        self.api = Api("http://127.0.0.1:%d" % port)
+        for _ in range(100):
+            if self.api.call("GET", "/healthz")[0] == 200:
+                break
+            time.sleep(0.1)
+        _, login = self.api.call("POST", "/api/v1/auth/login",
+                                 {"username": "admin", "password": self.env["CANOPY_ADMIN_PASSWORD"]})
+        self.api.token = login["access_token"]
+        _, tok = self.api.call("POST", "/api/v1/provider-tokens", {})
+        self.adapter = subprocess.Popen(
+            [canopyd, "provider", "--type", "local", "--root", self.api.url, "--token", tok["token"],
+             "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.work, "adapter"),
+             "--state-dir", os.path.join(self.work, "local")] + list(adapter_args),
+            stdout=open(os.path.join(self.work, "adapter.log"), "w"), stderr=subprocess.STDOUT,
+            env=self.env)
+        self.cred = None
+        for _ in range(100):
+            code, self.cred = self.api.call("POST", "/api/v1/credentials", {
+                "name": "local", "provider": "local", "secret": {"type": "local"}})
+            if code == 201:
+                break
+            time.sleep(0.2)
+
+    def close(self):
+        for p in (self.root, self.adapter):
+            if p:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        inst_dir = os.path.join(self.work, "local", "instances")
+        for i in (os.listdir(inst_dir) if os.path.isdir(inst_dir) else []):
+            for pid in subprocess.run(["ip", "netns", "pids", "canopy-" + i], capture_output=True,
+                                      text=True).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+            subprocess.run(["ip", "netns", "del", "canopy-" + i], capture_output=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")

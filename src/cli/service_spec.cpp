@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "cli/output.h"
+#include "common/shell.h"
 
 namespace canopy::cli {
 
@@ -31,15 +32,7 @@ std::string ShellWord(const std::string& word) {
   if (!word.empty() && std::all_of(word.begin(), word.end(), IsShellSafe)) {
     return word;
   }
-  std::string out = "'";
-  for (char c : word) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
+  return ShellQuote(word);
 }
 
 }  // namespace

@@ -24,16 +24,6 @@ int RunNode(const node::NodeOptions& opts, const std::string& log_level) {
 
 }  // namespace
 
-sigset_t BlockStopSignals() {
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  return sigs;
-}
-
 AgentRoles::AgentRoles(CLI::App& app) {
   cluster_ =
       app.add_subcommand("cluster", "Run a cluster daemon (pairs with the root, serves nodes)");

@@ -12,13 +12,12 @@
 #include <thread>
 
 #include "cluster/cluster_service.h"
+#include "common/shell.h"
 #include "node/node_agent.h"
 
 namespace canopy::exe {
 
-// Blocks SIGINT and SIGTERM (before any thread exists, so every thread inherits it) and ignores
-// SIGPIPE; ServeUntilSignal waits for them.
-sigset_t BlockStopSignals();
+using canopy::BlockStopSignals;  // common/shell.h: before any thread; ServeUntilSignal waits
 
 // Starts `service` (anything with Start/Run/Stop), runs it until SIGINT or SIGTERM, stops it.
 // The stop signals must already be blocked (BlockStopSignals) before any thread exists.

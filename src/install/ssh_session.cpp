@@ -367,17 +367,4 @@ Result<std::string> SshSession::FingerprintOfPublicKey(std::string_view line) {
   return fp;
 }
 
-std::string ShellQuote(std::string_view s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      q += "'\\''";
-    } else {
-      q += c;
-    }
-  }
-  q += "'";
-  return q;
-}
-
 }  // namespace canopy::install

@@ -11,6 +11,7 @@
 
 #include "common/result.h"
 #include "common/secret.h"
+#include "common/shell.h"
 
 namespace canopy::install {
 
@@ -86,8 +87,5 @@ class SshSession {
   std::unique_ptr<Impl> impl_;
   std::string host_key_sha256_;
 };
-
-/// `s` single-quoted for a POSIX shell (embedded ' becomes '\''): safe as one word.
-std::string ShellQuote(std::string_view s);
 
 }  // namespace canopy::install

@@ -20,6 +20,7 @@
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/shell.h"
 #include "install/installer.h"
 #include "net/error_mapping.h"
 #include "net/http.h"
@@ -84,12 +85,7 @@ int RunRoot(const RootOptions& opts) {
   ::chmod(opts.data_dir.c_str(), 0700);
 
   // Block the stop signals before any thread starts, so only sigwait below sees them.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sigset_t sigs = BlockStopSignals();
 
   auto fail = [](const Error& e) {
     SPDLOG_ERROR("Root failed to start: {}", e.message);

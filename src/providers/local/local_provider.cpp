@@ -22,6 +22,7 @@
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/shell.h"
 #include "providers/local/address_registry.h"
 #include "providers/local/local_exec.h"
 
@@ -71,19 +72,6 @@ bool BlankImageName(const std::string& image) {
                      [&](const BlankImage& b) { return image == b.name; });
 }
 bool KnownImage(const std::string& image) { return HostImage(image) || BlankImageName(image); }
-
-// 'text' for /bin/sh.
-std::string ShQuote(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
 
 int64_t NowMs() {
   return std::chrono::duration_cast<milliseconds>(
@@ -617,18 +605,18 @@ struct LocalProvider::Impl {
         ") in this mount namespace, then sshd chrooted into it.\n"
         "set -e\n"
         "m=" +
-        ShQuote(m) +
+        ShellQuote(m) +
         "\n"
         "mount -t overlay overlay -o " +
-        ShQuote("lowerdir=" + ImageRoot(image).string() + ",upperdir=" + upper.string() +
-                ",workdir=" + (dir / "disk" / "work").string()) +
+        ShellQuote("lowerdir=" + ImageRoot(image).string() + ",upperdir=" + upper.string() +
+                   ",workdir=" + (dir / "disk" / "work").string()) +
         " \"$m\"\n"
         "mount -t proc proc \"$m/proc\"\n"
         "mount -t sysfs sysfs \"$m/sys\"\n"
         "mount --rbind /dev \"$m/dev\"\n"
         "mkdir -p \"$m/run/canopy\" \"$m/run/sshd\"\n"
         "mount --bind " +
-        ShQuote((dir / "run").string()) +
+        ShellQuote((dir / "run").string()) +
         " \"$m/run/canopy\"\n"
         "exec chroot \"$m\" /usr/sbin/sshd -f /etc/ssh/canopy_sshd_config -E "
         "/run/canopy/sshd.log\n";
