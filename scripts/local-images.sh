@@ -14,13 +14,32 @@ command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/nu
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(debian-11-minbase debian-12-minbase)
 mkdir -p "$dir"
+
+# What makes a debootstrap root a cloud-like image: /etc/hosts, and the login user `admin` with
+# passwordless sudo and no password at all ('*': sshd without PAM refuses keys of locked '!'
+# accounts).
+finish() {
+  local root=$1
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+  if ! chroot "$root" id admin >/dev/null 2>&1; then
+    chroot "$root" useradd --create-home --shell /bin/bash --groups sudo admin
+  fi
+  chroot "$root" usermod -p '*' admin
+  echo 'admin ALL=(ALL) NOPASSWD:ALL' > "$root/etc/sudoers.d/90-canopy-admin"
+  chmod 0440 "$root/etc/sudoers.d/90-canopy-admin"
+}
+
 for name in "${names[@]}"; do
   case "$name" in
     debian-11-minbase) suite=bullseye ;;
     debian-12-minbase) suite=bookworm ;;
     *) echo "local-images: unknown image '$name' (debian-11-minbase, debian-12-minbase)" >&2; exit 2 ;;
   esac
-  if [ -f "$dir/$name/rootfs/etc/canopy-image" ]; then continue; fi
+  if [ -f "$dir/$name/rootfs/etc/canopy-image" ]; then
+    # Built earlier: bring it up to what this script makes now (each step is idempotent).
+    finish "$dir/$name/rootfs"
+    continue
+  fi
   echo "local-images: building $name (debootstrap $suite minbase + openssh-server, sudo; ~35 s)"
   tmp=$(mktemp -d "$dir/.build-$name.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
@@ -32,10 +51,7 @@ for name in "${names[@]}"; do
   fi
   root=$tmp/rootfs
   rm -f "$root"/etc/ssh/ssh_host_*
-  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
-  chroot "$root" useradd --create-home --shell /bin/bash --groups sudo admin
-  echo 'admin ALL=(ALL) NOPASSWD:ALL' > "$root/etc/sudoers.d/90-canopy-admin"
-  chmod 0440 "$root/etc/sudoers.d/90-canopy-admin"
+  finish "$root"
   chroot "$root" apt-get clean
   rm -rf "$root"/var/lib/apt/lists/*
   echo "$name built $(date -u +%Y-%m-%dT%H:%M:%SZ) from $suite" > "$root/etc/canopy-image"
