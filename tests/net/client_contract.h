@@ -99,6 +99,31 @@ class FakeServer {
   std::thread thread_;
 };
 
+// A listening socket on 127.0.0.1 and a port the kernel chose, for tests that accept by hand.
+struct Listener {
+  int fd = -1;
+  uint16_t port = 0;
+  Listener() {
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 4) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      close(fd);
+      fd = -1;
+      return;
+    }
+    port = ntohs(a.sin_port);
+  }
+  ~Listener() {
+    if (fd >= 0) close(fd);
+  }
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+};
+
 template <typename Client>
 class HttpClientContract : public ::testing::Test {
  protected:
@@ -296,23 +321,17 @@ TYPED_TEST_P(HttpClientContract, StalledServerTimesOut) {
 
 TYPED_TEST_P(HttpClientContract, ServerClosingWithoutReplyIsUnavailable) {
   // Accepts, reads the request, closes without a byte.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  listen(fd, 4);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  Listener listener;
+  ASSERT_GE(listener.fd, 0);
+  const int fd = listener.fd;
   std::thread t([fd] {
     RawSocket c(accept(fd, nullptr, nullptr));
     c.Recv(1s, nullptr, "\r\n\r\n");
   });
   ClientRequest req;
-  req.url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/x";
+  req.url = "http://127.0.0.1:" + std::to_string(listener.port) + "/x";
   auto r = TypeParam().Do(req);
   t.join();
-  close(fd);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable) << r.error().message;
 }
@@ -320,14 +339,9 @@ TYPED_TEST_P(HttpClientContract, ServerClosingWithoutReplyIsUnavailable) {
 TYPED_TEST_P(HttpClientContract, ReconnectsWhenTheServerClosedAKeptAliveConnection) {
   // Answers one request per connection with a keep-alive reply, then closes it: the client's
   // next call finds its kept connection dead and must go on with a fresh one, not fail.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  listen(fd, 4);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  Listener listener;
+  ASSERT_GE(listener.fd, 0);
+  const int fd = listener.fd;
   std::thread t([fd] {
     for (int i = 0; i < 2; ++i) {
       RawSocket c(accept(fd, nullptr, nullptr));
@@ -340,7 +354,7 @@ TYPED_TEST_P(HttpClientContract, ReconnectsWhenTheServerClosedAKeptAliveConnecti
   for (int i = 0; i < 2; ++i) {
     ClientRequest req;
     req.method = "POST";
-    req.url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/x";
+    req.url = "http://127.0.0.1:" + std::to_string(listener.port) + "/x";
     req.body = "{}";
     auto r = client.Do(req);
     ASSERT_OK(r);
@@ -348,7 +362,6 @@ TYPED_TEST_P(HttpClientContract, ReconnectsWhenTheServerClosedAKeptAliveConnecti
     std::this_thread::sleep_for(150ms);  // the server has closed the kept connection by now
   }
   t.join();
-  close(fd);
 }
 
 REGISTER_TYPED_TEST_SUITE_P(HttpClientContract, GetSendsHeadersAndLowerCasesResponseHeaders,
