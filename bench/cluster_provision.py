@@ -135,40 +135,11 @@ def main():
     ap.add_argument("counts", nargs="*", type=int, default=[1, 10, 30])
     a = ap.parse_args()
     canopyd = os.path.abspath(os.path.join(a.build, "bin", "canopyd"))
-    work = tempfile.mkdtemp(prefix="canopy-bench-")
-    port = free_port()
-    env = dict(os.environ, CANOPY_ADMIN_PASSWORD="bench-admin-password-1", CANOPY_LOG_LEVEL="info")
-    root_log = open(os.path.join(work, "root.log"), "w")
-    root = subprocess.Popen([canopyd, "root", "--listen", "0.0.0.0:%d" % port, "--data-dir",
-                             os.path.join(work, "root"), "--heartbeat-interval", "1",
-                             "--cluster-url", "http://%s:%d" % (GATEWAY, port),
-                             "--op-workers", "8"], stdout=root_log, stderr=subprocess.STDOUT, env=env)
-    adapter = None
-    api = Api("http://127.0.0.1:%d" % port)
+    broker = LocalBroker(canopyd, root_args=["--op-workers", "8"],
+                         adapter_args=["--boot-delay", str(a.boot_delay_ms)])
+    api, cred, work = broker.api, broker.cred, broker.work
     rows = []
     try:
-        for _ in range(100):
-            if api.call("GET", "/healthz")[0] == 200:
-                break
-            time.sleep(0.1)
-        _, login = api.call("POST", "/api/v1/auth/login",
-                            {"username": "admin", "password": env["CANOPY_ADMIN_PASSWORD"]})
-        api.token = login["access_token"]
-        _, tok = api.call("POST", "/api/v1/provider-tokens", {})
-        adapter = subprocess.Popen([canopyd, "provider", "--type", "local", "--root", api.url,
-                                    "--token", tok["token"], "--listen", "127.0.0.1:0", "--data-dir",
-                                    os.path.join(work, "adapter"), "--state-dir",
-                                    os.path.join(work, "local"), "--boot-delay",
-                                    str(a.boot_delay_ms)],
-                                   stdout=open(os.path.join(work, "adapter.log"), "w"),
-                                   stderr=subprocess.STDOUT, env=env)
-        cred = None
-        for _ in range(100):
-            code, cred = api.call("POST", "/api/v1/credentials",
-                                  {"name": "local", "provider": "local", "secret": {"type": "local"}})
-            if code == 201:
-                break
-            time.sleep(0.2)
         for n in a.counts:
             log_mark = os.path.getsize(os.path.join(work, "root.log"))
             t0 = time.time()
@@ -212,27 +183,7 @@ def main():
             _, d = api.call("DELETE", "/api/v1/clusters/" + cid)
             wait_op(api, d["operation_id"])
     finally:
-        for p in (root, adapter):
-            if p:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        # Anything left (a failed run) goes with the adapter's state: kill and remove namespaces.
-        ids = os.listdir(os.path.join(work, "local", "instances")) if os.path.isdir(
-            os.path.join(work, "local", "instances")) else []
-        for i in ids:
-            subprocess.run(["ip", "netns", "pids", "canopy-" + i], capture_output=True)
-            pids = subprocess.run(["ip", "netns", "pids", "canopy-" + i], capture_output=True,
-                                  text=True).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except OSError:
-                    pass
-            subprocess.run(["ip", "netns", "del", "canopy-" + i], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        broker.close()
     print("# %s, %d cores, boot delay %d ms" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                                os.cpu_count(), a.boot_delay_ms))
     print("| workers | total s | cluster cloud | cluster ssh | cluster install | cluster pair | "

@@ -10,10 +10,10 @@ answer from the host at the instance's address (so the job runs AND the worker's
 Everything is undeployed and deleted afterwards. Prints a Markdown table.
 Usage (as root): bench/service_deploy.py [--build build] [--workers 10] [--services 100]
 """
-import argparse, os, signal, shutil, socket, subprocess, sys, tempfile, time
+import argparse, os, socket, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_provision import Api, GATEWAY, free_port, wait_op  # noqa: E402
+from cluster_provision import LocalBroker, wait_op  # noqa: E402
 
 BASE_PORT = 20000
 
@@ -69,37 +69,10 @@ def main():
     ap.add_argument("--services", type=int, default=100)
     a = ap.parse_args()
     canopyd = os.path.abspath(os.path.join(a.build, "bin", "canopyd"))
-    work = tempfile.mkdtemp(prefix="canopy-bench-")
-    port = free_port()
-    env = dict(os.environ, CANOPY_ADMIN_PASSWORD="bench-admin-password-1", CANOPY_LOG_LEVEL="info")
-    root = subprocess.Popen([canopyd, "root", "--listen", "0.0.0.0:%d" % port, "--data-dir",
-                             os.path.join(work, "root"), "--heartbeat-interval", "1",
-                             "--cluster-url", "http://%s:%d" % (GATEWAY, port), "--op-workers", "8"],
-                            stdout=open(os.path.join(work, "root.log"), "w"), stderr=subprocess.STDOUT, env=env)
-    adapter = None
-    api = Api("http://127.0.0.1:%d" % port)
+    broker = LocalBroker(canopyd, root_args=["--op-workers", "8"])
+    api, cred = broker.api, broker.cred
     rows = []
     try:
-        for _ in range(100):
-            if api.call("GET", "/healthz")[0] == 200:
-                break
-            time.sleep(0.1)
-        _, login = api.call("POST", "/api/v1/auth/login",
-                            {"username": "admin", "password": env["CANOPY_ADMIN_PASSWORD"]})
-        api.token = login["access_token"]
-        _, tok = api.call("POST", "/api/v1/provider-tokens", {})
-        adapter = subprocess.Popen([canopyd, "provider", "--type", "local", "--root", api.url, "--token",
-                                    tok["token"], "--listen", "127.0.0.1:0", "--data-dir",
-                                    os.path.join(work, "adapter"), "--state-dir", os.path.join(work, "local")],
-                                   stdout=open(os.path.join(work, "adapter.log"), "w"),
-                                   stderr=subprocess.STDOUT, env=env)
-        cred = None
-        for _ in range(100):
-            code, cred = api.call("POST", "/api/v1/credentials",
-                                  {"name": "local", "provider": "local", "secret": {"type": "local"}})
-            if code == 201:
-                break
-            time.sleep(0.2)
         code, body = api.call("POST", "/api/v1/clusters", {
             "name": "bench", "credential_id": cred["id"], "region": "local", "instance_type": "local.small",
             "image": "debian-12", "disk_gb": 1,
@@ -154,23 +127,7 @@ def main():
             print("cluster delete: %s %s (retrying)" % (code, d), file=sys.stderr)
             time.sleep(1)
     finally:
-        for p in (root, adapter):
-            if p:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        inst_dir = os.path.join(work, "local", "instances")
-        for i in (os.listdir(inst_dir) if os.path.isdir(inst_dir) else []):
-            pids = subprocess.run(["ip", "netns", "pids", "canopy-" + i], capture_output=True, text=True).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except OSError:
-                    pass
-            subprocess.run(["ip", "netns", "del", "canopy-" + i], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        broker.close()
     print("# %s, %d cores" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.cpu_count()))
     print("| case | p50 s | p95 s | max s | all reachable after s |")
     print("|---|---|---|---|---|")
