@@ -235,53 +235,49 @@ Outcome Connect(ThreadConn& c, const Target& t, Clock::time_point deadline) {
   return o;
 }
 
+// Starts `start(stream, handler)` on the connection's open stream (plain or TLS) and runs it
+// until it completes or `deadline` passes. True when it succeeded in time.
+template <typename Start>
+bool Step(ThreadConn& c, Clock::time_point deadline, Outcome& o, Start start) {
+  bool done = false;
+  auto on_done = [&](beast::error_code ec, size_t) {
+    o.ec = ec;
+    done = true;
+  };
+  if (c.plain) {
+    start(*c.plain, on_done);
+  } else {
+    start(*c.tls, on_done);
+  }
+  if (!RunUntil(c.ioc, deadline, done, [&] { c.lowest().cancel(); })) o.timed_out = true;
+  return !o.timed_out && !o.ec;
+}
+
 // Writes the request and reads the answer (skipping 1xx interim answers). `got_some` tells
 // whether any byte of an answer arrived (a reused connection that fails before is retried).
 Outcome Exchange(ThreadConn& c, const http::request<http::string_body>& request, bool head,
                  Clock::time_point deadline,
                  std::optional<http::response_parser<http::string_body>>& parser, bool& got_some) {
   Outcome o;
-  bool done = false;
-  auto cancel = [&] { c.lowest().cancel(); };
-  auto on_done = [&](beast::error_code ec, size_t) {
-    o.ec = ec;
-    done = true;
-  };
-  if (c.plain) {
-    http::async_write(*c.plain, request, on_done);
-  } else {
-    http::async_write(*c.tls, request, on_done);
-  }
-  if (!RunUntil(c.ioc, deadline, done, cancel)) o.timed_out = true;
-  if (o.timed_out || o.ec) return o;
+  if (!Step(c, deadline, o, [&](auto& s, auto h) { http::async_write(s, request, h); })) return o;
   while (true) {
     parser.emplace();
     parser->body_limit(kMaxResponseBytes);
     parser->header_limit(kMaxHeaderBytes);
     if (head) parser->skip(true);
-    done = false;
-    if (c.plain) {
-      http::async_read_header(*c.plain, c.buffer, *parser, on_done);
-    } else {
-      http::async_read_header(*c.tls, c.buffer, *parser, on_done);
-    }
-    if (!RunUntil(c.ioc, deadline, done, cancel)) o.timed_out = true;
+    bool read = Step(c, deadline, o,
+                     [&](auto& s, auto h) { http::async_read_header(s, c.buffer, *parser, h); });
     got_some = got_some || parser->got_some();
-    if (o.timed_out || o.ec) return o;
+    if (!read) return o;
     // A declared length over the limit is refused before any of the body is read.
     if (parser->content_length() && *parser->content_length() > kMaxResponseBytes) {
       o.ec = http::error::body_limit;
       return o;
     }
-    if (!parser->is_done()) {
-      done = false;
-      if (c.plain) {
-        http::async_read(*c.plain, c.buffer, *parser, on_done);
-      } else {
-        http::async_read(*c.tls, c.buffer, *parser, on_done);
-      }
-      if (!RunUntil(c.ioc, deadline, done, cancel)) o.timed_out = true;
-      if (o.timed_out || o.ec) return o;
+    if (!parser->is_done() && !Step(c, deadline, o, [&](auto& s, auto h) {
+          http::async_read(s, c.buffer, *parser, h);
+        })) {
+      return o;
     }
     unsigned status = parser->get().result_int();
     if (status >= 200 || status == 101) return o;
