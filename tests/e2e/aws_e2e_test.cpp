@@ -1,18 +1,25 @@
-// The AWS provider through the root, against moto (signatures checked): credential, offers,
-// cluster create (instance tagged, key pair in Secrets Manager, SSH group shared per
-// credential+region, cluster IAM user with its policy), the install step failing cleanly (moto
-// has no console to read an SSH host key from, so the broker refuses to connect; every SSH
-// address is 127.0.0.1:1 besides, never moto's fake IPs), delete leaving nothing behind,
-// and the adapter killed right after RunInstances (still exactly one instance).
+// The AWS provider through the root, against moto (signatures checked).
+// AwsE2E.ClusterWithTwoWorkersReachesActive...: on the AWS simulator (scripts/sim/aws-sim: a
+// machine behind every EC2 instance, in a VPC on the test's network): credential, offers, a
+// cluster with two workers to ACTIVE (instance tagged, key pair in Secrets Manager, SSH group
+// shared per credential+region, cluster IAM user with its policy, host keys pinned from the
+// console), a service reachable from the host through the security groups, stop / restart /
+// terminate / recreate of a worker, then delete leaving nothing in moto or on the host.
+// AwsE2E.AdapterKilledRightAfterRunInstances...: on bare moto (no machines: the install step
+// fails, every SSH address is 127.0.0.1:1, never moto's fake IPs); the adapter killed right after
+// RunInstances still leaves exactly one instance.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <iostream>
 
 #include "common/ids.h"
+#include "net/client.h"
 #include "providers/aws/aws_client.h"
 #include "providers/aws/aws_provider.h"
+#include "support/aws_sim.h"
 #include "support/daemons.h"
+#include "support/local_env.h"
 #include "support/moto.h"
 #include "support/test_util.h"
 
@@ -27,28 +34,53 @@ class AwsEnv {
   explicit AwsEnv(std::vector<std::string> adapter_flags = {})
       : adapter_flags_(std::move(adapter_flags)) {}
 
-  // False (with the reason in `why`) when moto cannot run here.
-  bool Start(std::string* why) {
-    auto moto = MotoServer::Shared();
-    if (!moto) {
-      *why = moto.error().message;
-      return false;
+  // False (with the reason in `why`) when moto cannot run here. `simulated`: on the AWS
+  // simulator (machines behind the instances; needs root), else on bare moto.
+  bool Start(std::string* why, bool simulated = false) {
+    Json config{
+        {"instance_types", {"t3.*", "m5.*", "p3.*"}}, {"max_attempts", 3}, {"retry_base_ms", 20}};
+    std::vector<std::string> root_flags{"--heartbeat-interval", "1", "--op-lease-ms", "3000",
+                                        "--sweep-interval",     "0"};
+    if (simulated) {
+      if (!LocalTestNet::Available()) {
+        *why = "the AWS simulator's machines need root";
+        return false;
+      }
+      if (!MotoServer::Available()) {
+        *why = "moto is not installed (pip install 'moto[server]'; scripts/setup.sh does)";
+        return false;
+      }
+      net_ = std::make_unique<LocalTestNet>();
+      sim_ = std::make_unique<AwsSim>();
+      Status st = sim_->Start(*net_);
+      if (!st) {
+        *why = st.error().message;
+        ADD_FAILURE() << *why;  // moto is there: the simulator must start
+        return false;
+      }
+      admin_credential_ = sim_->info()["credential"];
+      endpoint_ = sim_->info()["endpoint_url"];
+      config.update(sim_->info()["adapter_config"]);
+      // As `canopy up` does it: the tiers' listener on the network the machines reach.
+      root_flags.insert(root_flags.end(), {"--cluster-listen", net_->gateway() + ":0"});
+    } else {
+      auto moto = MotoServer::Shared();
+      if (!moto) {
+        *why = moto.error().message;
+        return false;
+      }
+      admin_credential_ = (*moto)->admin_credential();
+      endpoint_ = (*moto)->url();
+      config.update(Json{{"endpoint_url", endpoint_},
+                         {"ssh_address_override", "127.0.0.1:1"},
+                         {"console_host_keys", false}});
+      root_flags.insert(root_flags.end(), {"--ssh-wait", "2"});
     }
-    moto_ = *moto;
-    root_ = std::make_unique<RootDaemon>(
-        (dir_.path() / "root").string(),
-        std::vector<std::string>{"--heartbeat-interval", "1", "--ssh-wait", "2", "--op-lease-ms",
-                                 "3000", "--sweep-interval", "0"});
+    root_ = std::make_unique<RootDaemon>((dir_.path() / "root").string(), root_flags);
     root_->Start();
     admin_ = root_->AdminToken();
     auto tok = root_->Call("POST", "/api/v1/provider-tokens", "{}", admin_);
     EXPECT_EQ(tok.status, 201) << tok.body;
-    Json config{{"endpoint_url", moto_->url()},
-                {"ssh_address_override", "127.0.0.1:1"},
-                {"console_host_keys", false},
-                {"instance_types", {"t3.*", "m5.*", "p3.*"}},
-                {"max_attempts", 3},
-                {"retry_base_ms", 20}};
     std::string catalog = canopy::testing::SourceDir() + "/../shared/reference/catalog/aws-vms.csv";
     if (std::filesystem::exists(catalog)) config["price_catalog"] = catalog;
     std::vector<std::string> flags{"--config", DumpJson(config)};
@@ -94,12 +126,11 @@ class AwsEnv {
 
   // Direct reads of moto with the admin credential.
   providers::CallContext Ctx() const {
-    return providers::CallContext{providers::CredentialSecret(moto_->admin_credential()),
-                                  "us-east-1"};
+    return providers::CallContext{providers::CredentialSecret(admin_credential_), "us-east-1"};
   }
   aws::AwsProvider Direct() const {
     aws::AwsOptions o;
-    o.endpoints.all = moto_->url();
+    o.endpoints.all = endpoint_;
     o.pricing_api = false;
     o.console_host_keys = false;
     o.instance_type_patterns = {"t3.*"};
@@ -108,9 +139,9 @@ class AwsEnv {
   Result<aws::Xml> Query(const std::string& service, const std::string& action,
                          const aws::QueryParams& p) const {
     aws::AwsEndpoints ep;
-    ep.all = moto_->url();
+    ep.all = endpoint_;
     aws::AwsClient client(ep, aws::RetryPolicy{1, 10ms, 10ms});
-    const Json& a = moto_->admin_credential();
+    const Json& a = admin_credential_;
     aws::SigV4Credentials creds{a["access_key_id"],
                                 SecretString(a["secret_access_key"].get<std::string>()), ""};
     return client.Query(creds, service, "us-east-1", action, p);
@@ -129,12 +160,23 @@ class AwsEnv {
 
   RootDaemon& root() { return *root_; }
   AdapterDaemon& adapter() { return *adapter_; }
+  AwsSim& sim() { return *sim_; }
   bool adapter_died() const { return adapter_died_; }
+
+  ~AwsEnv() {
+    root_.reset();
+    adapter_.reset();
+    sim_.reset();  // terminates every machine
+    net_.reset();
+  }
 
  private:
   TempDir dir_;
   std::vector<std::string> adapter_flags_;
-  MotoServer* moto_ = nullptr;
+  std::unique_ptr<LocalTestNet> net_;
+  std::unique_ptr<AwsSim> sim_;
+  Json admin_credential_;
+  std::string endpoint_;
   std::unique_ptr<RootDaemon> root_;
   std::unique_ptr<AdapterDaemon> adapter_;
   std::string admin_;
@@ -147,10 +189,30 @@ Json ClusterBody(const std::string& name, const std::string& cred, const std::st
               {"image", image},        {"disk_gb", 8}};
 }
 
-TEST(AwsE2E, CredentialOffersClusterCreateFailsCleanlyAndDeleteLeavesNothing) {
+// A tiny HTTP server with what every Debian image has (perl-base; minbase has no python3).
+std::vector<std::string> HelloService(int port) {
+  return {"perl", "-MIO::Socket::INET", "-e",
+          "my $s = IO::Socket::INET->new(LocalPort => " + std::to_string(port) +
+              ", Listen => 16, ReuseAddr => 1) or die $!; while (my $c = $s->accept) { "
+              "print $c \"HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\nhello from "
+              "aws\\n\"; close $c }"};
+}
+
+bool Answers(const std::string& address, int port) {
+  net::HttpClient http;
+  auto r = http.Do(net::ClientRequest{"GET",
+                                      "http://" + address + ":" + std::to_string(port) + "/",
+                                      {},
+                                      "",
+                                      std::chrono::seconds(2),
+                                      std::chrono::seconds(1)});
+  return r && r->status == 200 && r->body.find("hello from aws") != std::string::npos;
+}
+
+TEST(AwsE2E, ClusterWithTwoWorkersReachesActiveServesSurvivesWorkerActionsAndLeavesNothing) {
   AwsEnv env;
   std::string why;
-  if (!env.Start(&why)) GTEST_SKIP() << why;
+  if (!env.Start(&why, /*simulated=*/true)) GTEST_SKIP() << why;
   auto provider = env.Direct();
 
   // A wrong secret is an auth failure (422), not a crash; the right one is accepted.
@@ -162,10 +224,11 @@ TEST(AwsE2E, CredentialOffersClusterCreateFailsCleanlyAndDeleteLeavesNothing) {
   auto cred = env.AddCredential(env.Ctx().credential.Reveal());
   ASSERT_EQ(cred.status, 201) << cred.body;
   const std::string cred_id = cred.json["id"];
-  EXPECT_EQ(cred.body.find(env.Ctx().credential.Reveal()["secret_access_key"].get<std::string>()),
-            std::string::npos);
+  const std::string secret_key =
+      env.Ctx().credential.Reveal()["secret_access_key"].get<std::string>();
+  EXPECT_EQ(cred.body.find(secret_key), std::string::npos);
 
-  // Offers: regions, instance types with vCPUs/memory and prices (or a reason), images.
+  // Offers: regions, instance types with vCPUs/memory and prices (or a reason), Debian images.
   auto offers =
       env.Call("GET", "/api/v1/offers?provider=aws&credential_id=" + cred_id + "&region=us-east-1");
   ASSERT_EQ(offers.status, 200) << offers.body;
@@ -186,8 +249,11 @@ TEST(AwsE2E, CredentialOffersClusterCreateFailsCleanlyAndDeleteLeavesNothing) {
     }
   }
   EXPECT_TRUE(saw_t3);
-  ASSERT_FALSE(o["images"].empty());
-  const std::string image = o["images"][0]["id"];
+  std::string image;
+  for (const auto& i : o["images"]) {
+    if (i.value("name", "").starts_with("debian-12-")) image = i["id"];
+  }
+  ASSERT_FALSE(image.empty()) << o["images"].dump();
   // Outside the offline catalog, moto has no Pricing API: null with the reason, never a guess.
   auto eu =
       env.Call("GET", "/api/v1/offers?provider=aws&credential_id=" + cred_id + "&region=eu-west-1");
@@ -199,59 +265,163 @@ TEST(AwsE2E, CredentialOffersClusterCreateFailsCleanlyAndDeleteLeavesNothing) {
         << t.dump();
   }
 
-  // Two clusters: each fails at install (moto's VMs are unreachable) with a clear message.
-  std::vector<std::string> clusters;
-  for (const char* name : {"aws-one", "aws-two"}) {
-    auto c = env.Call("POST", "/api/v1/clusters", DumpJson(ClusterBody(name, cred_id, image)));
-    ASSERT_EQ(c.status, 202) << c.body;
-    std::string id = c.json["cluster"]["id"];
-    clusters.push_back(id);
-    auto op = env.WaitOperation(c.json["operation_id"], 240s);
-    ASSERT_EQ(op.value("state", ""), "failed") << op.dump();
-    EXPECT_EQ(op.value("step", ""), "install") << op.dump();
-    // moto has no console to read the SSH host key from: the install refuses to connect unpinned.
-    EXPECT_NE(op["error"].value("message", "").find("cannot install"), std::string::npos)
-        << op.dump();
-    EXPECT_NE(op["error"].value("message", "").find("host key"), std::string::npos) << op.dump();
-    EXPECT_EQ(env.Call("GET", "/api/v1/clusters/" + id).json.value("state", ""), "FAILED");
-    std::cout << "cluster create failed as expected: " << op["error"].dump() << "\n";
-
-    // In moto: the instance tagged with its Canopy id, the cluster's IAM user with its policy.
-    auto found = provider.FindInstancesByTag(env.Ctx(), providers::kCanopyIdTag, id);
-    ASSERT_OK(found);
-    ASSERT_EQ(found->size(), 1u);
-    EXPECT_EQ(found->front().tags.at(providers::kClusterTag), id);
-    EXPECT_TRUE(env.IamUserExists("canopy-cluster-" + id));
-    auto pol = env.Query("iam", "ListAttachedUserPolicies", {{"UserName", "canopy-cluster-" + id}});
-    ASSERT_OK(pol);
-    EXPECT_EQ(aws::XmlItems(*pol, "ListAttachedUserPoliciesResult.AttachedPolicies").size(), 1u);
-    EXPECT_EQ(env.GroupsTagged(id + "-api"), 1);
+  // A cluster with two workers reaches ACTIVE: every VM a machine of the Debian 12 image,
+  // installed over SSH as `admin` with the host key pinned from the console.
+  Json body = ClusterBody("aws-demo", cred_id, image);
+  body["workers"] = {{"count", 2}};
+  auto c = env.Call("POST", "/api/v1/clusters", DumpJson(body));
+  ASSERT_EQ(c.status, 202) << c.body;
+  const std::string cluster = c.json["cluster"]["id"];
+  auto op = env.WaitOperation(c.json["operation_id"], 240s);
+  ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump() << "\n"
+                                                << ReadFile(env.root().log_path()) << "\n"
+                                                << env.sim().MachinesLog();
+  auto cl = env.Call("GET", "/api/v1/clusters/" + cluster).json;
+  EXPECT_EQ(cl.value("state", ""), "ACTIVE") << cl.dump();
+  auto workers = env.Call("GET", "/api/v1/clusters/" + cluster + "/workers").json;
+  ASSERT_EQ(workers.size(), 2u) << workers.dump();
+  for (const auto& w : workers) {
+    EXPECT_EQ(w["state"], "ACTIVE") << w.dump();
+    ASSERT_TRUE(w["system"].is_object()) << w.dump();
+    EXPECT_EQ(w["system"].value("os", ""), "Debian GNU/Linux 12 (bookworm)") << w.dump();
+    EXPECT_TRUE(w["provider_id"].get<std::string>().starts_with("i-")) << w.dump();
   }
-  // One key pair (its private key in Secrets Manager) and one SSH group for both clusters.
+
+  // In moto: three instances tagged with the cluster, the cluster's IAM user with its policy,
+  // its API group; one key pair (private key in Secrets Manager) and one SSH group.
+  auto found = provider.FindInstancesByTag(env.Ctx(), providers::kClusterTag, cluster);
+  ASSERT_OK(found);
+  EXPECT_EQ(found->size(), 3u);
+  EXPECT_TRUE(env.IamUserExists("canopy-cluster-" + cluster));
+  auto pol =
+      env.Query("iam", "ListAttachedUserPolicies", {{"UserName", "canopy-cluster-" + cluster}});
+  ASSERT_OK(pol);
+  EXPECT_EQ(aws::XmlItems(*pol, "ListAttachedUserPoliciesResult.AttachedPolicies").size(), 1u);
+  EXPECT_EQ(env.GroupsTagged(cluster + "-api"), 1);
   auto kp = provider.GetKeyPair(env.Ctx(), "canopy-" + cred_id);
   ASSERT_OK(kp);
   EXPECT_NE(kp->private_key.Reveal().find("PRIVATE KEY"), std::string::npos);
-  auto secret = env.Query("ec2", "DescribeKeyPairs", {{"KeyName.1", "canopy-" + cred_id}});
-  ASSERT_OK(secret);
   EXPECT_EQ(env.GroupsTagged("ssh-" + cred_id), 1);
-
-  // The documented policy: a failed cluster keeps its VM until DELETE, which removes it all.
-  for (const auto& id : clusters) {
-    auto d = env.Call("DELETE", "/api/v1/clusters/" + id);
-    ASSERT_EQ(d.status, 202) << d.body;
-    auto op = env.WaitOperation(d.json["operation_id"], 120s);
-    ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump();
-    auto left = provider.FindInstancesByTag(env.Ctx(), providers::kClusterTag, id);
-    ASSERT_OK(left);
-    EXPECT_TRUE(left->empty());
-    EXPECT_EQ(env.GroupsTagged(id + "-api"), 0);
-    EXPECT_FALSE(env.IamUserExists("canopy-cluster-" + id));
+  // The groups live in the simulated subnet's VPC, not in the default one.
+  auto groups =
+      env.Query("ec2", "DescribeSecurityGroups",
+                {{"Filter.1.Name", "tag:canopy-id"}, {"Filter.1.Value.1", cluster + "-api"}});
+  ASSERT_OK(groups);
+  for (const auto* g : aws::XmlItems(*groups, "securityGroupInfo")) {
+    EXPECT_EQ(aws::XmlText(*g, "vpcId"), env.sim().info()["vpc_id"].get<std::string>());
   }
-  // The adapter never logged a secret.
-  std::string log = ReadFile(env.adapter().log_path());
-  EXPECT_EQ(log.find(env.Ctx().credential.Reveal()["secret_access_key"].get<std::string>()),
-            std::string::npos);
-  EXPECT_EQ(log.find("PRIVATE KEY"), std::string::npos);
+
+  // A service answers from the host on the worker it runs on: its port opened by a security
+  // group, which the machine's firewall follows.
+  constexpr int kPort = 8080;
+  Json svc{{"name", "hello"},
+           {"command", HelloService(kPort)},
+           {"ports", {{{"port", kPort}, {"protocol", "tcp"}}}},
+           {"cpu_millis", 100},
+           {"memory_mib", 64},
+           {"replicas", 1}};
+  auto made = env.Call("POST", "/api/v1/services", DumpJson(svc));
+  ASSERT_EQ(made.status, 201) << made.body;
+  const std::string sid = made.json["id"];
+  auto dep = env.Call("POST", "/api/v1/services/" + sid + "/deploy",
+                      DumpJson(Json{{"cluster_id", cluster}}));
+  ASSERT_EQ(dep.status, 202) << dep.body;
+  auto serving = [&](std::string* address) {
+    Json s;
+    bool ok = WaitFor(
+        [&] {
+          s = env.Call("GET", "/api/v1/services/" + sid).json;
+          auto inst = s.value("instances", Json::array());
+          if (inst.size() != 1 || inst[0].value("state", "") != "running" ||
+              !inst[0]["address"].is_string())
+            return false;
+          *address = inst[0]["address"];
+          return Answers(*address, kPort);
+        },
+        60s);
+    EXPECT_TRUE(ok) << s.dump() << "\n" << env.sim().MachinesLog();
+    return ok;
+  };
+  std::string address;
+  ASSERT_TRUE(serving(&address));
+  std::cout << "service answers at " << address << ":" << kPort << "\n";
+
+  // Worker actions: stop (moto's instance and its machine stop), restart, terminate, recreate
+  // (a new instance); the service keeps answering from wherever it runs.
+  auto act = [&](const std::string& wid, const std::string& action) {
+    auto r = env.Call("POST", "/api/v1/clusters/" + cluster + "/workers/" + wid + "/" + action);
+    EXPECT_EQ(r.status, 202) << action << ": " << r.body;
+    if (r.status != 202) return Json();
+    return env.WaitOperation(r.json["operation_id"].get<std::string>(), 180s);
+  };
+  auto worker = [&](const std::string& wid) {
+    return env.Call("GET", "/api/v1/clusters/" + cluster + "/workers/" + wid).json;
+  };
+  const std::string w1 = workers[0]["id"];
+  const std::string old_instance = workers[0]["provider_id"];
+  auto stop = act(w1, "stop");
+  ASSERT_EQ(stop.value("state", ""), "succeeded") << stop.dump();
+  EXPECT_EQ(worker(w1)["state"], "STOPPED");
+  EXPECT_TRUE(WaitFor([&] { return env.sim().MachineState(old_instance) == "stopped"; }, 10s))
+      << env.sim().MachinesLog();
+  ASSERT_TRUE(serving(&address));
+  auto restart = act(w1, "restart");
+  ASSERT_EQ(restart.value("state", ""), "succeeded") << restart.dump();
+  EXPECT_EQ(worker(w1)["state"], "ACTIVE");
+  EXPECT_EQ(env.sim().MachineState(old_instance), "running");
+  auto term = act(w1, "terminate");
+  ASSERT_EQ(term.value("state", ""), "succeeded") << term.dump();
+  EXPECT_EQ(worker(w1)["state"], "TERMINATED");
+  EXPECT_TRUE(WaitFor([&] { return env.sim().MachineState(old_instance).empty(); }, 10s))
+      << "the terminated instance's machine stays: " << env.sim().MachinesLog();
+  auto recreate = act(w1, "recreate");
+  ASSERT_EQ(recreate.value("state", ""), "succeeded") << recreate.dump();
+  auto renewed = worker(w1);
+  EXPECT_EQ(renewed["state"], "ACTIVE") << renewed.dump();
+  EXPECT_NE(renewed["provider_id"], old_instance) << renewed.dump();
+  ASSERT_TRUE(renewed["system"].is_object()) << renewed.dump();
+  EXPECT_EQ(renewed["system"].value("os", ""), "Debian GNU/Linux 12 (bookworm)");
+  EXPECT_EQ(env.sim().MachineState(renewed["provider_id"]), "running");
+  ASSERT_TRUE(serving(&address));
+
+  // Delete everything: the service, the workers, the cluster.
+  auto undeploy = env.Call("POST", "/api/v1/services/" + sid + "/undeploy", "{}");
+  EXPECT_EQ(undeploy.status, 202) << undeploy.body;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return env.Call("GET", "/api/v1/services/" + sid).json.value("state", "") == "undeployed";
+      },
+      30s));
+  EXPECT_TRUE(WaitFor([&] { return !Answers(address, kPort); }, 10s)) << "still answers";
+  auto removed = env.Call("DELETE", "/api/v1/services/" + sid);
+  EXPECT_LT(removed.status, 300) << removed.body;
+  for (const auto& w : env.Call("GET", "/api/v1/clusters/" + cluster + "/workers").json) {
+    auto r = env.Call("DELETE",
+                      "/api/v1/clusters/" + cluster + "/workers/" + w["id"].get<std::string>());
+    ASSERT_EQ(r.status, 202) << r.body;
+    ASSERT_EQ(env.WaitOperation(r.json["operation_id"], 120s).value("state", ""), "succeeded");
+  }
+  auto d = env.Call("DELETE", "/api/v1/clusters/" + cluster);
+  ASSERT_EQ(d.status, 202) << d.body;
+  auto deleted = env.WaitOperation(d.json["operation_id"], 120s);
+  ASSERT_EQ(deleted.value("state", ""), "succeeded") << deleted.dump();
+
+  // Nothing left in moto (no live instance, no cluster group, no IAM user) or on the host (no
+  // machine, no namespace of the simulator's).
+  auto left = provider.FindInstancesByTag(env.Ctx(), providers::kClusterTag, cluster);
+  ASSERT_OK(left);
+  EXPECT_TRUE(left->empty());
+  EXPECT_EQ(env.GroupsTagged(cluster + "-api"), 0);
+  EXPECT_FALSE(env.IamUserExists("canopy-cluster-" + cluster));
+  EXPECT_TRUE(WaitFor([&] { return env.sim().MachineCount() == 0; }, 15s))
+      << env.sim().MachinesLog();
+
+  // Neither the adapter nor the root logged a secret.
+  for (const std::string& log :
+       {ReadFile(env.adapter().log_path()), ReadFile(env.root().log_path())}) {
+    EXPECT_EQ(log.find(secret_key), std::string::npos);
+    EXPECT_EQ(log.find("PRIVATE KEY"), std::string::npos);
+  }
 }
 
 TEST(AwsE2E, AdapterKilledRightAfterRunInstancesLeavesExactlyOneInstance) {

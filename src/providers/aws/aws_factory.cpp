@@ -58,6 +58,19 @@ Result<AwsOptions> ParseAwsOptions(const Json& config, AwsEndpoints from_env) {
       }
     } else if (k == "pricing_api") {
       CANOPY_ASSIGN_OR_RETURN(o.pricing_api, GetOptBool(c, k, true));
+    } else if (k == "subnets") {
+      if (!v.is_object())
+        return Error::InvalidArgument("subnets must be an object {region: subnet id}");
+      for (const auto& [region, id] : v.items()) {
+        if (!id.is_string() || id.get<std::string>().rfind("subnet-", 0) != 0 ||
+            id.get<std::string>().size() > 64) {
+          return Error::InvalidArgument(
+              fmt::format("subnets.{} must be a subnet id (subnet-...)", region));
+        }
+        o.subnets[region] = id.get<std::string>();
+      }
+    } else if (k == "private_addresses") {
+      CANOPY_ASSIGN_OR_RETURN(o.private_addresses, GetOptBool(c, k, false));
     } else if (k == "console_host_keys") {
       CANOPY_ASSIGN_OR_RETURN(o.console_host_keys, GetOptBool(c, k, true));
     } else if (k == "max_attempts") {

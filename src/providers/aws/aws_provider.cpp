@@ -168,10 +168,11 @@ struct AwsProvider::Impl {
     std::string error;
     std::map<std::string, double> prices;
   };
-  std::mutex mu;                                      // guards the caches and the lock tables below
+  mutable std::mutex mu;                              // guards the caches and the lock tables below
   std::map<std::string, OfferCache> offers;           // key: access key id + region
   std::map<std::string, RegionPrices> region_prices;  // key: region
   std::map<std::string, std::shared_ptr<std::mutex>> locks;
+  mutable std::map<std::string, std::string> subnet_vpcs;  // subnet id -> VPC id
 
   explicit Impl(AwsOptions o)
       : opts(std::move(o)), client(opts.endpoints, opts.retry, opts.clock) {}
@@ -207,7 +208,7 @@ struct AwsProvider::Impl {
     i.state = StateOf(XmlText(item, "instanceState.name"));
     i.private_address = XmlText(item, "privateIpAddress");
     i.address = XmlText(item, "ipAddress");
-    if (i.address.empty()) i.address = i.private_address;
+    if (i.address.empty() || opts.private_addresses) i.address = i.private_address;
     i.tags = TagsOf(item);
     i.canopy_id = i.tags.count(kCanopyIdTag) ? i.tags[kCanopyIdTag] : "";
     i.ssh_user = i.tags.count(kSshUserTag) ? i.tags[kSshUserTag] : "ec2-user";
@@ -253,6 +254,26 @@ struct AwsProvider::Impl {
     CANOPY_ASSIGN_OR_RETURN(auto list, DescribeInstances(c, region, {{"InstanceId.1", id}}));
     if (list.empty()) return NotFound(fmt::format("EC2 instance {} not found in {}", id, region));
     return list.front();
+  }
+
+  // The VPC of the region's configured subnet ("" when none is configured), asked once.
+  Result<std::string> SubnetVpc(const Cred& c, const std::string& region) const {
+    auto sn = opts.subnets.find(region);
+    if (sn == opts.subnets.end()) return std::string();
+    {
+      std::lock_guard lock(mu);
+      if (auto it = subnet_vpcs.find(sn->second); it != subnet_vpcs.end()) return it->second;
+    }
+    CANOPY_ASSIGN_OR_RETURN(Xml x, Ec2(c, region, "DescribeSubnets", {{"SubnetId.1", sn->second}}));
+    auto items = XmlItems(x, "subnetSet");
+    if (items.empty()) {
+      return Invalid(
+          fmt::format("subnet {} (config subnets.{}) does not exist", sn->second, region));
+    }
+    std::string vpc = XmlText(*items.front(), "vpcId");
+    std::lock_guard lock(mu);
+    subnet_vpcs[sn->second] = vpc;
+    return vpc;
   }
 
   // Security groups.
@@ -577,7 +598,8 @@ Json AwsProvider::ClusterPolicy(const std::string& cluster_id) {
            // Describe calls support no resource-level permissions.
            {{"Sid", "Describe"},
             {"Effect", "Allow"},
-            {"Action", {"ec2:DescribeSecurityGroups", "ec2:DescribeInstances"}},
+            {"Action",
+             {"ec2:DescribeSecurityGroups", "ec2:DescribeInstances", "ec2:DescribeSubnets"}},
             {"Resource", "*"}},
            // New groups only with its cluster's tag (the group and its VPC see the request tags).
            {{"Sid", "CreateOwnGroups"},
@@ -700,6 +722,9 @@ Result<Instance> AwsProvider::CreateInstance(const CallContext& ctx, const Insta
                 {"ClientToken",
                  "canopy-" + Sha256Hex(spec.canopy_id + "/" + spec.idempotency_key).substr(0, 48)}};
   if (!spec.key_pair.empty()) p.emplace_back("KeyName", spec.key_pair);
+  if (auto sn = impl_->opts.subnets.find(region); sn != impl_->opts.subnets.end()) {
+    p.emplace_back("SubnetId", sn->second);
+  }
   for (size_t i = 0; i < spec.firewalls.size(); ++i) {
     if (!spec.firewalls[i].empty())
       p.emplace_back(fmt::format("SecurityGroupId.{}", i + 1), spec.firewalls[i]);
@@ -949,6 +974,8 @@ Result<Firewall> AwsProvider::CreateFirewall(const CallContext& ctx, const Firew
         {"GroupName", group_name},
         {"GroupDescription", SgText("Canopy " + (spec.name.empty() ? spec.canopy_id : spec.name))},
         {"TagSpecification.1.ResourceType", "security-group"}};
+    CANOPY_ASSIGN_OR_RETURN(std::string vpc, impl_->SubnetVpc(c, region));
+    if (!vpc.empty()) p.emplace_back("VpcId", vpc);
     std::map<std::string, std::string> all = tags;
     if (!spec.name.empty()) all["Name"] = spec.name;
     AddTags(p, "TagSpecification.1", all);

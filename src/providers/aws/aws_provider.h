@@ -44,6 +44,12 @@ struct AwsOptions {
   /// wait for them in WaitUntilRunning, so the broker can pin the host key. Off for emulators,
   /// which have no console (the install then stops before connecting).
   bool console_host_keys = true;
+  /// Launch instances into this subnet per region (RunInstances SubnetId; security groups are
+  /// made in the subnet's VPC); a region without one uses its default VPC.
+  std::map<std::string, std::string> subnets;
+  /// Report instances' private addresses as their addresses (SSH and the cluster's URL): for a
+  /// root inside the VPC or joined to it by VPN or peering, and for the simulator (scripts/sim/).
+  bool private_addresses = false;
   /// Emulators only (moto hands out fake public IPs nobody may connect to): report this
   /// "HOST[:PORT]" as every instance's SSH address.
   std::string ssh_address_override;

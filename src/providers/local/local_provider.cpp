@@ -597,6 +597,14 @@ struct LocalProvider::Impl {
     CANOPY_TRY(WriteFileAtomic(upper / "etc" / "ssh" / "ssh_host_ed25519_key", key, 0600));
     CANOPY_TRY(WriteFileAtomic(upper / "etc" / "ssh" / "ssh_host_ed25519_key.pub", key_pub, 0644));
     CANOPY_TRY(WriteFileAtomic(upper / home / ".ssh" / "authorized_keys", authorized_key, 0600));
+    // Its own host name (boot.sh sets it in the instance's UTS namespace), resolvable as a cloud
+    // image's /etc/hosts makes it: sudo looks it up, and waits for DNS when it cannot.
+    auto hosts = ReadText(ImageRoot(image) / "etc" / "hosts");
+    CANOPY_TRY(WriteFileAtomic(upper / "etc" / "hostname", id + "\n", 0644));
+    CANOPY_TRY(WriteFileAtomic(
+        upper / "etc" / "hosts",
+        (hosts ? *hosts : std::string("127.0.0.1\tlocalhost\n")) + "127.0.1.1\t" + id + "\n",
+        0644));
     for (const fs::path& p :
          {upper / home, upper / home / ".ssh", upper / home / ".ssh" / "authorized_keys"}) {
       if (::chown(p.c_str(), home_st.st_uid, home_st.st_gid) != 0) {
@@ -633,6 +641,9 @@ struct LocalProvider::Impl {
         "mount -t sysfs sysfs \"$m/sys\"\n"
         "mount --rbind /dev \"$m/dev\"\n"
         "mkdir -p \"$m/run/canopy\" \"$m/run/sshd\"\n"
+        "hostname " +
+        ShellQuote(id) +
+        "\n"
         "mount --bind " +
         ShellQuote((dir / "run").string()) +
         " \"$m/run/canopy\"\n"
@@ -686,7 +697,7 @@ struct LocalProvider::Impl {
     fs::path pid_file = SshdPidFile(id);
     fs::remove(pid_file, ec);
     if (BlankImageName(rec.value("image", ""))) {
-      CANOPY_TRY(RunChecked({ip, "netns", "exec", ns, unshare, "--mount", "--propagation",
+      CANOPY_TRY(RunChecked({ip, "netns", "exec", ns, unshare, "--mount", "--uts", "--propagation",
                              "private", "/bin/sh", (dir / "boot.sh").string()},
                             "instance root filesystem and sshd start"));
     } else {
@@ -791,13 +802,16 @@ struct LocalProvider::Impl {
   // Gives `rec` an address no instance on the bridge holds, whichever state dir it belongs to,
   // and saves it; both happen under the registry's lock, so no other provider can take the
   // address before the record shows it is ours. Caller holds the global lock.
-  Status AllocateAddress(Json& rec) {
+  // `fixed` (host byte order, 0 = any): exactly that address, as a cloud's chosen private IP.
+  Status AllocateAddress(Json& rec, uint32_t fixed = 0) {
     const std::string id = rec["id"];
-    auto addr = registry->Allocate(gateway + 1, broadcast - 1, OwnerOf(id), OwnAddresses(),
-                                   [&](const std::string& a) {
-                                     rec["address"] = a;
-                                     return SaveRecord(rec);
-                                   });
+    uint32_t first = fixed != 0 ? fixed : gateway + 1;
+    uint32_t last = fixed != 0 ? fixed : broadcast - 1;
+    auto addr =
+        registry->Allocate(first, last, OwnerOf(id), OwnAddresses(), [&](const std::string& a) {
+          rec["address"] = a;
+          return SaveRecord(rec);
+        });
     if (!addr) {
       return std::move(addr).error();
     }
@@ -1019,7 +1033,24 @@ std::string LocalProvider::DefaultSshUser(const std::string& image) const {
 }
 
 Result<Instance> LocalProvider::CreateInstance(const CallContext& ctx, const InstanceSpec& spec) {
+  return CreateInstanceAt(ctx, spec, "");
+}
+
+Result<Instance> LocalProvider::CreateInstanceAt(const CallContext& ctx, const InstanceSpec& spec,
+                                                 const std::string& address) {
   Impl& im = *impl_;
+  uint32_t fixed = 0;
+  if (!address.empty()) {
+    in_addr a{};
+    if (inet_pton(AF_INET, address.c_str(), &a) != 1) {
+      return Invalid("'" + address + "' is not an IPv4 address");
+    }
+    fixed = ntohl(a.s_addr);
+    if (fixed <= im.gateway || fixed >= im.broadcast) {
+      return Invalid("address " + address + " is not a host address of " + opts_.subnet +
+                     " other than its gateway");
+    }
+  }
   CANOPY_TRY(im.RequireFull(ctx));
   CANOPY_TRY(im.CheckRegion(ctx));
   if (spec.canopy_id.empty() || spec.canopy_id.size() > 256) {
@@ -1089,7 +1120,7 @@ Result<Instance> LocalProvider::CreateInstance(const CallContext& ctx, const Ins
     if (ec) {
       return Error::Internal("cannot create instance folder: " + ec.message());
     }
-    Status allocated = im.AllocateAddress(rec);  // saves the record
+    Status allocated = im.AllocateAddress(rec, fixed);  // saves the record
     if (!allocated) {
       fs::remove_all(im.InstanceDir(id), ec);
       return std::move(allocated).error();
@@ -1253,6 +1284,25 @@ Result<KeyPair> LocalProvider::GetKeyPair(const CallContext& ctx, const std::str
   kp.private_key = SecretString(*priv);
   CANOPY_ASSIGN_OR_RETURN(kp.fingerprint, Fingerprint(kp.public_key));
   return kp;
+}
+
+Status LocalProvider::ImportKeyPair(const CallContext& ctx, const std::string& name,
+                                    const std::string& public_key) {
+  Impl& im = *impl_;
+  CANOPY_TRY(im.RequireFull(ctx));
+  if (!SafeName(name)) {
+    return Invalid("key pair name must be letters, digits, '.', '_' or '-'");
+  }
+  std::string line = public_key.substr(0, public_key.find('\n'));
+  if ((line.rfind("ssh-", 0) != 0 && line.rfind("ecdsa-", 0) != 0) || !Fingerprint(line)) {
+    return Invalid("key pair '" + name + "': not an OpenSSH public key");
+  }
+  CANOPY_ASSIGN_OR_RETURN(auto g, im.LockGlobal());
+  auto have = ReadText(im.keys_dir / (name + ".pub"));
+  if (have && *have == line + "\n") {
+    return OkStatus();
+  }
+  return WriteFileAtomic(im.keys_dir / (name + ".pub"), line + "\n", 0644);
 }
 
 Result<KeyPair> LocalProvider::CreateKeyPair(const CallContext& ctx, const std::string& name) {

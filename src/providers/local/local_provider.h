@@ -72,6 +72,15 @@ class LocalProvider final : public Provider {
   Status TerminateInstance(const CallContext& ctx, const ProviderHandle& h) override;
 
   Result<KeyPair> CreateKeyPair(const CallContext& ctx, const std::string& name) override;
+  /// Stores only the public half of a key pair made elsewhere (as EC2 ImportKeyPair does):
+  /// instances made with it accept that key; GetKeyPair has no private key to return for it.
+  Status ImportKeyPair(const CallContext& ctx, const std::string& name,
+                       const std::string& public_key);
+  /// CreateInstance at exactly `address` (a host address of the subnet, not the gateway; "" =
+  /// any), as a cloud gives a chosen private IP: for simulators of other clouds (src/sim/).
+  /// kProviderError (capacity) when another instance on the bridge holds the address.
+  Result<Instance> CreateInstanceAt(const CallContext& ctx, const InstanceSpec& spec,
+                                    const std::string& address);
   Result<KeyPair> GetKeyPair(const CallContext& ctx, const std::string& name) override;
 
   Result<Firewall> CreateFirewall(const CallContext& ctx, const FirewallSpec& spec) override;

@@ -1,0 +1,85 @@
+// canopy-sim: the machines behind Canopy's cloud simulators (scripts/sim/). Test peer, not part
+// of a Canopy installation. `canopy-sim aws-machines --config FILE` follows moto's EC2 instances
+// with local blank-image machines (src/sim/aws_machines.h) until SIGTERM/SIGINT, then terminates
+// them. With --parent-pid it also stops when that process is gone (a test that died).
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <iostream>
+#include <thread>
+
+#include "common/files.h"
+#include "common/log.h"
+#include "common/shell.h"
+#include "sim/aws_machines.h"
+
+namespace {
+
+int RunAwsMachines(const std::string& config_path, int parent_pid, int interval_ms,
+                   const std::string& level) {
+  using namespace canopy;
+  log::Init("canopy-sim", level);
+  sigset_t sigs = BlockStopSignals();
+  auto config = ReadJsonObjectFile(config_path);
+  if (!config) {
+    std::cerr << "canopy-sim: " << config_path << ": " << config.error().message << "\n";
+    return 2;
+  }
+  auto opts = sim::ParseAwsMachinesOptions(*config);
+  if (!opts) {
+    std::cerr << "canopy-sim: " << config_path << ": " << opts.error().message << "\n";
+    return 2;
+  }
+  auto machines = sim::AwsMachines::Create(std::move(*opts));
+  if (!machines) {
+    std::cerr << "canopy-sim: " << machines.error().message << "\n";
+    return 1;
+  }
+  std::atomic<bool> stop{false};
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    stop = true;
+  });
+  SPDLOG_INFO("Following moto's instances config={}", config_path);
+  std::cout << "canopy-sim: ready" << std::endl;
+  int failures = 0;
+  while (!stop) {
+    if (parent_pid > 0 && ::kill(parent_pid, 0) != 0 && errno == ESRCH) {
+      SPDLOG_WARN("Parent process is gone, stopping pid={}", parent_pid);
+      break;
+    }
+    Status st = (*machines)->SyncOnce();
+    if (!st) {
+      if (++failures % 25 == 1) SPDLOG_WARN("Cannot read moto error={}", st.error().message);
+    } else {
+      failures = 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
+  }
+  SPDLOG_INFO("Stopping: terminating every machine");
+  (*machines)->TerminateAll();
+  if (!stop) ::kill(::getpid(), SIGTERM);  // wake the waiter
+  waiter.join();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"canopy-sim - real machines behind Canopy's cloud simulators (scripts/sim/)"};
+  app.require_subcommand(1);
+  std::string config, level = "info";
+  int parent_pid = 0, interval_ms = 200;
+  auto* aws = app.add_subcommand("aws-machines", "follow moto's EC2 instances with local machines");
+  aws->add_option("--config", config, "sim config JSON (written by scripts/sim/aws-sim)")
+      ->required();
+  aws->add_option("--parent-pid", parent_pid, "stop when this process is gone");
+  aws->add_option("--interval-ms", interval_ms, "how often moto is read")
+      ->check(CLI::Range(20, 10000));
+  aws->add_option("--log-level", level, "trace, debug, info, warn, error");
+  CLI11_PARSE(app, argc, argv);
+  return RunAwsMachines(config, parent_pid, interval_ms, level);
+}
