@@ -9,7 +9,7 @@ Usage (as root): bench/agent_footprint.py [--build build] [--workers 2] [--settl
 import argparse, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_provision import LocalBroker, wait_op  # noqa: E402
+from cluster_provision import LocalBroker, add_image_arg, wait_op  # noqa: E402
 
 
 def status_kib(pid, field):
@@ -44,8 +44,7 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--settle", type=int, default=20)
-    ap.add_argument("--image", default="debian-12",
-                    help="local image of the cluster and workers (e.g. debian-11-minbase)")
+    add_image_arg(ap)
     a = ap.parse_args()
     canopyd = os.path.abspath(os.path.join(a.build, "bin", "canopyd"))
     dist = canopyd + "-dist"

@@ -10,12 +10,21 @@ operations' step timestamps and the root's install log lines:
   install  = install steps minus nothing (wall time of the step: connect + upload + start)
   register = pair (cluster) / register (workers) steps
 Each cluster is deleted (workers first) before the next run. Prints a Markdown table.
-Usage (as root): bench/cluster_provision.py [--build build] [--boot-delay-ms 5000] [N ...]
+Cluster and workers run DEFAULT_IMAGE, the blank image new clusters get (scripts/local-images.sh
+builds it); --image debian-12 runs them on this host's filesystem, as before issue 12.
+Usage (as root): bench/cluster_provision.py [--build build] [--boot-delay-ms 5000] [--image I] [N ...]
 """
 import argparse, datetime, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 import urllib.request, urllib.error
 
 GATEWAY = "198.18.0.1"  # the local provider's default bridge address
+DEFAULT_IMAGE = "debian-12-minbase"  # the first offered image: what new clusters get
+
+
+def add_image_arg(ap):
+    ap.add_argument("--image", default=DEFAULT_IMAGE,
+                    help="local image of the cluster and workers (default %s; debian-12 is this "
+                         "host's filesystem)" % DEFAULT_IMAGE)
 
 
 def free_port():
@@ -132,6 +141,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--boot-delay-ms", type=int, default=5000)
+    add_image_arg(ap)
     ap.add_argument("counts", nargs="*", type=int, default=[1, 10, 30])
     a = ap.parse_args()
     canopyd = os.path.abspath(os.path.join(a.build, "bin", "canopyd"))
@@ -145,7 +155,7 @@ def main():
             t0 = time.time()
             code, body = api.call("POST", "/api/v1/clusters", {
                 "name": "bench%d" % n, "credential_id": cred["id"], "region": "local",
-                "instance_type": "local.small", "image": "debian-12", "disk_gb": 1,
+                "instance_type": "local.small", "image": a.image, "disk_gb": 1,
                 "workers": {"count": n}})
             if code != 202:
                 raise SystemExit("create failed: %s %s" % (code, body))
@@ -184,8 +194,8 @@ def main():
             wait_op(api, d["operation_id"])
     finally:
         broker.close()
-    print("# %s, %d cores, boot delay %d ms" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                               os.cpu_count(), a.boot_delay_ms))
+    print("# %s, %d cores, boot delay %d ms, image %s" % (
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.cpu_count(), a.boot_delay_ms, a.image))
     print("| workers | total s | cluster cloud | cluster ssh | cluster install | cluster pair | "
           "workers cloud | worker ssh (avg) | workers install | workers register | other |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

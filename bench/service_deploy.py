@@ -4,18 +4,25 @@
 Starts a root and a local provider adapter (no boot delay), creates a cluster with W workers
 (local.medium: 2 vCPU, 2048 MiB each), then measures, from the deploy call to the first HTTP
 answer from the host at the instance's address (so the job runs AND the worker's firewall is open):
-  1. one service (python3 -m http.server),
+  1. one service (HELLO: a one-line HTTP server in perl, which the blank images have; no python3),
   2. S services at once (distinct ports), spread over the W workers: per-service latency
      percentiles and the time until all S answer.
 Everything is undeployed and deleted afterwards. Prints a Markdown table.
-Usage (as root): bench/service_deploy.py [--build build] [--workers 10] [--services 100]
+Cluster and workers run the blank image new clusters get (--image to choose another).
+Usage (as root): bench/service_deploy.py [--build build] [--workers 10] [--services 100] [--image I]
 """
 import argparse, os, socket, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_provision import LocalBroker, wait_op  # noqa: E402
+from cluster_provision import LocalBroker, add_image_arg, wait_op  # noqa: E402
 
 BASE_PORT = 20000
+# The README's service (and the tests' HelloServiceArgv): perl-base is on every Debian/Ubuntu image.
+HELLO = ('$SIG{PIPE}="IGNORE"; '
+         '$s=IO::Socket::INET->new(LocalPort=>shift,Listen=>64,ReuseAddr=>1) or die "listen: $!"; '
+         'while($c=$s->accept){ while(<$c>){last if /^\\r?$/} '
+         'print $c "HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n", '
+         '"hello from ".$c->sockhost."\\n"; close $c }')
 
 
 def answers(addr, port):
@@ -67,6 +74,7 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--workers", type=int, default=10)
     ap.add_argument("--services", type=int, default=100)
+    add_image_arg(ap)
     a = ap.parse_args()
     canopyd = os.path.abspath(os.path.join(a.build, "bin", "canopyd"))
     broker = LocalBroker(canopyd, root_args=["--op-workers", "8"])
@@ -75,7 +83,7 @@ def main():
     try:
         code, body = api.call("POST", "/api/v1/clusters", {
             "name": "bench", "credential_id": cred["id"], "region": "local", "instance_type": "local.small",
-            "image": "debian-12", "disk_gb": 1,
+            "image": a.image, "disk_gb": 1,
             "workers": {"count": a.workers, "instance_type": "local.medium"}})
         if code != 202:
             raise SystemExit("create failed: %s %s" % (code, body))
@@ -87,7 +95,7 @@ def main():
         def make(i):
             p = BASE_PORT + i
             code, s = api.call("POST", "/api/v1/services", {
-                "name": "bench-%d" % i, "command": ["/usr/bin/python3", "-m", "http.server", str(p)],
+                "name": "bench-%d" % i, "command": ["perl", "-MIO::Socket::INET", "-e", HELLO, str(p)],
                 "ports": [{"port": p}], "cpu_millis": 10, "memory_mib": 16})
             if code != 201:
                 raise SystemExit("service create failed: %s %s" % (code, s))
@@ -128,7 +136,8 @@ def main():
             time.sleep(1)
     finally:
         broker.close()
-    print("# %s, %d cores" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.cpu_count()))
+    print("# %s, %d cores, image %s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                        os.cpu_count(), a.image))
     print("| case | p50 s | p95 s | max s | all reachable after s |")
     print("|---|---|---|---|---|")
     for name, xs, total in rows:

@@ -185,6 +185,7 @@ TEST(BrokerE2EReachability, UnreachableRootFailsTheCreateFastWithTheReason) {
 }
 
 TEST_F(BrokerE2E, BadCreateRequestsAreRefusedBeforeAnythingIsMade) {
+  // A valid request but for the one field each case breaks (the host image is always offered).
   auto base = Json{{"name", "x1"},         {"credential_id", env_->credential_id()},
                    {"region", "local"},    {"instance_type", "local.small"},
                    {"image", "debian-12"}, {"disk_gb", 1}};
@@ -256,7 +257,7 @@ TEST(Sweeper, TerminatesTaggedInstancesNoRowOwns) {
   spec.canopy_id = "wrk_gone-g1";
   spec.idempotency_key = spec.canopy_id;
   spec.instance_type = "local.small";
-  spec.image = "debian-12";
+  spec.image = kBlankTestImage;
   spec.key_pair = "canopy-" + env.credential_id();
   spec.tags[providers::kClusterTag] = cluster;
   auto orphan = remote->CreateInstance(BrokerEnv::LocalContext(), spec);

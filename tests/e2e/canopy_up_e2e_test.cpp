@@ -149,18 +149,22 @@ TEST_F(CanopyUp, StartsRootAndLocalAdapterAndStopsThemOnCtrlC) {
 }
 
 // The acceptance, as a user types it: `canopy up`, then
-// `canopy cluster create demo --provider local --credential local --workers 2 --wait`.
+// `canopy cluster create demo --provider local --credential local --workers 2 --wait`. Without
+// --image, the cluster and its workers get the first offered image: the blank debian-12-minbase.
 TEST_F(CanopyUp, ClusterCreateDemoWithTwoWorkersFromTheCli) {
+  ASSERT_TRUE(ExpectBlankImageBuilt());
   StartUp("0.0.0.0");
   if (HasFatalFailure()) return;
   Json cluster = Cli({"cluster", "create", "demo", "--provider", "local", "--credential", "local",
                       "--workers", "2", "--wait"});
   ASSERT_TRUE(cluster.is_object()) << ReadFile(Log());
   EXPECT_EQ(cluster["state"], "ACTIVE") << cluster.dump();
+  EXPECT_EQ(cluster["image"], kBlankTestImage) << cluster.dump();
   ASSERT_TRUE(cluster["workers"].is_array()) << cluster.dump();
   ASSERT_EQ(cluster["workers"].size(), 2u) << cluster.dump();
   for (const auto& w : cluster["workers"]) {
     EXPECT_EQ(w["state"], "ACTIVE") << w.dump();
+    EXPECT_EQ(w["image"], kBlankTestImage) << w.dump();
     std::string ns = "canopy-" + w.value("provider_id", "");
     auto pids = RunCommandOut("ip netns pids " + ns);
     EXPECT_FALSE(pids.empty()) << "no node agent runs in " << ns;
@@ -182,8 +186,10 @@ TEST_F(CanopyUp, ClusterCreateDemoWithTwoWorkersFromTheCli) {
 // The README's path, as a new user takes it on a fresh machine (as root): `scripts/demo.sh` with
 // its defaults (the API on loopback only), then the README's
 // `canopy cluster create demo --provider local --credential local --workers 2 --wait`, then a
-// service deployed on the cluster answers from this host at its instance's address.
+// service deployed on the cluster answers from this host at its instance's address. The workers
+// run the blank debian-12-minbase (no python3): the service is the README's perl hello server.
 TEST_F(CanopyUp, ReadmeDemoScriptThenClusterCreateThenAServiceAnswersFromTheHost) {
+  ASSERT_TRUE(ExpectBlankImageBuilt());
   ++starts_;
   const std::string listen = "127.0.0.1:" + std::to_string(port_);
   std::vector<std::string> env = Env();
@@ -212,21 +218,27 @@ TEST_F(CanopyUp, ReadmeDemoScriptThenClusterCreateThenAServiceAnswersFromTheHost
   ASSERT_TRUE(cluster.is_object()) << ReadFile(Log());
   ASSERT_EQ(cluster["state"], "ACTIVE") << cluster.dump() << ReadFile(Log());
   ASSERT_EQ(cluster["workers"].size(), 2u) << cluster.dump();
+  for (const auto& w : cluster["workers"]) EXPECT_EQ(w["image"], kBlankTestImage) << w.dump();
 
   const int port = 18080;
-  Json svc =
-      Cli({"service", "create", "web", "--port", std::to_string(port), "--memory", "64", "--deploy",
-           "--wait", "--", "python3", "-m", "http.server", std::to_string(port)});
+  std::vector<std::string> create = {
+      "service",  "create", "web",      "--port", std::to_string(port),
+      "--memory", "64",     "--deploy", "--wait", "--"};
+  for (const auto& a : HelloServiceArgv(port)) create.push_back(a);
+  Json svc = Cli(create);
   ASSERT_TRUE(svc.is_object()) << svc.dump();
   ASSERT_EQ(svc["instances"].size(), 1u) << svc.dump();
   std::string addr = svc["instances"][0].value("address", "");
   ASSERT_FALSE(addr.empty()) << svc.dump();
+  ApiReply hello;
   EXPECT_TRUE(WaitFor(
       [&] {
-        return CallApi("http://" + addr + ":" + std::to_string(port), "GET", "/").status == 200;
+        hello = CallApi("http://" + addr + ":" + std::to_string(port), "GET", "/");
+        return hello.status == 200;
       },
       30s))
       << "the service does not answer at " << addr << ":" << port;
+  EXPECT_EQ(hello.body, "hello from " + addr + "\n");
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - ready);
   std::printf(

@@ -1,7 +1,8 @@
 // The cloud-cluster path by hand (what the broker will automate, docs/decisions/broker-flows.md):
 // a local instance is created, `canopyd cluster` is installed on it over SSH with a cluster token,
 // and the cluster dials the root from inside its namespace (through the bridge address) and pairs:
-// the root shows it ACTIVE with the URL it advertised. Root only.
+// the root shows it ACTIVE with the URL it advertised. The instance runs the blank image new
+// clusters get (scripts/local-images.sh), so the installer logs in as its `admin`. Root only.
 #include <chrono>
 #include <memory>
 
@@ -22,6 +23,7 @@ using providers::CredentialSecret;
 
 TEST(ClusterOnLocalInstance, InstalledClusterPairsWithTheRootFromItsNamespace) {
   if (!LocalTestNet::Available()) GTEST_SKIP() << "the local provider needs root";
+  ASSERT_TRUE(ExpectBlankImageBuilt());
   TempDir tmp;
   LocalTestNet net;
   RootDaemon root(tmp.str() + "/root");
@@ -44,7 +46,7 @@ TEST(ClusterOnLocalInstance, InstalledClusterPairsWithTheRootFromItsNamespace) {
   spec.canopy_id = "cls-e2e-" + RandomHex(4);
   spec.idempotency_key = spec.canopy_id;
   spec.instance_type = "local.small";
-  spec.image = "debian-12";
+  spec.image = kBlankTestImage;
   spec.key_pair = "e2e";
   spec.firewalls = {firewall->id};
   auto created = (*provider)->CreateInstance(ctx, spec);

@@ -180,6 +180,8 @@ TEST_F(LocalAdapterE2E, AdapterLifecycleInstallFirewallAndInstanceLifecycle) {
   spec.canopy_id = "w-" + RandomHex(4);
   spec.idempotency_key = "idem-" + spec.canopy_id;
   spec.instance_type = "local.small";
+  // This host's filesystem: the test installs the full `canopyd` (a root, linked against this
+  // host's libraries), which a blank image could not run; clusters' tests use blank images.
   spec.image = "debian-12";
   spec.key_pair = "e2e";
   spec.firewalls = {ssh_firewall->id};

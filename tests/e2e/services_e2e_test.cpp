@@ -59,10 +59,10 @@ bool Answers(const std::string& addr, int port, std::chrono::milliseconds timeou
   return ok;
 }
 
+// Runs on the workers' blank image (no python3 there): the perl hello server.
 Json HttpService(const std::string& name, int64_t memory, int64_t replicas = 1) {
   return {{"name", name},
-          {"command",
-           {"/usr/bin/python3", "-m", "http.server", std::to_string(kPort), "--bind", "0.0.0.0"}},
+          {"command", HelloServiceArgv(kPort)},
           {"ports", {{{"port", kPort}, {"protocol", "tcp"}}}},
           {"cpu_millis", 100},
           {"memory_mib", memory},
@@ -119,6 +119,7 @@ class ServicesE2E : public ::testing::Test {
     return s;
   }
   // A listener on kPort inside worker `w`'s namespace: reachable only if its firewall allows it.
+  // It runs on this host's filesystem (the host's python3), in the worker's network namespace.
   void Listen(const Json& w) {
     listeners_.push_back(std::make_unique<Process>(
         std::vector<std::string>{"/usr/sbin/ip", "netns", "exec",
@@ -299,9 +300,9 @@ TEST_F(ServicesE2E, TooBigForEveryNodeIsPendingUntilABiggerWorkerJoins) {
   EXPECT_EQ(s["reason"].get<std::string>().rfind("no_worker_capacity", 0), 0u) << s.dump();
   EXPECT_EQ(s["instances"][0]["state"], "pending");
 
-  auto add =
-      env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers",
-                 R"({"count":1,"instance_type":"local.medium","image":"debian-12","disk_gb":1})");
+  Json more{
+      {"count", 1}, {"instance_type", "local.medium"}, {"image", kBlankTestImage}, {"disk_gb", 1}};
+  auto add = env_->Call("POST", "/api/v1/clusters/" + cluster + "/workers", DumpJson(more));
   ASSERT_EQ(add.status, 202) << add.body;
   auto op = env_->WaitOperation(add.json["operation_id"], 180s);
   ASSERT_EQ(op.value("state", ""), "succeeded") << op.dump();

@@ -522,6 +522,35 @@ TEST_F(LocalProviderTest, CredentialsAndClusterIdentityScope) {
   EXPECT_FALSE(P().GetQuote(Ctx(), "m5.large", 1).has_value());
 }
 
+// Offers list the built blank images first, newest first, then this host's images: the first
+// offered image is what `canopy cluster create` takes without --image. An image that is not built
+// (no <images_dir>/<name>/rootfs/etc/canopy-image) is not offered.
+TEST_F(LocalProviderTest, OffersListBuiltBlankImagesFirstThenTheHostImages) {
+  opts_.images_dir = (dir_.path() / "images").string();
+  auto ids = [&] {
+    std::vector<std::string> out;
+    auto o = P().ListOffers(Ctx());
+    EXPECT_TRUE(o.has_value()) << o.error().ToString();
+    if (o) {
+      for (const auto& i : o->images) out.push_back(i.id);
+    }
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(ids(), (V{"debian-12", "ubuntu-22.04"}));
+  auto build = [&](const std::string& name) {
+    fs::path etc = fs::path(opts_.images_dir) / name / "rootfs" / "etc";
+    fs::create_directories(etc);
+    ASSERT_OK(WriteFileAtomic((etc / "canopy-image").string(), name + "\n", 0644));
+  };
+  build("debian-11-minbase");
+  EXPECT_EQ(ids(), (V{"debian-11-minbase", "debian-12", "ubuntu-22.04"}));
+  build("debian-12-minbase");
+  EXPECT_EQ(ids(), (V{"debian-12-minbase", "debian-11-minbase", "debian-12", "ubuntu-22.04"}));
+  build("debian-13-minbase");  // a folder of a name the provider does not know
+  EXPECT_EQ(ids().size(), 4u);
+}
+
 TEST_F(LocalProviderTest, ParallelCreatesGetDistinctAddresses) {
   ASSERT_OK(P().CreateKeyPair(Ctx(), "k1"));
   constexpr int kN = 6;

@@ -70,6 +70,7 @@ ApiReply BrokerEnv::Call(const std::string& method, const std::string& path,
 }
 
 Json BrokerEnv::CreateCluster(const std::string& name, int workers, const std::string& image) {
+  if (image.find("-minbase") != std::string::npos) ExpectBlankImageBuilt(image);
   Json body{{"name", name},      {"credential_id", credential_id_},
             {"region", "local"}, {"instance_type", "local.small"},
             {"image", image},    {"disk_gb", 1}};

@@ -39,7 +39,10 @@ class BrokerEnv {
 
   ApiReply Call(const std::string& method, const std::string& path, const std::string& body = "");
   // POST /api/v1/clusters for a local cluster with `workers` initial workers; returns the 202 body.
-  Json CreateCluster(const std::string& name, int workers, const std::string& image = "debian-12");
+  // On a blank image by default, as new clusters are; a blank image that is not built on this
+  // host fails the test with how to build it (ExpectBlankImageBuilt).
+  Json CreateCluster(const std::string& name, int workers,
+                     const std::string& image = kBlankTestImage);
   // Polls GET /api/v1/operations/{id} until succeeded/failed or `timeout`; returns the last view.
   Json WaitOperation(const std::string& op_id, std::chrono::seconds timeout);
   // Polls until the operation's current step is `step` (state running or pending), or it ends.

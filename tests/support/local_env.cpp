@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <string>
 
 #include "common/ids.h"
@@ -60,6 +61,27 @@ void LocalTestNet::Cleanup() {
   if (Available()) {
     LocalProvider::Purge(Options());
   }
+}
+
+bool ExpectBlankImageBuilt(const std::string& image) {
+  // What the local provider checks before it offers an image (see ImageBuilt).
+  const std::string dir = providers::local::LocalOptions().images_dir;
+  std::error_code ec;
+  if (std::filesystem::exists(dir + "/" + image + "/rootfs/etc/canopy-image", ec)) return true;
+  ADD_FAILURE() << "blank image '" << image << "' is not built in " << dir
+                << ": as root, run scripts/local-images.sh (scripts/setup.sh runs it; CI does)";
+  return false;
+}
+
+std::vector<std::string> HelloServiceArgv(int port) {
+  // The same script as the README's service (there on one line, in single quotes).
+  static constexpr char kScript[] =
+      R"($SIG{PIPE}="IGNORE"; )"
+      R"($s=IO::Socket::INET->new(LocalPort=>shift,Listen=>64,ReuseAddr=>1) or die "listen: $!"; )"
+      R"(while($c=$s->accept){ while(<$c>){last if /^\r?$/} )"
+      R"(print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n", )"
+      R"("hello from ".$c->sockhost."\n"; close $c })";
+  return {"perl", "-MIO::Socket::INET", "-e", kScript, std::to_string(port)};
 }
 
 }  // namespace canopy::testing

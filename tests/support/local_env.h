@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "providers/local/local_provider.h"
 #include "support/test_util.h"
@@ -36,5 +37,20 @@ class LocalTestNet {
   std::string subnet_;
   int lock_fd_ = -1;  // flock on /tmp/canopy-testnet-<octet>.lock, held for the net's lifetime
 };
+
+// The image the e2e and crash suites create clusters and workers on: a blank image, as new
+// clusters get by default (the first offered). scripts/local-images.sh builds it (scripts/setup.sh
+// runs that as root, so CI has it).
+inline constexpr char kBlankTestImage[] = "debian-12-minbase";
+
+// Whether blank image `image` is built in the local provider's default images dir. If not, adds a
+// test failure (never a skip) that says how to build it.
+bool ExpectBlankImageBuilt(const std::string& image = kBlankTestImage);
+
+// The argv of a tiny HTTP server on `port` for services on blank-image workers: a perl one-liner
+// (IO::Socket::INET is in perl-base, which is Essential in Debian, so every Debian/Ubuntu image
+// has it; minbase has no python3). It answers any request with `HTTP/1.0 200 OK` and the body
+// "hello from ADDRESS" (the address the client reached). The README's service runs the same.
+std::vector<std::string> HelloServiceArgv(int port);
 
 }  // namespace canopy::testing

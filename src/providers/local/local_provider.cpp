@@ -58,14 +58,16 @@ const TypeInfo* FindType(const std::string& name) {
 // Images that run on this host's own filesystem (fast; for tests that need no blank machine).
 bool HostImage(const std::string& image) { return image == "debian-12" || image == "ubuntu-22.04"; }
 
-// Blank images, built by scripts/local-images.sh under LocalOptions::images_dir.
+// Blank images, built by scripts/local-images.sh under LocalOptions::images_dir, newest first:
+// offers list them in this order, ahead of the host images, so the first offered image (what
+// `canopy cluster create` takes without --image) is the newest built blank image.
 struct BlankImage {
   const char* name;
   const char* description;
 };
 constexpr BlankImage kBlankImages[] = {
-    {"debian-11-minbase", "Debian 11 (bullseye), blank minbase image"},
     {"debian-12-minbase", "Debian 12 (bookworm), blank minbase image"},
+    {"debian-11-minbase", "Debian 11 (bullseye), blank minbase image"},
 };
 bool BlankImageName(const std::string& image) {
   return std::any_of(std::begin(kBlankImages), std::end(kBlankImages),
@@ -1007,11 +1009,13 @@ Result<Offers> LocalProvider::ListOffers(const CallContext& ctx) {
     o.instance_types.push_back(
         InstanceType{t.name, t.vcpus, t.memory_mib, 0, t.price, "notional price (local host)"});
   }
-  o.images = {{"debian-12", "Debian 12 (this host's filesystem)"},
-              {"ubuntu-22.04", "Ubuntu 22.04 (alias of this host's filesystem)"}};
+  // Blank images first (the default of new clusters), then this host's filesystem.
   for (const auto& b : kBlankImages) {
     if (impl_->ImageBuilt(b.name)) o.images.push_back({b.name, b.description});
   }
+  o.images.push_back({"debian-12", "Debian 12 (this host's filesystem; fast, for tests)"});
+  o.images.push_back(
+      {"ubuntu-22.04", "Ubuntu 22.04 (alias of this host's filesystem; fast, for tests)"});
   return o;
 }
 

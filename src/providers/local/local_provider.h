@@ -36,7 +36,8 @@ struct LocalOptions {
   std::string state_dir = "/var/lib/canopy/local";
   /// Blank images (scripts/local-images.sh): <images_dir>/<image>/rootfs. An instance of such an
   /// image gets its own root filesystem (an overlay on the image, its disk) in its own mount
-  /// namespace; the "debian-12" image runs on this host's filesystem instead (fast, for tests).
+  /// namespace. Offers list the built ones first (the default of new clusters), then the host
+  /// images "debian-12" / "ubuntu-22.04", which run on this host's filesystem (fast, for tests).
   std::string images_dir = "/var/cache/canopy/images";
   std::string bridge = "canopy0";
   std::string subnet = "198.18.0.0/15";  ///< the gateway is the first host address, on the bridge
