@@ -162,9 +162,9 @@ Status AwsMachines::SyncOnce() {
     CANOPY_ASSIGN_OR_RETURN(aws::Xml x, Ec2("DescribeInstances", q));
     for (const aws::Xml* r : aws::XmlItems(x, "reservationSet")) {
       for (const aws::Xml* i : aws::XmlItems(*r, "instancesSet")) {
-        Seen one{aws::XmlText(*i, "instanceId"), aws::XmlText(*i, "instanceState.name"),
+        Seen one{aws::XmlText(*i, "instanceId"),       aws::XmlText(*i, "instanceState.name"),
                  aws::XmlText(*i, "privateIpAddress"), aws::XmlText(*i, "keyName"),
-                 aws::XmlText(*i, "imageId"), {}};
+                 aws::XmlText(*i, "imageId"),          {}};
         for (const aws::Xml* g : aws::XmlItems(*i, "groupSet")) {
           auto it = group_rules.find(aws::XmlText(*g, "groupId"));
           if (it != group_rules.end()) {
@@ -253,7 +253,8 @@ void AwsMachines::Converge(const Seen& s) {
       if (m && m->state == InstanceState::kRunning &&
           fs::exists(fs::path(opts_.console_dir) / s.id)) {
         Status st = SyncFirewall(s, *m);
-        if (!st) SPDLOG_WARN("Machine firewall failed instance={} error={}", s.id, st.error().message);
+        if (!st)
+          SPDLOG_WARN("Machine firewall failed instance={} error={}", s.id, st.error().message);
         remember("running");
         return;
       }
@@ -399,8 +400,7 @@ Result<std::string> AwsMachines::ImageFor(const std::string& image_id) {
 
 Result<std::string> AwsMachines::ImportKey(const std::string& key_name) {
   CANOPY_ASSIGN_OR_RETURN(
-      aws::Xml x,
-      Ec2("DescribeKeyPairs", {{"KeyName.1", key_name}, {"IncludePublicKey", "true"}}));
+      aws::Xml x, Ec2("DescribeKeyPairs", {{"KeyName.1", key_name}, {"IncludePublicKey", "true"}}));
   auto items = aws::XmlItems(x, "keySet");
   if (items.empty()) return Error::NotFound("key pair " + key_name + " not found");
   std::string pub = aws::XmlText(*items.front(), "publicKey");

@@ -189,15 +189,6 @@ Json ClusterBody(const std::string& name, const std::string& cred, const std::st
               {"image", image},        {"disk_gb", 8}};
 }
 
-// A tiny HTTP server with what every Debian image has (perl-base; minbase has no python3).
-std::vector<std::string> HelloService(int port) {
-  return {"perl", "-MIO::Socket::INET", "-e",
-          "my $s = IO::Socket::INET->new(LocalPort => " + std::to_string(port) +
-              ", Listen => 16, ReuseAddr => 1) or die $!; while (my $c = $s->accept) { "
-              "print $c \"HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\nhello from "
-              "aws\\n\"; close $c }"};
-}
-
 bool Answers(const std::string& address, int port) {
   net::HttpClient http;
   auto r = http.Do(net::ClientRequest{"GET",
@@ -206,13 +197,14 @@ bool Answers(const std::string& address, int port) {
                                       "",
                                       std::chrono::seconds(2),
                                       std::chrono::seconds(1)});
-  return r && r->status == 200 && r->body.find("hello from aws") != std::string::npos;
+  return r && r->status == 200 && r->body.find("hello from " + address) != std::string::npos;
 }
 
 TEST(AwsE2E, ClusterWithTwoWorkersReachesActiveServesSurvivesWorkerActionsAndLeavesNothing) {
   AwsEnv env;
   std::string why;
   if (!env.Start(&why, /*simulated=*/true)) GTEST_SKIP() << why;
+  ASSERT_TRUE(ExpectBlankImageBuilt("debian-12-minbase"));
   auto provider = env.Direct();
 
   // A wrong secret is an auth failure (422), not a crash; the right one is accepted.
@@ -315,7 +307,7 @@ TEST(AwsE2E, ClusterWithTwoWorkersReachesActiveServesSurvivesWorkerActionsAndLea
   // group, which the machine's firewall follows.
   constexpr int kPort = 8080;
   Json svc{{"name", "hello"},
-           {"command", HelloService(kPort)},
+           {"command", HelloServiceArgv(kPort)},
            {"ports", {{{"port", kPort}, {"protocol", "tcp"}}}},
            {"cpu_millis", 100},
            {"memory_mib", 64},

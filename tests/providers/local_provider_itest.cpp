@@ -411,6 +411,41 @@ TEST_F(LocalProviderTest, CreateIsIdempotentByCanopyId) {
   EXPECT_EQ((*found)[0].provider_id, a.provider_id);
 }
 
+// For cloud simulators: an instance at a chosen address, and a key pair of which only the
+// public half is known.
+TEST_F(LocalProviderTest, CreateInstanceAtTakesExactlyTheAddressWithAnImportedKey) {
+  auto kp = P().CreateKeyPair(Ctx(), "k1");
+  ASSERT_OK(kp);
+  ASSERT_OK(P().ImportKeyPair(Ctx(), "imported", kp->public_key));
+  EXPECT_OK(P().ImportKeyPair(Ctx(), "imported", kp->public_key));  // again: the same key
+  auto not_a_key = P().ImportKeyPair(Ctx(), "junk", "hello world");
+  ASSERT_FALSE(not_a_key);
+  EXPECT_EQ(not_a_key.error().code, ErrorCode::kInvalidArgument);
+  auto imported = P().GetKeyPair(Ctx(), "imported");
+  EXPECT_FALSE(imported) << "no private key to return for an imported key pair";
+
+  InstanceSpec spec = Spec("c-at");
+  spec.key_pair = "imported";
+  auto in = P().CreateInstanceAt(Ctx(), spec, subnet_prefix_ + "77");
+  ASSERT_OK(in);
+  auto running = P().WaitUntilRunning(Ctx(), in->handle, std::chrono::seconds(10));
+  ASSERT_OK(running);
+  EXPECT_EQ(running->address, subnet_prefix_ + "77");
+  EXPECT_EQ(Slurp(fs::path(opts_.state_dir) / "instances" / in->provider_id / "authorized_keys"),
+            kp->public_key.substr(0, kp->public_key.find('\n')) + "\n");
+  // The address is taken: another instance cannot have it.
+  auto clash = P().CreateInstanceAt(Ctx(), Spec("c-at-2"), subnet_prefix_ + "77");
+  ASSERT_FALSE(clash);
+  EXPECT_NE(clash.error().message.find("is taken"), std::string::npos) << clash.error().message;
+  for (const std::string& bad :
+       std::vector<std::string>{subnet_prefix_ + "1", subnet_prefix_ + "255", "10.0.0.5", "x"}) {
+    auto r = P().CreateInstanceAt(Ctx(), Spec("c-at-bad"), bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << bad << ": " << r.error().message;
+  }
+  EXPECT_OK(P().TerminateInstance(Ctx(), in->handle));
+}
+
 TEST_F(LocalProviderTest, SecondProviderReadoptsInstancesAndRestartsDeadSshd) {
   Instance in = CreateRunning("c-adopt");
   ASSERT_FALSE(in.provider_id.empty());

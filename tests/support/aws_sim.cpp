@@ -16,11 +16,11 @@ Status AwsSim::Start(const LocalTestNet& net) {
   const std::string log = dir_.str() + "/start.log";
   // The net's /24 is the VPC: its addresses are the test's alone (LocalTestNet locks them).
   const std::string subnet = net.Options().subnet;
-  Process start({py, SourceDir() + "/scripts/sim/aws-sim", "start", "--quiet", "--dir",
-                 dir_.str() + "/sim", "--bridge", net.bridge(), "--subnet", subnet, "--vpc-cidr",
-                 subnet, "--canopy-sim", BinDir() + "/canopy-sim", "--parent-pid",
-                 std::to_string(::getpid())},
-                {}, log);
+  Process start(
+      {py, SourceDir() + "/scripts/sim/aws-sim", "start", "--quiet", "--dir", dir_.str() + "/sim",
+       "--bridge", net.bridge(), "--subnet", subnet, "--vpc-cidr", subnet, "--canopy-sim",
+       BinDir() + "/canopy-sim", "--parent-pid", std::to_string(::getpid())},
+      {}, log);
   int rc = start.Wait();
   started_ = true;
   if (rc != 0) {
@@ -39,8 +39,7 @@ namespace {
 std::vector<Json> MachineRecords(const std::string& sim_dir) {
   std::vector<Json> out;
   std::error_code ec;
-  for (const auto& e :
-       std::filesystem::directory_iterator(sim_dir + "/machines/instances", ec)) {
+  for (const auto& e : std::filesystem::directory_iterator(sim_dir + "/machines/instances", ec)) {
     auto rec = ParseJson(ReadFile((e.path() / "instance.json").string()));
     if (rec && rec->is_object()) out.push_back(*rec);
   }

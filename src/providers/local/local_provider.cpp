@@ -815,6 +815,10 @@ struct LocalProvider::Impl {
           return SaveRecord(rec);
         });
     if (!addr) {
+      if (fixed != 0 && addr.error().code == ErrorCode::kResourceExhausted) {
+        return MakeProviderError(ProviderErrorKind::kCapacity,
+                                 "address " + Ip4(fixed) + " is taken by another instance");
+      }
       return std::move(addr).error();
     }
     return OkStatus();

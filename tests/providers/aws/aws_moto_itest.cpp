@@ -131,6 +131,50 @@ TEST_F(AwsMoto, RootVolumeIsTaggedAndSized) {
   EXPECT_OK(provider_->TerminateInstance(ctx_, inst->handle));
 }
 
+// With a subnet configured for the region: instances launch into it, report their private
+// address when asked to, and the provider's security groups are made in the subnet's VPC.
+TEST_F(AwsMoto, SubnetsPlaceInstancesAndGroupsInTheSubnetsVpc) {
+  const Json& admin = moto_->admin_credential();
+  auto vpc = Raw(admin, "ec2", "CreateVpc", {{"CidrBlock", "198.19.250.0/24"}});
+  ASSERT_OK(vpc);
+  const std::string vpc_id = XmlText(*vpc, "vpc.vpcId");
+  auto subnet =
+      Raw(admin, "ec2", "CreateSubnet", {{"VpcId", vpc_id}, {"CidrBlock", "198.19.250.0/25"}});
+  ASSERT_OK(subnet);
+  const std::string subnet_id = XmlText(*subnet, "subnet.subnetId");
+  AwsOptions o;
+  o.endpoints.all = moto_->url();
+  o.pricing_api = false;
+  o.console_host_keys = false;
+  o.subnets = {{"us-east-1", subnet_id}};
+  o.private_addresses = true;
+  AwsProvider in_vpc(o);
+  auto fw = in_vpc.CreateFirewall(
+      ctx_, FirewallSpec{"vpcfw-" + RandomHex(4), "in vpc", {FirewallRule{22, "tcp", {}}}, {}});
+  ASSERT_OK(fw);
+  auto groups = Raw(admin, "ec2", "DescribeSecurityGroups", {{"GroupId.1", fw->id}});
+  ASSERT_OK(groups);
+  ASSERT_EQ(XmlItems(*groups, "securityGroupInfo").size(), 1u);
+  EXPECT_EQ(XmlText(*XmlItems(*groups, "securityGroupInfo")[0], "vpcId"), vpc_id);
+  InstanceSpec spec = Spec("vpc-" + RandomHex(4));
+  spec.firewalls = {fw->id};
+  auto inst = in_vpc.CreateInstance(ctx_, spec);
+  ASSERT_OK(inst);
+  auto d = in_vpc.DescribeInstance(ctx_, inst->handle);
+  ASSERT_OK(d);
+  EXPECT_TRUE(d->address.starts_with("198.19.250.")) << d->address;
+  EXPECT_EQ(d->address, d->private_address);
+  EXPECT_EQ(d->handle.data.value("vpc_id", ""), vpc_id);
+  EXPECT_OK(in_vpc.TerminateInstance(ctx_, inst->handle));
+  // A subnet that does not exist is named when a group is made for it.
+  o.subnets = {{"us-east-1", "subnet-0000000000000dead"}};
+  AwsProvider wrong(o);
+  auto bad = wrong.CreateFirewall(ctx_, FirewallSpec{"vpcfw-" + RandomHex(4), "x", {}, {}});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("subnet-0000000000000dead"), std::string::npos)
+      << bad.error().message;
+}
+
 TEST_F(AwsMoto, WaitingForConsoleHostKeysTimesOutClearly) {
   AwsOptions o;
   o.endpoints.all = moto_->url();

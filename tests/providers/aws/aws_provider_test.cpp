@@ -24,9 +24,15 @@ TEST(AwsFactory, DefaultsAndOverrides) {
                                 {"endpoints", {{"sts", "http://127.0.0.1:8"}}},
                                 {"max_attempts", 2},
                                 {"pricing_api", false},
-                                {"ssh_address_override", "127.0.0.1:2222"}},
+                                {"ssh_address_override", "127.0.0.1:2222"},
+                                {"subnets", {{"us-east-1", "subnet-0abc"}}},
+                                {"private_addresses", true}},
                            env);
   ASSERT_OK(c);
+  EXPECT_EQ(c->subnets.at("us-east-1"), "subnet-0abc");
+  EXPECT_TRUE(c->private_addresses);
+  EXPECT_FALSE(o->private_addresses);
+  EXPECT_TRUE(o->subnets.empty());
   EXPECT_EQ(c->endpoints.UrlFor("iam", ""), "http://127.0.0.1:9");
   EXPECT_EQ(c->endpoints.UrlFor("sts", ""), "http://127.0.0.1:8");
   EXPECT_EQ(c->retry.max_attempts, 2);
@@ -34,10 +40,12 @@ TEST(AwsFactory, DefaultsAndOverrides) {
 }
 
 TEST(AwsFactory, BadConfigIsNamed) {
-  for (const char* bad : {R"({"colour":"red"})", R"({"endpoint_url":"ftp://x"})",
-                          R"({"endpoints":{"s3":"http://x"}})", R"({"max_attempts":0})",
-                          R"({"price_catalog":"/no/such/file.csv"})",
-                          R"({"ssh_address_override":"h:99999"})", R"([1])"}) {
+  for (const char* bad :
+       {R"({"colour":"red"})", R"({"endpoint_url":"ftp://x"})",
+        R"({"endpoints":{"s3":"http://x"}})", R"({"max_attempts":0})",
+        R"({"price_catalog":"/no/such/file.csv"})", R"({"ssh_address_override":"h:99999"})",
+        R"({"subnets":["x"]})", R"({"subnets":{"us-east-1":"vpc-1"}})",
+        R"({"private_addresses":1})", R"([1])"}) {
     auto r = AwsProviderFactory().ValidateConfig(Json::parse(bad));
     ASSERT_FALSE(r) << bad;
     EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << bad;
