@@ -2,8 +2,6 @@
 // in the subnet, at the instance's address, its host key on the console, its firewall following
 // the security groups, stopped / started / terminated with the instance; an AMI without an image
 // gets a console that says why. Needs root (machines are namespaces) and moto.
-#include "sim/aws_machines.h"
-
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -15,6 +13,7 @@
 #include "common/ids.h"
 #include "providers/aws/aws_client.h"
 #include "providers/aws/aws_provider.h"
+#include "sim/aws_machines.h"
 #include "support/daemons.h"
 #include "support/local_env.h"
 #include "support/moto.h"
@@ -124,8 +123,9 @@ TEST_F(AwsMachinesTest, MachinesFollowTheInstancesTheirGroupsAndTheirStates) {
   const std::string ami = aws::XmlText(*img, "imageId");
   const std::string key = "sim-itest-" + RandomHex(3);
   ASSERT_OK(Ec2("CreateKeyPair", {{"KeyName", key}}));
-  auto sg = Ec2("CreateSecurityGroup",
-                {{"GroupName", "ssh-" + RandomHex(3)}, {"GroupDescription", "ssh"}, {"VpcId", vpc_}});
+  auto sg =
+      Ec2("CreateSecurityGroup",
+          {{"GroupName", "ssh-" + RandomHex(3)}, {"GroupDescription", "ssh"}, {"VpcId", vpc_}});
   ASSERT_OK(sg);
   const std::string group = aws::XmlText(*sg, "groupId");
   const aws::QueryParams ssh_rule{{"GroupId", group},
@@ -148,9 +148,8 @@ TEST_F(AwsMachinesTest, MachinesFollowTheInstancesTheirGroupsAndTheirStates) {
   ASSERT_TRUE(addr.starts_with(net_.gateway().substr(0, net_.gateway().size() - 1))) << addr;
 
   // Up: the console shows the host key, and SSH answers at the instance's own address.
-  ASSERT_TRUE(SyncUntil([&] {
-    return !aws::AwsProvider::HostKeyFromConsole(Console(id)).empty();
-  })) << Console(id);
+  ASSERT_TRUE(SyncUntil([&] { return !aws::AwsProvider::HostKeyFromConsole(Console(id)).empty(); }))
+      << Console(id);
   EXPECT_EQ(State(id), "running");
   EXPECT_TRUE(Port22Open(addr));
   // The group's rule goes: the machine's firewall closes 22; back: it opens again.
