@@ -65,6 +65,7 @@ void LocalTestNet::Cleanup() {
 
 bool ExpectBlankImageBuilt(const std::string& image) {
   // What the local provider checks before it offers an image (see ImageBuilt).
+  if (image.find("-minbase") == std::string::npos) return true;  // this host's filesystem
   const std::string dir = providers::local::LocalOptions().images_dir;
   std::error_code ec;
   if (std::filesystem::exists(dir + "/" + image + "/rootfs/etc/canopy-image", ec)) return true;

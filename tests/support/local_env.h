@@ -40,11 +40,18 @@ class LocalTestNet {
 
 // The image the e2e and crash suites create clusters and workers on: a blank image, as new
 // clusters get by default (the first offered). scripts/local-images.sh builds it (scripts/setup.sh
-// runs that as root, so CI has it).
+// runs that as root, so CI has it). Sanitizer builds (CANOPY_TEST_HOST_IMAGE) push the sanitized
+// canopyd, which needs this host's libasan and libubsan: their broker flows run on the host
+// filesystem image instead.
+#ifdef CANOPY_TEST_HOST_IMAGE
+inline constexpr char kBlankTestImage[] = "debian-12";
+#else
 inline constexpr char kBlankTestImage[] = "debian-12-minbase";
+#endif
 
-// Whether blank image `image` is built in the local provider's default images dir. If not, adds a
-// test failure (never a skip) that says how to build it.
+// Whether blank image `image` is built in the local provider's default images dir (true for a
+// host image, which needs none). If not, adds a test failure (never a skip) that says how to
+// build it.
 bool ExpectBlankImageBuilt(const std::string& image = kBlankTestImage);
 
 // The argv of a tiny HTTP server on `port` for services on blank-image workers: a perl one-liner
