@@ -26,7 +26,8 @@ struct LocalFlags {
   double fail_rate = -1;
   std::vector<std::string> capacity;  // TYPE=N
   std::string state_dir;
-  // aws: endpoints (like AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>) and the price catalog.
+  // aws, gcp: endpoints (aws: like AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>) and the price
+  // catalog.
   std::string endpoint_url;
   std::vector<std::string> endpoints;  // SERVICE=URL
   std::string price_catalog;
@@ -65,7 +66,16 @@ int RunProvider(const std::string& type, const std::string& config_text, const L
     std::string svc = e.substr(0, eq);
     std::transform(svc.begin(), svc.end(), svc.begin(),
                    [](unsigned char ch) { return std::tolower(ch); });
-    if (svc == "secrets_manager" || svc == "secrets-manager") svc = "secretsmanager";
+    if (type == "gcp") {
+      // GCP's services: compute, crm (Resource Manager), iam, secretmanager, token.
+      if (svc == "secret_manager" || svc == "secret-manager" || svc == "secretsmanager") {
+        svc = "secretmanager";
+      } else if (svc == "resourcemanager" || svc == "cloudresourcemanager") {
+        svc = "crm";
+      }
+    } else if (svc == "secrets_manager" || svc == "secrets-manager") {
+      svc = "secretsmanager";
+    }
     config["endpoints"][svc] = e.substr(eq + 1);
   }
   for (const std::string& c : lf.capacity) {
@@ -182,13 +192,15 @@ int main(int argc, char** argv) {
   prov->add_option("--capacity", lf.capacity, "local: TYPE=COUNT instances at most (repeatable)");
   prov->add_option("--state-dir", lf.state_dir, "local: directory of instance state and disks");
   prov->add_option("--endpoint-url", lf.endpoint_url,
-                   "aws: base URL of every AWS service (as AWS_ENDPOINT_URL), e.g. an emulator");
+                   "aws, gcp: base URL of every cloud service, e.g. an emulator (aws: as "
+                   "AWS_ENDPOINT_URL; gcp: OAuth tokens at URL/token)");
   prov->add_option(
       "--endpoint", lf.endpoints,
-      "aws: SERVICE=URL for one service: ec2, iam, sts, secretsmanager, pricing (repeatable; "
-      "as AWS_ENDPOINT_URL_<SERVICE>)");
+      "aws, gcp: SERVICE=URL for one service (repeatable). aws: ec2, iam, sts, secretsmanager, "
+      "pricing (as AWS_ENDPOINT_URL_<SERVICE>); gcp: compute, crm, iam, secretmanager, token");
   prov->add_option("--price-catalog", lf.price_catalog,
-                   "aws: offline price list CSV (InstanceType,Region,PriceHour)");
+                   "aws, gcp: offline price list CSV (aws: InstanceType,Region,PriceHour; gcp: "
+                   "MachineType,...,Region,PriceHour,...)");
 
   canopy::exe::AgentRoles agent_roles(app);
 

@@ -2,6 +2,7 @@
 
 #include "providers/aws/aws_factory.h"
 #include "providers/fake/fake_factory.h"
+#include "providers/gcp/gcp_factory.h"
 #include "providers/local/local_factory.h"
 
 namespace canopy::providers {
@@ -10,6 +11,7 @@ Status RegisterBuiltinProviders(ProviderRegistry& registry) {
   CANOPY_TRY(registry.Register(std::make_unique<fake::FakeProviderFactory>()));
   CANOPY_TRY(registry.Register(std::make_unique<local::LocalProviderFactory>()));
   CANOPY_TRY(registry.Register(std::make_unique<aws::AwsProviderFactory>()));
+  CANOPY_TRY(registry.Register(std::make_unique<gcp::GcpProviderFactory>()));
   return OkStatus();
 }
 

@@ -778,29 +778,7 @@ Result<Instance> AwsProvider::DescribeInstance(const CallContext& ctx, const Pro
 }
 
 std::string AwsProvider::HostKeyFromConsole(const std::string& console) {
-  const std::string begin = "-----BEGIN SSH HOST KEY FINGERPRINTS-----";
-  const std::string end = "-----END SSH HOST KEY FINGERPRINTS-----";
-  auto b = console.rfind(begin);
-  if (b == std::string::npos) return "";
-  auto e = console.find(end, b);
-  if (e == std::string::npos) return "";
-  std::map<std::string, std::string> by_type;  // "ED25519" -> "SHA256:..."
-  std::istringstream in(console.substr(b + begin.size(), e - b - begin.size()));
-  std::string line;
-  while (std::getline(in, line)) {
-    auto fp = line.find("SHA256:");
-    auto open = line.rfind('(');
-    auto close = line.rfind(')');
-    if (fp == std::string::npos || open == std::string::npos || close == std::string::npos ||
-        close < open)
-      continue;
-    std::string value = line.substr(fp, line.find_first_of(" \t\r", fp) - fp);
-    by_type[line.substr(open + 1, close - open - 1)] = value;
-  }
-  for (const char* t : {"ED25519", "ECDSA", "RSA"}) {
-    if (auto it = by_type.find(t); it != by_type.end()) return it->second;
-  }
-  return "";
+  return providers::HostKeyFromConsole(console);
 }
 
 Result<Instance> AwsProvider::WaitUntilRunning(const CallContext& ctx, const ProviderHandle& h,
