@@ -16,8 +16,11 @@
 #include "providers/aws/aws_provider.h"
 #include "providers/contract_subject.h"
 #include "providers/fake/fake_provider.h"
+#include "providers/gcp/gcp_factory.h"
+#include "providers/gcp/gcp_provider.h"
 #include "providers/local/local_provider.h"
 #include "providers/remote/remote_provider.h"
+#include "support/gce_sim.h"
 #include "support/local_env.h"
 #include "support/moto.h"
 #include "support/test_util.h"
@@ -190,10 +193,85 @@ Result<Subject> MakeRemoteAwsSubject() {
   return AwsSubjectOf(std::move(stack), p, admin);
 }
 
+// GcpProvider against the Compute Engine double (scripts/sim/gcp-sim: every request validated
+// against Google's discovery documents, tokens by signed JWT, a machine behind each instance),
+// one per test process on its own network, with the offline price catalog.
+struct GcpStack {
+  gcp::GcpProvider* provider = nullptr;
+  std::unique_ptr<adapter::AdapterServer> server;
+  std::unique_ptr<remote::RemoteProvider> remote;
+};
+
+struct SharedGceSim {
+  canopy::testing::LocalTestNet net;
+  canopy::testing::GceSim sim;
+  ~SharedGceSim() {
+    sim.Stop();
+    net.Cleanup();
+  }
+};
+
+Result<std::shared_ptr<GcpStack>> MakeGcpStack(Json* owner) {
+  if (!canopy::testing::LocalTestNet::Available()) {
+    return Error::FailedPrecondition("the GCP double's machines need root");
+  }
+  static std::unique_ptr<SharedGceSim> shared_sim;
+  static gcp::GcpProvider* shared = nullptr;
+  if (!shared_sim) {
+    auto s = std::make_unique<SharedGceSim>();
+    Status st = s->sim.Start(s->net);
+    if (!st) {
+      ADD_FAILURE() << "the GCP double did not start: " << st.error().message;
+      return st.error();
+    }
+    Json config = s->sim.info()["adapter_config"];
+    config["operation_poll_ms"] = 50;
+    std::string catalog =
+        canopy::testing::SourceDir() + "/../shared/reference/catalog/gcp-vms.csv";
+    if (std::filesystem::exists(catalog)) config["price_catalog"] = catalog;
+    CANOPY_ASSIGN_OR_RETURN(gcp::GcpOptions o, gcp::ParseGcpOptions(config));
+    shared = new gcp::GcpProvider(o);  // one for all tests, as one adapter serves many calls
+    shared_sim = std::move(s);
+    std::atexit([] { shared_sim.reset(); });
+  }
+  auto stack = std::make_shared<GcpStack>();
+  stack->provider = shared;
+  *owner = shared_sim->sim.info()["credential"];
+  return stack;
+}
+
+Result<Subject> GcpSubjectOf(std::shared_ptr<GcpStack> stack, Provider* p, const Json& owner) {
+  Subject s;
+  s.provider = p;
+  s.ctx = CallContext{CredentialSecret(owner), "us-central1"};
+  s.malformed_credential = Json{{"type", "service_account"}, {"project_id", 7}};
+  Json wrong = owner;
+  wrong["private_key_id"] = "0000000000000000000000000000000000000000";
+  s.rejected_credential = wrong;
+  s.keep = std::move(stack);
+  return s;
+}
+
+Result<Subject> MakeGcpSubject() {
+  Json owner;
+  CANOPY_ASSIGN_OR_RETURN(auto stack, MakeGcpStack(&owner));
+  Provider* p = stack->provider;
+  return GcpSubjectOf(std::move(stack), p, owner);
+}
+
+Result<Subject> MakeRemoteGcpSubject() {
+  Json owner;
+  CANOPY_ASSIGN_OR_RETURN(auto stack, MakeGcpStack(&owner));
+  CANOPY_TRY(ServeRemotely(*stack->provider, stack->server, stack->remote));
+  Provider* p = stack->remote.get();
+  return GcpSubjectOf(std::move(stack), p, owner);
+}
+
 const NamedMaker kSubjects[] = {
     {"fake", MakeFakeSubject, true}, {"remote_fake", MakeRemoteFakeSubject, true},
     {"local", MakeLocalSubject},     {"remote_local", MakeRemoteLocalSubject},
     {"aws", MakeAwsSubject},         {"remote_aws", MakeRemoteAwsSubject},
+    {"gcp", MakeGcpSubject},         {"remote_gcp", MakeRemoteGcpSubject},
 };
 
 class ProviderContract : public ::testing::TestWithParam<NamedMaker> {

@@ -570,12 +570,12 @@ Json GcpProvider::InstanceBody(const InstanceSpec& spec, const std::string& regi
   };
 }
 
-Result<Json> GcpProvider::FirewallBody(const FirewallSpec& spec,
-                                       const std::string& cluster_id) const {
+Result<std::vector<Json>> GcpProvider::FirewallBodies(const FirewallSpec& spec,
+                                                      const std::string& cluster_id) const {
   if (spec.rules.empty()) return Invalid("a GCP firewall rule needs at least one port");
-  std::set<std::string> ranges;
-  bool first = true;
-  Json allowed = Json::array();
+  // One VPC rule has one source list for all its ports: rules with other sources get a rule of
+  // their own ("<name>-s<i>"), every one targeting the firewall's network tag <name>.
+  std::map<std::set<std::string>, Json> groups;
   for (const auto& r : spec.rules) {
     if (r.port == 0) return Invalid("firewall rule port must be 1-65535");
     if (r.protocol != "tcp" && r.protocol != "udp")
@@ -588,25 +588,31 @@ Result<Json> GcpProvider::FirewallBody(const FirewallSpec& spec,
         return Invalid(fmt::format("'{}' is not a CIDR range", cidr.substr(0, 50)));
       }
     }
-    if (!first && mine != ranges) {
-      // One GCP firewall rule has one source list for all its ports: widening it is not ours.
-      return Invalid(
-          "every rule of a GCP firewall must have the same source ranges (one VPC firewall rule "
-          "per firewall)");
-    }
-    ranges = std::move(mine);
-    first = false;
+    auto& allowed = groups[mine];
+    if (allowed.is_null()) allowed = Json::array();
     allowed.push_back({{"IPProtocol", r.protocol}, {"ports", {std::to_string(r.port)}}});
   }
+  if (groups.size() > kMaxFirewallParts) {
+    return Invalid(fmt::format("a firewall may have at most {} different source lists",
+                               kMaxFirewallParts));
+  }
   const std::string name = ResourceName(spec.canopy_id);
-  return Json{{"name", name},
-              {"network", impl_->opts.network},
-              {"direction", "INGRESS"},
-              {"priority", 1000},
-              {"allowed", allowed},
-              {"sourceRanges", Json(std::vector<std::string>(ranges.begin(), ranges.end()))},
-              {"targetTags", {name}},
-              {"description", "canopy-id=" + spec.canopy_id + "; cluster=" + cluster_id}};
+  std::vector<Json> out;
+  for (const auto& [ranges, allowed] : groups) {
+    out.push_back(Json{{"name", FirewallPartName(name, out.size())},
+                       {"network", impl_->opts.network},
+                       {"direction", "INGRESS"},
+                       {"priority", 1000},
+                       {"allowed", allowed},
+                       {"sourceRanges", Json(std::vector<std::string>(ranges.begin(), ranges.end()))},
+                       {"targetTags", {name}},
+                       {"description", "canopy-id=" + spec.canopy_id + "; cluster=" + cluster_id}});
+  }
+  return out;
+}
+
+std::string GcpProvider::FirewallPartName(const std::string& firewall_id, size_t part) {
+  return part == 0 ? firewall_id : firewall_id + "-s" + std::to_string(part);
 }
 
 Json GcpProvider::SetTagsBody(const std::vector<std::string>& items,
@@ -1039,7 +1045,7 @@ Result<Firewall> GcpProvider::CreateFirewall(const CallContext& ctx, const Firew
   }
   if (cluster.find_first_of(";\r\n") != std::string::npos || cluster.size() > 200)
     return Invalid("the cluster tag must be at most 200 characters without ';'");
-  CANOPY_ASSIGN_OR_RETURN(Json body, FirewallBody(spec, cluster));
+  CANOPY_ASSIGN_OR_RETURN(std::vector<Json> bodies, FirewallBodies(spec, cluster));
   const std::string name = ResourceName(spec.canopy_id);
   auto guard = impl_->LockFor("fw/" + k.project_id + "/" + name);
   std::lock_guard lock(*guard);
@@ -1048,20 +1054,29 @@ Result<Firewall> GcpProvider::CreateFirewall(const CallContext& ctx, const Firew
   fw.name = name;
   fw.canopy_id = spec.canopy_id;
   fw.rules = spec.rules;
+  for (const Json& body : bodies) CANOPY_TRY(EnsureFirewallRule(k, body, spec.canopy_id));
+  // Parts of an earlier spec with more source lists go.
+  CANOPY_TRY(DeleteFirewallParts(k, name, bodies.size()));
+  return fw;
+}
+
+Status GcpProvider::EnsureFirewallRule(const ServiceAccountKey& k, const Json& body,
+                                       const std::string& canopy_id) {
+  const std::string name = body["name"];
   for (int round = 0; round < 2; ++round) {
     CANOPY_ASSIGN_OR_RETURN(
         Reply got, impl_->GetReply(k, "compute", impl_->Compute(k, "global/firewalls/" + name),
                                    "Compute firewalls.get"));
     if (got.ok()) {
       const std::string desc = Str(got.body, "description");
-      if (OwnerOf(desc).canopy_id != spec.canopy_id) {
+      if (OwnerOf(desc).canopy_id != canopy_id) {
         return Invalid(fmt::format("a firewall rule named {} exists for another canopy-id", name));
       }
       CANOPY_TRY(Confine(k, OwnerOf(desc).cluster, "use firewall " + name));
       // Converge on the spec.
       if (AllowedSet(got.body["allowed"]) == AllowedSet(body["allowed"]) &&
           StringSet(got.body["sourceRanges"]) == StringSet(body["sourceRanges"])) {
-        return fw;
+        return OkStatus();
       }
       Json patch{{"allowed", body["allowed"]}, {"sourceRanges", body["sourceRanges"]}};
       const std::string what = "Compute firewalls.patch";
@@ -1071,8 +1086,8 @@ Result<Firewall> GcpProvider::CreateFirewall(const CallContext& ctx, const Firew
                                                             "?requestId=" + RandomRequestId()),
                                       &patch, true, what));
       CANOPY_TRY(impl_->client.Wait(k, op, what));
-      SPDLOG_INFO("GCP firewall rule updated canopy_id={} firewall={}", spec.canopy_id, name);
-      return fw;
+      SPDLOG_INFO("GCP firewall rule updated canopy_id={} firewall={}", canopy_id, name);
+      return OkStatus();
     }
     if (got.status != 404) return MapGoogleError(got.error, "Compute firewalls.get");
     const std::string what = "Compute firewalls.insert";
@@ -1091,11 +1106,43 @@ Result<Firewall> GcpProvider::CreateFirewall(const CallContext& ctx, const Firew
       }
       return done.error();
     }
-    SPDLOG_INFO("GCP firewall rule created canopy_id={} firewall={} cluster={}", spec.canopy_id,
-                name, cluster);
-    return fw;
+    SPDLOG_INFO("GCP firewall rule created canopy_id={} firewall={}", canopy_id, name);
+    return OkStatus();
   }
   return Transient(fmt::format("firewall rule {} keeps changing; try again", name));
+}
+
+// Deletes the rules "<id>-s<from>", "<id>-s<from+1>", ... up to the first that does not exist.
+Status GcpProvider::DeleteFirewallParts(const ServiceAccountKey& k, const std::string& id,
+                                        size_t from) {
+  for (size_t part = std::max<size_t>(from, 1); part < kMaxFirewallParts; ++part) {
+    const std::string name = FirewallPartName(id, part);
+    auto g = impl_->GetFirewall(k, name);
+    if (!g) {
+      if (IsNotFound(g.error())) return OkStatus();
+      return g.error();
+    }
+    CANOPY_TRY(Confine(k, OwnerOf(Str(*g, "description")).cluster, "delete firewall " + name));
+    CANOPY_TRY(DeleteFirewallRule(k, name));
+  }
+  return OkStatus();
+}
+
+Status GcpProvider::DeleteFirewallRule(const ServiceAccountKey& k, const std::string& name) {
+  const std::string what = "Compute firewalls.delete";
+  CANOPY_ASSIGN_OR_RETURN(
+      Reply r, impl_->client.Send(k, "DELETE", "compute",
+                                  impl_->Compute(k, "global/firewalls/" + name +
+                                                        "?requestId=" + RandomRequestId()),
+                                  nullptr, true, what));
+  if (!r.ok()) {
+    if (r.status == 404) return OkStatus();
+    return MapGoogleError(r.error, what);
+  }
+  auto done = impl_->client.Wait(k, r.body, what);
+  if (!done && !IsNotFound(done.error())) return done.error();
+  SPDLOG_INFO("GCP firewall rule deleted firewall={}", name);
+  return OkStatus();
 }
 
 Result<bool> GcpProvider::FirewallExists(const CallContext& ctx, const std::string& firewall_id) {
@@ -1192,20 +1239,8 @@ Status GcpProvider::DeleteFirewall(const CallContext& ctx, const std::string& fi
     return g.error();
   }
   CANOPY_TRY(Confine(k, OwnerOf(Str(*g, "description")).cluster, "delete firewall " + firewall_id));
-  const std::string what = "Compute firewalls.delete";
-  CANOPY_ASSIGN_OR_RETURN(
-      Reply r, impl_->client.Send(k, "DELETE", "compute",
-                                  impl_->Compute(k, "global/firewalls/" + firewall_id +
-                                                        "?requestId=" + RandomRequestId()),
-                                  nullptr, true, what));
-  if (!r.ok()) {
-    if (r.status == 404) return OkStatus();
-    return MapGoogleError(r.error, what);
-  }
-  auto done = impl_->client.Wait(k, r.body, what);
-  if (!done && !IsNotFound(done.error())) return done.error();
-  SPDLOG_INFO("GCP firewall rule deleted firewall={}", firewall_id);
-  return OkStatus();
+  CANOPY_TRY(DeleteFirewallParts(k, firewall_id, 1));
+  return DeleteFirewallRule(k, firewall_id);
 }
 
 Result<ClusterIdentity> GcpProvider::CreateClusterIdentity(const CallContext& ctx,

@@ -104,7 +104,12 @@ class GcpProvider final : public Provider {
                     const std::string& ssh_user, const std::string& public_key) const;
   /// firewalls.insert body (invalid_request when rules cannot be one GCP rule); `cluster_id` may
   /// be empty.
-  Result<Json> FirewallBody(const FirewallSpec& spec, const std::string& cluster_id) const;
+  /// The VPC firewall rules of a Canopy firewall: one per distinct source list (a GCP rule has one
+  /// source list for all its ports), named FirewallPartName(id, i), all targeting tag `id`.
+  Result<std::vector<Json>> FirewallBodies(const FirewallSpec& spec,
+                                           const std::string& cluster_id) const;
+  static std::string FirewallPartName(const std::string& firewall_id, size_t part);
+  static constexpr size_t kMaxFirewallParts = 16;
   /// instances.setTags body.
   static Json SetTagsBody(const std::vector<std::string>& items, const std::string& fingerprint);
   /// PROVISIONING/STAGING -> pending, RUNNING, STOPPING/SUSPENDING -> stopping,
@@ -117,6 +122,10 @@ class GcpProvider final : public Provider {
   Instance FromGce(const Json& gce) const;
 
  private:
+  Status EnsureFirewallRule(const ServiceAccountKey& k, const Json& body,
+                            const std::string& canopy_id);
+  Status DeleteFirewallParts(const ServiceAccountKey& k, const std::string& id, size_t from);
+  Status DeleteFirewallRule(const ServiceAccountKey& k, const std::string& name);
   Status ChangeTags(const CallContext& ctx, const ProviderHandle& instance,
                     const std::string& firewall_id, bool attach);
   struct Impl;

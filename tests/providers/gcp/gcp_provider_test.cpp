@@ -224,8 +224,10 @@ TEST(GcpBodies, FirewallsInsertAndSetTags) {
                     "api",
                     {FirewallRule{8443, "tcp", {}}, FirewallRule{53, "udp", {}}},
                     {{kClusterTag, "cl-1"}}};
-  auto body = p.FirewallBody(spec, "cl-1");
-  ASSERT_OK(body);
+  auto bodies = p.FirewallBodies(spec, "cl-1");
+  ASSERT_OK(bodies);
+  ASSERT_EQ(bodies->size(), 1u);
+  const Json* body = &bodies->front();
   const std::string name = GcpProvider::ResourceName("cl-1-api");
   EXPECT_EQ(*body, Json::parse(R"({
     "name": ")" + name + R"(",
@@ -242,18 +244,30 @@ TEST(GcpBodies, FirewallsInsertAndSetTags) {
                      {FirewallRule{22, "tcp", {"10.0.0.0/8", "192.168.0.0/16"}},
                       FirewallRule{80, "tcp", {"192.168.0.0/16", "10.0.0.0/8"}}},
                      {}};
-  auto b2 = p.FirewallBody(cidrs, "");
+  auto b2 = p.FirewallBodies(cidrs, "");
   ASSERT_OK(b2);
-  EXPECT_EQ((*b2)["sourceRanges"], Json::parse(R"(["10.0.0.0/8","192.168.0.0/16"])"));
-  EXPECT_EQ((*b2)["description"], "canopy-id=x; cluster=");
-  // One GCP rule cannot give two ports different sources; no rules, bad ports and protocols.
+  ASSERT_EQ(b2->size(), 1u);
+  EXPECT_EQ((*b2)[0]["sourceRanges"], Json::parse(R"(["10.0.0.0/8","192.168.0.0/16"])"));
+  EXPECT_EQ((*b2)[0]["description"], "canopy-id=x; cluster=");
+  // Two source lists: two VPC rules, the second named "<id>-s1", both targeting the tag <id>.
+  auto two = p.FirewallBodies(
+      FirewallSpec{"x", "x", {FirewallRule{22, "tcp", {"10.0.0.0/8"}}, FirewallRule{80, "tcp", {}}},
+                   {}},
+      "");
+  ASSERT_OK(two);
+  ASSERT_EQ(two->size(), 2u);
+  const std::string x = GcpProvider::ResourceName("x");
+  EXPECT_EQ((*two)[0]["name"], x);
+  EXPECT_EQ((*two)[1]["name"], x + "-s1");
+  for (const Json& b : *two) EXPECT_EQ(b["targetTags"], Json::array({x}));
+  EXPECT_EQ((*two)[0]["sourceRanges"], Json::parse(R"(["0.0.0.0/0"])"));
+  EXPECT_EQ((*two)[1]["sourceRanges"], Json::parse(R"(["10.0.0.0/8"])"));
+  // No rules, bad ports and protocols, bad ranges.
   for (const FirewallSpec& bad :
-       {FirewallSpec{
-            "x", "x", {FirewallRule{22, "tcp", {"10.0.0.0/8"}}, FirewallRule{80, "tcp", {}}}, {}},
-        FirewallSpec{"x", "x", {}, {}}, FirewallSpec{"x", "x", {FirewallRule{0, "tcp", {}}}, {}},
+       {FirewallSpec{"x", "x", {}, {}}, FirewallSpec{"x", "x", {FirewallRule{0, "tcp", {}}}, {}},
         FirewallSpec{"x", "x", {FirewallRule{1, "icmp", {}}}, {}},
         FirewallSpec{"x", "x", {FirewallRule{1, "tcp", {"1.2.3.4/32; rm"}}}, {}}}) {
-    auto r = p.FirewallBody(bad, "");
+    auto r = p.FirewallBodies(bad, "");
     ASSERT_FALSE(r);
     EXPECT_EQ(KindOf(r.error()), ProviderErrorKind::kInvalidRequest);
   }
