@@ -129,6 +129,12 @@ void GceDouble::Impl::Converge(const gce::InstancePtr& in) {
         step = Step::kSettle;
       }
       if (step == Step::kNone) {
+        // Settled: operations still waiting were overtaken (a stop, then a start before the
+        // stop ran); as in GCE, they are done too.
+        if (!in->removed) FinishOps(*in, "*");
+        if (!in->removed && in->desired == "RUNNING" && in->machine_running) {
+          in->status = "RUNNING";  // a stop overtaken by a start never stopped it
+        }
         in->busy = false;
         changed.notify_all();
         return;
@@ -231,13 +237,14 @@ void GceDouble::Impl::Converge(const gce::InstancePtr& in) {
         in->keys_published = false;
         in->serial.clear();
         in->last_stop = now;
+        FinishOps(*in, "TERMINATED");  // stopped, even if a start came meanwhile (it runs next)
         [[fallthrough]];
       case Step::kSettle:
         if (in->desired == "TERMINATED") {
           in->status = "TERMINATED";
           used_nat.erase(in->nat_ip);  // an ephemeral external address goes with the stop
           in->nat_ip.clear();
-          FinishOps(*in, "TERMINATED");
+          FinishOps(*in, "*");  // a start overtaken by a stop is done too
         }
         break;
       case Step::kDelete:

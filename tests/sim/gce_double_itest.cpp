@@ -287,6 +287,16 @@ TEST_F(GceMachinesTest, InstanceHasAMachineThatFollowsItsFirewallAndLifecycle) {
   EXPECT_EQ(GuestHostKey("canopy-m1"), host_key);
   EXPECT_TRUE(testing::WaitFor([&] { return Port22Open(ip); }, 10s));
 
+  // A stop overtaken by a start: both operations end DONE, and the instance runs.
+  GceAnswer stop2 = Call("POST", std::string(kZ) + "/instances/canopy-m1/stop");
+  GceAnswer start2 = Call("POST", std::string(kZ) + "/instances/canopy-m1/start");
+  ASSERT_EQ(stop2.status, 200);
+  ASSERT_EQ(start2.status, 200);
+  EXPECT_FALSE(PollDone(stop2.body).contains("error"));
+  EXPECT_FALSE(PollDone(start2.body).contains("error"));
+  EXPECT_EQ(GuestHostKey("canopy-m1"), host_key);
+  EXPECT_EQ(Call("GET", std::string(kZ) + "/instances/canopy-m1").body["status"], "RUNNING");
+
   // Delete: the machine goes.
   GceAnswer del = Call("DELETE", std::string(kZ) + "/instances/canopy-m1");
   ASSERT_EQ(del.status, 200);
