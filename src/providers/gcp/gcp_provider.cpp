@@ -1078,7 +1078,8 @@ Status GcpProvider::EnsureFirewallRule(const ServiceAccountKey& k, const Json& b
           StringSet(got.body["sourceRanges"]) == StringSet(body["sourceRanges"])) {
         return OkStatus();
       }
-      Json patch{{"allowed", body["allowed"]}, {"sourceRanges", body["sourceRanges"]}};
+      Json patch{
+          {"name", name}, {"allowed", body["allowed"]}, {"sourceRanges", body["sourceRanges"]}};
       const std::string what = "Compute firewalls.patch";
       CANOPY_ASSIGN_OR_RETURN(
           Json op, impl_->client.Call(k, "PATCH", "compute",
