@@ -226,8 +226,7 @@ Result<std::shared_ptr<GcpStack>> MakeGcpStack(Json* owner) {
     }
     Json config = s->sim.info()["adapter_config"];
     config["operation_poll_ms"] = 50;
-    std::string catalog =
-        canopy::testing::SourceDir() + "/../shared/reference/catalog/gcp-vms.csv";
+    std::string catalog = canopy::testing::SourceDir() + "/../shared/reference/catalog/gcp-vms.csv";
     if (std::filesystem::exists(catalog)) config["price_catalog"] = catalog;
     CANOPY_ASSIGN_OR_RETURN(gcp::GcpOptions o, gcp::ParseGcpOptions(config));
     shared = new gcp::GcpProvider(o);  // one for all tests, as one adapter serves many calls

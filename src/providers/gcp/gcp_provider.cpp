@@ -593,20 +593,21 @@ Result<std::vector<Json>> GcpProvider::FirewallBodies(const FirewallSpec& spec,
     allowed.push_back({{"IPProtocol", r.protocol}, {"ports", {std::to_string(r.port)}}});
   }
   if (groups.size() > kMaxFirewallParts) {
-    return Invalid(fmt::format("a firewall may have at most {} different source lists",
-                               kMaxFirewallParts));
+    return Invalid(
+        fmt::format("a firewall may have at most {} different source lists", kMaxFirewallParts));
   }
   const std::string name = ResourceName(spec.canopy_id);
   std::vector<Json> out;
   for (const auto& [ranges, allowed] : groups) {
-    out.push_back(Json{{"name", FirewallPartName(name, out.size())},
-                       {"network", impl_->opts.network},
-                       {"direction", "INGRESS"},
-                       {"priority", 1000},
-                       {"allowed", allowed},
-                       {"sourceRanges", Json(std::vector<std::string>(ranges.begin(), ranges.end()))},
-                       {"targetTags", {name}},
-                       {"description", "canopy-id=" + spec.canopy_id + "; cluster=" + cluster_id}});
+    out.push_back(
+        Json{{"name", FirewallPartName(name, out.size())},
+             {"network", impl_->opts.network},
+             {"direction", "INGRESS"},
+             {"priority", 1000},
+             {"allowed", allowed},
+             {"sourceRanges", Json(std::vector<std::string>(ranges.begin(), ranges.end()))},
+             {"targetTags", {name}},
+             {"description", "canopy-id=" + spec.canopy_id + "; cluster=" + cluster_id}});
   }
   return out;
 }

@@ -251,8 +251,8 @@ TEST(GcpBodies, FirewallsInsertAndSetTags) {
   EXPECT_EQ((*b2)[0]["description"], "canopy-id=x; cluster=");
   // Two source lists: two VPC rules, the second named "<id>-s1", both targeting the tag <id>.
   auto two = p.FirewallBodies(
-      FirewallSpec{"x", "x", {FirewallRule{22, "tcp", {"10.0.0.0/8"}}, FirewallRule{80, "tcp", {}}},
-                   {}},
+      FirewallSpec{
+          "x", "x", {FirewallRule{22, "tcp", {"10.0.0.0/8"}}, FirewallRule{80, "tcp", {}}}, {}},
       "");
   ASSERT_OK(two);
   ASSERT_EQ(two->size(), 2u);
