@@ -12,7 +12,10 @@ operations' step timestamps and the root's install log lines:
 Each cluster is deleted (workers first) before the next run. Prints a Markdown table.
 Cluster and workers run DEFAULT_IMAGE, the blank image new clusters get (scripts/local-images.sh
 builds it); --image debian-12 runs them on this host's filesystem, as before issue 12.
-Usage (as root): bench/cluster_provision.py [--build build] [--boot-delay-ms 5000] [--image I] [N ...]
+--provider gcp runs the same through the GCP adapter and the Compute Engine double
+(scripts/sim/gcp-sim, started with the boot delay; its machines are debian-12-minbase).
+Usage (as root): bench/cluster_provision.py [--build build] [--boot-delay-ms 5000] [--image I]
+                 [--provider local|gcp] [N ...]
 """
 import argparse, datetime, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 import urllib.request, urllib.error
@@ -82,7 +85,8 @@ class LocalBroker:
     """A root and a local provider adapter in a temp dir, logged in as admin, with a credential
     "local" (self.cred). close() stops both and removes every instance and the temp dir."""
 
-    def __init__(self, canopyd, root_args=(), adapter_args=()):
+    def __init__(self, canopyd, root_args=(), adapter_args=(), adapter_type="local",
+                 adapter_config=None, secret=None):
         self.work = tempfile.mkdtemp(prefix="canopy-bench-")
         port = free_port()
         self.env = dict(os.environ, CANOPY_ADMIN_PASSWORD="bench-admin-password-1",
@@ -103,16 +107,22 @@ class LocalBroker:
                                  {"username": "admin", "password": self.env["CANOPY_ADMIN_PASSWORD"]})
         self.api.token = login["access_token"]
         _, tok = self.api.call("POST", "/api/v1/provider-tokens", {})
+        cmd = [canopyd, "provider", "--type", adapter_type, "--root", self.api.url, "--token",
+               tok["token"], "--listen", "127.0.0.1:0", "--data-dir",
+               os.path.join(self.work, "adapter")]
+        if adapter_type == "local":
+            cmd += ["--state-dir", os.path.join(self.work, "local")]
+        if adapter_config is not None:
+            cmd += ["--config", json.dumps(adapter_config)]
         self.adapter = subprocess.Popen(
-            [canopyd, "provider", "--type", "local", "--root", self.api.url, "--token", tok["token"],
-             "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.work, "adapter"),
-             "--state-dir", os.path.join(self.work, "local")] + list(adapter_args),
+            cmd + list(adapter_args),
             stdout=open(os.path.join(self.work, "adapter.log"), "w"), stderr=subprocess.STDOUT,
             env=self.env)
         self.cred = None
         for _ in range(100):
             code, self.cred = self.api.call("POST", "/api/v1/credentials", {
-                "name": "local", "provider": "local", "secret": {"type": "local"}})
+                "name": adapter_type, "provider": adapter_type,
+                "secret": secret if secret is not None else {"type": "local"}})
             if code == 201:
                 break
             time.sleep(0.2)
@@ -142,21 +152,45 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--boot-delay-ms", type=int, default=5000)
     add_image_arg(ap)
+    ap.add_argument("--provider", choices=["local", "gcp"], default="local",
+                    help="gcp: through the Compute Engine double (scripts/sim/gcp-sim) and the "
+                         "GCP adapter; the double's machines run debian-12-minbase")
     ap.add_argument("counts", nargs="*", type=int, default=[1, 10, 30])
     a = ap.parse_args()
     canopyd = os.path.abspath(os.path.join(a.build, "bin", "canopyd"))
-    broker = LocalBroker(canopyd, root_args=["--op-workers", "8"],
-                         adapter_args=["--boot-delay", str(a.boot_delay_ms)])
+    sim_dir = None
+    if a.provider == "gcp":
+        sim_dir = tempfile.mkdtemp(prefix="canopy-bench-gcp-")
+        here = os.path.dirname(os.path.abspath(__file__))
+        subprocess.run([sys.executable, os.path.join(here, "..", "scripts", "sim", "gcp-sim"),
+                        "start", "--quiet", "--dir", sim_dir, "--boot-delay-ms",
+                        str(a.boot_delay_ms), "--canopy-sim",
+                        os.path.abspath(os.path.join(a.build, "bin", "canopy-sim")),
+                        "--parent-pid", str(os.getpid())], check=True)
+        with open(os.path.join(sim_dir, "sim.json")) as f:
+            sim = json.load(f)
+        broker = LocalBroker(canopyd, root_args=["--op-workers", "8"], adapter_type="gcp",
+                             adapter_config=sim["adapter_config"], secret=sim["credential"])
+        _, offers = broker.api.call("GET", "/api/v1/offers?provider=gcp&credential_id=%s"
+                                    "&region=us-central1" % broker.cred["id"])
+        image = [i["id"] for i in offers["images"] if "debian-12" in i["id"]][0]
+        where = {"region": "us-central1", "instance_type": "e2-small", "image": image,
+                 "disk_gb": 10}
+        a.image = image
+    else:
+        broker = LocalBroker(canopyd, root_args=["--op-workers", "8"],
+                             adapter_args=["--boot-delay", str(a.boot_delay_ms)])
+        where = {"region": "local", "instance_type": "local.small", "image": a.image,
+                 "disk_gb": 1}
     api, cred, work = broker.api, broker.cred, broker.work
     rows = []
     try:
         for n in a.counts:
             log_mark = os.path.getsize(os.path.join(work, "root.log"))
             t0 = time.time()
-            code, body = api.call("POST", "/api/v1/clusters", {
-                "name": "bench%d" % n, "credential_id": cred["id"], "region": "local",
-                "instance_type": "local.small", "image": a.image, "disk_gb": 1,
-                "workers": {"count": n}})
+            body = {"name": "bench%d" % n, "credential_id": cred["id"], "workers": {"count": n}}
+            body.update(where)
+            code, body = api.call("POST", "/api/v1/clusters", body)
             if code != 202:
                 raise SystemExit("create failed: %s %s" % (code, body))
             cid = body["cluster"]["id"]
@@ -194,8 +228,14 @@ def main():
             wait_op(api, d["operation_id"])
     finally:
         broker.close()
-    print("# %s, %d cores, boot delay %d ms, image %s" % (
-        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.cpu_count(), a.boot_delay_ms, a.image))
+        if sim_dir:
+            here = os.path.dirname(os.path.abspath(__file__))
+            subprocess.run([sys.executable, os.path.join(here, "..", "scripts", "sim", "gcp-sim"),
+                            "stop", "--dir", sim_dir], capture_output=True)
+            shutil.rmtree(sim_dir, ignore_errors=True)
+    print("# %s, %d cores, boot delay %d ms, provider %s, image %s" % (
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.cpu_count(), a.boot_delay_ms,
+        a.provider, a.image))
     print("| workers | total s | cluster cloud | cluster ssh | cluster install | cluster pair | "
           "workers cloud | worker ssh (avg) | workers install | workers register | other |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -16,6 +16,12 @@
 
 namespace canopy::providers::gcp {
 namespace {
+// How often WaitUntilRunning reads the instance (and its host key): a boot is seconds; Compute's
+// read quota (thousands per minute) carries 2 reads a second per booting instance.
+constexpr std::chrono::milliseconds kRunningPoll{500};
+}  // namespace
+
+namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 constexpr const char* kSshUserLabel = "canopy-ssh-user";
@@ -892,8 +898,8 @@ Result<Instance> GcpProvider::WaitUntilRunning(const CallContext& ctx, const Pro
             impl_->opts.host_key_source == HostKeySource::kSerial ? "serial console"
                                                                   : "guest attributes hostkeys/"));
       }
-      std::this_thread::sleep_for(
-          std::min<SteadyClock::duration>(deadline - SteadyClock::now(), std::chrono::seconds(2)));
+      std::this_thread::sleep_for(std::min<SteadyClock::duration>(deadline - SteadyClock::now(),
+                                                                  kRunningPoll));
       continue;
     }
     auto left = deadline - SteadyClock::now();
@@ -901,7 +907,7 @@ Result<Instance> GcpProvider::WaitUntilRunning(const CallContext& ctx, const Pro
       return Error::DeadlineExceeded(fmt::format("GCE instance {} is {} after {} s", i.provider_id,
                                                  InstanceStateName(i.state), timeout.count()));
     }
-    std::this_thread::sleep_for(std::min<SteadyClock::duration>(left, std::chrono::seconds(1)));
+    std::this_thread::sleep_for(std::min<SteadyClock::duration>(left, kRunningPoll));
   }
 }
 
