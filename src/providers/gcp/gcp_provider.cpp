@@ -898,8 +898,8 @@ Result<Instance> GcpProvider::WaitUntilRunning(const CallContext& ctx, const Pro
             impl_->opts.host_key_source == HostKeySource::kSerial ? "serial console"
                                                                   : "guest attributes hostkeys/"));
       }
-      std::this_thread::sleep_for(std::min<SteadyClock::duration>(deadline - SteadyClock::now(),
-                                                                  kRunningPoll));
+      std::this_thread::sleep_for(
+          std::min<SteadyClock::duration>(deadline - SteadyClock::now(), kRunningPoll));
       continue;
     }
     auto left = deadline - SteadyClock::now();
