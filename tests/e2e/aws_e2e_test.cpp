@@ -14,10 +14,10 @@
 #include <iostream>
 
 #include "common/ids.h"
-#include "net/client.h"
 #include "providers/aws/aws_client.h"
 #include "providers/aws/aws_provider.h"
 #include "support/aws_sim.h"
+#include "support/cloud_env.h"
 #include "support/daemons.h"
 #include "support/local_env.h"
 #include "support/moto.h"
@@ -29,18 +29,22 @@ namespace {
 using namespace std::chrono_literals;
 namespace aws = providers::aws;
 
-class AwsEnv {
+class AwsEnv : public CloudEnv {
  public:
   explicit AwsEnv(std::vector<std::string> adapter_flags = {})
-      : adapter_flags_(std::move(adapter_flags)) {}
+      : CloudEnv("aws", std::move(adapter_flags)) {}
+  ~AwsEnv() override {
+    StopDaemons();
+    sim_.reset();  // terminates every machine
+    net_.reset();
+  }
 
   // False (with the reason in `why`) when moto cannot run here. `simulated`: on the AWS
   // simulator (machines behind the instances; needs root), else on bare moto.
   bool Start(std::string* why, bool simulated = false) {
     Json config{
         {"instance_types", {"t3.*", "m5.*", "p3.*"}}, {"max_attempts", 3}, {"retry_base_ms", 20}};
-    std::vector<std::string> root_flags{"--heartbeat-interval", "1", "--op-lease-ms", "3000",
-                                        "--sweep-interval",     "0"};
+    std::vector<std::string> root_flags;
     if (simulated) {
       if (!LocalTestNet::Available()) {
         *why = "the AWS simulator's machines need root";
@@ -62,7 +66,7 @@ class AwsEnv {
       endpoint_ = sim_->info()["endpoint_url"];
       config.update(sim_->info()["adapter_config"]);
       // As `canopy up` does it: the tiers' listener on the network the machines reach.
-      root_flags.insert(root_flags.end(), {"--cluster-listen", net_->gateway() + ":0"});
+      root_flags = {"--cluster-listen", net_->gateway() + ":0"};
     } else {
       auto moto = MotoServer::Shared();
       if (!moto) {
@@ -74,54 +78,12 @@ class AwsEnv {
       config.update(Json{{"endpoint_url", endpoint_},
                          {"ssh_address_override", "127.0.0.1:1"},
                          {"console_host_keys", false}});
-      root_flags.insert(root_flags.end(), {"--ssh-wait", "2"});
+      root_flags = {"--ssh-wait", "2"};
     }
-    root_ = std::make_unique<RootDaemon>((dir_.path() / "root").string(), root_flags);
-    root_->Start();
-    admin_ = root_->AdminToken();
-    auto tok = root_->Call("POST", "/api/v1/provider-tokens", "{}", admin_);
-    EXPECT_EQ(tok.status, 201) << tok.body;
     std::string catalog = canopy::testing::SourceDir() + "/../shared/reference/catalog/aws-vms.csv";
     if (std::filesystem::exists(catalog)) config["price_catalog"] = catalog;
-    std::vector<std::string> flags{"--config", DumpJson(config)};
-    flags.insert(flags.end(), adapter_flags_.begin(), adapter_flags_.end());
-    adapter_ = std::make_unique<AdapterDaemon>("aws", root_->url(),
-                                               (dir_.path() / "adapter").string(), flags);
-    adapter_->Start(tok.json["token"].get<std::string>());
+    StartDaemons(config, root_flags);
     return true;
-  }
-
-  ApiReply Call(const std::string& method, const std::string& path, const std::string& body = "") {
-    return root_->Call(method, path, body, admin_);
-  }
-  ApiReply AddCredential(const Json& secret) {
-    ApiReply r;
-    WaitFor(
-        [&] {
-          r = Call("POST", "/api/v1/credentials",
-                   DumpJson(Json{
-                       {"name", "aws-" + RandomHex(3)}, {"provider", "aws"}, {"secret", secret}}));
-          return r.status != 409;  // the adapter's registration may not be through yet
-        },
-        30s);
-    return r;
-  }
-  Json WaitOperation(const std::string& id, std::chrono::seconds timeout,
-                     bool restart_adapter = false) {
-    Json op;
-    WaitFor(
-        [&] {
-          if (restart_adapter && !adapter_->Running()) {
-            adapter_died_ = true;
-            adapter_->Start("");
-          }
-          auto r = Call("GET", "/api/v1/operations/" + id);
-          op = r.json;
-          std::string st = op.value("state", "");
-          return st == "succeeded" || st == "failed";
-        },
-        timeout);
-    return op;
   }
 
   // Direct reads of moto with the admin credential.
@@ -158,46 +120,19 @@ class AwsEnv {
     return x.has_value();
   }
 
-  RootDaemon& root() { return *root_; }
-  AdapterDaemon& adapter() { return *adapter_; }
   AwsSim& sim() { return *sim_; }
-  bool adapter_died() const { return adapter_died_; }
-
-  ~AwsEnv() {
-    root_.reset();
-    adapter_.reset();
-    sim_.reset();  // terminates every machine
-    net_.reset();
-  }
 
  private:
-  TempDir dir_;
-  std::vector<std::string> adapter_flags_;
   std::unique_ptr<LocalTestNet> net_;
   std::unique_ptr<AwsSim> sim_;
   Json admin_credential_;
   std::string endpoint_;
-  std::unique_ptr<RootDaemon> root_;
-  std::unique_ptr<AdapterDaemon> adapter_;
-  std::string admin_;
-  bool adapter_died_ = false;
 };
 
 Json ClusterBody(const std::string& name, const std::string& cred, const std::string& image) {
   return Json{{"name", name},          {"credential_id", cred},
               {"region", "us-east-1"}, {"instance_type", "t3.micro"},
               {"image", image},        {"disk_gb", 8}};
-}
-
-bool Answers(const std::string& address, int port) {
-  net::HttpClient http;
-  auto r = http.Do(net::ClientRequest{"GET",
-                                      "http://" + address + ":" + std::to_string(port) + "/",
-                                      {},
-                                      "",
-                                      std::chrono::seconds(2),
-                                      std::chrono::seconds(1)});
-  return r && r->status == 200 && r->body.find("hello from " + address) != std::string::npos;
 }
 
 TEST(AwsE2E, ClusterWithTwoWorkersReachesActiveServesSurvivesWorkerActionsAndLeavesNothing) {
@@ -306,92 +241,46 @@ TEST(AwsE2E, ClusterWithTwoWorkersReachesActiveServesSurvivesWorkerActionsAndLea
   // A service answers from the host on the worker it runs on: its port opened by a security
   // group, which the machine's firewall follows.
   constexpr int kPort = 8080;
-  Json svc{{"name", "hello"},
-           {"command", HelloServiceArgv(kPort)},
-           {"ports", {{{"port", kPort}, {"protocol", "tcp"}}}},
-           {"cpu_millis", 100},
-           {"memory_mib", 64},
-           {"replicas", 1}};
-  auto made = env.Call("POST", "/api/v1/services", DumpJson(svc));
-  ASSERT_EQ(made.status, 201) << made.body;
-  const std::string sid = made.json["id"];
-  auto dep = env.Call("POST", "/api/v1/services/" + sid + "/deploy",
-                      DumpJson(Json{{"cluster_id", cluster}}));
-  ASSERT_EQ(dep.status, 202) << dep.body;
-  auto serving = [&](std::string* address) {
-    Json s;
-    bool ok = WaitFor(
-        [&] {
-          s = env.Call("GET", "/api/v1/services/" + sid).json;
-          auto inst = s.value("instances", Json::array());
-          if (inst.size() != 1 || inst[0].value("state", "") != "running" ||
-              !inst[0]["address"].is_string())
-            return false;
-          *address = inst[0]["address"];
-          return Answers(*address, kPort);
-        },
-        60s);
-    EXPECT_TRUE(ok) << s.dump() << "\n" << env.sim().MachinesLog();
-    return ok;
-  };
-  std::string address;
-  ASSERT_TRUE(serving(&address));
+  const std::string sid = env.DeployHello(cluster, kPort);
+  ASSERT_FALSE(sid.empty());
+  std::string address = env.WaitServing(sid, kPort, env.sim().MachinesLog());
+  ASSERT_FALSE(address.empty());
   std::cout << "service answers at " << address << ":" << kPort << "\n";
 
   // Worker actions: stop (moto's instance and its machine stop), restart, terminate, recreate
   // (a new instance); the service keeps answering from wherever it runs.
-  auto act = [&](const std::string& wid, const std::string& action) {
-    auto r = env.Call("POST", "/api/v1/clusters/" + cluster + "/workers/" + wid + "/" + action);
-    EXPECT_EQ(r.status, 202) << action << ": " << r.body;
-    if (r.status != 202) return Json();
-    return env.WaitOperation(r.json["operation_id"].get<std::string>(), 180s);
-  };
-  auto worker = [&](const std::string& wid) {
-    return env.Call("GET", "/api/v1/clusters/" + cluster + "/workers/" + wid).json;
-  };
   const std::string w1 = workers[0]["id"];
   const std::string old_instance = workers[0]["provider_id"];
-  auto stop = act(w1, "stop");
+  auto stop = env.WorkerAction(cluster, w1, "stop");
   ASSERT_EQ(stop.value("state", ""), "succeeded") << stop.dump();
-  EXPECT_EQ(worker(w1)["state"], "STOPPED");
+  EXPECT_EQ(env.Worker(cluster, w1)["state"], "STOPPED");
   EXPECT_TRUE(WaitFor([&] { return env.sim().MachineState(old_instance) == "stopped"; }, 10s))
       << env.sim().MachinesLog();
-  ASSERT_TRUE(serving(&address));
-  auto restart = act(w1, "restart");
+  ASSERT_FALSE((address = env.WaitServing(sid, kPort, env.sim().MachinesLog())).empty());
+  auto restart = env.WorkerAction(cluster, w1, "restart");
   ASSERT_EQ(restart.value("state", ""), "succeeded") << restart.dump();
-  EXPECT_EQ(worker(w1)["state"], "ACTIVE");
+  EXPECT_EQ(env.Worker(cluster, w1)["state"], "ACTIVE");
   EXPECT_EQ(env.sim().MachineState(old_instance), "running");
-  auto term = act(w1, "terminate");
+  auto term = env.WorkerAction(cluster, w1, "terminate");
   ASSERT_EQ(term.value("state", ""), "succeeded") << term.dump();
-  EXPECT_EQ(worker(w1)["state"], "TERMINATED");
+  EXPECT_EQ(env.Worker(cluster, w1)["state"], "TERMINATED");
   EXPECT_TRUE(WaitFor([&] { return env.sim().MachineState(old_instance).empty(); }, 10s))
       << "the terminated instance's machine stays: " << env.sim().MachinesLog();
-  auto recreate = act(w1, "recreate");
+  auto recreate = env.WorkerAction(cluster, w1, "recreate");
   ASSERT_EQ(recreate.value("state", ""), "succeeded") << recreate.dump();
-  auto renewed = worker(w1);
+  auto renewed = env.Worker(cluster, w1);
   EXPECT_EQ(renewed["state"], "ACTIVE") << renewed.dump();
   EXPECT_NE(renewed["provider_id"], old_instance) << renewed.dump();
   ASSERT_TRUE(renewed["system"].is_object()) << renewed.dump();
   EXPECT_EQ(renewed["system"].value("os", ""), "Debian GNU/Linux 12 (bookworm)");
   EXPECT_EQ(env.sim().MachineState(renewed["provider_id"]), "running");
-  ASSERT_TRUE(serving(&address));
+  ASSERT_FALSE((address = env.WaitServing(sid, kPort, env.sim().MachinesLog())).empty());
 
   // Delete everything: the service, the workers, the cluster.
-  auto undeploy = env.Call("POST", "/api/v1/services/" + sid + "/undeploy", "{}");
-  EXPECT_EQ(undeploy.status, 202) << undeploy.body;
-  EXPECT_TRUE(WaitFor(
-      [&] {
-        return env.Call("GET", "/api/v1/services/" + sid).json.value("state", "") == "undeployed";
-      },
-      30s));
-  EXPECT_TRUE(WaitFor([&] { return !Answers(address, kPort); }, 10s)) << "still answers";
-  auto removed = env.Call("DELETE", "/api/v1/services/" + sid);
-  EXPECT_LT(removed.status, 300) << removed.body;
+  env.UndeployAndDelete(sid, address, kPort);
   for (const auto& w : env.Call("GET", "/api/v1/clusters/" + cluster + "/workers").json) {
-    auto r = env.Call("DELETE",
-                      "/api/v1/clusters/" + cluster + "/workers/" + w["id"].get<std::string>());
-    ASSERT_EQ(r.status, 202) << r.body;
-    ASSERT_EQ(env.WaitOperation(r.json["operation_id"], 120s).value("state", ""), "succeeded");
+    auto done = env.WorkerAction(cluster, w["id"], "delete");
+    ASSERT_EQ(done.value("state", ""), "succeeded") << done.dump();
   }
   auto d = env.Call("DELETE", "/api/v1/clusters/" + cluster);
   ASSERT_EQ(d.status, 202) << d.body;

@@ -12,9 +12,9 @@
 #include <iostream>
 
 #include "common/ids.h"
-#include "net/client.h"
 #include "providers/gcp/gcp_factory.h"
 #include "providers/gcp/gcp_provider.h"
+#include "support/cloud_env.h"
 #include "support/daemons.h"
 #include "support/gce_sim.h"
 #include "support/local_env.h"
@@ -25,13 +25,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class GcpEnv {
+class GcpEnv : public CloudEnv {
  public:
   explicit GcpEnv(std::vector<std::string> adapter_flags = {})
-      : adapter_flags_(std::move(adapter_flags)) {}
-  ~GcpEnv() {
-    root_.reset();
-    adapter_.reset();
+      : CloudEnv("gcp", std::move(adapter_flags)) {}
+  ~GcpEnv() override {
+    StopDaemons();
     sim_.reset();  // terminates every machine
     net_.reset();
   }
@@ -56,53 +55,8 @@ class GcpEnv {
     config_["retry_base_ms"] = 20;
     std::string catalog = SourceDir() + "/../shared/reference/catalog/gcp-vms.csv";
     if (std::filesystem::exists(catalog)) config_["price_catalog"] = catalog;
-    root_ = std::make_unique<RootDaemon>(
-        (dir_.path() / "root").string(),
-        std::vector<std::string>{"--heartbeat-interval", "1", "--op-lease-ms", "3000",
-                                 "--sweep-interval", "0", "--cluster-listen",
-                                 net_->gateway() + ":0"});
-    root_->Start();
-    admin_ = root_->AdminToken();
-    auto tok = root_->Call("POST", "/api/v1/provider-tokens", "{}", admin_);
-    EXPECT_EQ(tok.status, 201) << tok.body;
-    std::vector<std::string> flags{"--config", DumpJson(config_)};
-    flags.insert(flags.end(), adapter_flags_.begin(), adapter_flags_.end());
-    adapter_ = std::make_unique<AdapterDaemon>("gcp", root_->url(),
-                                               (dir_.path() / "adapter").string(), flags);
-    adapter_->Start(tok.json["token"].get<std::string>());
+    StartDaemons(config_, {"--cluster-listen", net_->gateway() + ":0"});
     return true;
-  }
-
-  ApiReply Call(const std::string& method, const std::string& path, const std::string& body = "") {
-    return root_->Call(method, path, body, admin_);
-  }
-  ApiReply AddCredential(const Json& secret) {
-    ApiReply r;
-    WaitFor(
-        [&] {
-          r = Call("POST", "/api/v1/credentials",
-                   DumpJson(Json{
-                       {"name", "gcp-" + RandomHex(3)}, {"provider", "gcp"}, {"secret", secret}}));
-          return r.status != 409;  // the adapter's registration may not be through yet
-        },
-        30s);
-    return r;
-  }
-  Json WaitOperation(const std::string& id, std::chrono::seconds timeout,
-                     bool restart_adapter = false) {
-    Json op;
-    WaitFor(
-        [&] {
-          if (restart_adapter && !adapter_->Running()) {
-            adapter_died_ = true;
-            adapter_->Start("");
-          }
-          op = Call("GET", "/api/v1/operations/" + id).json;
-          std::string st = op.value("state", "");
-          return st == "succeeded" || st == "failed";
-        },
-        timeout);
-    return op;
   }
 
   // The owner's key, and direct reads of the double with it.
@@ -126,33 +80,13 @@ class GcpEnv {
   }
   std::string project() const { return sim_->info().value("project", ""); }
 
-  RootDaemon& root() { return *root_; }
-  AdapterDaemon& adapter() { return *adapter_; }
   GceSim& sim() { return *sim_; }
-  bool adapter_died() const { return adapter_died_; }
 
  private:
-  TempDir dir_;
-  std::vector<std::string> adapter_flags_;
   std::unique_ptr<LocalTestNet> net_;
   std::unique_ptr<GceSim> sim_;
   Json config_;
-  std::unique_ptr<RootDaemon> root_;
-  std::unique_ptr<AdapterDaemon> adapter_;
-  std::string admin_;
-  bool adapter_died_ = false;
 };
-
-bool Answers(const std::string& address, int port) {
-  net::HttpClient http;
-  auto r = http.Do(net::ClientRequest{"GET",
-                                      "http://" + address + ":" + std::to_string(port) + "/",
-                                      {},
-                                      "",
-                                      std::chrono::seconds(2),
-                                      std::chrono::seconds(1)});
-  return r && r->status == 200 && r->body.find("hello from " + address) != std::string::npos;
-}
 
 std::string DebianImage(const Json& offers) {
   for (const auto& i : offers["images"]) {
@@ -238,74 +172,30 @@ TEST(GcpE2E, ClusterWithTwoWorkersReachesActiveServesSurvivesEveryWorkerActionAn
   // A service answers from the host on the worker it runs on: its port opened by the service's
   // firewall rule (a VPC rule targeting a tag the worker gets), which the machine follows.
   constexpr int kPort = 8080;
-  Json svc{{"name", "hello"},
-           {"command", HelloServiceArgv(kPort)},
-           {"ports", {{{"port", kPort}, {"protocol", "tcp"}}}},
-           {"cpu_millis", 100},
-           {"memory_mib", 64},
-           {"replicas", 1}};
-  auto made = env.Call("POST", "/api/v1/services", DumpJson(svc));
-  ASSERT_EQ(made.status, 201) << made.body;
-  const std::string sid = made.json["id"];
-  auto dep = env.Call("POST", "/api/v1/services/" + sid + "/deploy",
-                      DumpJson(Json{{"cluster_id", cluster}}));
-  ASSERT_EQ(dep.status, 202) << dep.body;
-  auto serving = [&](std::string* address) {
-    Json s;
-    bool ok = WaitFor(
-        [&] {
-          s = env.Call("GET", "/api/v1/services/" + sid).json;
-          auto inst = s.value("instances", Json::array());
-          if (inst.size() != 1 || inst[0].value("state", "") != "running" ||
-              !inst[0]["address"].is_string())
-            return false;
-          *address = inst[0]["address"];
-          return Answers(*address, kPort);
-        },
-        60s);
-    EXPECT_TRUE(ok) << s.dump() << "\n" << env.sim().Log();
-    return ok;
-  };
-  std::string address;
-  ASSERT_TRUE(serving(&address));
+  const std::string sid = env.DeployHello(cluster, kPort);
+  ASSERT_FALSE(sid.empty());
+  std::string address = env.WaitServing(sid, kPort, env.sim().Log());
+  ASSERT_FALSE(address.empty());
   std::cout << "service answers at " << address << ":" << kPort << "\n";
 
   // Every worker action: stop, restart, terminate, recreate (a new instance), delete.
-  auto act = [&](const std::string& wid, const std::string& action) {
-    const std::string path = "/api/v1/clusters/" + cluster + "/workers/" + wid;
-    auto r = action == "delete" ? env.Call("DELETE", path) : env.Call("POST", path + "/" + action);
-    EXPECT_EQ(r.status, 202) << action << ": " << r.body;
-    if (r.status != 202) return Json();
-    return env.WaitOperation(r.json["operation_id"].get<std::string>(), 180s);
-  };
-  auto worker = [&](const std::string& wid) {
-    return env.Call("GET", "/api/v1/clusters/" + cluster + "/workers/" + wid).json;
-  };
   const std::string w1 = workers[0]["id"];
   const std::string old_instance = workers[0]["provider_id"];
   for (const char* action : {"stop", "restart", "terminate", "recreate"}) {
-    auto done = act(w1, action);
+    auto done = env.WorkerAction(cluster, w1, action);
     ASSERT_EQ(done.value("state", ""), "succeeded") << action << ": " << done.dump();
   }
-  auto renewed = worker(w1);
+  auto renewed = env.Worker(cluster, w1);
   EXPECT_EQ(renewed["state"], "ACTIVE") << renewed.dump();
   EXPECT_NE(renewed["provider_id"], old_instance) << renewed.dump();
   EXPECT_EQ(env.sim().MachineState(old_instance), "");
   EXPECT_EQ(env.sim().MachineState(renewed["provider_id"]), "running");
-  ASSERT_TRUE(serving(&address));
+  ASSERT_FALSE((address = env.WaitServing(sid, kPort, env.sim().Log())).empty());
 
   // Delete everything.
-  auto undeploy = env.Call("POST", "/api/v1/services/" + sid + "/undeploy", "{}");
-  EXPECT_EQ(undeploy.status, 202) << undeploy.body;
-  EXPECT_TRUE(WaitFor(
-      [&] {
-        return env.Call("GET", "/api/v1/services/" + sid).json.value("state", "") == "undeployed";
-      },
-      30s));
-  EXPECT_TRUE(WaitFor([&] { return !Answers(address, kPort); }, 10s)) << "still answers";
-  EXPECT_LT(env.Call("DELETE", "/api/v1/services/" + sid).status, 300);
+  env.UndeployAndDelete(sid, address, kPort);
   for (const auto& w : env.Call("GET", "/api/v1/clusters/" + cluster + "/workers").json) {
-    auto done = act(w["id"], "delete");
+    auto done = env.WorkerAction(cluster, w["id"], "delete");
     ASSERT_EQ(done.value("state", ""), "succeeded") << done.dump();
   }
   auto d = env.Call("DELETE", "/api/v1/clusters/" + cluster);

@@ -27,24 +27,6 @@ namespace aws = providers::aws;
 using testing::LocalTestNet;
 using testing::MotoServer;
 
-bool Port22Open(const std::string& addr) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(22);
-  ::inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
-  if (!ok && errno == EINPROGRESS) {
-    pollfd p{fd, POLLOUT, 0};
-    int err = 0;
-    socklen_t len = sizeof err;
-    ok = ::poll(&p, 1, 500) == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
-         err == 0;
-  }
-  ::close(fd);
-  return ok;
-}
-
 class AwsMachinesTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -151,24 +133,24 @@ TEST_F(AwsMachinesTest, MachinesFollowTheInstancesTheirGroupsAndTheirStates) {
   ASSERT_TRUE(SyncUntil([&] { return !aws::AwsProvider::HostKeyFromConsole(Console(id)).empty(); }))
       << Console(id);
   EXPECT_EQ(State(id), "running");
-  EXPECT_TRUE(Port22Open(addr));
+  EXPECT_TRUE(testing::TcpConnects(addr, 22));
   // The group's rule goes: the machine's firewall closes 22; back: it opens again.
   aws::QueryParams revoke = ssh_rule;
   ASSERT_OK(Ec2("RevokeSecurityGroupIngress", revoke));
-  EXPECT_TRUE(SyncUntil([&] { return !Port22Open(addr); }));
+  EXPECT_TRUE(SyncUntil([&] { return !testing::TcpConnects(addr, 22); }));
   ASSERT_OK(Ec2("AuthorizeSecurityGroupIngress", ssh_rule));
-  EXPECT_TRUE(SyncUntil([&] { return Port22Open(addr); }));
+  EXPECT_TRUE(SyncUntil([&] { return testing::TcpConnects(addr, 22); }));
 
   // Stop: console cleared, machine stopped; start: the same host key again.
   const std::string fp = aws::AwsProvider::HostKeyFromConsole(Console(id));
   ASSERT_OK(Ec2("StopInstances", {{"InstanceId.1", id}}));
   EXPECT_TRUE(SyncUntil([&] { return State(id) == "stopped"; }));
   EXPECT_EQ(Console(id), "");
-  EXPECT_FALSE(Port22Open(addr));
+  EXPECT_FALSE(testing::TcpConnects(addr, 22));
   ASSERT_OK(Ec2("StartInstances", {{"InstanceId.1", id}}));
   EXPECT_TRUE(SyncUntil([&] { return !Console(id).empty() && State(id) == "running"; }));
   EXPECT_EQ(aws::AwsProvider::HostKeyFromConsole(Console(id)), fp);
-  EXPECT_TRUE(Port22Open(addr));
+  EXPECT_TRUE(testing::TcpConnects(addr, 22));
 
   // An AMI the sim has no image for: no machine, and the console says why.
   auto other = Ec2("RegisterImage", {{"Name", "al2023-ami-itest-" + RandomHex(3)},
@@ -192,7 +174,7 @@ TEST_F(AwsMachinesTest, MachinesFollowTheInstancesTheirGroupsAndTheirStates) {
   EXPECT_TRUE(SyncUntil([&] { return State(id).empty() && State(id2).empty(); }));
   machines_->Wait();
   EXPECT_EQ(Console(id), "");
-  EXPECT_FALSE(Port22Open(addr));
+  EXPECT_FALSE(testing::TcpConnects(addr, 22));
   EXPECT_FALSE(std::filesystem::exists("/run/netns/canopy-" + id));
 }
 

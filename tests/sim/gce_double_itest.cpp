@@ -36,24 +36,6 @@ using testing::LocalTestNet;
 constexpr char kP[] = "/compute/v1/projects/canopy-sim";
 constexpr char kZ[] = "/compute/v1/projects/canopy-sim/zones/us-central1-a";
 
-bool Port22Open(const std::string& addr) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(22);
-  ::inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
-  if (!ok && errno == EINPROGRESS) {
-    pollfd p{fd, POLLOUT, 0};
-    int err = 0;
-    socklen_t len = sizeof err;
-    ok = ::poll(&p, 1, 500) == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
-         err == 0;
-  }
-  ::close(fd);
-  return ok;
-}
-
 // The ED25519 host key sshd at `addr` presents ("AAAA..."), by ssh-keyscan; "" when none.
 std::string ScannedHostKey(const std::string& addr) {
   std::string cmd = "ssh-keyscan -T 5 -t ed25519 " + addr + " 2>/dev/null";
@@ -226,7 +208,7 @@ TEST_F(GceMachinesTest, InstanceHasAMachineThatFollowsItsFirewallAndLifecycle) {
   // Booted: the host key is published; no rule targets the instance's tag yet: 22 is closed.
   const std::string host_key = GuestHostKey("canopy-m1");
   ASSERT_FALSE(host_key.empty());
-  EXPECT_FALSE(Port22Open(ip));
+  EXPECT_FALSE(testing::TcpConnects(ip, 22));
 
   // A rule for another tag: still closed. Tagging the instance with it opens 22 by the time the
   // setTags operation is DONE.
@@ -238,13 +220,13 @@ TEST_F(GceMachinesTest, InstanceHasAMachineThatFollowsItsFirewallAndLifecycle) {
                            {"targetTags", {"canopy-ssh"}}});
   ASSERT_EQ(fw.status, 200) << fw.body.dump();
   PollDone(fw.body);
-  EXPECT_FALSE(Port22Open(ip));
+  EXPECT_FALSE(testing::TcpConnects(ip, 22));
   GceAnswer tags = Call("POST", std::string(kZ) + "/instances/canopy-m1/setTags",
                         Json{{"items", {"canopy-other", "canopy-ssh"}},
                              {"fingerprint", got.body["tags"]["fingerprint"]}});
   ASSERT_EQ(tags.status, 200) << tags.body.dump();
   PollDone(tags.body);
-  EXPECT_TRUE(Port22Open(ip));
+  EXPECT_TRUE(testing::TcpConnects(ip, 22));
 
   // The guest attributes' key is the one sshd presents; the serial port shows its fingerprint.
   EXPECT_EQ(ScannedHostKey(ip), host_key);
@@ -265,18 +247,18 @@ TEST_F(GceMachinesTest, InstanceHasAMachineThatFollowsItsFirewallAndLifecycle) {
                          Json{{"name", "canopy-ssh"}, {"sourceRanges", {"192.0.2.0/24"}}});
   ASSERT_EQ(patch.status, 200) << patch.body.dump();
   PollDone(patch.body);
-  EXPECT_FALSE(Port22Open(ip));
+  EXPECT_FALSE(testing::TcpConnects(ip, 22));
   patch = Call("PATCH", std::string(kP) + "/global/firewalls/canopy-ssh",
                Json{{"name", "canopy-ssh"}, {"sourceRanges", {"0.0.0.0/0"}}});
   PollDone(patch.body);
-  EXPECT_TRUE(Port22Open(ip));
+  EXPECT_TRUE(testing::TcpConnects(ip, 22));
 
   // Stop: the machine stops, the guest attributes go; start: the same host key again.
   GceAnswer stop = Call("POST", std::string(kZ) + "/instances/canopy-m1/stop");
   ASSERT_EQ(stop.status, 200);
   PollDone(stop.body);
   EXPECT_EQ(Call("GET", std::string(kZ) + "/instances/canopy-m1").body["status"], "TERMINATED");
-  EXPECT_FALSE(Port22Open(ip));
+  EXPECT_FALSE(testing::TcpConnects(ip, 22));
   EXPECT_EQ(
       Call("GET", std::string(kZ) + "/instances/canopy-m1/getGuestAttributes?queryPath=hostkeys%2F")
           .status,
@@ -285,7 +267,7 @@ TEST_F(GceMachinesTest, InstanceHasAMachineThatFollowsItsFirewallAndLifecycle) {
   ASSERT_EQ(start.status, 200);
   PollDone(start.body);
   EXPECT_EQ(GuestHostKey("canopy-m1"), host_key);
-  EXPECT_TRUE(testing::WaitFor([&] { return Port22Open(ip); }, 10s));
+  EXPECT_TRUE(testing::WaitFor([&] { return testing::TcpConnects(ip, 22); }, 10s));
 
   // A stop overtaken by a start: both operations end DONE, and the instance runs.
   GceAnswer stop2 = Call("POST", std::string(kZ) + "/instances/canopy-m1/stop");
@@ -302,7 +284,7 @@ TEST_F(GceMachinesTest, InstanceHasAMachineThatFollowsItsFirewallAndLifecycle) {
   ASSERT_EQ(del.status, 200);
   PollDone(del.body);
   EXPECT_EQ(Call("GET", std::string(kZ) + "/instances/canopy-m1").status, 404);
-  EXPECT_FALSE(Port22Open(ip));
+  EXPECT_FALSE(testing::TcpConnects(ip, 22));
   EXPECT_TRUE(double_->Instances().empty());
   std::error_code ec;
   EXPECT_TRUE(std::filesystem::is_empty(dir_.str() + "/machines/instances", ec));

@@ -1,7 +1,11 @@
 #include "support/local_env.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -83,6 +87,25 @@ std::vector<std::string> HelloServiceArgv(int port) {
       R"(print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n", )"
       R"("hello from ".$c->sockhost."\n"; close $c })";
   return {"perl", "-MIO::Socket::INET", "-e", kScript, std::to_string(port)};
+}
+
+bool TcpConnects(const std::string& address, uint16_t port, int timeout_ms) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  if (!ok && errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    int err = 0;
+    socklen_t len = sizeof err;
+    ok = ::poll(&p, 1, timeout_ms) == 1 &&
+         ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+  }
+  ::close(fd);
+  return ok;
 }
 
 }  // namespace canopy::testing

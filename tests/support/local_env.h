@@ -60,4 +60,7 @@ bool ExpectBlankImageBuilt(const std::string& image = kBlankTestImage);
 // "hello from ADDRESS" (the address the client reached). The README's service runs the same.
 std::vector<std::string> HelloServiceArgv(int port);
 
+// Whether a TCP connection from this host to address:port completes within `timeout_ms`.
+bool TcpConnects(const std::string& address, uint16_t port, int timeout_ms = 500);
+
 }  // namespace canopy::testing
