@@ -22,8 +22,8 @@ void CloudEnv::StopDaemons() {
 
 void CloudEnv::StartDaemons(const Json& adapter_config,
                             const std::vector<std::string>& root_flags) {
-  std::vector<std::string> flags{"--heartbeat-interval", "1",    "--op-lease-ms",
-                                 "3000",                 "--sweep-interval", "0"};
+  std::vector<std::string> flags{"--heartbeat-interval", "1", "--op-lease-ms", "3000",
+                                 "--sweep-interval",     "0"};
   flags.insert(flags.end(), root_flags.begin(), root_flags.end());
   root_ = std::make_unique<RootDaemon>((dir_.path() / "root").string(), flags);
   root_->Start();
@@ -46,9 +46,10 @@ ApiReply CloudEnv::AddCredential(const Json& secret) {
   ApiReply r;
   WaitFor(
       [&] {
-        r = Call("POST", "/api/v1/credentials",
-                 DumpJson(Json{
-                     {"name", type_ + "-" + RandomHex(3)}, {"provider", type_}, {"secret", secret}}));
+        r = Call(
+            "POST", "/api/v1/credentials",
+            DumpJson(Json{
+                {"name", type_ + "-" + RandomHex(3)}, {"provider", type_}, {"secret", secret}}));
         return r.status != 409;  // the adapter's registration may not be through yet
       },
       30s);

@@ -13,6 +13,7 @@
 #include "net/client.h"
 #include "net/http.h"
 #include "support/moto.h"
+#include "support/sim_script.h"
 
 namespace canopy::testing {
 
@@ -21,57 +22,19 @@ std::string GcpReferenceDir() { return SourceDir() + "/../shared/reference/gcp";
 GceSim::~GceSim() { Stop(); }
 
 Status GceSim::Start(const LocalTestNet& net, int boot_delay_ms) {
-  std::string py = FindPython();
-  if (py.empty()) return Error::FailedPrecondition("python3 is not on PATH");
-  const std::string log = dir_.str() + "/start.log";
   // The net's /24 is the instances' range: its addresses are the test's alone (LocalTestNet
   // locks them).
   const std::string subnet = net.Options().subnet;
-  Process start({py,
-                 SourceDir() + "/scripts/sim/gcp-sim",
-                 "start",
-                 "--quiet",
-                 "--dir",
-                 dir_.str() + "/sim",
-                 "--bridge",
-                 net.bridge(),
-                 "--subnet",
-                 subnet,
-                 "--instance-range",
-                 subnet,
-                 "--boot-delay-ms",
-                 std::to_string(boot_delay_ms),
-                 "--discovery-dir",
-                 GcpReferenceDir(),
-                 "--canopy-sim",
-                 BinDir() + "/canopy-sim",
-                 "--parent-pid",
-                 std::to_string(::getpid())},
-                {}, log);
-  int rc = start.Wait();
   started_ = true;
-  if (rc != 0) {
-    return Error::Unavailable("scripts/sim/gcp-sim start failed (" + std::to_string(rc) +
-                              "): " + ReadFile(log));
-  }
-  auto info = ParseJson(ReadFile(dir_.str() + "/sim/sim.json"));
-  if (!info) return info.error();
-  info_ = *info;
+  CANOPY_ASSIGN_OR_RETURN(
+      info_, StartSimScript("gcp-sim", dir_.str(),
+                            {"--bridge", net.bridge(), "--subnet", subnet, "--instance-range",
+                             subnet, "--boot-delay-ms", std::to_string(boot_delay_ms),
+                             "--discovery-dir", GcpReferenceDir()}));
   return OkStatus();
 }
 
 namespace {
-
-// The machines' records (the local provider's instances/<id>/instance.json).
-std::vector<Json> MachineRecords(const std::string& sim_dir) {
-  std::vector<Json> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(sim_dir + "/machines/instances", ec)) {
-    auto rec = ParseJson(ReadFile((e.path() / "instance.json").string()));
-    if (rec && rec->is_object()) out.push_back(*rec);
-  }
-  return out;
-}
 
 struct PkeyFree {
   void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
@@ -107,24 +70,18 @@ Result<std::string> SignRs256(const std::string& pem, const std::string& input) 
 }  // namespace
 
 std::string GceSim::MachineState(const std::string& name) const {
-  for (const auto& r : MachineRecords(dir_.str() + "/sim")) {
+  for (const auto& r : SimMachineRecords(dir_.str())) {
     if (r.value("name", "") == name) return r.value("state", "");
   }
   return "";
 }
 
-int GceSim::MachineCount() const {
-  return static_cast<int>(MachineRecords(dir_.str() + "/sim").size());
-}
+int GceSim::MachineCount() const { return static_cast<int>(SimMachineRecords(dir_.str()).size()); }
 
 void GceSim::Stop() {
   if (!started_) return;
   started_ = false;
-  std::string py = FindPython();
-  Process stop({py, SourceDir() + "/scripts/sim/gcp-sim", "stop", "--keep-logs", "--dir",
-                dir_.str() + "/sim"},
-               {}, dir_.str() + "/stop.log");
-  stop.Wait();
+  StopSimScript("gcp-sim", dir_.str());
 }
 
 Result<std::string> ServiceAccountJwt(const Json& key, const Json& overrides,
