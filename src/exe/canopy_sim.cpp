@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "common/files.h"
@@ -20,21 +21,34 @@
 
 namespace {
 
+// The options `parse` makes of the JSON config at `path` (kept in `config`); nullopt, with the
+// reason on stderr, when the file or the options are wrong.
+template <typename T>
+std::optional<T> LoadOptions(const std::string& path,
+                             canopy::Result<T> (*parse)(const canopy::Json&),
+                             canopy::Json* config) {
+  auto read = canopy::ReadJsonObjectFile(path);
+  if (!read) {
+    std::cerr << "canopy-sim: " << path << ": " << read.error().message << "\n";
+    return std::nullopt;
+  }
+  *config = *read;
+  auto opts = parse(*config);
+  if (!opts) {
+    std::cerr << "canopy-sim: " << path << ": " << opts.error().message << "\n";
+    return std::nullopt;
+  }
+  return std::move(*opts);
+}
+
 int RunAwsMachines(const std::string& config_path, int parent_pid, int interval_ms,
                    const std::string& level) {
   using namespace canopy;
   log::Init("canopy-sim", level);
   sigset_t sigs = BlockStopSignals();
-  auto config = ReadJsonObjectFile(config_path);
-  if (!config) {
-    std::cerr << "canopy-sim: " << config_path << ": " << config.error().message << "\n";
-    return 2;
-  }
-  auto opts = sim::ParseAwsMachinesOptions(*config);
-  if (!opts) {
-    std::cerr << "canopy-sim: " << config_path << ": " << opts.error().message << "\n";
-    return 2;
-  }
+  canopy::Json config;
+  auto opts = LoadOptions(config_path, sim::ParseAwsMachinesOptions, &config);
+  if (!opts) return 2;
   auto machines = sim::AwsMachines::Create(std::move(*opts));
   if (!machines) {
     std::cerr << "canopy-sim: " << machines.error().message << "\n";
@@ -73,17 +87,10 @@ int RunGce(const std::string& config_path, int parent_pid, const std::string& le
   using namespace canopy;
   log::Init("canopy-sim", level);
   sigset_t sigs = BlockStopSignals();
-  auto config = ReadJsonObjectFile(config_path);
-  if (!config) {
-    std::cerr << "canopy-sim: " << config_path << ": " << config.error().message << "\n";
-    return 2;
-  }
-  auto opts = sim::ParseGceDoubleOptions(*config);
-  if (!opts) {
-    std::cerr << "canopy-sim: " << config_path << ": " << opts.error().message << "\n";
-    return 2;
-  }
-  auto info_file = GetOptString(*config, "info_file", 1024);
+  canopy::Json config;
+  auto opts = LoadOptions(config_path, sim::ParseGceDoubleOptions, &config);
+  if (!opts) return 2;
+  auto info_file = GetOptString(config, "info_file", 1024);
   if (!info_file || !info_file->has_value()) {
     std::cerr << "canopy-sim: " << config_path << ": info_file is required\n";
     return 2;

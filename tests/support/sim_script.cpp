@@ -14,9 +14,8 @@ Result<Json> StartSimScript(const std::string& script, const std::string& dir,
   std::string py = FindPython();
   if (py.empty()) return Error::FailedPrecondition("python3 is not on PATH");
   const std::string log = dir + "/start.log";
-  std::vector<std::string> argv{py,      SourceDir() + "/scripts/sim/" + script,
-                                "start", "--quiet",
-                                "--dir", dir + "/sim"};
+  std::vector<std::string> argv{
+      py, SourceDir() + "/scripts/sim/" + script, "start", "--quiet", "--dir", dir + "/sim"};
   argv.insert(argv.end(), args.begin(), args.end());
   argv.insert(argv.end(), {"--canopy-sim", BinDir() + "/canopy-sim", "--parent-pid",
                            std::to_string(::getpid())});
@@ -39,8 +38,7 @@ void StopSimScript(const std::string& script, const std::string& dir) {
 std::vector<Json> SimMachineRecords(const std::string& dir) {
   std::vector<Json> out;
   std::error_code ec;
-  for (const auto& e :
-       std::filesystem::directory_iterator(dir + "/sim/machines/instances", ec)) {
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/sim/machines/instances", ec)) {
     auto rec = ParseJson(ReadFile((e.path() / "instance.json").string()));
     if (rec && rec->is_object()) out.push_back(*rec);
   }
