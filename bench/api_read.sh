@@ -14,7 +14,7 @@ command -v wrk >/dev/null || { echo "wrk is missing: scripts/setup.sh installs i
 TMP=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL=http://127.0.0.1:$PORT
-CANOPY_ADMIN_PASSWORD=bench-admin-pw "$BIN/canopyd" root --listen 127.0.0.1:$PORT --data-dir "$TMP/root" \
+CANOPY_ADMIN_PASSWORD=bench-admin-password "$BIN/canopyd" root --listen 127.0.0.1:$PORT --data-dir "$TMP/root" \
   --log-level warn 2>"$TMP/root.log" &
 ROOT=$!
 ADAPTER=""
@@ -22,7 +22,7 @@ trap 'kill $ROOT $ADAPTER 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 for _ in $(seq 1 100); do curl -fsS "$URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 TOKEN=$(curl -fsS -X POST "$URL/api/v1/auth/login" -H 'Content-Type: application/json' \
-  -d '{"username":"admin","password":"bench-admin-pw"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  -d '{"username":"admin","password":"bench-admin-password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 PTOKEN=$(curl -fsS -X POST "$URL/api/v1/provider-tokens" -H "Authorization: Bearer $TOKEN" | \
   python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 "$BIN/canopyd" provider --type fake --root "$URL" --token "$PTOKEN" --listen 127.0.0.1:0 \

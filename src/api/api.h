@@ -16,6 +16,7 @@
 #include "control/services.h"
 #include "control/users.h"
 #include "net/http.h"
+#include "net/work_lane.h"
 
 namespace canopy::api {
 
@@ -47,6 +48,10 @@ struct ApiServices {
   control::Services* services = nullptr;
   control::Operations* operations = nullptr;
   std::shared_ptr<net::Metrics> metrics;  // for GET /metrics (may be null)
+  // Bounded lanes for password work and for synchronous adapter calls (null: such routes run
+  // on the server's workers like the rest). A full lane answers 503 with Retry-After.
+  std::shared_ptr<net::WorkLane> kdf_lane;
+  std::shared_ptr<net::WorkLane> provider_lane;
 };
 
 struct ApiOptions {

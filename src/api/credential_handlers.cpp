@@ -10,6 +10,7 @@ Json CredentialJson(const core::Credential& c) {
   return {{"id", c.id},
           {"name", c.name},
           {"provider", c.provider},
+          {"adapter_id", c.adapter_id},
           {"created_at", FormatRfc3339(c.created_at)}};
 }
 
@@ -22,11 +23,12 @@ std::vector<RouteDef> CredentialRoutes(control::Credentials* credentials) {
     CANOPY_ASSIGN_OR_RETURN(std::string name, GetString(body, "name", 64));
     CANOPY_TRY(CheckName(name, "name"));
     CANOPY_ASSIGN_OR_RETURN(std::string provider, GetString(body, "provider", 32));
+    CANOPY_ASSIGN_OR_RETURN(auto adapter, GetOptString(body, "adapter", 64));
     CANOPY_ASSIGN_OR_RETURN(Json secret_json, GetObject(body, "secret"));
     providers::CredentialSecret secret(std::move(secret_json));
     body = Json();  // drop the plaintext copy early
-    CANOPY_ASSIGN_OR_RETURN(core::Credential c,
-                            credentials->Add(name, provider, std::move(secret), p.user_id));
+    CANOPY_ASSIGN_OR_RETURN(core::Credential c, credentials->Add(name, provider, std::move(secret),
+                                                                 p.user_id, adapter.value_or("")));
     return JsonResponse(201, CredentialJson(c));
   };
   auto list = [credentials](const net::Request&, const Principal&) -> Result<net::Response> {
@@ -44,7 +46,8 @@ std::vector<RouteDef> CredentialRoutes(control::Credentials* credentials) {
     return NoContent();
   };
   return {
-      {"POST", "/api/v1/credentials", Access::kInfra, create},
+      {"POST", "/api/v1/credentials", Access::kInfra, create, nullptr, false, false,
+       Lane::kProvider},
       {"GET", "/api/v1/credentials", Access::kInfra, list},
       {"GET", "/api/v1/credentials/{id}", Access::kInfra, get},
       {"DELETE", "/api/v1/credentials/{id}", Access::kInfra, del},
@@ -82,7 +85,7 @@ std::vector<RouteDef> OfferRoutes(control::CloudAccess* clouds) {
                                   {"images", images}});
   };
   return {
-      {"GET", "/api/v1/offers", Access::kInfra, offers},
+      {"GET", "/api/v1/offers", Access::kInfra, offers, nullptr, false, false, Lane::kProvider},
   };
 }
 

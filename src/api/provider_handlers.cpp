@@ -11,6 +11,7 @@ Json ProviderJson(const control::Adapters& adapters, const core::ProviderRecord&
           {"type", p.type},
           {"url", p.url},
           {"status", core::ProviderStatusName(adapters.StatusOf(p))},
+          {"approved", p.approved},
           {"last_seen", FormatRfc3339(p.last_seen)},
           {"registered_at", FormatRfc3339(p.registered_at)},
           {"version", p.version},
@@ -47,6 +48,10 @@ std::vector<RouteDef> ProviderRoutes(control::Adapters* adapters) {
     CANOPY_TRY(CheckUrl(r.url));
     CANOPY_ASSIGN_OR_RETURN(auto version, GetOptString(body, "version", 64));
     r.version = version.value_or("");
+    CANOPY_ASSIGN_OR_RETURN(auto moving_id, GetOptString(body, "adapter_id", 64));
+    CANOPY_ASSIGN_OR_RETURN(auto moving_key, GetOptString(body, "adapter_key", 256));
+    r.adapter_id = moving_id.value_or("");
+    r.adapter_key = moving_key.value_or("");
     if (body.contains("capabilities") && !body["capabilities"].is_null()) {
       if (!body["capabilities"].is_array() && !body["capabilities"].is_object()) {
         return Error::InvalidArgument("field 'capabilities' must be an array or an object");
@@ -85,6 +90,11 @@ std::vector<RouteDef> ProviderRoutes(control::Adapters* adapters) {
     CANOPY_TRY(adapters->Detach(req.Param("id"), p.user_id));
     return NoContent();
   };
+  auto approve = [adapters](const net::Request& req, const Principal& p) -> Result<net::Response> {
+    CANOPY_TRY(adapters->Approve(req.Param("id"), p.user_id));
+    CANOPY_ASSIGN_OR_RETURN(auto got, adapters->Get(req.Param("id")));
+    return JsonResponse(200, ProviderJson(*adapters, got));
+  };
   return {
       {"POST", "/api/v1/provider-tokens", Access::kInfra, create_token},
       {"POST", "/api/v1/providers/register", Access::kPublic, reg, nullptr, false, true},
@@ -93,6 +103,7 @@ std::vector<RouteDef> ProviderRoutes(control::Adapters* adapters) {
       {"GET", "/api/v1/providers", Access::kInfra, list},
       {"GET", "/api/v1/providers/{id}", Access::kInfra, get},
       {"DELETE", "/api/v1/providers/{id}", Access::kInfra, detach},
+      {"POST", "/api/v1/providers/{id}/approve", Access::kInfra, approve},
   };
 }
 

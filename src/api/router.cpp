@@ -90,6 +90,33 @@ std::shared_ptr<net::Router> BuildRouter(const ApiServices& services, const ApiO
                        });
       continue;
     }
+    std::shared_ptr<net::WorkLane> lane = def.lane == detail::Lane::kKdf ? services.kdf_lane
+                                          : def.lane == detail::Lane::kProvider
+                                              ? services.provider_lane
+                                              : nullptr;
+    if (lane != nullptr) {
+      // Admitted on the server's worker (cheap), run on the lane, refused at once when full.
+      router->AddAsync(
+          def.method, def.pattern,
+          [users, def, lane](const net::Request& req, net::Responder respond) {
+            auto p = Admit(users, def, req);
+            if (!p) return respond(detail::RenderHandlerError(def.pattern, p.error()));
+            auto shared = std::make_shared<net::Responder>(std::move(respond));
+            bool taken = lane->TrySubmit([def, req, principal = *p, shared] {
+              auto r = def.fn(req, principal);
+              (*shared)(r ? std::move(*r) : detail::RenderHandlerError(def.pattern, r.error()));
+            });
+            if (!taken) {
+              SPDLOG_WARN("Request refused: lane full lane={} route={}", lane->name(), def.pattern);
+              net::Response busy = detail::RenderHandlerError(
+                  def.pattern, Error::Unavailable("the server is busy with requests of this kind; "
+                                                  "retry shortly"));
+              busy.headers.emplace_back("Retry-After", "1");
+              (*shared)(std::move(busy));
+            }
+          });
+      continue;
+    }
     router->Add(def.method, def.pattern, [users, def](const net::Request& req) -> net::Response {
       auto p = Admit(users, def, req);
       if (!p) return detail::RenderHandlerError(def.pattern, p.error());

@@ -6,11 +6,19 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <sys/stat.h>
 
+#include <algorithm>
+#include <charconv>
 #include <climits>
 #include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "auth/detail/private_file.h"
 #include "common/ids.h"
@@ -119,43 +127,194 @@ bool ReadInt(const Json& obj, const char* name, int64_t* out) {
   return true;
 }
 
-}  // namespace
-
-struct JwtKeys::Impl {
+// One Ed25519 key with what signing and verifying with it need.
+struct KeyEntry {
   PkeyPtr key;
-  std::string public_raw;  // 32-byte Ed25519 public key ("x" before encoding)
-  std::string x;           // base64url(public_raw)
-  std::string kid;
+  std::string x;           // base64url of the 32-byte public key
+  std::string kid;         // RFC 7638 thumbprint
   std::string header_b64;  // base64url of the fixed header for this key
+  TimePoint retired_at{};  // retired keys: when they stopped signing
+  std::string file;        // retired keys: their file
 };
+using KeyPtr = std::shared_ptr<const KeyEntry>;
 
-JwtKeys::JwtKeys(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-JwtKeys::~JwtKeys() = default;
-
-Result<std::unique_ptr<JwtKeys>> JwtKeys::LoadOrCreate(const std::string& path) {
-  CANOPY_ASSIGN_OR_RETURN(SecretString pem, detail::LoadOrCreatePrivateFile(path, kMaxKeyFileBytes,
-                                                                            kWhat, GenerateKeyPem));
+Result<std::shared_ptr<KeyEntry>> MakeEntry(const SecretString& pem, const std::string& path) {
   CANOPY_ASSIGN_OR_RETURN(PkeyPtr key, ParseKeyPem(pem, path));
-
-  auto impl = std::make_unique<Impl>();
+  auto e = std::make_shared<KeyEntry>();
   unsigned char pub[kEd25519KeyBytes];
   size_t pub_len = sizeof pub;
   if (EVP_PKEY_get_raw_public_key(key.get(), pub, &pub_len) != 1 || pub_len != sizeof pub) {
     return Error::Internal("cannot read the JWT public key");
   }
-  impl->key = std::move(key);
-  impl->public_raw.assign(reinterpret_cast<const char*>(pub), pub_len);
-  impl->x = Base64UrlEncode(impl->public_raw);
+  e->key = std::move(key);
+  e->x = Base64UrlEncode(std::string_view(reinterpret_cast<const char*>(pub), pub_len));
   // RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace.
-  impl->kid =
-      Base64UrlEncode(Sha256(fmt::format(R"({{"crv":"Ed25519","kty":"OKP","x":"{}"}})", impl->x)));
+  e->kid =
+      Base64UrlEncode(Sha256(fmt::format(R"({{"crv":"Ed25519","kty":"OKP","x":"{}"}})", e->x)));
   // kid is base64url, so it needs no JSON escaping.
-  impl->header_b64 =
-      Base64UrlEncode(fmt::format(R"({{"alg":"EdDSA","typ":"JWT","kid":"{}"}})", impl->kid));
+  e->header_b64 =
+      Base64UrlEncode(fmt::format(R"({{"alg":"EdDSA","typ":"JWT","kid":"{}"}})", e->kid));
+  return e;
+}
+
+// The modification time of `path` (when its key started signing).
+TimePoint ModifiedAt(const std::string& path, TimePoint fallback) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return fallback;
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(
+      std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+}
+
+// A retired key verifies for the token lifetime after its retirement, plus the clock leeway.
+bool Expired(const KeyEntry& e, const JwtRotation& r, TimePoint now) {
+  return now > e.retired_at + r.token_ttl + std::chrono::seconds(kJwtNotBeforeLeeway) +
+                   std::chrono::seconds(60);
+}
+
+}  // namespace
+
+struct JwtKeys::Impl {
+  std::string path;
+  JwtRotation rotation;
+  mutable std::shared_mutex mu;
+  KeyPtr current;
+  TimePoint current_since{};
+  std::vector<KeyPtr> retired;  // oldest first
+
+  Status LoadCurrent(TimePoint now) {
+    CANOPY_ASSIGN_OR_RETURN(SecretString pem, detail::LoadOrCreatePrivateFile(
+                                                  path, kMaxKeyFileBytes, kWhat, GenerateKeyPem));
+    CANOPY_ASSIGN_OR_RETURN(auto e, MakeEntry(pem, path));
+    current = std::move(e);
+    current_since = ModifiedAt(path, now);
+    return OkStatus();
+  }
+
+  // Loads `<path>.retired-<seconds>-*` files still within their time; deletes older ones.
+  Status LoadRetired(TimePoint now) {
+    std::filesystem::path p(path);
+    std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : ".";
+    const std::string prefix = p.filename().string() + ".retired-";
+    std::error_code ec;
+    std::vector<std::shared_ptr<KeyEntry>> found;
+    for (const auto& f : std::filesystem::directory_iterator(dir, ec)) {
+      std::string name = f.path().filename().string();
+      if (name.rfind(prefix, 0) != 0) continue;
+      std::string rest = name.substr(prefix.size());
+      int64_t secs = 0;
+      auto [end, err] = std::from_chars(rest.data(), rest.data() + rest.size(), secs);
+      if (err != std::errc() || end == rest.data()) continue;
+      auto e = std::make_shared<KeyEntry>();
+      e->retired_at = TimePoint(std::chrono::seconds(secs));
+      e->file = f.path().string();
+      if (Expired(*e, rotation, now)) {
+        std::filesystem::remove(e->file, ec);
+        continue;
+      }
+      CANOPY_ASSIGN_OR_RETURN(auto pem, detail::ReadPrivateFile(e->file, kMaxKeyFileBytes, kWhat));
+      if (!pem) continue;
+      CANOPY_ASSIGN_OR_RETURN(auto loaded, MakeEntry(*pem, e->file));
+      loaded->retired_at = e->retired_at;
+      loaded->file = e->file;
+      found.push_back(std::move(loaded));
+    }
+    std::sort(found.begin(), found.end(),
+              [](const auto& a, const auto& b) { return a->retired_at < b->retired_at; });
+    retired.assign(found.begin(), found.end());
+    return OkStatus();
+  }
+
+  // Under the exclusive lock.
+  void Prune(TimePoint now) {
+    std::error_code ec;
+    std::erase_if(retired, [&](const KeyPtr& e) {
+      if (!Expired(*e, rotation, now)) return false;
+      std::filesystem::remove(e->file, ec);
+      return true;
+    });
+  }
+
+  // Under the exclusive lock.
+  Result<std::string> RotateLocked(TimePoint now) {
+    CANOPY_ASSIGN_OR_RETURN(SecretString pem, GenerateKeyPem());
+    CANOPY_ASSIGN_OR_RETURN(auto next, MakeEntry(pem, path));
+    const std::string retired_file =
+        fmt::format("{}.retired-{}-{}", path, UnixSeconds(now), current->kid.substr(0, 8));
+    if (::rename(path.c_str(), retired_file.c_str()) != 0) {
+      return Error::Internal(fmt::format("cannot retire the {} {}", kWhat, path));
+    }
+    // A crash here leaves no current key: the next start creates one and loads the retired.
+    CANOPY_ASSIGN_OR_RETURN(bool created, detail::CreatePrivateFile(path, pem, kWhat));
+    if (!created) {
+      return Error::Internal(fmt::format("the {} {} appeared while rotating", kWhat, path));
+    }
+    // Published entries are immutable (readers hold them without the lock): the retired one is
+    // a new entry sharing the old key object.
+    auto retired_entry = std::make_shared<KeyEntry>();
+    retired_entry->x = current->x;
+    retired_entry->kid = current->kid;
+    retired_entry->header_b64 = current->header_b64;
+    if (EVP_PKEY_up_ref(current->key.get()) != 1) {
+      return Error::Internal("cannot keep the retired JWT key");
+    }
+    retired_entry->key.reset(current->key.get());
+    retired_entry->retired_at = now;
+    retired_entry->file = retired_file;
+    retired.push_back(std::move(retired_entry));
+    current = std::move(next);
+    current_since = now;
+    Prune(now);
+    return current->kid;
+  }
+
+  KeyPtr Find(std::string_view kid) const {
+    std::shared_lock lock(mu);
+    if (current->kid == kid) return current;
+    for (const auto& e : retired) {
+      if (e->kid == kid) return e;
+    }
+    return nullptr;
+  }
+};
+
+JwtKeys::JwtKeys(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+JwtKeys::~JwtKeys() = default;
+
+Result<std::unique_ptr<JwtKeys>> JwtKeys::LoadOrCreate(const std::string& path,
+                                                       const JwtRotation& rotation, TimePoint now) {
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  impl->rotation = rotation;
+  CANOPY_TRY(impl->LoadCurrent(now));
+  CANOPY_TRY(impl->LoadRetired(now));
   return std::unique_ptr<JwtKeys>(new JwtKeys(std::move(impl)));
 }
 
-std::string JwtKeys::key_id() const { return impl_->kid; }
+std::string JwtKeys::key_id() const {
+  std::shared_lock lock(impl_->mu);
+  return impl_->current->kid;
+}
+
+Result<std::string> JwtKeys::Rotate(TimePoint now) {
+  std::unique_lock lock(impl_->mu);
+  return impl_->RotateLocked(now);
+}
+
+Status JwtKeys::MaybeRotate(TimePoint now) {
+  const JwtRotation& r = impl_->rotation;
+  {
+    std::shared_lock lock(impl_->mu);
+    bool old = r.max_key_age.count() > 0 && now - impl_->current_since > r.max_key_age;
+    bool stale = !impl_->retired.empty() && Expired(*impl_->retired.front(), r, now);
+    if (!old && !stale) return OkStatus();
+  }
+  std::unique_lock lock(impl_->mu);
+  if (r.max_key_age.count() > 0 && now - impl_->current_since > r.max_key_age) {
+    CANOPY_TRY(impl_->RotateLocked(now));
+  }
+  impl_->Prune(now);
+  return OkStatus();
+}
 
 Result<std::string> JwtKeys::Sign(const Claims& c) const {
   if (c.subject.empty()) return Error::InvalidArgument("token subject is required");
@@ -171,10 +330,16 @@ Result<std::string> JwtKeys::Sign(const Claims& c) const {
   payload["nbf"] = c.issued_at;
   payload["exp"] = c.expires_at;
   payload["jti"] = c.token_id.empty() ? RandomToken(16) : c.token_id;
+  if (c.generation != 0) payload["gen"] = c.generation;
   const std::string payload_text =
       payload.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 
-  std::string token = impl_->header_b64;
+  KeyPtr key;
+  {
+    std::shared_lock lock(impl_->mu);
+    key = impl_->current;
+  }
+  std::string token = key->header_b64;
   token += '.';
   token += Base64UrlEncode(payload_text);
 
@@ -182,7 +347,7 @@ Result<std::string> JwtKeys::Sign(const Claims& c) const {
   unsigned char sig[kEd25519SigBytes];
   size_t sig_len = sizeof sig;
   // Ed25519 is a one-shot signature: no digest (NULL md) and a single EVP_DigestSign call.
-  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, impl_->key.get()) != 1 ||
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key->key.get()) != 1 ||
       EVP_DigestSign(ctx.get(), sig, &sig_len, reinterpret_cast<const unsigned char*>(token.data()),
                      token.size()) != 1 ||
       sig_len != sizeof sig) {
@@ -223,7 +388,9 @@ Result<Claims> JwtKeys::Verify(std::string_view token, TimePoint now) const {
     return Unauth("malformed token");
   }
   std::string kid;
-  if (!ReadString(*header, "kid", &kid) || kid != impl_->kid) return Unauth("unknown token key");
+  if (!ReadString(*header, "kid", &kid)) return Unauth("unknown token key");
+  KeyPtr key = impl_->Find(kid);
+  if (key == nullptr) return Unauth("unknown token key");
 
   // Signature, checked before the payload is parsed.
   std::string sig;
@@ -231,7 +398,7 @@ Result<Claims> JwtKeys::Verify(std::string_view token, TimePoint now) const {
     return Unauth("invalid token signature");
   }
   MdCtxPtr ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, impl_->key.get()) != 1) {
+  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key->key.get()) != 1) {
     return Error::Internal("cannot verify token");
   }
   if (EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
@@ -257,6 +424,9 @@ Result<Claims> JwtKeys::Verify(std::string_view token, TimePoint now) const {
       !ReadInt(*payload, "exp", &c.expires_at)) {
     return Unauth("malformed token claims");
   }
+  if (Field(*payload, "gen") != nullptr && !ReadInt(*payload, "gen", &c.generation)) {
+    return Unauth("malformed token claims");
+  }
   const Json* roles = Field(*payload, "roles");
   if (roles == nullptr || !roles->is_array()) return Unauth("malformed token claims");
   for (const Json& r : *roles) {
@@ -276,15 +446,20 @@ Result<Claims> JwtKeys::Verify(std::string_view token, TimePoint now) const {
 }
 
 Json JwtKeys::Jwks() const {
-  Json key = Json::object();
-  key["kty"] = "OKP";
-  key["crv"] = "Ed25519";
-  key["x"] = impl_->x;
-  key["kid"] = impl_->kid;
-  key["alg"] = "EdDSA";
-  key["use"] = "sig";
   Json keys = Json::array();
-  keys.push_back(std::move(key));
+  std::shared_lock lock(impl_->mu);
+  auto add = [&keys](const KeyEntry& e) {
+    Json key = Json::object();
+    key["kty"] = "OKP";
+    key["crv"] = "Ed25519";
+    key["x"] = e.x;
+    key["kid"] = e.kid;
+    key["alg"] = "EdDSA";
+    key["use"] = "sig";
+    keys.push_back(std::move(key));
+  };
+  add(*impl_->current);
+  for (auto it = impl_->retired.rbegin(); it != impl_->retired.rend(); ++it) add(**it);
   Json out = Json::object();
   out["keys"] = std::move(keys);
   return out;

@@ -57,11 +57,13 @@ const Resource& Providers() {
        {"TYPE", "type"},
        {"URL", "url"},
        {"STATUS", "status"},
+       {"APPROVED", "approved"},
        {"LAST SEEN", "last_seen"}},
       {{"ID", "id"},
        {"Type", "type"},
        {"URL", "url"},
        {"Status", "status"},
+       {"Approved", "approved"},
        {"Last seen", "last_seen"}},
       {},
   };
@@ -72,8 +74,16 @@ const Resource& Credentials() {
   static const Resource r{
       "credential",
       "/api/v1/credentials",
-      {{"ID", "id"}, {"NAME", "name"}, {"PROVIDER", "provider"}, {"CREATED", "created_at"}},
-      {{"ID", "id"}, {"Name", "name"}, {"Provider", "provider"}, {"Created", "created_at"}},
+      {{"ID", "id"},
+       {"NAME", "name"},
+       {"PROVIDER", "provider"},
+       {"ADAPTER", "adapter_id"},
+       {"CREATED", "created_at"}},
+      {{"ID", "id"},
+       {"Name", "name"},
+       {"Provider", "provider"},
+       {"Adapter", "adapter_id"},
+       {"Created", "created_at"}},
       {"secret"},
   };
   return r;
@@ -318,6 +328,9 @@ class Session {
     return Hint(api_.Post(path, body));
   }
   Result<Json> Delete(std::string_view path) const { return Hint(api_.Delete(path)); }
+  Result<Json> Send(std::string_view method, std::string_view path, const Json& body) const {
+    return Hint(api_.Send(method, path, &body));
+  }
 
  private:
   // A 401 means the token is no longer accepted (expired, revoked, root re-keyed).
@@ -1020,6 +1033,46 @@ Status DoUserCreate(Context& ctx, const UserCreateOptions& opts) {
   return OkStatus();
 }
 
+Status DoPassword(Context& ctx, const PasswordOptions& opts) {
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  if (opts.user) {
+    CANOPY_ASSIGN_OR_RETURN(SecretString next,
+                            ObtainPassword(ctx, opts.next, "CANOPY_NEW_PASSWORD",
+                                           fmt::format("New password for {}: ", *opts.user), true));
+    Json body = {{"password", next.Reveal()}};
+    Result<Json> r = s.Send(
+        "PUT", std::string(Users().path) + "/" + EscapeUrlComponent(*opts.user) + "/password",
+        body);
+    WipeStrings(body);
+    CANOPY_TRY(r);
+    ctx.out << "Password set; the user's tokens are revoked\n";
+    return OkStatus();
+  }
+  CANOPY_ASSIGN_OR_RETURN(SecretString current, ObtainPassword(ctx, opts.current, "CANOPY_PASSWORD",
+                                                               "Current password: ", false));
+  CANOPY_ASSIGN_OR_RETURN(SecretString next, ObtainPassword(ctx, opts.next, "CANOPY_NEW_PASSWORD",
+                                                            "New password: ", true));
+  Json body = {{"current_password", current.Reveal()}, {"new_password", next.Reveal()}};
+  Result<Json> r = s.Post("/api/v1/auth/password", body);
+  WipeStrings(body);
+  CANOPY_TRY(r);
+  ctx.out << "Password changed; every token issued before is revoked: log in again\n";
+  return OkStatus();
+}
+
+Status DoProviderApprove(Context& ctx, const std::string& id) {
+  CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
+  CANOPY_ASSIGN_OR_RETURN(
+      Json p, s.Post(std::string(Providers().path) + "/" + EscapeUrlComponent(id) + "/approve",
+                     Json::object()));
+  if (ctx.global.output == OutputFormat::kJson) {
+    PrintJson(ctx.out, p);
+  } else {
+    ctx.out << "Approved " << FieldText(p, "id") << "\n";
+  }
+  return OkStatus();
+}
+
 Status DoProviderToken(Context& ctx) {
   CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
   CANOPY_ASSIGN_OR_RETURN(Json resp, s.Post("/api/v1/provider-tokens", Json::object()));
@@ -1039,6 +1092,7 @@ Status DoCredentialAdd(Context& ctx, const CredentialAddOptions& opts) {
   CANOPY_ASSIGN_OR_RETURN(Json secret, ObtainSecret(ctx, opts));
   CANOPY_ASSIGN_OR_RETURN(Session s, Connect(ctx));
   Json body = {{"name", opts.name}, {"provider", opts.provider}, {"secret", std::move(secret)}};
+  if (opts.adapter) body["adapter"] = *opts.adapter;
   Result<Json> sent = s.Post(Credentials().path, body);
   WipeStrings(body);
   CANOPY_ASSIGN_OR_RETURN(Json resp, std::move(sent));
@@ -1466,6 +1520,12 @@ int ProviderToken(Context& ctx) { return Finish(ctx, DoProviderToken(ctx)); }
 int ProviderList(Context& ctx) { return Finish(ctx, ListResource(ctx, Providers())); }
 int ProviderDetach(Context& ctx, const std::string& id) {
   return Finish(ctx, DeleteResource(ctx, Providers(), id, "Detached"));
+}
+int ProviderApprove(Context& ctx, const std::string& id) {
+  return Finish(ctx, DoProviderApprove(ctx, id));
+}
+int Password(Context& ctx, const PasswordOptions& opts) {
+  return Finish(ctx, DoPassword(ctx, opts));
 }
 
 int CredentialAdd(Context& ctx, const CredentialAddOptions& opts) {

@@ -60,6 +60,14 @@ struct UserCreateOptions {
   std::optional<std::string> password;  // else CANOPY_NEW_PASSWORD, else a prompt (asked twice)
 };
 
+struct PasswordOptions {
+  // Whose password (admin only; the user's tokens are revoked); empty: your own (the current
+  // one is asked for, and your tokens, this login's included, are revoked: log in again).
+  std::optional<std::string> user;
+  std::optional<std::string> current;  // else CANOPY_PASSWORD, else a prompt
+  std::optional<std::string> next;     // else CANOPY_NEW_PASSWORD, else a prompt (asked twice)
+};
+
 struct CredentialAddOptions {
   std::string name;
   std::string provider;
@@ -67,6 +75,7 @@ struct CredentialAddOptions {
   std::optional<std::string> secret_file;
   bool secret_stdin = false;
   std::optional<std::string> secret_json;
+  std::optional<std::string> adapter;  // the adapter id to bind to (else the only live one)
 };
 
 struct OffersOptions {
@@ -163,6 +172,8 @@ int Logout(Context& ctx);
 int UserCreate(Context& ctx, const UserCreateOptions& opts);
 int UserList(Context& ctx);
 int UserDelete(Context& ctx, const std::string& id);
+// user passwd [USER_ID] / password: change a password (revokes the user's tokens).
+int Password(Context& ctx, const PasswordOptions& opts);
 
 // offers: regions, instance types and images the credential's provider offers.
 int Offers(Context& ctx, const OffersOptions& opts);
@@ -170,6 +181,7 @@ int Offers(Context& ctx, const OffersOptions& opts);
 int ProviderToken(Context& ctx);
 int ProviderList(Context& ctx);
 int ProviderDetach(Context& ctx, const std::string& id);
+int ProviderApprove(Context& ctx, const std::string& id);
 
 int CredentialAdd(Context& ctx, const CredentialAddOptions& opts);
 int CredentialList(Context& ctx);

@@ -2,9 +2,47 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <string>
+
 namespace canopy {
 
+namespace {
+// The deepest nesting of arrays and objects in `text` (outside strings); stops counting past
+// `limit`. Linear, no allocation: it runs before the parser builds (and later frees,
+// recursively) a document an attacker nested a million levels deep.
+size_t NestingDepth(std::string_view text, size_t limit) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char ch : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (ch == '\\') {
+        escaped = true;
+      } else if (ch == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (ch == '"') {
+      in_string = true;
+    } else if (ch == '[' || ch == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if ((ch == ']' || ch == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+}  // namespace
+
 Result<Json> ParseJson(std::string_view text) {
+  if (NestingDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    return Error::InvalidArgument("malformed JSON body: nested deeper than " +
+                                  std::to_string(kMaxJsonDepth) + " levels");
+  }
   Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Error::InvalidArgument("malformed JSON body");
   return j;

@@ -15,7 +15,10 @@ namespace canopy {
 
 using Json = nlohmann::json;
 
-// Parses text; malformed JSON -> kInvalidArgument "malformed JSON: ...".
+// Deepest nesting of arrays and objects ParseJson accepts (no API body or cloud answer comes
+// near it; Google's discovery documents nest ~12 levels).
+inline constexpr size_t kMaxJsonDepth = 64;
+// Parses text; malformed JSON, or JSON nested deeper than kMaxJsonDepth -> kInvalidArgument.
 Result<Json> ParseJson(std::string_view text);
 // Parses and requires an object.
 Result<Json> ParseJsonObject(std::string_view text);

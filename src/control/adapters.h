@@ -24,6 +24,8 @@ struct AdapterOptions {
   std::chrono::seconds provider_token_ttl{3600};
   std::chrono::seconds heartbeat_interval{5};
   int missed_heartbeats_for_down = 3;
+  // A newly registered (or moved) adapter gets no credential until an infra user approves it.
+  bool require_approval = false;
 };
 
 struct ProviderTokenGrant {
@@ -37,6 +39,9 @@ struct AdapterRegistration {  // what an adapter sends (validated by the HTTP la
   std::string url;
   std::string version;
   Json capabilities = Json::object();
+  // Moving a registered adapter to a new URL: its id and key, with the fresh token.
+  std::string adapter_id;
+  std::string adapter_key;
 };
 
 struct AdapterIdentity {  // what the root answers
@@ -47,6 +52,12 @@ struct AdapterIdentity {  // what the root answers
 
 // Machine-readable reason of the kFailedPrecondition "no live provider adapter of type ...".
 inline constexpr std::string_view kReasonNoLiveAdapter = "no_live_adapter";
+// A heartbeat from a new URL: moving needs a registration with a fresh token (and the key).
+inline constexpr std::string_view kReasonAdapterMoved = "adapter_moved";
+// The adapter a credential is bound to awaits an infra user's approval.
+inline constexpr std::string_view kReasonAdapterNotApproved = "adapter_not_approved";
+// The adapter a credential is bound to was detached.
+inline constexpr std::string_view kReasonAdapterGone = "adapter_gone";
 
 class Adapters {
  public:
@@ -56,11 +67,21 @@ class Adapters {
   // ttl nullopt = options.provider_token_ttl.
   Result<ProviderTokenGrant> CreateToken(std::optional<std::chrono::seconds> ttl,
                                          const std::string& user_id);
-  // Consumes the token; kUnauthenticated for a bad or used one.
+  // Consumes the token; kUnauthenticated for a bad or used one. With `adapter_id` and
+  // `adapter_key` (both valid), moves that adapter to `url` instead of adding one: same id, same
+  // bound credentials; approved again only by an infra user when approval is required.
   Result<AdapterIdentity> Register(const AdapterRegistration& r);
-  // An adapter's heartbeat with its key; `url` (when given and new) moves it.
+  // An adapter's heartbeat with its key. A `url` other than the registered one is refused
+  // (kConflict, reason kReasonAdapterMoved): credentials are never sent to a URL that only a
+  // heartbeat announced.
   Status Heartbeat(const std::string& id, const std::string& key,
                    const std::optional<std::string>& url);
+  // An infra user approves an adapter (kNotFound); idempotent.
+  Status Approve(const std::string& id, const std::string& user_id);
+  // The adapter a new credential of `type` is bound to: `requested` (an adapter id: it must be of
+  // the type and approved) or, when empty, the only live approved adapter of the type
+  // (kInvalidArgument naming them when there are several; kFailedPrecondition when none).
+  Result<core::ProviderRecord> ChooseFor(const std::string& type, const std::string& requested);
   Result<std::vector<core::ProviderRecord>> List();
   Result<core::ProviderRecord> Get(
       const std::string& id);  // kNotFound "provider adapter not found"
@@ -73,6 +94,8 @@ class Adapters {
   Result<SecretString> KeyOf(const core::ProviderRecord& p) const;
 
  private:
+  Result<AdapterIdentity> Move(const AdapterRegistration& r);
+
   store::Store& store_;
   ClockPtr clock_;
   IdGeneratorPtr ids_;
@@ -86,6 +109,20 @@ class ProviderOpener {
   virtual ~ProviderOpener() = default;
   // kFailedPrecondition (reason kReasonNoLiveAdapter) when no provider of `type` is reachable.
   virtual Result<std::shared_ptr<providers::Provider>> ForType(const std::string& type) = 0;
+  // The adapter a new credential of `type` is bound to (Adapters::ChooseFor); an opener without
+  // adapters (tests) binds to `requested` as given.
+  virtual Result<std::string> Bind(const std::string& type, const std::string& requested) {
+    (void)type;
+    return requested;
+  }
+  // The provider behind the adapter a credential is bound to, and only that one:
+  // kFailedPrecondition when it is down (kReasonNoLiveAdapter), unapproved or gone. Default:
+  // ForType (tests).
+  virtual Result<std::shared_ptr<providers::Provider>> ForAdapter(const std::string& type,
+                                                                  const std::string& adapter_id) {
+    (void)adapter_id;
+    return ForType(type);
+  }
 };
 
 // The production opener: a RemoteProvider to the live adapter of the type (Adapters::FindLive).
@@ -93,6 +130,9 @@ class AdapterOpener final : public ProviderOpener {
  public:
   explicit AdapterOpener(Adapters& adapters) : adapters_(adapters) {}
   Result<std::shared_ptr<providers::Provider>> ForType(const std::string& type) override;
+  Result<std::string> Bind(const std::string& type, const std::string& requested) override;
+  Result<std::shared_ptr<providers::Provider>> ForAdapter(const std::string& type,
+                                                          const std::string& adapter_id) override;
 
  private:
   Adapters& adapters_;

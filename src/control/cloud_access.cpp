@@ -18,7 +18,7 @@ Result<OpenedProvider> CloudAccess::Open(const std::string& credential_id) {
                                                      : std::move(cred).error();
   }
   CANOPY_ASSIGN_OR_RETURN(std::shared_ptr<providers::Provider> provider,
-                          opener_.ForType(cred->provider));
+                          opener_.ForAdapter(cred->provider, cred->adapter_id));
   CANOPY_ASSIGN_OR_RETURN(SecretString secret_text,
                           secrets_.Open(cred->secret_ciphertext, cred->id));
   auto secret_json = ParseJsonObject(secret_text.Reveal());

@@ -15,12 +15,14 @@ Credentials::Credentials(store::Store& store, ClockPtr clock, IdGeneratorPtr ids
 
 Result<core::Credential> Credentials::Add(const std::string& name, const std::string& provider,
                                           providers::CredentialSecret secret,
-                                          const std::string& user_id) {
+                                          const std::string& user_id, const std::string& adapter) {
   if (store_.credentials().GetByName(name)) {
     return Error::AlreadyExists(fmt::format("credential '{}' already exists", name));
   }
-  CANOPY_ASSIGN_OR_RETURN(std::shared_ptr<providers::Provider> p, opener_.ForType(provider));
-  SPDLOG_INFO("Validating credential provider={}", provider);
+  CANOPY_ASSIGN_OR_RETURN(std::string adapter_id, opener_.Bind(provider, adapter));
+  CANOPY_ASSIGN_OR_RETURN(std::shared_ptr<providers::Provider> p,
+                          opener_.ForAdapter(provider, adapter_id));
+  SPDLOG_INFO("Validating credential provider={} adapter={}", provider, adapter_id);
   auto valid = p->ValidateCredential(providers::CallContext{secret, ""});
   if (!valid) {
     const Error& e = valid.error();
@@ -45,6 +47,7 @@ Result<core::Credential> Credentials::Add(const std::string& name, const std::st
   c.provider = provider;
   c.created_by = user_id;
   c.created_at = clock_->Now();
+  c.adapter_id = adapter_id;
   CANOPY_ASSIGN_OR_RETURN(c.secret_ciphertext,
                           secrets_.Seal(SecretString(DumpJson(secret.Reveal())), c.id));
   auto st = store_.credentials().Create(c);

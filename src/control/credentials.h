@@ -21,10 +21,13 @@ class Credentials {
   Credentials(store::Store& store, ClockPtr clock, IdGeneratorPtr ids,
               const auth::SecretBox& secrets, ProviderOpener& opener);
 
-  // Validates `secret` with a provider of type `provider` (422 when the cloud rejects it, 503
-  // when it cannot be asked now), then stores it. kAlreadyExists for a taken name.
+  // Binds the credential to a provider adapter of type `provider` (`adapter`, an adapter id, or
+  // the only live approved one: ProviderOpener::Bind), validates `secret` through that adapter
+  // (422 when the cloud rejects it, 503 when it cannot be asked now), then stores it. From then
+  // on it is decrypted only for that adapter. kAlreadyExists for a taken name.
   Result<core::Credential> Add(const std::string& name, const std::string& provider,
-                               providers::CredentialSecret secret, const std::string& user_id);
+                               providers::CredentialSecret secret, const std::string& user_id,
+                               const std::string& adapter = "");
   Result<std::vector<core::Credential>> List();
   Result<core::Credential> Get(const std::string& id);  // kNotFound "credential not found"
   // kConflict while a cluster made with it exists (its resources are billed to it and deleting

@@ -71,6 +71,18 @@ Result<Json> ParsePorts(const Json& body) {
   return ports;
 }
 
+// An SLA amount (`memory` in MiB, `vcpus`) times `scale`, rounded up, as an integer: a value
+// no integer can hold (1e300, NaN) is refused here instead of overflowing the conversion; the
+// service request's own limits apply after.
+Result<Json> SlaAmount(double value, double scale, std::string_view field, const std::string& who) {
+  double scaled = std::ceil(value * scale);
+  if (!std::isfinite(scaled) || scaled < 0 || scaled > 1e12) {
+    return Error::InvalidArgument(
+        fmt::format("microservice '{}': {} {} is out of range", who, field, value));
+  }
+  return Json(static_cast<int64_t>(scaled));
+}
+
 // "8080", "8080/udp", "8080:8080/tcp".
 Result<Json> ParseSlaPort(const std::string& text, const std::string& who) {
   std::string t = text;
@@ -231,10 +243,12 @@ Result<std::vector<ServiceRequest>> ParseOakestraSla(const Json& sla) {
         body["ports"] = Json::array({{{"port", ms["port"]}, {"protocol", "tcp"}}});
       }
       if (ms.contains("memory") && ms["memory"].is_number()) {
-        body["memory_mib"] = static_cast<int64_t>(std::ceil(ms["memory"].get<double>()));
+        CANOPY_ASSIGN_OR_RETURN(body["memory_mib"],
+                                SlaAmount(ms["memory"].get<double>(), 1, "memory", ms_name));
       }
       if (ms.contains("vcpus") && ms["vcpus"].is_number()) {
-        body["cpu_millis"] = static_cast<int64_t>(std::llround(ms["vcpus"].get<double>() * 1000));
+        CANOPY_ASSIGN_OR_RETURN(body["cpu_millis"],
+                                SlaAmount(ms["vcpus"].get<double>(), 1000, "vcpus", ms_name));
       }
       if (ms.contains("replicas")) body["replicas"] = ms["replicas"];
       if (ms.contains("environment") && ms["environment"].is_array()) {

@@ -22,33 +22,54 @@ const std::string& DummyHash() {
 
 }  // namespace
 
+Status CheckNewPassword(const SecretString& password, std::string_view field) {
+  if (password.Reveal().size() < kMinPasswordLength) {
+    return Error::InvalidArgument(
+        fmt::format("field '{}' must have at least {} characters", field, kMinPasswordLength));
+  }
+  if (password.Reveal().size() > auth::kMaxPasswordBytes) {
+    return Error::InvalidArgument(
+        fmt::format("field '{}' must have at most {} bytes", field, auth::kMaxPasswordBytes));
+  }
+  return OkStatus();
+}
+
 bool Principal::Has(core::Role r) const {
   return std::find(roles.begin(), roles.end(), r) != roles.end();
 }
 
-Users::Users(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, const auth::JwtKeys& jwt,
-             std::chrono::seconds token_ttl)
+Users::Users(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, auth::JwtKeys& jwt,
+             std::chrono::seconds token_ttl, LoginThrottleOptions throttle)
     : store_(store),
       clock_(std::move(clock)),
       ids_(std::move(ids)),
       jwt_(jwt),
-      token_ttl_(token_ttl) {}
+      token_ttl_(token_ttl),
+      throttle_(clock_, throttle) {}
 
-Result<LoginToken> Users::Login(const std::string& username, const SecretString& password) {
+Result<LoginToken> Users::Login(const std::string& username, const SecretString& password,
+                                const std::string& address, int64_t* retry_after_s) {
+  CANOPY_TRY(throttle_.Admit(username, address, retry_after_s));
   auto user = store_.users().GetByUsername(username);
   if (!user) {
     if (user.error().code != ErrorCode::kNotFound) return std::move(user).error();
     (void)auth::VerifyPassword(password, DummyHash());
+    throttle_.Failed(username, address);
     SPDLOG_INFO("Login refused reason=unknown_user");
     return Error::Unauthenticated("invalid username or password");
   }
   if (!auth::VerifyPassword(password, user->password_hash)) {
+    throttle_.Failed(username, address);
     SPDLOG_INFO("Login refused reason=wrong_password user={}", user->id);
     return Error::Unauthenticated("invalid username or password");
+  }
+  if (auto st = jwt_.MaybeRotate(clock_->Now()); !st) {
+    SPDLOG_ERROR("JWT signing key rotation failed error={}", st.error().message);
   }
   auth::Claims c;
   c.subject = user->id;
   c.username = user->username;
+  c.generation = user->token_generation;
   for (auto r : user->roles) c.roles.emplace_back(core::RoleName(r));
   c.issued_at = UnixSeconds(clock_->Now());
   c.expires_at = c.issued_at + token_ttl_.count();
@@ -67,16 +88,54 @@ Result<Principal> Users::Authenticate(const std::string& token) {
     }
     return std::move(user).error();
   }
+  if (claims.generation != user->token_generation) {
+    return Error::Unauthenticated("token revoked by a password change");
+  }
   return Principal{user->id, user->username, user->roles};
 }
 
 Json Users::Jwks() const { return jwt_.Jwks(); }
 
+Result<std::string> Users::RotateSigningKey() {
+  CANOPY_ASSIGN_OR_RETURN(std::string kid, jwt_.Rotate(clock_->Now()));
+  SPDLOG_INFO("Rotated the JWT signing key kid={}", kid);
+  return kid;
+}
+
+Status Users::ChangePassword(const std::string& user_id, const SecretString& current,
+                             const SecretString& next, const std::string& address) {
+  CANOPY_TRY(CheckNewPassword(next, "new_password"));
+  CANOPY_ASSIGN_OR_RETURN(core::User user, store_.users().Get(user_id));
+  CANOPY_TRY(throttle_.Admit(user.username, address));
+  if (!auth::VerifyPassword(current, user.password_hash)) {
+    throttle_.Failed(user.username, address);
+    SPDLOG_INFO("Password change refused reason=wrong_password user={}", user_id);
+    return Error::Unauthenticated("current password is wrong");
+  }
+  CANOPY_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(next));
+  CANOPY_ASSIGN_OR_RETURN(int64_t gen, store_.users().ChangePassword(user_id, hash));
+  SPDLOG_INFO("Password changed user={} token_generation={}", user_id, gen);
+  return OkStatus();
+}
+
+Status Users::SetPassword(const std::string& user_id, const SecretString& next,
+                          const std::string& by) {
+  CANOPY_TRY(CheckNewPassword(next, "password"));
+  CANOPY_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(next));
+  auto gen = store_.users().ChangePassword(user_id, hash);
+  if (!gen) {
+    if (gen.error().code == ErrorCode::kNotFound) {
+      return Error::NotFound(fmt::format("user '{}' not found", user_id));
+    }
+    return std::move(gen).error();
+  }
+  SPDLOG_INFO("Password set user={} by={} token_generation={}", user_id, by, *gen);
+  return OkStatus();
+}
+
 Result<core::User> Users::Create(const std::string& username, SecretString password,
                                  std::vector<core::Role> roles) {
-  if (password.Reveal().size() < 8) {
-    return Error::InvalidArgument("field 'password' must have at least 8 characters");
-  }
+  CANOPY_TRY(CheckNewPassword(password, "password"));
   core::User u;
   for (auto r : roles) {
     if (!u.HasRole(r)) u.roles.push_back(r);

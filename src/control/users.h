@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/secret.h"
+#include "control/login_throttle.h"
 #include "core/types.h"
 #include "store/store.h"
 
@@ -29,17 +30,35 @@ struct LoginToken {
   int64_t expires_in = 0;  // seconds
 };
 
+// Shortest password accepted for a new password (NIST SP 800-63B's minimum is 8; we ask 12).
+inline constexpr size_t kMinPasswordLength = 12;
+// kInvalidArgument naming `field` when `password` is shorter than kMinPasswordLength.
+Status CheckNewPassword(const SecretString& password, std::string_view field);
+
 class Users {
  public:
-  Users(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, const auth::JwtKeys& jwt,
-        std::chrono::seconds token_ttl);
+  Users(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, auth::JwtKeys& jwt,
+        std::chrono::seconds token_ttl, LoginThrottleOptions throttle = {});
 
   // kUnauthenticated "invalid username or password" for an unknown user and a wrong password
-  // alike (the same Argon2 work either way).
-  Result<LoginToken> Login(const std::string& username, const SecretString& password);
-  // The principal of a bearer token (kUnauthenticated when invalid, expired, or its user is gone).
+  // alike (the same Argon2 work either way). kResourceExhausted (reason "login_throttled", the
+  // wait in `*retry_after_s`) after too many failures for the username or from `address`,
+  // without checking the password. Rotates the signing key when it is due.
+  Result<LoginToken> Login(const std::string& username, const SecretString& password,
+                           const std::string& address = "", int64_t* retry_after_s = nullptr);
+  // The principal of a bearer token (kUnauthenticated when invalid, expired, revoked by a
+  // password change, or its user is gone).
   Result<Principal> Authenticate(const std::string& token);
   Json Jwks() const;
+  // A new signing key now; tokens signed by the old one verify until they expire. The new kid.
+  Result<std::string> RotateSigningKey();
+
+  // The caller's own password: `current` must match (kUnauthenticated, throttled like a login),
+  // `next` must be long enough. Every token issued before is revoked.
+  Status ChangePassword(const std::string& user_id, const SecretString& current,
+                        const SecretString& next, const std::string& address = "");
+  // An admin sets another user's password (kNotFound): revokes that user's tokens.
+  Status SetPassword(const std::string& user_id, const SecretString& next, const std::string& by);
 
   // kInvalidArgument for a short password; kAlreadyExists for a taken username.
   Result<core::User> Create(const std::string& username, SecretString password,
@@ -52,8 +71,9 @@ class Users {
   store::Store& store_;
   ClockPtr clock_;
   IdGeneratorPtr ids_;
-  const auth::JwtKeys& jwt_;
+  auth::JwtKeys& jwt_;
   std::chrono::seconds token_ttl_;
+  LoginThrottle throttle_;
 };
 
 }  // namespace canopy::control

@@ -24,6 +24,9 @@ struct User {
   std::string password_hash;  // encoded KDF output (never the password)
   std::vector<Role> roles;
   TimePoint created_at{};
+  // Access tokens carry the generation they were issued under; a password change increments it,
+  // which revokes every token issued before.
+  int64_t token_generation = 0;
   bool HasRole(Role r) const;
 };
 
@@ -48,6 +51,9 @@ struct ProviderRecord {
   std::string key_ciphertext;
   TimePoint registered_at{};
   TimePoint last_seen{};
+  // Receives credentials only once approved (at registration, unless the root requires an
+  // infra user's approval).
+  bool approved = true;
 };
 
 enum class ProviderStatus { kLive, kDown };
@@ -61,6 +67,7 @@ struct Credential {
   std::string secret_ciphertext;
   std::string created_by;
   TimePoint created_at{};
+  std::string adapter_id;  // the adapter it was validated by: the only one it is decrypted for
 };
 
 enum class OperationState { kPending, kRunning, kSucceeded, kFailed };

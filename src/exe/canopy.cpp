@@ -95,6 +95,23 @@ int main(int argc, char** argv) {
   auto user_id = std::make_shared<std::string>();
   user_delete->add_option("id", *user_id, "User id")->required();
   OnRun(user_delete, &action, [user_id](Context& c) { return cli::UserDelete(c, *user_id); });
+  auto* user_passwd = user->add_subcommand("passwd", "Set a user's password (revokes its tokens)");
+  auto passwd_opts = std::make_shared<cli::PasswordOptions>();
+  passwd_opts->user.emplace();
+  user_passwd->add_option("id", *passwd_opts->user, "User id")->required();
+  AddOptional(user_passwd, "--password", &passwd_opts->next,
+              "New password (default: CANOPY_NEW_PASSWORD, then a prompt)");
+  OnRun(user_passwd, &action, [passwd_opts](Context& c) { return cli::Password(c, *passwd_opts); });
+
+  // password (your own)
+  auto* password = app.add_subcommand(
+      "password", "Change your own password (revokes your tokens: log in again after)");
+  auto own_opts = std::make_shared<cli::PasswordOptions>();
+  AddOptional(password, "--current", &own_opts->current,
+              "Current password (default: CANOPY_PASSWORD, then a prompt)");
+  AddOptional(password, "--new", &own_opts->next,
+              "New password (default: CANOPY_NEW_PASSWORD, then a prompt)");
+  OnRun(password, &action, [own_opts](Context& c) { return cli::Password(c, *own_opts); });
 
   // provider
   auto* provider = app.add_subcommand("provider", "Manage provider adapters (infra)");
@@ -108,6 +125,12 @@ int main(int argc, char** argv) {
   provider_detach->add_option("id", *provider_id, "Provider id")->required();
   OnRun(provider_detach, &action,
         [provider_id](Context& c) { return cli::ProviderDetach(c, *provider_id); });
+  auto* provider_approve = provider->add_subcommand(
+      "approve", "Approve a provider adapter (roots started with --require-adapter-approval)");
+  auto approve_id = std::make_shared<std::string>();
+  provider_approve->add_option("id", *approve_id, "Provider id")->required();
+  OnRun(provider_approve, &action,
+        [approve_id](Context& c) { return cli::ProviderApprove(c, *approve_id); });
 
   // credential
   auto* credential = app.add_subcommand("credential", "Manage cloud credentials (infra)");
@@ -116,6 +139,9 @@ int main(int argc, char** argv) {
   auto cred_opts = std::make_shared<cli::CredentialAddOptions>();
   credential_add->add_option("name", cred_opts->name, "Credential name")->required();
   credential_add->add_option("--provider", cred_opts->provider, "Provider type")->required();
+  AddOptional(credential_add, "--adapter", &cred_opts->adapter,
+              "Provider adapter id the credential is bound to (default: the only live one of "
+              "the type)");
   auto* secret_file = AddOptional(credential_add, "--secret-file", &cred_opts->secret_file,
                                   "File holding the secret as a JSON object");
   auto* secret_stdin = credential_add->add_flag("--secret-stdin", cred_opts->secret_stdin,

@@ -132,6 +132,28 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(200, 600000));
   root->add_option("--op-workers", ro.op_workers, "Operation engine workers")
       ->check(CLI::Range(1, 64));
+  int64_t idle_timeout = ro.idle_timeout.count(), jwt_key_days = ro.jwt_key_max_age.count() / 24;
+  root->add_option("--max-connections", ro.max_connections,
+                   "Open connections served at once (beyond: 503 and close; 0 = no limit)")
+      ->capture_default_str();
+  root->add_option("--max-connections-per-address", ro.max_connections_per_address,
+                   "Open connections from one peer address (0 = no limit)")
+      ->capture_default_str();
+  root->add_option("--max-pending-requests", ro.max_pending_requests,
+                   "Requests queued or running at once (beyond: 503; 0 = no limit)")
+      ->capture_default_str();
+  root->add_option("--idle-timeout", idle_timeout,
+                   "Seconds an idle keep-alive connection stays open (5 s under load)")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  root->add_flag("--require-adapter-approval", ro.require_adapter_approval,
+                 "A newly registered (or moved) provider adapter gets no credential until an "
+                 "infra user approves it (canopy provider approve ID)");
+  root->add_option("--jwt-key-max-age-days", jwt_key_days,
+                   "Days after which the JWT signing key is replaced (0 = never); tokens signed "
+                   "by the old key stay valid until they expire")
+      ->check(CLI::Range(0, 3650))
+      ->capture_default_str();
   root->add_flag("--enable-test-ops", ro.enable_test_ops,
                  "Serve POST /api/v1/test/operations (tests only)");
   root->add_option("--test-kill-after-step", ro.test_kill_after_step,
@@ -209,6 +231,8 @@ int main(int argc, char** argv) {
   if (root->parsed()) {
     ro.log_level = log_level;
     ro.token_ttl = std::chrono::seconds(token_ttl);
+    ro.idle_timeout = std::chrono::seconds(idle_timeout);
+    ro.jwt_key_max_age = std::chrono::hours(24 * jwt_key_days);
     ro.heartbeat_interval = std::chrono::seconds(heartbeat);
     ro.op_lease = std::chrono::milliseconds(lease_ms);
     return canopy::root::RunRoot(ro);

@@ -118,6 +118,16 @@ struct ServerOptions {
   std::chrono::seconds idle_timeout{120};  // idle keep-alive connections are closed after this
   std::chrono::seconds read_timeout{30};   // a started request must arrive within this (and
                                            // a response be written within this)
+  // Limits against abuse (0 = none). A connection beyond `max_connections` open ones, or
+  // beyond `max_connections_per_address` from one peer address, is answered 503 and closed at
+  // once. While more than half of `max_connections` are open, idle keep-alive connections are
+  // closed after `idle_timeout_under_load` instead of `idle_timeout`. A request arriving while
+  // `max_pending_requests` handlers are queued or running is answered 503 (Retry-After: 1)
+  // without running its handler.
+  size_t max_connections = 0;
+  size_t max_connections_per_address = 0;
+  std::chrono::seconds idle_timeout_under_load{5};
+  size_t max_pending_requests = 0;
   // Fixed limits: request header 16 KiB (431 beyond). Handlers that throw get 500 "internal error".
 };
 

@@ -2,12 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 namespace canopy::root {
 
-RootCore::RootCore(store::Store& store, const auth::JwtKeys& jwt, const auth::SecretBox& secrets,
+RootCore::RootCore(store::Store& store, auth::JwtKeys& jwt, const auth::SecretBox& secrets,
                    ClockPtr clock, IdGeneratorPtr ids, ops::OperationQueue& queue,
                    RootCoreOptions opts, std::unique_ptr<control::ProviderOpener> opener)
     : store_(store),
@@ -17,14 +19,21 @@ RootCore::RootCore(store::Store& store, const auth::JwtKeys& jwt, const auth::Se
       opts_(std::move(opts)),
       commands_(store, clock, ids, secrets, hub_),
       tier_(store, clock, ids, secrets, hub_, commands_, board_, opts_.tier),
-      users_(store, clock, ids, jwt, opts_.token_ttl),
+      users_(store, clock, ids, jwt, opts_.token_ttl, opts_.login_throttle),
       adapters_(store, clock, ids, secrets, opts_.adapters),
       opener_(opener ? std::move(opener) : std::make_unique<control::AdapterOpener>(adapters_)),
       clouds_(store, secrets, *opener_),
       credentials_(store, clock, ids, secrets, *opener_),
       cloud_clusters_(store, clock, ids, clouds_, queue),
       services_(store, clock, ids, board_),
-      operations_(store, ids, queue, opts_.test_ops_marker_file) {}
+      operations_(store, ids, queue, opts_.test_ops_marker_file),
+      kdf_lane_(std::make_shared<net::WorkLane>(
+          "kdf",
+          opts_.kdf_threads > 0 ? opts_.kdf_threads
+                                : std::max<size_t>(1, std::thread::hardware_concurrency() / 2),
+          opts_.kdf_queue)),
+      provider_lane_(std::make_shared<net::WorkLane>("provider", opts_.provider_threads,
+                                                     opts_.provider_queue)) {}
 
 RootCore::~RootCore() { Stop(); }
 
@@ -53,6 +62,8 @@ void RootCore::Stop() {
     offline_.join();
   }
   hub_.Stop();
+  kdf_lane_->Shutdown();
+  provider_lane_->Shutdown();
 }
 
 std::shared_ptr<net::Router> RootCore::Router(api::RouterScope scope,
@@ -67,6 +78,8 @@ std::shared_ptr<net::Router> RootCore::Router(api::RouterScope scope,
   s.services = &services_;
   s.operations = &operations_;
   s.metrics = std::move(metrics);
+  s.kdf_lane = kdf_lane_;
+  s.provider_lane = provider_lane_;
   api::ApiOptions o;
   o.enable_test_ops = opts_.enable_test_ops;
   return api::BuildRouter(s, o, scope);

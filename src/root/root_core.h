@@ -28,6 +28,7 @@
 #include "control/services.h"
 #include "control/users.h"
 #include "net/http.h"
+#include "net/work_lane.h"
 #include "ops/engine.h"
 #include "store/store.h"
 
@@ -40,13 +41,20 @@ struct RootCoreOptions {
   std::chrono::milliseconds offline_check_every{1000};
   bool enable_test_ops = false;
   std::string test_ops_marker_file;  // where test.steps operations write their markers
+  // Bounded lanes (api::ApiServices): Argon2 work and synchronous adapter calls. 0 threads for
+  // the KDF lane = half the cores (at least 1).
+  size_t kdf_threads = 0;
+  size_t kdf_queue = 64;
+  size_t provider_threads = 8;
+  size_t provider_queue = 128;
+  control::LoginThrottleOptions login_throttle;
 };
 
 class RootCore {
  public:
   // `opener` null = the production AdapterOpener (providers reached through live adapters).
-  RootCore(store::Store& store, const auth::JwtKeys& jwt, const auth::SecretBox& secrets,
-           ClockPtr clock, IdGeneratorPtr ids, ops::OperationQueue& queue, RootCoreOptions opts,
+  RootCore(store::Store& store, auth::JwtKeys& jwt, const auth::SecretBox& secrets, ClockPtr clock,
+           IdGeneratorPtr ids, ops::OperationQueue& queue, RootCoreOptions opts,
            std::unique_ptr<control::ProviderOpener> opener = nullptr);
   RootCore(const RootCore&) = delete;
   RootCore& operator=(const RootCore&) = delete;
@@ -94,6 +102,9 @@ class RootCore {
   control::Services services_;
   control::Operations operations_;
   std::jthread offline_;
+  // Shared with the routers; shut down by Stop() so that no task outlives the services above.
+  std::shared_ptr<net::WorkLane> kdf_lane_;
+  std::shared_ptr<net::WorkLane> provider_lane_;
 };
 
 }  // namespace canopy::root

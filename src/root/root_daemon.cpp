@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/shell.h"
+#include "control/users.h"
 #include "install/installer.h"
 #include "net/error_mapping.h"
 #include "net/http.h"
@@ -55,6 +57,10 @@ Status BootstrapAdmin(store::Store& store, const RootOptions& opts, const Clock&
   std::string password = env != nullptr ? env : "";
   bool generated = password.empty();
   if (generated) password = RandomToken(18);
+  if (auto st = control::CheckNewPassword(SecretString(password), "CANOPY_ADMIN_PASSWORD"); !st) {
+    return Error::InvalidArgument(fmt::format(
+        "CANOPY_ADMIN_PASSWORD must have at least {} characters", control::kMinPasswordLength));
+  }
   CANOPY_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(SecretString(password)));
   core::User u;
   u.id = ids.NewId("usr");
@@ -70,6 +76,21 @@ Status BootstrapAdmin(store::Store& store, const RootOptions& opts, const Clock&
     SPDLOG_INFO("Created user admin with the password from CANOPY_ADMIN_PASSWORD");
   }
   return store.users().Create(u);
+}
+
+// Lets the root hold `wanted` descriptors (its connection cap plus files and sockets of its
+// own): raises the soft limit up to the hard one, never lowers it.
+void RaiseOpenFileLimit(size_t wanted) {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlim_t target = std::min<rlim_t>(static_cast<rlim_t>(wanted), rl.rlim_max);
+  if (rl.rlim_cur >= target) return;
+  rl.rlim_cur = target;
+  if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    SPDLOG_WARN("Cannot raise the open file limit to {}", target);
+  } else {
+    SPDLOG_INFO("Open file limit raised to {}", target);
+  }
 }
 
 }  // namespace
@@ -95,7 +116,11 @@ int RunRoot(const RootOptions& opts) {
       opts.database.empty() ? "sqlite:" + opts.data_dir + "/canopy.db" : opts.database;
   auto store = store::OpenStore(db_url);
   if (!store) return fail(store.error());
-  auto jwt = auth::JwtKeys::LoadOrCreate(opts.data_dir + "/jwt-ed25519.pem");
+  auth::JwtRotation rotation;
+  rotation.max_key_age = opts.jwt_key_max_age;
+  rotation.token_ttl = opts.token_ttl;
+  auto jwt = auth::JwtKeys::LoadOrCreate(opts.data_dir + "/jwt-ed25519.pem", rotation,
+                                         std::chrono::system_clock::now());
   if (!jwt) return fail(jwt.error());
   const char* mk = std::getenv("CANOPY_MASTER_KEY");
   auto secrets =
@@ -133,6 +158,7 @@ int RunRoot(const RootOptions& opts) {
   RootCoreOptions co;
   co.token_ttl = opts.token_ttl;
   co.adapters.heartbeat_interval = opts.heartbeat_interval;
+  co.adapters.require_approval = opts.require_adapter_approval;
   co.enable_test_ops = opts.enable_test_ops;
   if (opts.enable_test_ops) co.test_ops_marker_file = opts.data_dir + "/test-ops.log";
   RootCore core(**store, **jwt, **secrets, clock, ids, engine, co);
@@ -142,6 +168,11 @@ int RunRoot(const RootOptions& opts) {
   so.host = hp->first;
   so.port = hp->second;
   so.worker_threads = opts.http_workers;
+  so.max_connections = opts.max_connections;
+  so.max_connections_per_address = opts.max_connections_per_address;
+  so.max_pending_requests = opts.max_pending_requests;
+  so.idle_timeout = opts.idle_timeout;
+  RaiseOpenFileLimit(opts.max_connections + 256);
   auto server = net::HttpServer::Start(so, core.Router(api::RouterScope::kAll, metrics),
                                        net::ErrorResponse, metrics);
   if (!server) return fail(server.error());

@@ -20,6 +20,16 @@ struct RootOptions {
   std::chrono::milliseconds op_lease{15000};
   size_t op_workers = 4;
   size_t http_workers = 8;
+  // Limits against abuse (net::ServerOptions): open connections in all and per peer address,
+  // handlers queued or running, the idle keep-alive timeout.
+  size_t max_connections = 10000;
+  size_t max_connections_per_address = 512;
+  size_t max_pending_requests = 1024;
+  std::chrono::seconds idle_timeout{60};
+  // New adapters get no credential until an infra user approves them.
+  bool require_adapter_approval = false;
+  // The JWT signing key is replaced when older than this (0 = never on its own).
+  std::chrono::hours jwt_key_max_age{24 * 30};
   bool enable_test_ops = false;
   // Broker (src/broker): the root URL installed clusters dial ("" = derived from --listen, which
   // only works when that address is reachable from the instances), the canopyd binary uploaded

@@ -28,6 +28,10 @@ class UserRepo {
   /// kNotFound when absent.
   virtual Status Delete(const std::string& id) = 0;
   virtual Result<int64_t> Count() = 0;
+  /// Sets the password hash and increments the token generation, in one statement (kNotFound
+  /// when absent). Returns the new generation.
+  virtual Result<int64_t> ChangePassword(const std::string& id,
+                                         const std::string& password_hash) = 0;
 };
 
 /// Provider registration tokens (stored hashed).

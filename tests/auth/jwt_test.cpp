@@ -719,5 +719,118 @@ TEST(JwtKeys, VerifyIsSafeFromManyThreads) {
   EXPECT_EQ(failures.load(), 0);
 }
 
+TEST(JwtKeys, GenerationClaimRoundTripsAndIsAbsentAsZero) {
+  TempDir dir;
+  auto keys = Load(dir.str() + "/jwt.pem");
+  ASSERT_NE(keys, nullptr);
+  Claims c = MakeClaims();
+  auto plain = keys->Sign(c);
+  ASSERT_OK(plain);
+  EXPECT_EQ(keys->Verify(*plain, kNow)->generation, 0);
+  c.generation = 7;
+  auto t = keys->Sign(c);
+  ASSERT_OK(t);
+  EXPECT_EQ(keys->Verify(*t, kNow)->generation, 7);
+}
+
+std::vector<std::string> RetiredFiles(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    std::string name = f.path().filename().string();
+    if (name.find(".retired-") != std::string::npos) out.push_back(f.path().string());
+  }
+  return out;
+}
+
+TEST(JwtKeys, RotationKeepsOldTokensValidUntilTheyExpireThenForgetsTheKey) {
+  TempDir dir;
+  const std::string path = dir.str() + "/jwt.pem";
+  JwtRotation rot;
+  rot.max_key_age = std::chrono::hours(24);
+  rot.token_ttl = std::chrono::seconds(3600);
+  auto loaded = JwtKeys::LoadOrCreate(path, rot, kNow);
+  ASSERT_OK(loaded);
+  auto& keys = **loaded;
+  const std::string old_kid = keys.key_id();
+  auto old_token = keys.Sign(MakeClaims());
+  ASSERT_OK(old_token);
+  Claims long_lived = MakeClaims();
+  long_lived.expires_at = kIat + 10 * 3600;  // outlives the rotation policy's token lifetime
+  auto old_long = keys.Sign(long_lived);
+  ASSERT_OK(old_long);
+
+  auto new_kid = keys.Rotate(kNow);
+  ASSERT_OK(new_kid);
+  EXPECT_NE(*new_kid, old_kid);
+  EXPECT_EQ(keys.key_id(), *new_kid);
+  // The old token still verifies; new tokens name the new key.
+  EXPECT_OK(keys.Verify(*old_token, kNow + seconds(10)));
+  auto new_token = keys.Sign(MakeClaims());
+  ASSERT_OK(new_token);
+  EXPECT_OK(keys.Verify(*new_token, kNow + seconds(10)));
+  Json jwks = keys.Jwks();
+  ASSERT_EQ(jwks["keys"].size(), 2u);
+  EXPECT_EQ(jwks["keys"][0]["kid"], *new_kid);
+  EXPECT_EQ(jwks["keys"][1]["kid"], old_kid);
+  // The retired key is kept on disk (0600) and found again by a restart.
+  auto retired = RetiredFiles(dir.str());
+  ASSERT_EQ(retired.size(), 1u);
+  struct stat st {};
+  ASSERT_EQ(::stat(retired[0].c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto reloaded = JwtKeys::LoadOrCreate(path, rot, kNow + seconds(60));
+  ASSERT_OK(reloaded);
+  EXPECT_EQ((*reloaded)->key_id(), *new_kid);
+  EXPECT_OK((*reloaded)->Verify(*old_token, kNow + seconds(60)));
+
+  // Once every token it signed has expired, the retired key is forgotten and deleted.
+  const TimePoint later = kNow + rot.token_ttl + seconds(120);
+  ASSERT_OK(keys.MaybeRotate(later));
+  EXPECT_EQ(keys.Jwks()["keys"].size(), 1u);
+  EXPECT_TRUE(RetiredFiles(dir.str()).empty());
+  auto gone = keys.Verify(*old_long, later);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().message, "unknown token key");
+  // A restart after that does not resurrect it either.
+  auto fresh = JwtKeys::LoadOrCreate(path, rot, later);
+  ASSERT_OK(fresh);
+  EXPECT_EQ((*fresh)->Jwks()["keys"].size(), 1u);
+}
+
+TEST(JwtKeys, MaybeRotateReplacesAKeyOlderThanTheMaximumAge) {
+  TempDir dir;
+  const std::string path = dir.str() + "/jwt.pem";
+  JwtRotation rot;
+  rot.max_key_age = std::chrono::hours(24 * 30);
+  // The key file was written now (real time); kNow is in 2027, well past 30 days later.
+  auto loaded = JwtKeys::LoadOrCreate(path, rot, SystemClock().Now());
+  ASSERT_OK(loaded);
+  const std::string kid = (*loaded)->key_id();
+  ASSERT_OK((*loaded)->MaybeRotate(SystemClock().Now()));
+  EXPECT_EQ((*loaded)->key_id(), kid);  // young: kept
+  ASSERT_OK((*loaded)->MaybeRotate(kNow));
+  EXPECT_NE((*loaded)->key_id(), kid);
+  // Never, with a zero maximum age.
+  rot.max_key_age = std::chrono::seconds(0);
+  auto never = JwtKeys::LoadOrCreate(dir.str() + "/other.pem", rot, SystemClock().Now());
+  ASSERT_OK(never);
+  const std::string kept = (*never)->key_id();
+  ASSERT_OK((*never)->MaybeRotate(kNow));
+  EXPECT_EQ((*never)->key_id(), kept);
+}
+
+TEST(JwtKeys, AnotherKeysTokenIsUnknownEvenWithTheSameShape) {
+  TempDir dir;
+  auto a = Load(dir.str() + "/a.pem");
+  auto b = Load(dir.str() + "/b.pem");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  auto t = a->Sign(MakeClaims());
+  ASSERT_OK(t);
+  auto v = b->Verify(*t, kNow);
+  ASSERT_FALSE(v);
+  EXPECT_EQ(v.error().message, "unknown token key");
+}
+
 }  // namespace
 }  // namespace canopy::auth

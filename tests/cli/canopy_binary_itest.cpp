@@ -127,8 +127,8 @@ TEST_F(CanopyBinaryTest, TableOutputByDefault) {
   RunResult r = Run({"credential", "list"});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out,
-            "ID      NAME    PROVIDER   CREATED\n"
-            "crd-1   local   local      2026-11-28T13:00:00Z\n");
+            "ID      NAME    PROVIDER   ADAPTER   CREATED\n"
+            "crd-1   local   local      prv-1     2026-11-28T13:00:00Z\n");
 }
 
 TEST_F(CanopyBinaryTest, ApiErrorIsOneLineWithNonZeroExit) {

@@ -80,8 +80,9 @@ TEST_F(CommandsHttpTest, CredentialSecretTravelsInBodyOverHttp) {
   Context ctx = MakeContext();
   ASSERT_EQ(Login(ctx, {std::string(FakeRoot::kUser), std::string(FakeRoot::kPassword)}), kExitOk)
       << err_.str();
-  CredentialAddOptions o{"gcp-main", "gcp", std::nullopt, false,
-                         std::string(R"({"private_key":"pk-123"})")};
+  CredentialAddOptions o{
+      "gcp-main",  "gcp", std::nullopt, false, std::string(R"({"private_key":"pk-123"})"),
+      std::nullopt};
   ASSERT_EQ(CredentialAdd(ctx, o), kExitOk) << err_.str();
   auto body = ParseJson(root_.last().body);
   ASSERT_OK(body);

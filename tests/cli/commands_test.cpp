@@ -384,10 +384,46 @@ TEST_F(CommandsTest, ProviderTokenPrintsTokenAndExpiry) {
 TEST_F(CommandsTest, ProviderListPrintsContractColumns) {
   LogIn();
   ASSERT_EQ(ProviderList(ctx_), kExitOk) << err_.str();
-  EXPECT_EQ(out_.str(),
-            "ID         TYPE    URL                     STATUS   LAST SEEN\n"
-            "prv-1      local   http://127.0.0.1:7001   live     2026-11-28T12:59:58.000Z\n"
-            "prv-2222   aws     http://10.0.0.5:7002    down     2026-11-28T11:00:00.000Z\n");
+  EXPECT_EQ(
+      out_.str(),
+      "ID         TYPE    URL                     STATUS   APPROVED   LAST SEEN\n"
+      "prv-1      local   http://127.0.0.1:7001   live     true       2026-11-28T12:59:58.000Z\n"
+      "prv-2222   aws     http://10.0.0.5:7002    down     false      2026-11-28T11:00:00.000Z\n");
+}
+
+TEST_F(CommandsTest, ProviderApprovePostsAndPrintsTheAdapter) {
+  LogIn();
+  ASSERT_EQ(ProviderApprove(ctx_, "prv-2222"), kExitOk) << err_.str();
+  EXPECT_EQ(out_.str(), "Approved prv-2222\n");
+  EXPECT_EQ(root_.last().method, "POST");
+  EXPECT_EQ(root_.last().path, "/api/v1/providers/prv-2222/approve");
+  Clear();
+  EXPECT_NE(ProviderApprove(ctx_, "prv-404"), kExitOk);
+}
+
+TEST_F(CommandsTest, PasswordChangesYourOwnOrAnotherUsersAndNeverPrintsThem) {
+  LogIn();
+  env_["CANOPY_PASSWORD"] = FakeRoot::kPassword;
+  env_["CANOPY_NEW_PASSWORD"] = "brand-new-password-1";
+  ASSERT_EQ(Password(ctx_, PasswordOptions{}), kExitOk) << err_.str();
+  EXPECT_EQ(root_.last().path, "/api/v1/auth/password");
+  auto body = ParseJson(root_.last().body);
+  ASSERT_OK(body);
+  EXPECT_EQ((*body)["current_password"], FakeRoot::kPassword);
+  EXPECT_EQ((*body)["new_password"], "brand-new-password-1");
+  EXPECT_NE(out_.str().find("log in again"), std::string::npos);
+  EXPECT_EQ(out_.str().find("brand-new"), std::string::npos);
+  Clear();
+  PasswordOptions other;
+  other.user = "usr-2";
+  ASSERT_EQ(Password(ctx_, other), kExitOk) << err_.str();
+  EXPECT_EQ(root_.last().method, "PUT");
+  EXPECT_EQ(root_.last().path, "/api/v1/users/usr-2/password");
+  EXPECT_EQ((*ParseJson(root_.last().body))["password"], "brand-new-password-1");
+  Clear();
+  env_["CANOPY_PASSWORD"] = "wrong";
+  EXPECT_NE(Password(ctx_, PasswordOptions{}), kExitOk);
+  EXPECT_NE(err_.str().find("current password is wrong"), std::string::npos);
 }
 
 TEST_F(CommandsTest, ProviderDetachDeletesTheProvider) {
@@ -408,9 +444,11 @@ TEST_F(CommandsTest, CredentialAddSendsSecretFromEachSource) {
   std::filesystem::path file = dir_.path() / "secret.json";
   { std::ofstream(file) << secret; }
 
-  CredentialAddOptions from_file{"aws-main", "aws", file.string(), false, std::nullopt};
-  CredentialAddOptions from_flag{"aws-main", "aws", std::nullopt, false, secret};
-  CredentialAddOptions from_stdin{"aws-main", "aws", std::nullopt, true, std::nullopt};
+  CredentialAddOptions from_file{"aws-main", "aws",        file.string(),
+                                 false,      std::nullopt, std::nullopt};
+  CredentialAddOptions from_flag{"aws-main", "aws", std::nullopt, false, secret, std::nullopt};
+  CredentialAddOptions from_stdin{"aws-main", "aws",        std::nullopt,
+                                  true,       std::nullopt, std::nullopt};
   for (const auto* o : {&from_file, &from_flag, &from_stdin}) {
     Clear();
     in_.clear();
@@ -431,9 +469,11 @@ TEST_F(CommandsTest, CredentialAddSendsSecretFromEachSource) {
 TEST_F(CommandsTest, CredentialAddNeedsExactlyOneSecretSource) {
   LogIn();
   size_t before = root_.requests().size();
-  ExpectOneErrorLine(CredentialAdd(ctx_, {"c", "aws", std::nullopt, false, std::nullopt}));
+  ExpectOneErrorLine(
+      CredentialAdd(ctx_, {"c", "aws", std::nullopt, false, std::nullopt, std::nullopt}));
   Clear();
-  ExpectOneErrorLine(CredentialAdd(ctx_, {"c", "aws", std::nullopt, true, std::string("{}")}));
+  ExpectOneErrorLine(
+      CredentialAdd(ctx_, {"c", "aws", std::nullopt, true, std::string("{}"), std::nullopt}));
   EXPECT_EQ(root_.requests().size(), before);
 }
 
@@ -441,12 +481,13 @@ TEST_F(CommandsTest, CredentialAddNeverEchoesAMalformedSecret) {
   LogIn();
   std::string bad = std::string(R"({"access_key":")") + kSecretValue;  // unterminated
   std::string line =
-      ExpectOneErrorLine(CredentialAdd(ctx_, {"c", "aws", std::nullopt, false, bad}));
+      ExpectOneErrorLine(CredentialAdd(ctx_, {"c", "aws", std::nullopt, false, bad, std::nullopt}));
   EXPECT_NE(line.find("not valid JSON"), std::string::npos);
   EXPECT_EQ(line.find(kSecretValue), std::string::npos);
   Clear();
   std::string arr = std::string(R"([")") + kSecretValue + R"("])";
-  line = ExpectOneErrorLine(CredentialAdd(ctx_, {"c", "aws", std::nullopt, false, arr}));
+  line =
+      ExpectOneErrorLine(CredentialAdd(ctx_, {"c", "aws", std::nullopt, false, arr, std::nullopt}));
   EXPECT_NE(line.find("JSON object"), std::string::npos);
   EXPECT_EQ(line.find(kSecretValue), std::string::npos);
 }
@@ -454,16 +495,16 @@ TEST_F(CommandsTest, CredentialAddNeverEchoesAMalformedSecret) {
 TEST_F(CommandsTest, CredentialAddReportsMissingSecretFile) {
   LogIn();
   std::string missing = (dir_.path() / "nope.json").string();
-  std::string line =
-      ExpectOneErrorLine(CredentialAdd(ctx_, {"c", "aws", missing, false, std::nullopt}));
+  std::string line = ExpectOneErrorLine(
+      CredentialAdd(ctx_, {"c", "aws", missing, false, std::nullopt, std::nullopt}));
   EXPECT_NE(line.find(missing), std::string::npos);
 }
 
 TEST_F(CommandsTest, CredentialAddRejectedByProviderDoesNotLeakSecret) {
   LogIn();
   std::string secret = std::string(R"({"k":")") + kSecretValue + R"("})";
-  std::string line =
-      ExpectOneErrorLine(CredentialAdd(ctx_, {"rejected", "aws", std::nullopt, false, secret}));
+  std::string line = ExpectOneErrorLine(
+      CredentialAdd(ctx_, {"rejected", "aws", std::nullopt, false, secret, std::nullopt}));
   EXPECT_EQ(line, "error: the provider rejected the credential (unprocessable, HTTP 422)");
 }
 
@@ -471,14 +512,15 @@ TEST_F(CommandsTest, CredentialListShowAndDelete) {
   LogIn();
   ASSERT_EQ(CredentialList(ctx_), kExitOk) << err_.str();
   EXPECT_EQ(out_.str(),
-            "ID      NAME    PROVIDER   CREATED\n"
-            "crd-1   local   local      2026-11-28T13:00:00Z\n");
+            "ID      NAME    PROVIDER   ADAPTER   CREATED\n"
+            "crd-1   local   local      prv-1     2026-11-28T13:00:00Z\n");
   Clear();
   ASSERT_EQ(CredentialShow(ctx_, "crd-1"), kExitOk) << err_.str();
   EXPECT_EQ(out_.str(),
             "ID:         crd-1\n"
             "Name:       local\n"
             "Provider:   local\n"
+            "Adapter:    prv-1\n"
             "Created:    2026-11-28T13:00:00Z\n");
   Clear();
   ASSERT_EQ(CredentialDelete(ctx_, "crd-1"), kExitOk) << err_.str();
@@ -541,7 +583,7 @@ TEST_F(CommandsTest, EveryCommandPrintsOneJsonDocumentWithJsonOutput) {
       [](Context& c) { return ProviderList(c); },
       [](Context& c) { return ProviderDetach(c, "prv-1"); },
       [](Context& c) {
-        return CredentialAdd(c, {"n", "local", std::nullopt, false, "{}"});
+        return CredentialAdd(c, {"n", "local", std::nullopt, false, "{}", std::nullopt});
       },
       [](Context& c) { return CredentialList(c); },
       [](Context& c) { return CredentialShow(c, "crd-1"); },

@@ -721,14 +721,36 @@ class FakeRoot {
                                               {"type", "local"},
                                               {"url", "http://127.0.0.1:7001"},
                                               {"status", "live"},
+                                              {"approved", true},
                                               {"last_seen", "2026-11-28T12:59:58.000Z"}},
                                          Json{{"id", "prv-2222"},
                                               {"type", "aws"},
                                               {"url", "http://10.0.0.5:7002"},
                                               {"status", "down"},
+                                              {"approved", false},
                                               {"last_seen", "2026-11-28T11:00:00.000Z"}}}));
                  }));
     router_->Add("DELETE", "/api/v1/providers/{id}", Auth([](const net::Request&) {
+                   return net::Response::Text(204, "", "application/json");
+                 }));
+    router_->Add("POST", "/api/v1/providers/{id}/approve", Auth([](const net::Request& r) {
+                   if (r.Param("id") != "prv-2222") {
+                     return ApiError(404, "not_found", "provider adapter not found");
+                   }
+                   return net::Response::FromJson(
+                       200, Json{{"id", "prv-2222"}, {"type", "aws"}, {"approved", true}});
+                 }));
+    router_->Add("POST", "/api/v1/auth/password", Auth([](const net::Request& r) {
+                   auto body = ParseJsonObject(r.body);
+                   if (!body || body->value("current_password", "") != kPassword) {
+                     return ApiError(401, "unauthenticated", "current password is wrong");
+                   }
+                   return net::Response::Text(204, "", "application/json");
+                 }));
+    router_->Add("PUT", "/api/v1/users/{id}/password", Auth([](const net::Request& r) {
+                   if (r.Param("id") != "usr-2") {
+                     return ApiError(404, "not_found", "user 'x' not found");
+                   }
                    return net::Response::Text(204, "", "application/json");
                  }));
 
@@ -751,6 +773,7 @@ class FakeRoot {
                                                   Json::array({Json{{"id", "crd-1"},
                                                                     {"name", "local"},
                                                                     {"provider", "local"},
+                                                                    {"adapter_id", "prv-1"},
                                                                     {"created_at", kCreated}}}));
                  }));
     router_->Add("GET", "/api/v1/credentials/{id}", Auth([](const net::Request& r) {
@@ -761,6 +784,7 @@ class FakeRoot {
                                                   Json{{"id", "crd-1"},
                                                        {"name", "local"},
                                                        {"provider", "local"},
+                                                       {"adapter_id", "prv-1"},
                                                        {"created_at", "2026-11-28T13:00:00Z"}});
                  }));
     router_->Add("DELETE", "/api/v1/credentials/{id}", Auth([](const net::Request& r) {

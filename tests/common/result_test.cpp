@@ -85,6 +85,25 @@ TEST(Encoding, Base64UrlRoundTrips) {
   EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+TEST(Json, NestingDeeperThanTheLimitIsRefusedBeforeParsing) {
+  auto nested = [](size_t n, char open, char close) {
+    return std::string(n, open) + std::string(n, close);
+  };
+  EXPECT_OK(ParseJson(nested(kMaxJsonDepth, '[', ']')));
+  auto deep = ParseJson(nested(kMaxJsonDepth + 1, '[', ']'));
+  ASSERT_FALSE(deep);
+  EXPECT_EQ(deep.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(deep.error().message.find("nested deeper"), std::string::npos);
+  // A million levels: refused at once (the parser never builds them).
+  EXPECT_FALSE(ParseJson(nested(1'000'000, '[', ']')));
+  std::string objects;
+  for (size_t i = 0; i <= kMaxJsonDepth; ++i) objects += R"({"a":)";
+  objects += "1" + std::string(kMaxJsonDepth + 1, '}');
+  EXPECT_FALSE(ParseJson(objects));
+  // Brackets inside strings (escaped quotes too) do not count.
+  EXPECT_OK(ParseJson(R"({"s":")" + std::string(200, '[') + R"(\"[[[[\\"})"));
+}
+
 TEST(Json, RejectsMalformedAndWrongTypes) {
   EXPECT_FALSE(ParseJsonObject("{"));
   EXPECT_FALSE(ParseJsonObject("[]"));

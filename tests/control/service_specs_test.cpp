@@ -92,6 +92,10 @@ TEST(OakestraSla, WhatCannotRunIsRefusedWithTheMicroserviceName) {
   refuse(R"({"microservice_name": "img", "code": "docker.io/nginx"})", "not container images");
   refuse(R"({"microservice_name": "map", "cmd": ["x"], "port": "80:8080"})", "maps 80 to 8080");
   refuse(R"({"microservice_name": "bad", "cmd": ["x"], "port": "http"})", "'bad'");
+  // Amounts no integer can hold are refused, not converted (that overflow is undefined).
+  refuse(R"({"microservice_name": "huge", "cmd": ["x"], "memory": 1e300})", "memory 1e+300");
+  refuse(R"({"microservice_name": "neg", "cmd": ["x"], "vcpus": -2})", "vcpus -2 is out of range");
+  refuse(R"({"microservice_name": "big", "cmd": ["x"], "vcpus": 1e18})", "'big'");
   EXPECT_FALSE(ParseOakestraSla(Json{{"applications", Json::array()}}).has_value());
   EXPECT_FALSE(ParseOakestraSla(Json::array()).has_value());
 }

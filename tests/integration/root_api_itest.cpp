@@ -172,7 +172,7 @@ TEST_F(RootApi, UsersAreCreatedListedAndDeleted) {
                 .status,
             400);
   EXPECT_EQ(Call("POST", "/api/v1/users",
-                 R"({"username":"y","password":"long-enough","roles":["root"]})", admin_)
+                 R"({"username":"y","password":"long-enough-pw","roles":["root"]})", admin_)
                 .status,
             400);
   auto list = Call("GET", "/api/v1/users", "", admin_);
@@ -184,6 +184,104 @@ TEST_F(RootApi, UsersAreCreatedListedAndDeleted) {
   EXPECT_EQ(Call("DELETE", "/api/v1/users/" + id, "", admin_).status, 404);
   std::string admin_id = list.json[0]["id"];
   EXPECT_EQ(Call("DELETE", "/api/v1/users/" + admin_id, "", admin_).status, 409);  // last admin
+}
+
+TEST_F(RootApi, NewPasswordsNeedTwelveCharacters) {
+  auto r = Call("POST", "/api/v1/users",
+                R"({"username":"x","password":"elevenchars","roles":["app"]})", admin_);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.json["error"]["message"].get<std::string>().find("at least 12"), std::string::npos);
+  EXPECT_EQ(Call("POST", "/api/v1/users",
+                 R"({"username":"x","password":"twelve-chars","roles":["app"]})", admin_)
+                .status,
+            201);
+}
+
+TEST_F(RootApi, ChangingAPasswordRevokesEveryTokenIssuedBefore) {
+  std::string id = root_->CreateUser(admin_, "erin", {"app"}, "erin-password-1");
+  std::string t1 = root_->Login("erin", "erin-password-1");
+  std::string t2 = root_->Login("erin", "erin-password-1");
+  ASSERT_EQ(Call("GET", "/api/v1/services", "", t1).status, 200);
+  auto wrong = Call("POST", "/api/v1/auth/password",
+                    R"({"current_password":"not-it-at-all","new_password":"erin-password-2"})", t1);
+  EXPECT_EQ(wrong.status, 401);
+  auto shortpw = Call("POST", "/api/v1/auth/password",
+                      R"({"current_password":"erin-password-1","new_password":"short"})", t1);
+  EXPECT_EQ(shortpw.status, 400);
+  EXPECT_EQ(Call("GET", "/api/v1/services", "", t1).status, 200);  // nothing changed yet
+  auto ok = Call("POST", "/api/v1/auth/password",
+                 R"({"current_password":"erin-password-1","new_password":"erin-password-2"})", t1);
+  ASSERT_EQ(ok.status, 204) << ok.body;
+  for (const auto& t : {t1, t2}) {
+    auto revoked = Call("GET", "/api/v1/services", "", t);
+    EXPECT_EQ(revoked.status, 401);
+    EXPECT_EQ(revoked.json["error"]["message"], "token revoked by a password change");
+  }
+  EXPECT_EQ(
+      Call("POST", "/api/v1/auth/login", R"({"username":"erin","password":"erin-password-1"})")
+          .status,
+      401);
+  std::string t3 = root_->Login("erin", "erin-password-2");
+  EXPECT_EQ(Call("GET", "/api/v1/services", "", t3).status, 200);
+  // An admin resets it: erin's tokens are revoked again; only admins may.
+  EXPECT_EQ(
+      Call("PUT", "/api/v1/users/" + id + "/password", R"({"password":"erin-password-3"})", t3)
+          .status,
+      403);
+  EXPECT_EQ(
+      Call("PUT", "/api/v1/users/" + id + "/password", R"({"password":"erin-password-3"})", admin_)
+          .status,
+      204);
+  EXPECT_EQ(Call("GET", "/api/v1/services", "", t3).status, 401);
+  EXPECT_EQ(Call("GET", "/api/v1/services", "", root_->Login("erin", "erin-password-3")).status,
+            200);
+  EXPECT_EQ(
+      Call("PUT", "/api/v1/users/usr-nobody/password", R"({"password":"whatever-long-1"})", admin_)
+          .status,
+      404);
+  // Survives a restart (the generation is stored).
+  root_->Restart();
+  EXPECT_EQ(Call("GET", "/api/v1/services", "", t3).status, 401);
+}
+
+TEST_F(RootApi, SigningKeyRotationKeepsIssuedTokensValid) {
+  auto before = Call("GET", "/api/v1/auth/jwks");
+  ASSERT_EQ(before.json["keys"].size(), 1u);
+  auto rotated = Call("POST", "/api/v1/auth/keys/rotate", "", admin_);
+  ASSERT_EQ(rotated.status, 200) << rotated.body;
+  std::string kid = rotated.json["kid"];
+  EXPECT_NE(kid, before.json["keys"][0]["kid"]);
+  auto after = Call("GET", "/api/v1/auth/jwks");
+  ASSERT_EQ(after.json["keys"].size(), 2u);
+  EXPECT_EQ(after.json["keys"][0]["kid"], kid);
+  EXPECT_EQ(Call("GET", "/api/v1/users", "", admin_).status, 200);  // signed by the old key
+  std::string fresh = root_->AdminToken();
+  EXPECT_EQ(Call("GET", "/api/v1/users", "", fresh).status, 200);
+  root_->Restart();
+  EXPECT_EQ(Call("GET", "/api/v1/users", "", admin_).status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/users", "", fresh).status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/auth/jwks").json["keys"].size(), 2u);
+}
+
+TEST_F(RootApi, RepeatedFailedLoginsAreThrottledWith429BeforeAnyPasswordWork) {
+  root_->CreateUser(admin_, "fred", {"app"}, "fred-password-1");
+  int refused = 0;
+  ApiReply last;
+  for (int i = 0; i < 12; ++i) {
+    last = Call("POST", "/api/v1/auth/login", R"({"username":"fred","password":"guess-guess"})");
+    if (last.status == 429) ++refused;
+  }
+  EXPECT_GE(refused, 1);
+  EXPECT_EQ(last.status, 429);
+  EXPECT_EQ(last.json["error"]["code"], "resource_exhausted");
+  EXPECT_EQ(last.json["error"]["reason"], "login_throttled");
+  EXPECT_FALSE(last.headers["retry-after"].empty());
+  // Throttled even with the right password; other users are not affected.
+  EXPECT_EQ(
+      Call("POST", "/api/v1/auth/login", R"({"username":"fred","password":"fred-password-1"})")
+          .status,
+      429);
+  EXPECT_FALSE(root_->AdminToken().empty());
 }
 
 TEST_F(RootApi, RestartKeepsDataAndTokens) {

@@ -606,6 +606,114 @@ TEST_F(HttpServerTest, ManyIdleConnectionsDoNotDelayNewRequests) {
   EXPECT_LT(Ms(Clock::now() - t0), 2000);
 }
 
+TEST_F(HttpServerTest, ConnectionsBeyondThePerAddressCapGet503AndOthersAreServed) {
+  ServerOptions o;
+  o.max_connections_per_address = 3;
+  Start(o);
+  std::vector<RawSocket> mine;
+  for (int i = 0; i < 3; ++i) {
+    mine.push_back(RawSocket::ConnectFrom(server_->port(), "127.0.0.2"));
+    ASSERT_TRUE(mine.back().ok());
+    ASSERT_TRUE(mine.back().Send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+    ASSERT_TRUE(mine.back().RecvResponse().starts_with("HTTP/1.1 200"));
+  }
+  // The fourth from that address is answered 503 and closed.
+  RawSocket extra = RawSocket::ConnectFrom(server_->port(), "127.0.0.2");
+  ASSERT_TRUE(extra.ok());
+  std::string reply = extra.RecvResponse();
+  EXPECT_TRUE(reply.starts_with("HTTP/1.1 503")) << reply;
+  EXPECT_NE(reply.find("Retry-After: 1"), std::string::npos);
+  EXPECT_NE(reply.find(R"("code":"unavailable")"), std::string::npos);
+  EXPECT_TRUE(extra.WaitClosed(1s));
+  // Another address is served; and once one of the three closes, the address may connect again.
+  auto r = Do("GET", "/hello");
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 200);
+  mine.pop_back();
+  bool served = false;
+  for (int i = 0; i < 50 && !served; ++i) {  // the server notices the close asynchronously
+    RawSocket again = RawSocket::ConnectFrom(server_->port(), "127.0.0.2");
+    ASSERT_TRUE(again.Send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+    served = again.RecvResponse().starts_with("HTTP/1.1 200");
+    if (!served) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(served);
+}
+
+TEST_F(HttpServerTest, ConnectionsBeyondTheTotalCapGet503) {
+  ServerOptions o;
+  o.max_connections = 4;
+  Start(o);
+  std::vector<RawSocket> open;
+  for (int i = 0; i < 4; ++i) {
+    open.push_back(RawSocket::Connect(server_->port()));
+    ASSERT_TRUE(open.back().Send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+    ASSERT_TRUE(open.back().RecvResponse().starts_with("HTTP/1.1 200"));
+  }
+  RawSocket extra = RawSocket::ConnectFrom(server_->port(), "127.0.0.3");
+  EXPECT_TRUE(extra.RecvResponse().starts_with("HTTP/1.1 503"));
+}
+
+TEST_F(HttpServerTest, IdleConnectionsAreClosedSoonerUnderLoad) {
+  ServerOptions o;
+  o.max_connections = 4;  // more than 2 open = under load
+  o.idle_timeout = 30s;
+  o.idle_timeout_under_load = 1s;
+  Start(o);
+  std::vector<RawSocket> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(RawSocket::Connect(server_->port()));
+    ASSERT_TRUE(open.back().ok());
+  }
+  // Requests make each start a new idle wait, now under load.
+  for (auto& s : open) {
+    ASSERT_TRUE(s.Send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+    ASSERT_TRUE(s.RecvResponse().starts_with("HTTP/1.1 200"));
+  }
+  auto t0 = Clock::now();
+  EXPECT_TRUE(open[2].WaitClosed(5s));
+  EXPECT_LT(Ms(Clock::now() - t0), 4000);
+}
+
+TEST_F(HttpServerTest, RequestsBeyondThePendingCapGet503WithoutRunningTheHandler) {
+  std::atomic<int> ran{0};
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  bool open_gate = false;
+  router_->Add("GET", "/gate", [&](const Request&) {
+    ++ran;
+    std::unique_lock<std::mutex> l(gate_mu);
+    gate_cv.wait_for(l, 10s, [&] { return open_gate; });
+    return Response::Text(200, "through");
+  });
+  ServerOptions o;
+  o.max_pending_requests = 2;
+  o.worker_threads = 4;
+  Start(o);
+  std::vector<RawSocket> blocked;
+  for (int i = 0; i < 2; ++i) {
+    blocked.push_back(RawSocket::Connect(server_->port()));
+    ASSERT_TRUE(blocked.back().Send("GET /gate HTTP/1.1\r\nHost: x\r\n\r\n"));
+  }
+  for (int i = 0; i < 100 && ran.load() < 2; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(ran.load(), 2);
+  auto busy = Do("GET", "/gate");
+  ASSERT_OK(busy);
+  EXPECT_EQ(busy->status, 500);  // TestRenderer maps kUnavailable to 500; the API maps it to 503
+  EXPECT_EQ(BodyJson(*busy)["error"]["code"], "unavailable");
+  EXPECT_EQ(busy->headers["retry-after"], "1");
+  EXPECT_EQ(ran.load(), 2);
+  {
+    std::lock_guard<std::mutex> l(gate_mu);
+    open_gate = true;
+  }
+  gate_cv.notify_all();
+  for (auto& s : blocked) EXPECT_TRUE(s.RecvResponse().starts_with("HTTP/1.1 200"));
+  auto after = Do("GET", "/hello");
+  ASSERT_OK(after);
+  EXPECT_EQ(after->status, 200);
+}
+
 TEST_F(HttpServerTest, ConcurrentClientsAllSucceed) {
   Start();
   std::atomic<int> ok{0};

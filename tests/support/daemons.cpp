@@ -27,6 +27,7 @@ ApiReply CallApi(const std::string& base, const std::string& method, const std::
   if (!r) return out;
   out.status = r->status;
   out.body = r->body;
+  for (const auto& [k, v] : r->headers) out.headers[k] = v;
   auto j = ParseJson(r->body);
   if (j) out.json = *j;
   return out;

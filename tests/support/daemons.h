@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -23,6 +24,7 @@ struct ApiReply {
   int status = 0;
   Json json;
   std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
 };
 
 // Calls a Canopy HTTP API. A transport failure gives status 0.

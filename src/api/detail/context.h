@@ -19,6 +19,14 @@ using Handler = std::function<Result<net::Response>(const net::Request&, const P
 // A long-poll handler: answers through the Responder, possibly later from another thread.
 using AsyncHandler = std::function<void(const net::Request&, const Principal&, net::Responder)>;
 
+// Where a route's handler runs: on the server's worker pool (most routes), or on a bounded lane
+// of its own, so that a flood of one kind cannot starve the rest (heartbeats, link polls).
+enum class Lane {
+  kDefault,
+  kKdf,       // Argon2 password work (login, password changes, new users)
+  kProvider,  // synchronous calls to provider adapters (credential validation, offers)
+};
+
 struct RouteDef {
   const char* method;
   const char* pattern;
@@ -29,6 +37,7 @@ struct RouteDef {
   // Called by the lower tiers (clusters pairing and linking, adapters registering): also served
   // on the root's tier listener (RouterScope::kTiers).
   bool tier = false;
+  Lane lane = Lane::kDefault;
 };
 
 // Route groups, one per resource (each in its own <resource>_handlers.cpp). A group captures

@@ -51,6 +51,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "common/log.h"
@@ -77,6 +78,7 @@ constexpr auto kStopGrace = std::chrono::seconds(5);
 
 // Shared between a connection coroutine, the Responders of its requests and Stop().
 struct Conn {
+  std::string address;  // the peer's address (counted per address while the connection lives)
   std::mutex mu;
   bool alive = true;     // the coroutine has not finished; `ex` is valid
   bool closing = false;  // Stop() asked the connection to close (set on the strand)
@@ -342,6 +344,7 @@ class ServerImpl final : public HttpServer {
       }
       std::lock_guard<std::mutex> l(server->conns_mu_);
       server->conns_.erase(conn);
+      server->Uncount(conn->address);
       server->conns_cv_.notify_all();
     }
   };
@@ -376,17 +379,79 @@ class ServerImpl final : public HttpServer {
     }
   }
 
+  // Under conns_mu_.
+  void Uncount(const std::string& address) {
+    auto it = per_address_.find(address);
+    if (it != per_address_.end() && --it->second == 0) {
+      per_address_.erase(it);
+    }
+  }
+
+  // Answers 503 on a connection over a limit and closes it, without a coroutine: one
+  // non-blocking write of a fixed reply (it fits any socket buffer), then close.
+  static void Refuse(tcp::socket& sock, std::string_view why) {
+    static const std::string reply = [] {
+      std::string body =
+          R"({"error":{"code":"unavailable","message":"too many connections; retry shortly"}})";
+      return fmt::format(
+          "HTTP/1.1 503 Service Unavailable\r\nServer: canopy\r\nContent-Type: "
+          "application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: "
+          "close\r\n\r\n{}",
+          body.size(), body);
+    }();
+    ErrorCodeT ec;
+    sock.non_blocking(true, ec);
+    (void)sock.write_some(asio::buffer(reply), ec);
+    sock.shutdown(tcp::socket::shutdown_send, ec);
+    sock.close(ec);
+    SPDLOG_DEBUG("HTTP connection refused reason={}", why);
+    (void)why;
+  }
+
   void StartConnection(tcp::socket sock) {
     auto conn = std::make_shared<Conn>();
     conn->ex = sock.get_executor();
+    {
+      ErrorCodeT ec;
+      auto ep = sock.remote_endpoint(ec);
+      if (!ec) {
+        conn->address = ep.address().to_string();
+      }
+    }
     {
       std::lock_guard<std::mutex> l(conns_mu_);
       if (stopping_) {
         return;  // the socket closes here
       }
+      if (opts_.max_connections > 0 && conns_.size() >= opts_.max_connections) {
+        refused_total_.fetch_add(1, std::memory_order_relaxed);
+        Refuse(sock, "max_connections");
+        return;
+      }
+      size_t& mine = per_address_[conn->address];
+      if (opts_.max_connections_per_address > 0 && mine >= opts_.max_connections_per_address) {
+        if (mine == 0) {
+          per_address_.erase(conn->address);
+        }
+        refused_total_.fetch_add(1, std::memory_order_relaxed);
+        Refuse(sock, "max_connections_per_address");
+        return;
+      }
+      ++mine;
       conns_.insert(conn);
     }
     asio::co_spawn(*conn->ex, Session(conn, std::move(sock)), asio::detached);
+  }
+
+  // The idle keep-alive timeout for a connection starting to wait now.
+  std::chrono::seconds IdleTimeout() {
+    if (opts_.max_connections > 0) {
+      std::lock_guard<std::mutex> l(conns_mu_);
+      if (conns_.size() * 2 > opts_.max_connections) {
+        return std::min(opts_.idle_timeout, opts_.idle_timeout_under_load);
+      }
+    }
+    return opts_.idle_timeout;
   }
 
   Response Render(const Error& e) const {
@@ -507,7 +572,7 @@ class ServerImpl final : public HttpServer {
         if (buffer.capacity() > kShrinkAbove) {
           buffer.shrink_to_fit();
         }
-        stream.expires_after(opts_.idle_timeout);
+        stream.expires_after(IdleTimeout());
         size_t n = co_await stream.async_read_some(buffer.prepare(kIdleReadChunk),
                                                    asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
@@ -621,6 +686,14 @@ class ServerImpl final : public HttpServer {
                                                     const AsyncHandler* handler, Request req,
                                                     std::string route) {
     auto slot = std::make_shared<Slot>();
+    if (opts_.max_pending_requests > 0 &&
+        pending_.fetch_add(1, std::memory_order_acq_rel) >= opts_.max_pending_requests) {
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+      SPDLOG_WARN("HTTP request refused: too many pending requests route={}", route);
+      Response busy = Render(Error::Unavailable("the server is busy; retry shortly"));
+      busy.headers.emplace_back("Retry-After", "1");
+      co_return busy;
+    }
     {
       auto exchange = std::make_shared<Exchange>(conn, slot);
       Responder respond = [exchange](Response r) {
@@ -638,6 +711,9 @@ class ServerImpl final : public HttpServer {
         } catch (...) {
           SPDLOG_ERROR("HTTP handler threw route={}", route);
           exchange->Deliver(InternalError());
+        }
+        if (opts_.max_pending_requests > 0) {
+          pending_.fetch_sub(1, std::memory_order_acq_rel);
         }
       });
     }
@@ -673,7 +749,10 @@ class ServerImpl final : public HttpServer {
   std::mutex conns_mu_;
   std::condition_variable conns_cv_;
   std::unordered_set<std::shared_ptr<Conn>> conns_;
+  std::unordered_map<std::string, size_t> per_address_;  // open connections per peer address
   bool stopping_ = false;
+  std::atomic<size_t> pending_{0};  // handlers posted and not yet returned
+  std::atomic<uint64_t> refused_total_{0};
 
   asio::io_context ioc_;
   tcp::acceptor acceptor_;

@@ -52,7 +52,25 @@ Status AdapterService::Start() {
       ::raise(SIGKILL);
     });
   }
-  CANOPY_TRY(server_->Start(opts_.listen));
+  // Port 0 with a data dir: the port of the last run again when it is free, so that the URL
+  // the root knows stays right (the root refuses a heartbeat from a new URL).
+  bool listening = false;
+  if (hp.second == 0 && !opts_.data_dir.empty()) {
+    std::string last;
+    {
+      std::ifstream in(opts_.data_dir + "/provider.url");
+      std::getline(in, last);
+    }
+    if (auto colon = last.rfind(':'); colon != std::string::npos) {
+      int port = std::atoi(last.c_str() + colon + 1);
+      if (port > 0 && port < 65536 &&
+          server_->Start(
+              fmt::format("{}:{}", opts_.listen.substr(0, opts_.listen.rfind(':')), port))) {
+        listening = true;
+      }
+    }
+  }
+  if (!listening) CANOPY_TRY(server_->Start(opts_.listen));
   if (opts_.advertise_url.empty()) {
     opts_.advertise_url = fmt::format("http://{}:{}", hp.first, server_->port());
   }
@@ -74,6 +92,14 @@ Status AdapterService::Start() {
       SPDLOG_INFO("Resumed registration provider={}", id_);
       return OkStatus();
     }
+    if (hb.error().reason == "adapter_moved") {
+      // Listening elsewhere than registered: moving needs a fresh token from an infra user.
+      if (opts_.token.empty()) {
+        return Error::FailedPrecondition(hb.error().message +
+                                         " (the root refuses this adapter at its new URL)");
+      }
+      return Register(/*move=*/true);
+    }
     if (hb.error().code != ErrorCode::kNotFound && hb.error().code != ErrorCode::kUnauthenticated) {
       // The root may be down for now; keep the identity and heartbeat later.
       SPDLOG_WARN("Root not reachable yet error={}", hb.error().ToString());
@@ -84,7 +110,7 @@ Status AdapterService::Start() {
   return Register();
 }
 
-Status AdapterService::Register() {
+Status AdapterService::Register(bool move) {
   if (opts_.token.empty()) {
     return Error::Unauthenticated(
         "no registration token: pass --token from `canopy provider token`");
@@ -98,6 +124,10 @@ Status AdapterService::Register() {
                {"version", info.adapter_version},
                {"contract_versions", info.contract_versions},
                {"capabilities", info.capabilities}};
+  if (move) {
+    call.body["adapter_id"] = id_;
+    call.body["adapter_key"] = key_.Reveal();
+  }
   call.peer = "root at " + opts_.root_url;
   CANOPY_ASSIGN_OR_RETURN(Json j, net::PostJson(call));
   auto id = GetString(j, "id");

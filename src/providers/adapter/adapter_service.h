@@ -42,7 +42,8 @@ class AdapterService {
   const std::string& id() const { return id_; }
 
  private:
-  Status Register();
+  // Registers with the token; `move`: as the adapter of the saved identity, at a new URL.
+  Status Register(bool move = false);
   Status Heartbeat();
   bool LoadIdentity();
   Status SaveIdentity() const;

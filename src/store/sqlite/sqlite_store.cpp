@@ -122,7 +122,8 @@ Result<std::vector<core::OperationStep>> ParseSteps(const std::string& id,
 
 // ---- users ----
 
-constexpr const char* kUserColumns = "id, username, password_hash, roles, created_at";
+constexpr const char* kUserColumns =
+    "id, username, password_hash, roles, created_at, token_generation";
 
 Result<core::User> ReadUser(const Statement& s) {
   core::User u;
@@ -131,6 +132,7 @@ Result<core::User> ReadUser(const Statement& s) {
   u.password_hash = s.Text(2);
   CANOPY_ASSIGN_OR_RETURN(u.roles, ParseRoles(u.id, s.Text(3)));
   u.created_at = At(s.Int(4));
+  u.token_generation = s.Int(5);
   return u;
 }
 
@@ -142,10 +144,10 @@ class SqliteUserRepo final : public UserRepo {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
         Statement s,
-        c_.Prepare("INSERT INTO users (id, username, password_hash, roles, created_at) "
-                   "VALUES (?, ?, ?, ?, ?)"));
+        c_.Prepare("INSERT INTO users (id, username, password_hash, roles, created_at, "
+                   "token_generation) VALUES (?, ?, ?, ?, ?, ?)"));
     s.Bind(u.id).Bind(u.username).Bind(u.password_hash).Bind(RolesToJson(u.roles));
-    s.Bind(Ms(u.created_at));
+    s.Bind(Ms(u.created_at)).Bind(u.token_generation);
     return WithExistsMessage(s.Run(), "user already exists");
   }
 
@@ -182,6 +184,19 @@ class SqliteUserRepo final : public UserRepo {
       return Error::NotFound("user not found");
     }
     return OkStatus();
+  }
+
+  Result<int64_t> ChangePassword(const std::string& id, const std::string& password_hash) override {
+    Lock lock(c_.mutex());
+    CANOPY_ASSIGN_OR_RETURN(
+        Statement s, c_.Prepare("UPDATE users SET password_hash = ?, token_generation = "
+                                "token_generation + 1 WHERE id = ? RETURNING token_generation"));
+    s.Bind(password_hash).Bind(id);
+    CANOPY_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) {
+      return Error::NotFound("user not found");
+    }
+    return s.Int(0);
   }
 
   Result<int64_t> Count() override {
@@ -257,7 +272,7 @@ class SqliteProviderTokenRepo final : public ProviderTokenRepo {
 // ---- providers ----
 
 constexpr const char* kProviderColumns =
-    "id, type, url, capabilities, version, key_ciphertext, registered_at, last_seen";
+    "id, type, url, capabilities, version, key_ciphertext, registered_at, last_seen, approved";
 
 Result<core::ProviderRecord> ReadProvider(const Statement& s) {
   core::ProviderRecord p;
@@ -269,6 +284,7 @@ Result<core::ProviderRecord> ReadProvider(const Statement& s) {
   p.key_ciphertext = s.BlobBytes(5);
   p.registered_at = At(s.Int(6));
   p.last_seen = At(s.Int(7));
+  p.approved = s.Int(8) != 0;
   return p;
 }
 
@@ -280,10 +296,11 @@ class SqliteProviderRepo final : public ProviderRepo {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
         Statement s,
-        c_.Prepare(fmt::format("INSERT INTO providers ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        c_.Prepare(fmt::format("INSERT INTO providers ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                kProviderColumns)));
     s.Bind(p.id).Bind(p.type).Bind(p.url).Bind(DumpJson(p.capabilities)).Bind(p.version);
     s.Bind(Blob{p.key_ciphertext}).Bind(Ms(p.registered_at)).Bind(Ms(p.last_seen));
+    s.Bind(int64_t{p.approved ? 1 : 0});
     return WithExistsMessage(s.Run(), "provider already exists");
   }
 
@@ -328,8 +345,10 @@ class SqliteProviderRepo final : public ProviderRepo {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
         Statement s,
-        c_.Prepare("UPDATE providers SET url = ?, capabilities = ?, version = ? WHERE id = ?"));
-    s.Bind(p.url).Bind(DumpJson(p.capabilities)).Bind(p.version).Bind(p.id);
+        c_.Prepare("UPDATE providers SET url = ?, capabilities = ?, version = ?, approved = ? "
+                   "WHERE id = ?"));
+    s.Bind(p.url).Bind(DumpJson(p.capabilities)).Bind(p.version);
+    s.Bind(int64_t{p.approved ? 1 : 0}).Bind(p.id);
     return RunOne(s);
   }
 
@@ -355,7 +374,7 @@ class SqliteProviderRepo final : public ProviderRepo {
 // ---- credentials ----
 
 constexpr const char* kCredentialColumns =
-    "id, name, provider, secret_ciphertext, created_by, created_at";
+    "id, name, provider, secret_ciphertext, created_by, created_at, adapter_id";
 
 core::Credential ReadCredential(const Statement& s) {
   core::Credential c;
@@ -365,6 +384,7 @@ core::Credential ReadCredential(const Statement& s) {
   c.secret_ciphertext = s.BlobBytes(3);
   c.created_by = s.Text(4);
   c.created_at = At(s.Int(5));
+  c.adapter_id = s.Text(6);
   return c;
 }
 
@@ -376,10 +396,10 @@ class SqliteCredentialRepo final : public CredentialRepo {
     Lock lock(c_.mutex());
     CANOPY_ASSIGN_OR_RETURN(
         Statement s,
-        c_.Prepare(fmt::format("INSERT INTO credentials ({}) VALUES (?, ?, ?, ?, ?, ?)",
+        c_.Prepare(fmt::format("INSERT INTO credentials ({}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                                kCredentialColumns)));
     s.Bind(c.id).Bind(c.name).Bind(c.provider).Bind(Blob{c.secret_ciphertext});
-    s.Bind(c.created_by).Bind(Ms(c.created_at));
+    s.Bind(c.created_by).Bind(Ms(c.created_at)).Bind(c.adapter_id);
     return WithExistsMessage(s.Run(), "credential already exists");
   }
 
