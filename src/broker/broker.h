@@ -36,6 +36,11 @@ struct BrokerOptions {
   std::chrono::seconds drain_timeout{120};     // worker.shutdown waits this long for moved jobs
   std::chrono::seconds preflight_timeout{10};  // `canopyd probe` of the tier above, on the instance
   std::vector<std::string> cluster_extra_args;  // appended to installed clusters' argv (tests)
+  // Who may reach the instances the broker makes (CIDRs; empty = anyone, 0.0.0.0/0): SSH only
+  // from `ssh_sources` (the root's egress address), the cluster API only from
+  // `cluster_api_sources` (the cluster's private network, the root, edge nodes).
+  std::vector<std::string> ssh_sources;
+  std::vector<std::string> cluster_api_sources;
 };
 
 // What the broker's kinds use; every pointer must outlive the engine.

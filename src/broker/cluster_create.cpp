@@ -94,13 +94,13 @@ class ClusterCreateKind final : public ops::OperationKind {
     providers::FirewallSpec ssh;
     ssh.canopy_id = SshFirewallId(run.c);
     ssh.name = "canopy-ssh";
-    ssh.rules = {providers::FirewallRule{22, "tcp", {}}};
+    ssh.rules = {providers::FirewallRule{22, "tcp", opts_.ssh_sources}};
     CANOPY_ASSIGN_OR_RETURN(providers::Firewall ssh_fw,
                             cloud->provider().CreateFirewall(cloud->ctx, ssh));
     providers::FirewallSpec apis;
     apis.canopy_id = ApiFirewallId(run.c);
     apis.name = "canopy-" + run.c.name + "-api";
-    apis.rules = {providers::FirewallRule{opts_.cluster_port, "tcp", {}}};
+    apis.rules = {providers::FirewallRule{opts_.cluster_port, "tcp", opts_.cluster_api_sources}};
     apis.tags[providers::kClusterTag] = run.c.id;
     CANOPY_ASSIGN_OR_RETURN(providers::Firewall api_fw,
                             cloud->provider().CreateFirewall(cloud->ctx, apis));

@@ -148,6 +148,10 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter,
   std::vector<std::string> root_argv = {canopyd,     "root",       "--listen",
                                         opts.listen, "--data-dir", (dir / "root").string()};
   std::string cluster_listen = std::string(kLocalGateway) + opts.listen.substr(colon);
+  // Least exposure: SSH to instances only from this host (the gateway), their cluster API only
+  // from the local network.
+  root_argv.insert(root_argv.end(), {"--ssh-source", std::string(kLocalGateway) + "/32",
+                                     "--cluster-api-source", "198.18.0.0/15"});
   if (covers_gateway) {
     root_argv.insert(root_argv.end(), {"--cluster-url", "http://" + cluster_listen});
   } else {

@@ -56,6 +56,11 @@ AgentRoles::AgentRoles(CLI::App& app) {
   node_->add_option("--advertise-address", no_.advertise_address,
                     "Address reported to the cluster (default: source address of the connection)");
   node_
+      ->add_option("--job-user", no_.job_user,
+                   "Unprivileged user jobs run as (created when missing; \"\" = the agent's "
+                   "own user)")
+      ->capture_default_str();
+  node_
       ->add_option("--cpu-millis", no_.cpu_millis,
                    "CPU capacity offered to jobs, in millicores (default: the usable CPUs)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));

@@ -185,6 +185,12 @@ int main(int argc, char** argv) {
                    "Node heartbeat seconds given to installed clusters")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
+  root->add_option("--ssh-source", ro.ssh_sources,
+                   "CIDR allowed to the SSH port of instances the broker makes: the root's "
+                   "egress address (repeatable; default: anywhere)");
+  root->add_option("--cluster-api-source", ro.cluster_api_sources,
+                   "CIDR allowed to installed clusters' API port: the clusters' private network, "
+                   "edge nodes (repeatable; default: anywhere)");
   root->add_option("--ssh-wait", ro.ssh_wait_seconds,
                    "Seconds one install attempt waits for an instance's sshd")
       ->check(CLI::Range(1, 3600))

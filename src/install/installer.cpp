@@ -276,6 +276,8 @@ WorkingDirectory={dir}
 {env}ExecStart={exec}
 Restart=always
 RestartSec=2
+# The node agent puts each job in a cgroup of its own (memory and CPU limits).
+Delegate=yes
 StandardOutput=append:{log}
 StandardError=append:{log}
 

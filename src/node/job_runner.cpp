@@ -3,11 +3,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,10 +18,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
-
-extern char** environ;
+#include <vector>
 
 namespace canopy::node {
 namespace {
@@ -77,6 +80,51 @@ bool HasCpuAndMemory(const std::string& controllers) {
     mem = mem || w == "memory";
   }
   return cpu && mem;
+}
+
+// uid and gid of `name` from /etc/passwd (parsed here: the agent is linked statically, and
+// getpwnam would want NSS modules at run time). false when absent.
+bool LookupUser(const std::string& name, int* uid, int* gid) {
+  std::ifstream in("/etc/passwd");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    std::string part;
+    while (std::getline(ss, part, ':')) f.push_back(part);
+    if (f.size() < 4 || f[0] != name) continue;
+    try {
+      *uid = std::stoi(f[2]);
+      *gid = std::stoi(f[3]);
+    } catch (...) {
+      return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+// Runs argv (absolute path) and waits; its exit status, -1 when it could not run.
+int RunQuiet(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int null_fd = ::open("/dev/null", O_RDWR);
+    if (null_fd >= 0) {
+      ::dup2(null_fd, 0);
+      ::dup2(null_fd, 1);
+      ::dup2(null_fd, 2);
+    }
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  if (pid < 0) return -1;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace
@@ -160,7 +208,51 @@ JobRunner::JobRunner(JobRunnerOptions opts) : opts_(std::move(opts)) {
   std::filesystem::create_directories(opts_.data_dir + "/jobs", ec);
   if (ec) SPDLOG_WARN("Cannot create the job log dir dir={}/jobs", opts_.data_dir);
   SetupCgroups();
+  SetupUser();
   supervisor_ = std::thread([this] { Supervise(); });
+}
+
+void JobRunner::SetupUser() {
+  if (opts_.job_user.empty()) {
+    user_status_ = "jobs run as the node agent's user (no job user configured)";
+    return;
+  }
+  if (::geteuid() != 0) {
+    user_status_ = "jobs run as the node agent's user (the agent is not root)";
+    SPDLOG_WARN("Jobs run as the node agent's own user: it is not root");
+    return;
+  }
+  int uid = -1, gid = -1;
+  std::string name = opts_.job_user;
+  if (!LookupUser(name, &uid, &gid)) {
+    for (const char* useradd : {"/usr/sbin/useradd", "/sbin/useradd"}) {
+      if (::access(useradd, X_OK) != 0) continue;
+      int rc = RunQuiet({useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                         "--shell", "/usr/sbin/nologin", "--user-group", name});
+      SPDLOG_INFO("Created the job user user={} rc={}", name, rc);
+      break;
+    }
+  }
+  // Created now, or concurrently by another agent on this machine (useradd then fails).
+  if (!LookupUser(name, &uid, &gid)) {
+    SPDLOG_WARN("Cannot find or create the job user user={}; jobs run as nobody", name);
+    name = "nobody";
+    uid = gid = 65534;
+  }
+  if (uid == 0 || gid == 0) {
+    user_status_ = "jobs run as root: the job user " + name + " has uid or gid 0";
+    SPDLOG_ERROR("The job user has uid or gid 0; refusing to pretend it is unprivileged");
+    return;
+  }
+  job_uid_ = uid;
+  job_gid_ = gid;
+  job_user_name_ = name;
+  user_status_ = fmt::format("{} (uid {}, gid {})", name, uid, gid);
+  SPDLOG_INFO("Jobs run as user={} uid={} gid={}", name, uid, gid);
+}
+
+std::string JobRunner::JobWorkDir(const std::string& id) const {
+  return opts_.data_dir + "/work/" + id;
 }
 
 JobRunner::~JobRunner() {
@@ -257,15 +349,37 @@ void JobRunner::Spawn(Job& job) {
   std::string cg_error;
   job.cgroup = PrepareCgroup(spec, &cg_error);
   if (!cg_error.empty()) SPDLOG_WARN("Job runs without limits job={} error={}", spec.id, cg_error);
-  // Everything the child needs is prepared before fork (only async-signal-safe calls after it).
-  std::vector<std::string> envs;
-  for (char** e = environ; e && *e; ++e) {
-    std::string kv = *e;
-    auto eq = kv.find('=');
-    if (eq != std::string::npos && spec.env.count(kv.substr(0, eq))) continue;
-    envs.push_back(std::move(kv));
+  // The job's working directory, owned by the job user.
+  std::string work_dir = JobWorkDir(spec.id);
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(work_dir, ec);
+    ::chmod((opts_.data_dir + "/work").c_str(), 0711);
+    ::chmod(work_dir.c_str(), 0700);
+    if (job_uid_ >= 0 && ::chown(work_dir.c_str(), job_uid_, job_gid_) != 0) {
+      return fail(
+          fmt::format("cannot hand {} to the job user: {}", work_dir, std::strerror(errno)));
+    }
   }
-  for (const auto& [k, v] : spec.env) envs.push_back(k + "=" + v);
+  // Everything the child needs is prepared before fork (only async-signal-safe calls after it).
+  // A clean environment: nothing of the agent's (its token, its configuration) reaches a job.
+  std::map<std::string, std::string> env_map;
+  const char* path_env = std::getenv("PATH");
+  env_map["PATH"] = path_env != nullptr && *path_env != '\0'
+                        ? path_env
+                        : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  env_map["HOME"] = work_dir;
+  env_map["LANG"] = "C.UTF-8";
+  env_map["CANOPY_JOB_ID"] = spec.id;
+  if (!job_user_name_.empty()) env_map["USER"] = env_map["LOGNAME"] = job_user_name_;
+  for (const auto& [k, v] : spec.env) env_map[k] = v;
+  std::vector<std::string> envs;
+  for (const auto& [k, v] : env_map) envs.push_back(k + "=" + v);
+  const int run_uid = job_uid_, run_gid = job_gid_;
+  __user_cap_header_struct cap_header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct cap_data[2] = {};
+  cap_data[0].effective = cap_data[0].permitted = cap_data[0].inheritable = 1u
+                                                                            << CAP_NET_BIND_SERVICE;
   std::vector<char*> argv, envp;
   for (const auto& a : spec.command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -289,10 +403,13 @@ void JobRunner::Spawn(Job& job) {
   pid_t pid = ::fork();
   if (pid == 0) {
     // Child.
+    auto die = [&](int err) {
+      ssize_t w = ::write(err_pipe[1], &err, sizeof(err));
+      (void)w;
+      ::_exit(127);
+    };
     ::setsid();  // own session and process group (pgid == pid)
-    // Dies with the supervisor thread (the node killed hard): no orphan jobs to duplicate later.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
+    // Joins its cgroup while still privileged.
     if (procs_fd >= 0) {
       if (::write(procs_fd, "0", 1) != 1) {
         int err = errno;
@@ -300,6 +417,24 @@ void JobRunner::Spawn(Job& job) {
         (void)w;
       }
     }
+    if (::chdir(work_dir.c_str()) != 0) die(errno);
+    if (run_uid >= 0) {
+      // Drop to the job user: no supplementary groups, only CAP_NET_BIND_SERVICE (ambient, so it
+      // survives exec of an ordinary binary).
+      if (::setgroups(0, nullptr) != 0) die(errno);
+      if (::setresgid(run_gid, run_gid, run_gid) != 0) die(errno);
+      if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) die(errno);
+      if (::setresuid(run_uid, run_uid, run_uid) != 0) die(errno);
+      if (::syscall(SYS_capset, &cap_header, cap_data) != 0) die(errno);
+      if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_BIND_SERVICE, 0, 0) != 0) {
+        die(errno);
+      }
+      if (::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) die(errno);
+    }
+    // Dies with the supervisor thread (the node killed hard): no orphan jobs to duplicate later.
+    // Set after the user change, which clears it.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
     sigset_t all;
     sigemptyset(&all);
     ::sigprocmask(SIG_SETMASK, &all, nullptr);

@@ -5,8 +5,10 @@
 // node killed hard leaves no orphan to be duplicated at its restart. Resource limits use cgroups v2
 // (<cgroup_root>/canopy-node-<pid>/job-<id>, memory.max and cpu.max, the child joins before exec)
 // when cgroup_root is a writable cgroup2 mount whose controllers can be delegated; otherwise jobs
-// run without limits and the reason is logged once (cgroup_status()). Thread-safe; one supervisor
-// thread per runner.
+// run without limits and the reason is logged once (cgroup_status()). Jobs are not root: they run
+// as JobRunnerOptions::job_user in <data_dir>/work/<id>, with a clean environment (PATH, HOME,
+// USER, LANG, CANOPY_JOB_ID and the spec's env; nothing of the runner's, such as its token).
+// Thread-safe; one supervisor thread per runner.
 #pragma once
 
 #include <chrono>
@@ -54,6 +56,11 @@ struct JobRunnerOptions {
   std::chrono::milliseconds backoff_initial{500};  // restart delay, doubling...
   std::chrono::milliseconds backoff_max{10000};    // ...up to this
   std::string cgroup_root = "/sys/fs/cgroup";      // "" = never use cgroups
+  // Jobs run as this unprivileged user (created as a system user when missing and the runner
+  // is root; `nobody` when it cannot be), with no supplementary groups and only
+  // CAP_NET_BIND_SERVICE (ambient: services may listen on ports below 1024). "" or a runner that
+  // is not root: jobs run as the runner's own user.
+  std::string job_user = "canopy-job";
 };
 
 class JobRunner {
@@ -81,6 +88,10 @@ class JobRunner {
   std::string cgroup_status() const { return cgroup_status_; }
   // The cgroup directory of a job ("" without cgroups).
   std::string JobCgroup(const std::string& id) const;
+  // Who jobs run as ("canopy-job (uid 998)", or why they run as the runner's user).
+  std::string user_status() const { return user_status_; }
+  // A job's working directory (<data_dir>/work/<id>, owned by the job user, 0700).
+  std::string JobWorkDir(const std::string& id) const;
 
  private:
   struct Job;
@@ -89,12 +100,17 @@ class JobRunner {
   void HandleExit(Job& job, int wstatus);  // mu_ held
   void SignalGroup(Job& job, int sig);     // mu_ held
   void SetupCgroups();
+  void SetupUser();
   std::string PrepareCgroup(const JobSpec& spec, std::string* error);  // mu_ held
 
   JobRunnerOptions opts_;
   bool cgroups_enabled_ = false;
   std::string cgroup_status_;
   std::string cgroup_base_;  // <cgroup_root>/canopy-node-<pid>
+  int job_uid_ = -1;         // -1: jobs keep the runner's user
+  int job_gid_ = -1;
+  std::string job_user_name_;
+  std::string user_status_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -51,12 +51,15 @@ Status NodeAgent::Start() {
   std::error_code ec;
   std::filesystem::create_directories(opts_.data_dir, ec);
   if (ec) return Error::Internal("cannot create the data dir");
-  ::chmod(opts_.data_dir.c_str(), 0700);
+  // Search but no listing for others: jobs (another user) reach their working directory under
+  // it by path; the identity file (0600) and the job logs (0640) stay the agent's.
+  ::chmod(opts_.data_dir.c_str(), 0711);
   if (!jobs_) {
     JobRunnerOptions jo;
     jo.data_dir = opts_.data_dir;
     jo.stop_grace = opts_.job_stop_grace;
     jo.cgroup_root = opts_.cgroup_root;
+    jo.job_user = opts_.job_user;
     jobs_ = std::make_unique<JobRunner>(jo);
   }
   bool have_identity = LoadIdentity();

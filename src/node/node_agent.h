@@ -27,6 +27,7 @@ struct NodeOptions {
   std::string advertise_address;  // "" = the cluster sees our source address
   std::chrono::milliseconds job_stop_grace{5000};
   std::string cgroup_root = "/sys/fs/cgroup";  // "" = run jobs without cgroup limits
+  std::string job_user = "canopy-job";         // "" = jobs run as the agent's user
   // Capacity offered to jobs, reported instead of the /proc figures (0 = the /proc figure;
   // memory_available_mib is capped at memory_mib): --cpu-millis / --memory-mib.
   int64_t cpu_millis = 0;

@@ -202,6 +202,15 @@ int RunRoot(const RootOptions& opts) {
                                                   : url;
   bo.canopyd_binary = opts.canopyd_binary.empty() ? DefaultDistBinary() : opts.canopyd_binary;
   bo.link_interval_seconds = opts.cluster_link_interval;
+  bo.ssh_sources = opts.ssh_sources;
+  bo.cluster_api_sources = opts.cluster_api_sources;
+  if (bo.ssh_sources.empty() || bo.cluster_api_sources.empty()) {
+    SPDLOG_WARN(
+        "Instances the broker makes accept {} from anywhere: set {} to the root's egress "
+        "address and the clusters' private network",
+        bo.ssh_sources.empty() ? "SSH" : "the cluster API",
+        bo.ssh_sources.empty() ? "--ssh-source" : "--cluster-api-source");
+  }
   bo.node_heartbeat_seconds = opts.cluster_node_heartbeat;
   if (!opts.test_cluster_kill_after_command.empty()) {
     bo.cluster_extra_args = {"--test-kill-after-command", opts.test_cluster_kill_after_command};

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 
@@ -42,6 +43,9 @@ struct RootOptions {
   // clusters dial it.
   std::string cluster_listen;
   std::string canopyd_binary;
+  // Sources allowed to the instances' SSH port and cluster API port (CIDRs; empty = anyone).
+  std::vector<std::string> ssh_sources;
+  std::vector<std::string> cluster_api_sources;
   int64_t cluster_link_interval = 2;
   int64_t cluster_node_heartbeat = 2;
   // How long one install attempt waits for an instance's sshd (cloud images boot slowly).

@@ -114,6 +114,25 @@ TEST(BrokerFlows, CreateAddEveryWorkerActionAndDelete) {
   EXPECT_FALSE(*h.cloud().FirewallExists(ctx, c.cloud.api_firewall));
 }
 
+TEST(BrokerFlows, SshAndTheClusterApiAreOpenOnlyToTheConfiguredSources) {
+  BrokerHarness h([](broker::BrokerOptions& o) {
+    o.ssh_sources = {"203.0.113.7/32"};
+    o.cluster_api_sources = {"10.0.0.0/16", "203.0.113.7/32"};
+  });
+  std::string cls = ReadyCluster(h, "tight", 0);
+  auto c = h.Cluster(cls);
+  auto ssh = h.cloud().FirewallById(c.cloud.ssh_firewall);
+  ASSERT_TRUE(ssh.has_value());
+  ASSERT_EQ(ssh->rules.size(), 1u);
+  EXPECT_EQ(ssh->rules[0].port, 22);
+  EXPECT_EQ(ssh->rules[0].source_cidrs, (std::vector<std::string>{"203.0.113.7/32"}));
+  auto api = h.cloud().FirewallById(c.cloud.api_firewall);
+  ASSERT_TRUE(api.has_value());
+  ASSERT_EQ(api->rules.size(), 1u);
+  EXPECT_EQ(api->rules[0].source_cidrs,
+            (std::vector<std::string>{"10.0.0.0/16", "203.0.113.7/32"}));
+}
+
 TEST(BrokerFlows, AClusterThatCannotReachTheRootFailsAtInstallWithTheReason) {
   BrokerHarness h;
   h.installer().FailPreflightOf("cluster");

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/files.h"
 #include "support/daemons.h"
 #include "support/test_util.h"
 
@@ -34,6 +35,7 @@ JobRunnerOptions Opts(const TempDir& dir) {
   o.backoff_max = 200ms;
   o.stop_grace = 1000ms;
   o.cgroup_root = "";
+  o.job_user = "";  // these tests are about supervision; JobUser.* run jobs as the job user
   return o;
 }
 
@@ -236,6 +238,54 @@ TEST(JobRunner, CgroupLimitsWhenAvailable) {
   EXPECT_EQ(ReadFile(cg + "/cpu.max"), "25000 100000\n");
   EXPECT_NE(ReadFile(cg + "/cgroup.procs").find(std::to_string(Find(r, "lim")->pid)),
             std::string::npos);
+}
+
+// Jobs are not root: the job user, a clean environment, the node's files out of reach.
+TEST(JobUser, JobsRunUnprivilegedWithACleanEnvironmentAndCannotReadTheNodesFiles) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (to drop to the job user)";
+  TempDir dir;
+  ::chmod(dir.str().c_str(), 0711);  // as the node agent leaves its data dir
+  ASSERT_OK(WriteFileAtomic(dir.str() + "/identity.json", R"({"node_key":"secret-key"})"));
+  ::setenv("CANOPY_NODE_TOKEN", "cnt_should_not_leak", 1);
+  JobRunnerOptions o = Opts(dir);
+  o.job_user = "canopy-job";
+  JobRunner r(o);
+  EXPECT_NE(r.user_status().find("canopy-job"), std::string::npos) << r.user_status();
+  JobSpec s = Sh("probe",
+                 "echo uid=$(id -u) gid=$(id -g) groups=$(id -G); echo home=$HOME; "
+                 "echo token=${CANOPY_NODE_TOKEN:-none}; echo job=$CANOPY_JOB_ID; "
+                 "cat " +
+                     dir.str() +
+                     "/identity.json >/dev/null 2>&1 && echo identity=read || "
+                     "echo identity=denied; grep CapAmb /proc/self/status; "
+                     "touch ./written && echo cwd=writable; exec sleep 30");
+  s.env["GREETING"] = "hi";
+  ASSERT_OK(r.Start(s));
+  std::string log;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        log = ReadFile(dir.str() + "/jobs/probe.log");
+        return log.find("cwd=") != std::string::npos;
+      },
+      5s))
+      << log;
+  ::unsetenv("CANOPY_NODE_TOKEN");
+  EXPECT_EQ(log.find("uid=0 "), std::string::npos) << log;
+  EXPECT_EQ(log.find("gid=0 "), std::string::npos) << log;
+  EXPECT_NE(log.find("token=none"), std::string::npos) << log;
+  EXPECT_NE(log.find("job=probe"), std::string::npos) << log;
+  EXPECT_NE(log.find("identity=denied"), std::string::npos) << log;
+  EXPECT_NE(log.find("home=" + dir.str() + "/work/probe"), std::string::npos) << log;
+  EXPECT_NE(log.find("cwd=writable"), std::string::npos) << log;
+  // Only CAP_NET_BIND_SERVICE (bit 10) is left, as an ambient capability.
+  EXPECT_NE(log.find("CapAmb:\t0000000000000400"), std::string::npos) << log;
+  struct stat st {};
+  ASSERT_EQ(::stat((dir.str() + "/work/probe/written").c_str(), &st), 0);
+  EXPECT_NE(st.st_uid, 0u);
+  // The process itself: not root.
+  int pid = Find(r, "probe")->pid;
+  ASSERT_EQ(::stat(("/proc/" + std::to_string(pid)).c_str(), &st), 0);
+  EXPECT_NE(st.st_uid, 0u);
 }
 
 }  // namespace

@@ -31,6 +31,10 @@ void BrokerEnv::Start() {
   if (std::find(root_flags_.begin(), root_flags_.end(), "--cluster-url") == root_flags_.end()) {
     flags.insert(flags.end(), {"--cluster-listen", net_.gateway() + ":0"});
   }
+  // Least exposure, as `canopy up` sets it: SSH only from this host, the cluster API only from
+  // the test network.
+  flags.insert(flags.end(),
+               {"--ssh-source", net_.gateway() + "/32", "--cluster-api-source", net_.subnet()});
   flags.insert(flags.end(), root_flags_.begin(), root_flags_.end());
   root_ = std::make_unique<RootDaemon>((dir_.path() / "root").string(), flags);
   root_->Start();

@@ -177,7 +177,8 @@ int FakeInstaller::installs(const std::string& name) const {
 
 // ---- BrokerHarness ----
 
-BrokerHarness::BrokerHarness() : cloud_(std::make_shared<providers::fake::FakeProvider>()) {
+BrokerHarness::BrokerHarness(std::function<void(broker::BrokerOptions&)> tweak)
+    : cloud_(std::make_shared<providers::fake::FakeProvider>()) {
   // Only the broker's own tag lookups may prevent duplicates.
   cloud_->SetIdempotentCreate(false);
   InProcessRootOptions o;
@@ -213,6 +214,7 @@ BrokerHarness::BrokerHarness() : cloud_(std::make_shared<providers::fake::FakePr
   bo.pair_timeout = 20s;
   bo.register_timeout = 20s;
   bo.drain_timeout = 10s;
+  if (tweak) tweak(bo);
   EXPECT_TRUE(broker::RegisterBrokerKinds(root_->engine(), deps, bo).has_value());
   root_->engine().Start();
   auto cred = root_->core().credentials().Add(

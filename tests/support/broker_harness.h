@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -76,7 +77,8 @@ class FakeInstaller final : public install::Installer {
 
 class BrokerHarness {
  public:
-  BrokerHarness();
+  // `tweak` adjusts the broker's options before its kinds are registered.
+  explicit BrokerHarness(std::function<void(broker::BrokerOptions&)> tweak = nullptr);
   ~BrokerHarness();
 
   providers::fake::FakeProvider& cloud() { return *cloud_; }

@@ -27,6 +27,8 @@ class LocalTestNet {
   const std::string& bridge() const { return bridge_; }
   /// The bridge's address: how instances reach services on this host.
   std::string gateway() const;
+  /// The network's CIDR ("198.18.N.0/24").
+  const std::string& subnet() const { return subnet_; }
   std::string state_dir() const;
   /// Kills every process of every instance and removes namespaces, veths and the bridge.
   void Cleanup();

@@ -371,6 +371,13 @@ Result<KeyPair> FakeProvider::GetKeyPair(const CallContext& ctx, const std::stri
   return it->second;
 }
 
+std::optional<Firewall> FakeProvider::FirewallById(const std::string& id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = firewalls_.find(id);
+  if (it == firewalls_.end()) return std::nullopt;
+  return it->second;
+}
+
 Result<Firewall> FakeProvider::CreateFirewall(const CallContext& ctx, const FirewallSpec& spec) {
   std::lock_guard<std::mutex> l(mu_);
   CANOPY_TRY(Enter("CreateFirewall", ctx));

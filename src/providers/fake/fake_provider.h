@@ -57,6 +57,8 @@ class FakeProvider final : public Provider {
   void SetCapacity(const std::string& instance_type, int max);
   /// Number of live instances (for tests).
   int LiveInstanceCount() const;
+  /// A firewall as stored (for tests); nullopt when absent.
+  std::optional<Firewall> FirewallById(const std::string& id) const;
   /// false: CreateInstance makes a new instance on every call, as a cloud without idempotency
   /// tokens would, so only the caller's own tag lookup prevents duplicates (crash tests).
   void SetIdempotentCreate(bool on);
