@@ -42,6 +42,18 @@ fi
 python3 -c 'import moto.server' || { echo "setup: moto is required for the AWS provider tests" >&2; exit 1; }
 echo "setup: moto present"
 
+# schemathesis fuzzes the root's API from its OpenAPI document (tests/fuzz/api_fuzz.py). Pinned:
+# schemathesis 3.39 breaks with hypothesis 6.131+ ("'many' object has no attribute 'more'").
+st_spec=('schemathesis>=3.39,<3.40' 'hypothesis>=6.108,<6.125')
+if ! python3 -c 'import schemathesis, hypothesis, sys; v = tuple(int(x) for x in hypothesis.__version__.split(".")[:2]); sys.exit(0 if schemathesis.__version__.startswith("3.39") and v < (6, 125) else 1)' >/dev/null 2>&1; then
+  echo "setup: installing ${st_spec[*]} from PyPI"
+  python3 -m pip install --quiet "${st_spec[@]}" 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages "${st_spec[@]}"
+fi
+command -v st >/dev/null 2>&1 || command -v schemathesis >/dev/null 2>&1 ||
+  { echo "setup: schemathesis (st) is required for the API fuzz test" >&2; exit 1; }
+echo "setup: schemathesis present"
+
 # Blank images for the local provider (cached in /var/cache/canopy/images; skipped when built).
 if [ "$(id -u)" -eq 0 ]; then
   "$(dirname "$0")/local-images.sh"
