@@ -17,39 +17,12 @@ Prints the probe's p50/p99/max, the flood's answers by status, and whether adapt
 Usage: bench/api_abuse.py [--build build] [--idle 3000] [--per-address 500] [--flooders 8]
                           [--seconds 20] [--check]
 """
-import argparse, collections, http.client, json, os, random, shutil, signal, socket, subprocess
-import sys, tempfile, threading, time
+import argparse, collections, os, random, shutil, socket, sys, tempfile, threading, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from canopy_procs import RootWithFakeAdapter, call  # noqa: E402
 
 PASSWORD = "bench-admin-password-1"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def call(port, method, path, body=None, token="", source="127.0.0.1", timeout=10):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
-                                      source_address=(source, 0))
-    try:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = "Bearer " + token
-        conn.request(method, path, json.dumps(body) if body is not None else None, headers)
-        r = conn.getresponse()
-        text = r.read().decode()
-        try:
-            data = json.loads(text) if text else None
-        except ValueError:
-            data = None
-        return r.status, data
-    except OSError:
-        return 0, None
-    finally:
-        conn.close()
 
 
 def main():
@@ -67,36 +40,11 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.idle + 1024)), hard))
 
     work = tempfile.mkdtemp(prefix="canopy-abuse-")
-    env = dict(os.environ, CANOPY_ADMIN_PASSWORD=PASSWORD, CANOPY_LOG_LEVEL="warn")
-    port = free_port()
-    procs = []
+    daemons = None
     idle = []
     try:
-        root = subprocess.Popen(
-            [canopyd, "root", "--listen", "127.0.0.1:%d" % port, "--data-dir",
-             os.path.join(work, "root"), "--heartbeat-interval", "1"],
-            stdout=open(os.path.join(work, "root.log"), "w"), stderr=subprocess.STDOUT, env=env)
-        procs.append(root)
-        for _ in range(100):
-            if call(port, "GET", "/healthz")[0] == 200:
-                break
-            time.sleep(0.1)
-        _, login = call(port, "POST", "/api/v1/auth/login",
-                        {"username": "admin", "password": PASSWORD})
-        token = login["access_token"]
-        _, tok = call(port, "POST", "/api/v1/provider-tokens", {}, token)
-        adapter = subprocess.Popen(
-            [canopyd, "provider", "--type", "fake", "--root", "http://127.0.0.1:%d" % port,
-             "--token", tok["token"], "--listen", "127.0.0.1:0", "--data-dir",
-             os.path.join(work, "adapter")],
-            stdout=open(os.path.join(work, "adapter.log"), "w"), stderr=subprocess.STDOUT,
-            env=env)
-        procs.append(adapter)
-        for _ in range(100):
-            code, provs = call(port, "GET", "/api/v1/providers", None, token)
-            if code == 200 and provs and all(p.get("status") == "live" for p in provs):
-                break
-            time.sleep(0.1)
+        daemons = RootWithFakeAdapter(canopyd, work, PASSWORD)
+        port, token = daemons.port, daemons.token
 
         # Idle connections, spread over source addresses.
         refused_idle = 0
@@ -165,7 +113,7 @@ def main():
         stop.set()
         for t in threads:
             t.join()
-        alive = root.poll() is None
+        alive = daemons.running()
         lat.sort()
         pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
         print("idle connections: %d asked, %d held open, %d refused by the root (503/closed), "
@@ -180,20 +128,14 @@ def main():
             ok = (alive and live_ok[0] and set(statuses) == {200} and not bad_flood)
             if not ok:
                 print("CHECK FAILED: bad flood answers %s" % bad_flood)
-                print(open(os.path.join(work, "root.log")).read()[-4000:])
+                print(open(daemons.log).read()[-4000:])
                 return 1
         return 0
     finally:
         for s in idle:
             s.close()
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        if daemons:
+            daemons.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -9,35 +9,14 @@ operation are split over the roles so that the run makes at least --requests req
 Exits 1 on any failed check, on fewer requests than asked, or when the root died.
 Usage: tests/fuzz/api_fuzz.py [--build build] [--requests 10000] [--workers 8]
 """
-import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
-import urllib.error, urllib.request
+import argparse, os, re, shutil, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from canopy_procs import RootWithFakeAdapter, call  # noqa: E402
 
 PASSWORD = "fuzz-admin-password-1"
 # Share of the examples per role (admin reaches every route; the others mostly get 403/401).
 ROLES = [("admin", 0.55), ("infra", 0.2), ("app", 0.15), ("anonymous", 0.1)]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def call(url, method, path, body=None, token=""):
-    req = urllib.request.Request(url + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", "Bearer " + token)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            text = r.read().decode()
-            return r.status, json.loads(text) if text else None
-    except urllib.error.HTTPError as e:
-        text = e.read().decode()
-        return e.code, json.loads(text) if text else None
 
 
 def main():
@@ -52,38 +31,19 @@ def main():
         return 1
     canopyd = os.path.abspath(os.path.join(args.build, "bin", "canopyd"))
     work = tempfile.mkdtemp(prefix="canopy-fuzz-")
-    env = dict(os.environ, CANOPY_ADMIN_PASSWORD=PASSWORD, CANOPY_LOG_LEVEL="warn")
-    port = free_port()
-    url = "http://127.0.0.1:%d" % port
-    procs = []
+    daemons = None
     try:
-        root = subprocess.Popen([canopyd, "root", "--listen", "127.0.0.1:%d" % port, "--data-dir",
-                                 os.path.join(work, "root"), "--heartbeat-interval", "1"],
-                                stdout=open(os.path.join(work, "root.log"), "w"),
-                                stderr=subprocess.STDOUT, env=env)
-        procs.append(root)
-        for _ in range(100):
-            try:
-                if call(url, "GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        _, login = call(url, "POST", "/api/v1/auth/login", {"username": "admin", "password": PASSWORD})
-        tokens = {"admin": login["access_token"], "anonymous": ""}
-        _, tok = call(url, "POST", "/api/v1/provider-tokens", {}, tokens["admin"])
-        procs.append(subprocess.Popen(
-            [canopyd, "provider", "--type", "fake", "--root", url, "--token", tok["token"],
-             "--listen", "127.0.0.1:0", "--data-dir", os.path.join(work, "adapter")],
-            stdout=open(os.path.join(work, "adapter.log"), "w"), stderr=subprocess.STDOUT, env=env))
+        daemons = RootWithFakeAdapter(canopyd, work, PASSWORD)
+        port, url = daemons.port, daemons.url
+        tokens = {"admin": daemons.token, "anonymous": ""}
         for role in ("infra", "app"):
             pw = "fuzz-%s-password-1" % role
-            call(url, "POST", "/api/v1/users", {"username": role + "-user", "password": pw,
-                                               "roles": [role]}, tokens["admin"])
-            _, t = call(url, "POST", "/api/v1/auth/login", {"username": role + "-user", "password": pw})
+            call(port, "POST", "/api/v1/users", {"username": role + "-user", "password": pw,
+                                                "roles": [role]}, tokens["admin"])
+            _, t = call(port, "POST", "/api/v1/auth/login",
+                        {"username": role + "-user", "password": pw})
             tokens[role] = t["access_token"]
-        time.sleep(1.5)  # the adapter is live
-        doc = call(url, "GET", "/api/v1/openapi.json")[1]
+        doc = call(port, "GET", "/api/v1/openapi.json")[1]
         operations = sum(len([m for m in v if m in ("get", "post", "put", "delete", "patch")])
                          for v in doc["paths"].values())
         total, failed = 0, False
@@ -115,24 +75,18 @@ def main():
                 seed = next(seeds, None)
                 if seed is not None:
                     plan.append(("admin", (args.requests - total) * 1.5 / args.requests, seed))
-        alive = all(p.poll() is None for p in procs)
+        alive = daemons.running()
         print("total: %d requests over %d operations and 4 roles; root running: %s" %
               (total, operations, alive))
         if failed or not alive or total < args.requests:
             if total < args.requests:
                 print("FAILED: fewer requests than %d" % args.requests)
-            print(open(os.path.join(work, "root.log")).read()[-3000:])
+            print(open(daemons.log).read()[-3000:])
             return 1
         return 0
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        if daemons:
+            daemons.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -34,39 +34,13 @@ class RawSocket {
   }
 
   // From `source` (another loopback address such as "127.0.0.2": a different peer to the server).
-  static RawSocket ConnectFrom(uint16_t port, const char* source) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in src{};
-    src.sin_family = AF_INET;
-    inet_pton(AF_INET, source, &src.sin_addr);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
-      close(fd);
-      return RawSocket();
-    }
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      close(fd);
-      return RawSocket();
-    }
-    return RawSocket(fd);
-  }
+  static RawSocket ConnectFrom(uint16_t port, const char* source) { return Open(port, source); }
 
   static RawSocket Connect(uint16_t port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      close(fd);
-      return RawSocket();
-    }
+    RawSocket s = Open(port, nullptr);
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return RawSocket(fd);
+    if (s.ok()) setsockopt(s.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return s;
   }
 
   bool ok() const { return fd_ >= 0; }
@@ -167,6 +141,28 @@ class RawSocket {
   }
 
  private:
+  static RawSocket Open(uint16_t port, const char* source) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (source != nullptr) {
+      sockaddr_in src{};
+      src.sin_family = AF_INET;
+      inet_pton(AF_INET, source, &src.sin_addr);
+      if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+        close(fd);
+        return RawSocket();
+      }
+    }
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      close(fd);
+      return RawSocket();
+    }
+    return RawSocket(fd);
+  }
+
   int fd_ = -1;
 };
 
