@@ -60,17 +60,13 @@ Result<AdapterIdentity> Adapters::Move(const AdapterRegistration& r) {
   if (r.adapter_id.empty() || r.adapter_key.empty()) {
     return Error::InvalidArgument("moving an adapter needs both 'adapter_id' and 'adapter_key'");
   }
-  auto p = store_.providers().Get(r.adapter_id);
-  if (!p) {
-    if (p.error().code == ErrorCode::kNotFound) {
-      return Error::Unauthenticated("unknown adapter or wrong adapter key");
-    }
+  auto p = Keyed(r.adapter_id, r.adapter_key);
+  if (!p && p.error().code != ErrorCode::kNotFound &&
+      p.error().code != ErrorCode::kUnauthenticated) {
     return std::move(p).error();
   }
-  CANOPY_ASSIGN_OR_RETURN(SecretString stored, KeyOf(*p));
-  if (!ConstantTimeEquals(r.adapter_key, stored.Reveal()) || p->type != r.type) {
+  if (!p || p->type != r.type)
     return Error::Unauthenticated("unknown adapter or wrong adapter key");
-  }
   std::string from = p->url;
   p->url = r.url;
   p->version = r.version;
@@ -146,9 +142,7 @@ Result<core::ProviderRecord> Adapters::ChooseFor(const std::string& type,
       .WithReason(std::string(kReasonNoLiveAdapter));
 }
 
-Status Adapters::Heartbeat(const std::string& id, const std::string& key,
-                           const std::optional<std::string>& url) {
-  if (key.empty()) return Error::Unauthenticated("missing adapter key");
+Result<core::ProviderRecord> Adapters::Keyed(const std::string& id, const std::string& key) {
   auto p = store_.providers().Get(id);
   if (!p) {
     if (p.error().code == ErrorCode::kNotFound) {
@@ -158,6 +152,14 @@ Status Adapters::Heartbeat(const std::string& id, const std::string& key,
   }
   CANOPY_ASSIGN_OR_RETURN(SecretString stored, KeyOf(*p));
   if (!ConstantTimeEquals(key, stored.Reveal())) return Error::Unauthenticated("wrong adapter key");
+  return p;
+}
+
+Status Adapters::Heartbeat(const std::string& id, const std::string& key,
+                           const std::optional<std::string>& url) {
+  if (key.empty()) return Error::Unauthenticated("missing adapter key");
+  auto p = Keyed(id, key);
+  if (!p) return std::move(p).error();
   if (url && *url != p->url) {
     SPDLOG_WARN(
         "Provider adapter heartbeat from a new URL refused provider={} registered={} "
@@ -197,20 +199,6 @@ core::ProviderStatus Adapters::StatusOf(const core::ProviderRecord& p) const {
   auto limit = opts_.heartbeat_interval * opts_.missed_heartbeats_for_down;
   return clock_->Now() - p.last_seen <= limit ? core::ProviderStatus::kLive
                                               : core::ProviderStatus::kDown;
-}
-
-Result<core::ProviderRecord> Adapters::FindLive(const std::string& type) {
-  CANOPY_ASSIGN_OR_RETURN(auto all, store_.providers().List());
-  const core::ProviderRecord* best = nullptr;
-  for (const auto& p : all) {
-    if (p.type != type || StatusOf(p) != core::ProviderStatus::kLive) continue;
-    if (best == nullptr || p.last_seen > best->last_seen) best = &p;
-  }
-  if (best == nullptr) {
-    return Error::FailedPrecondition(fmt::format("no live provider adapter of type '{}'", type))
-        .WithReason(std::string(kReasonNoLiveAdapter));
-  }
-  return *best;
 }
 
 Result<SecretString> Adapters::KeyOf(const core::ProviderRecord& p) const {
@@ -260,13 +248,6 @@ Result<std::shared_ptr<providers::Provider>> AdapterOpener::ForAdapter(
   return std::shared_ptr<providers::Provider>(std::make_shared<providers::remote::RemoteProvider>(
       adapter->url, std::move(key),
       providers::ProviderInfo{adapter->type, adapter->version, {}, {}}));
-}
-
-Result<std::shared_ptr<providers::Provider>> AdapterOpener::ForType(const std::string& type) {
-  CANOPY_ASSIGN_OR_RETURN(core::ProviderRecord adapter, adapters_.FindLive(type));
-  CANOPY_ASSIGN_OR_RETURN(SecretString key, adapters_.KeyOf(adapter));
-  return std::shared_ptr<providers::Provider>(std::make_shared<providers::remote::RemoteProvider>(
-      adapter.url, std::move(key), providers::ProviderInfo{adapter.type, adapter.version, {}, {}}));
 }
 
 }  // namespace canopy::control

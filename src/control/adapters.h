@@ -1,7 +1,7 @@
 // Adapters: the root's registry of provider adapters (registration tokens, registration,
 // heartbeats, live/down, detach) and ProviderOpener, the seam through which everything at the
-// root reaches a provider: AdapterOpener (production) gives a RemoteProvider to a live adapter of
-// the type; tests put an in-process provider behind the same interface. Thread-safe.
+// root reaches a provider: AdapterOpener (production) gives a RemoteProvider to the adapter a
+// credential is bound to; tests put an in-process provider behind the same interface. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -88,13 +88,12 @@ class Adapters {
   Status Detach(const std::string& id, const std::string& user_id);
 
   core::ProviderStatus StatusOf(const core::ProviderRecord& p) const;
-  // The live adapter of `type` seen last; kFailedPrecondition (reason kReasonNoLiveAdapter) when
-  // none is live.
-  Result<core::ProviderRecord> FindLive(const std::string& type);
   Result<SecretString> KeyOf(const core::ProviderRecord& p) const;
 
  private:
   Result<AdapterIdentity> Move(const AdapterRegistration& r);
+  // The adapter `id` when `key` is its key: kNotFound when absent, kUnauthenticated otherwise.
+  Result<core::ProviderRecord> Keyed(const std::string& id, const std::string& key);
 
   store::Store& store_;
   ClockPtr clock_;
@@ -107,8 +106,6 @@ class Adapters {
 class ProviderOpener {
  public:
   virtual ~ProviderOpener() = default;
-  // kFailedPrecondition (reason kReasonNoLiveAdapter) when no provider of `type` is reachable.
-  virtual Result<std::shared_ptr<providers::Provider>> ForType(const std::string& type) = 0;
   // The adapter a new credential of `type` is bound to (Adapters::ChooseFor); an opener without
   // adapters (tests) binds to `requested` as given.
   virtual Result<std::string> Bind(const std::string& type, const std::string& requested) {
@@ -116,20 +113,16 @@ class ProviderOpener {
     return requested;
   }
   // The provider behind the adapter a credential is bound to, and only that one:
-  // kFailedPrecondition when it is down (kReasonNoLiveAdapter), unapproved or gone. Default:
-  // ForType (tests).
-  virtual Result<std::shared_ptr<providers::Provider>> ForAdapter(const std::string& type,
-                                                                  const std::string& adapter_id) {
-    (void)adapter_id;
-    return ForType(type);
-  }
+  // kFailedPrecondition when it is down (kReasonNoLiveAdapter), unapproved or gone.
+  virtual Result<std::shared_ptr<providers::Provider>> ForAdapter(
+      const std::string& type, const std::string& adapter_id) = 0;
 };
 
-// The production opener: a RemoteProvider to the live adapter of the type (Adapters::FindLive).
+// The production opener: a RemoteProvider to the adapter a credential is bound to, when it is
+// live and approved.
 class AdapterOpener final : public ProviderOpener {
  public:
   explicit AdapterOpener(Adapters& adapters) : adapters_(adapters) {}
-  Result<std::shared_ptr<providers::Provider>> ForType(const std::string& type) override;
   Result<std::string> Bind(const std::string& type, const std::string& requested) override;
   Result<std::shared_ptr<providers::Provider>> ForAdapter(const std::string& type,
                                                           const std::string& adapter_id) override;

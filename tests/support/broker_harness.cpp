@@ -28,8 +28,8 @@ std::string EnvOf(const install::ComponentSpec& spec, const std::string& name) {
 
 }  // namespace
 
-Result<std::shared_ptr<providers::Provider>> SharedProviderOpener::ForType(
-    const std::string& type) {
+Result<std::shared_ptr<providers::Provider>> SharedProviderOpener::ForAdapter(
+    const std::string& type, const std::string& /*adapter_id*/) {
   if (type != type_) {
     return Error::FailedPrecondition("no live provider adapter of type '" + type + "'")
         .WithReason(std::string(control::kReasonNoLiveAdapter));

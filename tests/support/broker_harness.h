@@ -32,7 +32,9 @@ class SharedProviderOpener final : public control::ProviderOpener {
  public:
   SharedProviderOpener(std::string type, std::shared_ptr<providers::Provider> p)
       : type_(std::move(type)), p_(std::move(p)) {}
-  Result<std::shared_ptr<providers::Provider>> ForType(const std::string& type) override;
+  // Any adapter id: there is one provider per type here.
+  Result<std::shared_ptr<providers::Provider>> ForAdapter(const std::string& type,
+                                                          const std::string& adapter_id) override;
 
  private:
   std::string type_;
