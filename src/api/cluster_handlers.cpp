@@ -114,6 +114,9 @@ Result<control::LinkReport> ParseLinkReport(const Json& body) {
   CANOPY_ASSIGN_OR_RETURN(r.nodes, ParseNodes(body));
   CANOPY_ASSIGN_OR_RETURN(r.resources, ParseResources(body, "resources"));
   r.acks = body.contains("acks") ? body["acks"] : Json();
+  CANOPY_ASSIGN_OR_RETURN(auto csr, GetOptString(body, "csr", 16384));
+  CANOPY_ASSIGN_OR_RETURN(auto node_ca_csr, GetOptString(body, "node_ca_csr", 16384));
+  r.csrs = {csr.value_or(""), node_ca_csr.value_or("")};
   if (body.contains("jobs") && body["jobs"].is_array()) r.jobs = ParseJobs(body["jobs"]);
   return r;
 }
@@ -122,8 +125,13 @@ Json LinkReplyJson(const control::LinkReply& r) {
   Json cmds = Json::array();
   for (const auto& c : r.commands)
     cmds.push_back({{"id", c.id}, {"type", c.type}, {"args", c.args}});
-  return {
+  Json out = {
       {"commands", cmds}, {"acked", r.acked}, {"link_interval_seconds", r.link_interval_seconds}};
+  if (!r.certs.certificate.empty()) out["certificate"] = r.certs.certificate;
+  if (!r.certs.node_ca_certificate.empty()) {
+    out["node_ca_certificate"] = r.certs.node_ca_certificate;
+  }
+  return out;
 }
 
 }  // namespace
@@ -137,9 +145,12 @@ std::vector<RouteDef> ClusterRoutes(control::ClusterTier* tier) {
     CANOPY_ASSIGN_OR_RETURN(
         auto grant,
         tier->CreateEdgeCluster(name, std::chrono::seconds(secs.value_or(0)), p.user_id));
-    return JsonResponse(201, {{"token", grant.token},
-                              {"cluster_id", grant.cluster_id},
-                              {"expires_at", FormatRfc3339(grant.expires_at)}});
+    Json out = {{"token", grant.token},
+                {"cluster_id", grant.cluster_id},
+                {"expires_at", FormatRfc3339(grant.expires_at)}};
+    // The cluster pins the root's CA with it at first contact (canopyd cluster --ca-fingerprint).
+    if (tier->ca() != nullptr) out["ca_fingerprint"] = tier->ca()->fingerprint();
+    return JsonResponse(201, out);
   };
   auto pair = [tier](const net::Request& req, const Principal&) -> Result<net::Response> {
     CANOPY_ASSIGN_OR_RETURN(Json body, ParseBody(req));
@@ -148,10 +159,24 @@ std::vector<RouteDef> ClusterRoutes(control::ClusterTier* tier) {
     if (!control::IsValidHttpUrl(url))
       return Error::InvalidArgument("field 'url' must be an http(s) URL");
     CANOPY_ASSIGN_OR_RETURN(auto version, GetOptString(body, "version", 64));
-    CANOPY_ASSIGN_OR_RETURN(auto r, tier->Pair(token, url, version.value_or("")));
-    return JsonResponse(200, {{"cluster_id", r.cluster_id},
-                              {"cluster_key", r.cluster_key},
-                              {"link_interval_seconds", r.link_interval_seconds}});
+    CANOPY_ASSIGN_OR_RETURN(auto csr, GetOptString(body, "csr", 16384));
+    CANOPY_ASSIGN_OR_RETURN(auto node_ca_csr, GetOptString(body, "node_ca_csr", 16384));
+    CANOPY_ASSIGN_OR_RETURN(auto r, tier->Pair(token, url, version.value_or(""),
+                                               {csr.value_or(""), node_ca_csr.value_or("")}));
+    Json out = {{"cluster_id", r.cluster_id},
+                {"cluster_key", r.cluster_key},
+                {"link_interval_seconds", r.link_interval_seconds}};
+    if (!r.ca_pem.empty()) out["ca"] = r.ca_pem;
+    if (!r.certs.certificate.empty()) out["certificate"] = r.certs.certificate;
+    if (!r.certs.node_ca_certificate.empty()) {
+      out["node_ca_certificate"] = r.certs.node_ca_certificate;
+    }
+    return JsonResponse(200, out);
+  };
+  // The root's CA certificate, for lower tiers and the CLI to pin by its fingerprint.
+  auto ca = [tier](const net::Request&, const Principal&) -> Result<net::Response> {
+    if (tier->ca() == nullptr) return Error::NotFound("this root has no CA");
+    return net::Response::Text(200, tier->ca()->ca_pem(), "application/x-pem-file");
   };
   auto link = [tier](const net::Request& req, const Principal&, net::Responder respond) {
     auto fail = [&](const Error& e) { respond(RenderHandlerError(kLinkRoute, e)); };
@@ -159,6 +184,11 @@ std::vector<RouteDef> ClusterRoutes(control::ClusterTier* tier) {
     if (key.empty()) return fail(Error::Unauthenticated("missing cluster key"));
     auto c = tier->Authenticate(req.Param("id"), key);
     if (!c) return fail(c.error());
+    if (req.tls && req.peer_cn != control::ClusterCertName(c->id)) {
+      // Over TLS the link is mutual: the key alone (e.g. copied off a disk) is not enough.
+      return fail(Error::Unauthenticated(
+          "a cluster's link needs its client certificate from this root; pair it again"));
+    }
     int64_t wait = 20;
     if (std::string w = req.Query("wait"); !w.empty()) {
       int64_t v = -1;
@@ -192,6 +222,7 @@ std::vector<RouteDef> ClusterRoutes(control::ClusterTier* tier) {
   return {
       {"POST", "/api/v1/cluster-tokens", Access::kInfra, edge_token},
       {"POST", "/api/v1/clusters/pair", Access::kPublic, pair, nullptr, false, true},
+      {"GET", "/ca.crt", Access::kPublic, ca, nullptr, false, true},
       {"POST", kLinkRoute, Access::kAdapter, nullptr, link, false, true},
       {"GET", "/api/v1/clusters", Access::kInfraOrApp, list},
       {"GET", "/api/v1/clusters/{id}", Access::kInfraOrApp, get},

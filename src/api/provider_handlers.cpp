@@ -52,6 +52,8 @@ std::vector<RouteDef> ProviderRoutes(control::Adapters* adapters) {
     CANOPY_ASSIGN_OR_RETURN(auto moving_key, GetOptString(body, "adapter_key", 256));
     r.adapter_id = moving_id.value_or("");
     r.adapter_key = moving_key.value_or("");
+    CANOPY_ASSIGN_OR_RETURN(auto csr, GetOptString(body, "csr", 16384));
+    r.csr = csr.value_or("");
     if (body.contains("capabilities") && !body["capabilities"].is_null()) {
       if (!body["capabilities"].is_array() && !body["capabilities"].is_object()) {
         return Error::InvalidArgument("field 'capabilities' must be an array or an object");
@@ -63,9 +65,12 @@ std::vector<RouteDef> ProviderRoutes(control::Adapters* adapters) {
           Json{{"features", r.capabilities}, {"contract_versions", body["contract_versions"]}};
     }
     CANOPY_ASSIGN_OR_RETURN(auto id, adapters->Register(r));
-    return JsonResponse(201, {{"id", id.id},
-                              {"adapter_key", id.adapter_key},
-                              {"heartbeat_interval_seconds", id.heartbeat_interval_seconds}});
+    Json out = {{"id", id.id},
+                {"adapter_key", id.adapter_key},
+                {"heartbeat_interval_seconds", id.heartbeat_interval_seconds}};
+    if (!id.certificate.empty()) out["certificate"] = id.certificate;
+    if (!id.ca_pem.empty()) out["ca"] = id.ca_pem;
+    return JsonResponse(201, out);
   };
   auto heartbeat = [adapters](const net::Request& req, const Principal&) -> Result<net::Response> {
     std::string key = BearerToken(req);
@@ -73,8 +78,16 @@ std::vector<RouteDef> ProviderRoutes(control::Adapters* adapters) {
     CANOPY_ASSIGN_OR_RETURN(Json body, ParseOptionalBody(req));
     CANOPY_ASSIGN_OR_RETURN(auto url, GetOptString(body, "url", 512));
     if (url) CANOPY_TRY(CheckUrl(*url));
-    CANOPY_TRY(adapters->Heartbeat(req.Param("id"), key, url));
-    return JsonResponse(200, {{"status", "live"}});
+    if (req.tls && !req.peer_cn.empty() &&
+        req.peer_cn != control::AdapterCertName(req.Param("id"))) {
+      return Error::Unauthenticated("this client certificate belongs to another party");
+    }
+    CANOPY_ASSIGN_OR_RETURN(auto csr, GetOptString(body, "csr", 16384));
+    CANOPY_ASSIGN_OR_RETURN(std::string cert,
+                            adapters->Heartbeat(req.Param("id"), key, url, csr.value_or("")));
+    Json out = {{"status", "live"}};
+    if (!cert.empty()) out["certificate"] = cert;
+    return JsonResponse(200, out);
   };
   auto list = [adapters](const net::Request&, const Principal&) -> Result<net::Response> {
     CANOPY_ASSIGN_OR_RETURN(auto all, adapters->List());

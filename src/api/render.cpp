@@ -100,6 +100,7 @@ Json ServiceToJson(const control::ServiceView& v) {
           {"name", s.name},
           {"command", s.spec.value("command", Json::array())},
           {"env", s.spec.value("env", Json::object())},
+          {"secret_env", s.spec.value("secret_env_keys", Json::array())},  // names only
           {"ports", s.spec.value("ports", Json::array())},
           {"cpu_millis", s.spec.value("cpu_millis", int64_t{0})},
           {"memory_mib", s.spec.value("memory_mib", int64_t{0})},

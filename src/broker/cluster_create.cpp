@@ -220,9 +220,16 @@ class ClusterCreateKind final : public ops::OperationKind {
                  std::to_string(opts_.link_interval_seconds),
                  "--heartbeat-interval",
                  std::to_string(opts_.node_heartbeat_seconds)};
+    if (deps_.tier->ca() != nullptr && opts_.cluster_root_url.starts_with("https://")) {
+      // The cluster pins the root's CA at first contact.
+      spec.argv.insert(spec.argv.end(), {"--ca-fingerprint", deps_.tier->ca()->fingerprint()});
+    }
     spec.argv.insert(spec.argv.end(), opts_.cluster_extra_args.begin(),
                      opts_.cluster_extra_args.end());
-    spec.env = {{"CANOPY_CLUSTER_TOKEN", grant.token}};
+    // The token travels in a 0600 file the cluster removes once paired (not in its environment,
+    // where every later child would inherit it).
+    spec.config = SecretString(grant.token);
+    spec.argv.insert(spec.argv.end(), {"--token-file", "{config}"});
     spec.preflight = PreflightArgs(opts_.cluster_root_url, opts_.preflight_timeout);
     auto report = deps_.installer->Install(target, spec);
     if (!report && report.error().reason == "install_preflight") {

@@ -223,7 +223,12 @@ class WorkersProvisionKind final : public ops::OperationKind {
         spec.argv.insert(spec.argv.end(), {"--cpu-millis", std::to_string(t->second.vcpus * 1000),
                                            "--memory-mib", std::to_string(t->second.memory_mib)});
       }
-      spec.env = {{"CANOPY_NODE_TOKEN", cmd.result["token"].get<std::string>()}};
+      if (deps_.tier->ca() != nullptr && c.cluster_url.starts_with("https://")) {
+        spec.argv.insert(spec.argv.end(), {"--ca-fingerprint", deps_.tier->ca()->fingerprint()});
+      }
+      // In a 0600 file the node removes once registered.
+      spec.config = SecretString(cmd.result["token"].get<std::string>());
+      spec.argv.insert(spec.argv.end(), {"--token-file", "{config}"});
       spec.preflight = PreflightArgs(c.cluster_url, opts_.preflight_timeout);
       auto report = deps_.installer->Install(target, spec);
       if (!report && report.error().reason == "install_preflight") {

@@ -148,6 +148,30 @@ Result<Json> ApiClient::Delete(std::string_view path) const {
   return Send("DELETE", path, nullptr);
 }
 
+Error ApiClient::Unreachable(Error err) const {
+  // The root URL is already in our message; drop the transport's own "request to X failed: ".
+  std::string_view why = err.message;
+  if (why.starts_with("request to ")) {
+    size_t at = why.find(" failed: ");
+    if (at != std::string_view::npos) {
+      why.remove_prefix(at + 9);
+    }
+  }
+  err.message = fmt::format("cannot reach root at {}: {}", root_, OneLine(why));
+  return err;
+}
+
+Status ApiClient::Reach() const {
+  net::ClientRequest req;
+  req.url = root_ + "/healthz";
+  req.headers["User-Agent"] = kUserAgent;
+  Result<net::ClientResponse> resp = transport_(req);
+  if (!resp) {
+    return Unreachable(std::move(resp).error());
+  }
+  return OkStatus();
+}
+
 Result<Json> ApiClient::Send(std::string_view method, std::string_view path,
                              const Json* body) const {
   net::ClientRequest req;
@@ -170,17 +194,7 @@ Result<Json> ApiClient::Send(std::string_view method, std::string_view path,
     OPENSSL_cleanse(auth->second.data(), auth->second.size());
   }
   if (!resp) {
-    Error err = std::move(resp).error();
-    // The root URL is already in our message; drop the transport's own "request to X failed: ".
-    std::string_view why = err.message;
-    if (why.starts_with("request to ")) {
-      size_t at = why.find(" failed: ");
-      if (at != std::string_view::npos) {
-        why.remove_prefix(at + 9);
-      }
-    }
-    err.message = fmt::format("cannot reach root at {}: {}", root_, OneLine(why));
-    return err;
+    return Unreachable(std::move(resp).error());
   }
   if (resp->status < 200 || resp->status > 299) {
     return ApiErrorFromResponse(resp->status, resp->body);

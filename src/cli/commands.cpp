@@ -17,6 +17,8 @@
 #include <utility>
 
 #include "cli/service_spec.h"
+#include "cli/trust.h"
+#include "common/files.h"
 #include "common/json.h"
 
 namespace canopy::cli {
@@ -320,8 +322,10 @@ Result<std::string> ResolveRoot(const Context& ctx, const Config& cfg) {
 
 class Session {
  public:
-  Session(ApiClient api, std::string username)
-      : api_(std::move(api)), username_(std::move(username)) {}
+  Session(ApiClient api, std::string username, std::string ca_fingerprint)
+      : api_(std::move(api)),
+        username_(std::move(username)),
+        ca_fingerprint_(std::move(ca_fingerprint)) {}
 
   Result<Json> Get(std::string_view path) const { return Hint(api_.Get(path)); }
   Result<Json> Post(std::string_view path, const Json& body) const {
@@ -340,11 +344,27 @@ class Session {
       e.message += fmt::format("; log in again with {}", LoginCommand(api_.root(), username_));
       return e;
     }
+    // The root's certificate no longer chains to the CA trusted at login (never replaced here).
+    if (!r && IsUntrustedCertificate(r.error())) {
+      Error e = std::move(r).error();
+      e.message += ca_fingerprint_.empty()
+                       ? fmt::format(
+                             "; the system does not trust the root's certificate: log in "
+                             "again with {} --ca-fingerprint or --ca-file",
+                             LoginCommand(api_.root(), username_))
+                       : fmt::format(
+                             "; the root's certificate does not verify against the "
+                             "trusted CA {}: if the root's CA changed, log in again with "
+                             "{} --ca-fingerprint",
+                             ca_fingerprint_, LoginCommand(api_.root(), username_));
+      return e;
+    }
     return r;
   }
 
   ApiClient api_;
   std::string username_;
+  std::string ca_fingerprint_;
 };
 
 Result<Session> Connect(const Context& ctx) {
@@ -364,7 +384,9 @@ Result<Session> Connect(const Context& ctx) {
                                                 LoginCommand(root, cfg.username)));
     }
   }
-  return Session(ApiClient(root, cfg.token, ctx.transport), cfg.username);
+  CANOPY_ASSIGN_OR_RETURN(std::string ca_pem, CommandCa(ctx, cfg));
+  return Session(ApiClient(root, cfg.token, TransportFor(ctx, ca_pem)), cfg.username,
+                 CaFingerprint(ca_pem));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -868,6 +890,26 @@ Result<Json> ServiceBody(const ServiceCreateOptions& o) {
     }
     body["env"] = std::move(env);
   }
+  if (!o.secret_env.empty()) {
+    Json secret = Json::object();
+    for (const std::string& assignment : o.secret_env) {
+      CANOPY_ASSIGN_OR_RETURN(auto kv, ParseEnvAssignment(assignment));
+      if (secret.contains(kv.first) || (body.contains("env") && body["env"].contains(kv.first))) {
+        return Error::InvalidArgument(fmt::format("{} is given twice", kv.first));
+      }
+      if (kv.second.starts_with("@")) {
+        auto content = ReadFileString(kv.second.substr(1));
+        if (!content) {
+          return Error::InvalidArgument(
+              fmt::format("--secret-env {}: cannot read {}", kv.first, kv.second.substr(1)));
+        }
+        kv.second = std::move(*content);
+        while (!kv.second.empty() && kv.second.back() == '\n') kv.second.pop_back();
+      }
+      secret[kv.first] = std::move(kv.second);
+    }
+    body["secret_env"] = std::move(secret);
+  }
   if (o.restart) {
     body["restart"] = *o.restart;
   }
@@ -932,21 +974,26 @@ Status DoLogin(Context& ctx, const LoginOptions& opts) {
   CANOPY_ASSIGN_OR_RETURN(auto path, ConfigPath(ctx.env));
   CANOPY_ASSIGN_OR_RETURN(Config cfg, LoadConfig(path));
   CANOPY_ASSIGN_OR_RETURN(std::string root, ResolveRoot(ctx, cfg));
+  const bool same_root = NormalizeRootUrl(cfg.root).value_or("") == root;
   std::string username;
   if (opts.username && !opts.username->empty()) {
     username = *opts.username;
-  } else if (NormalizeRootUrl(cfg.root).value_or("") == root) {
+  } else if (same_root) {
     username = cfg.username;
   }
   if (username.empty()) {
     return Error::InvalidArgument(fmt::format("no username given; run {}", LoginCommand(root, "")));
   }
+  // Trust first (as ssh asks about the host key before the password): the password only goes to
+  // a root whose certificate verified.
+  CANOPY_ASSIGN_OR_RETURN(std::string ca_pem,
+                          LoginTrust(ctx, root, username, same_root ? cfg.ca_pem : "", opts));
   CANOPY_ASSIGN_OR_RETURN(
       SecretString password,
       ObtainPassword(ctx, opts.password, "CANOPY_PASSWORD",
                      fmt::format("Password for {} at {}: ", username, root), false));
 
-  ApiClient api(root, SecretString(), ctx.transport);
+  ApiClient api(root, SecretString(), TransportFor(ctx, ca_pem));
   Json body = {{"username", username}, {"password", password.Reveal()}};
   Result<Json> resp = api.Post("/api/v1/auth/login", body);
   WipeStrings(body);
@@ -962,6 +1009,7 @@ Status DoLogin(Context& ctx, const LoginOptions& opts) {
   Config updated;
   updated.root = root;
   updated.username = username;
+  updated.ca_pem = ca_pem;
   updated.token = SecretString(token->get<std::string>());
   WipeStrings(*token);
   r.erase("access_token");
@@ -972,17 +1020,24 @@ Status DoLogin(Context& ctx, const LoginOptions& opts) {
   }
   CANOPY_TRY(SaveConfig(path, updated));
 
+  std::string fingerprint = CaFingerprint(ca_pem);
   if (ctx.global.output == OutputFormat::kJson) {
     // The token itself stays in the config file: stdout often ends up in logs.
     r["root"] = root;
     r["username"] = username;
     r["expires_at"] = updated.expires_at.empty() ? Json(nullptr) : Json(updated.expires_at);
+    r["ca_fingerprint"] = fingerprint.empty() ? Json(nullptr) : Json(fingerprint);
     PrintJson(ctx.out, r);
-  } else if (updated.expires_at.empty()) {
+    return OkStatus();
+  }
+  if (updated.expires_at.empty()) {
     ctx.out << fmt::format("Logged in to {} as {}\n", root, username);
   } else {
     ctx.out << fmt::format("Logged in to {} as {} (until {})\n", root, username,
                            updated.expires_at);
+  }
+  if (!fingerprint.empty()) {
+    ctx.out << fmt::format("Trusting the root's CA {}\n", fingerprint);
   }
   return OkStatus();
 }

@@ -26,6 +26,9 @@ constexpr int kExitError = 1;
 
 // Reads a password without echo; kFailedPrecondition when there is no terminal to ask on.
 using PasswordPrompt = std::function<Result<SecretString>(std::string_view prompt)>;
+// Shows `prompt` (which ends with a "[y/N]" question) and reads the answer: true for yes.
+// kFailedPrecondition, showing nothing, when there is no terminal to ask on.
+using ConfirmPrompt = std::function<Result<bool>(std::string_view prompt)>;
 
 // Options every command accepts.
 struct GlobalOptions {
@@ -47,11 +50,25 @@ struct Context {
   SleepFn sleep = nullptr;
   // Whether `err` is a terminal: --wait then rewrites one progress line in place.
   bool err_is_terminal = false;
+  // https: the Transport trusting one CA (HttpTransportFactory). nullptr: `transport` whatever
+  // the CA (fakes that speak no TLS).
+  TransportFactory transport_for = nullptr;
+  // Fetches a root's CA certificate for `login` (HttpCaFetcher). nullptr: cannot.
+  CaFetcher fetch_ca = nullptr;
+  // Asks whether to trust a root's CA at login (ConfirmOnTerminal). nullptr: no terminal.
+  ConfirmPrompt confirm = nullptr;
 };
 
+// Which CA an https root's certificate must chain to (at most one of the two; else
+// CANOPY_CA_FILE; else the CA stored by the last login to the same root; else the system's roots,
+// and when they do not verify the root: its CA's fingerprint, and on a terminal the question
+// whether to trust it). The CA is stored with the token; nothing is stored on any failure.
 struct LoginOptions {
   std::optional<std::string> username;  // else the username of the stored login to the same root
   std::optional<std::string> password;  // else CANOPY_PASSWORD, else a prompt
+  std::optional<std::string> ca_file = std::nullopt;  // a PEM CA certificate to trust
+  // "sha256:HEX": fetch the root's /ca.crt and trust it only if its fingerprint is this one.
+  std::optional<std::string> ca_fingerprint = std::nullopt;
 };
 
 struct UserCreateOptions {
@@ -140,6 +157,9 @@ struct ServiceCreateOptions {
   std::vector<std::string> command;  // argv after `--`
   std::vector<std::string> ports;    // PORT[/tcp|/udp] (ParsePortSpec)
   std::vector<std::string> env;      // KEY=VALUE (ParseEnvAssignment)
+  // KEY=VALUE sealed at the root, never shown again (`secret_env`); a value "@FILE" is read
+  // from FILE, so that it stays out of the shell history and the process list.
+  std::vector<std::string> secret_env;
   // Absent: kServiceCpuMillis, kServiceMemoryMib and 1 replica.
   std::optional<int64_t> cpu_millis;
   std::optional<int64_t> memory_mib;
@@ -165,7 +185,8 @@ struct ServiceScaleOptions {
   WaitOptions wait{false, kServiceWaitSeconds};  // only waits while the service is deployed
 };
 
-// login / logout: the config file holds root, username, token and its expiry.
+// login / logout: the config file holds root, username, token, its expiry and the trusted CA.
+// Every other command trusts exactly that CA over https (CANOPY_CA_FILE overrides it).
 int Login(Context& ctx, const LoginOptions& opts);
 int Logout(Context& ctx);
 

@@ -152,7 +152,7 @@ Result<Config> LoadConfig(const fs::path& path) {
   };
   std::string token;
   if (!field("root", &c.root) || !field("username", &c.username) || !field("token", &token) ||
-      !field("expires_at", &c.expires_at)) {
+      !field("expires_at", &c.expires_at) || !field("ca_pem", &c.ca_pem)) {
     OPENSSL_cleanse(token.data(), token.size());
     return bad();
   }
@@ -177,6 +177,9 @@ Status SaveConfig(const fs::path& path, const Config& config) {
   j["username"] = config.username;
   j["token"] = config.token.Reveal();
   j["expires_at"] = config.expires_at;
+  if (!config.ca_pem.empty()) {
+    j["ca_pem"] = config.ca_pem;
+  }
   std::string data = DumpJson(j, 2);
   data += '\n';
 

@@ -1,4 +1,5 @@
-// CLI configuration file ($XDG_CONFIG_HOME/canopy/config.json): the root URL and login token.
+// CLI configuration file ($XDG_CONFIG_HOME/canopy/config.json): the root URL, the login token and
+// the CA certificate the root's https certificate must chain to.
 // Used by cli/commands. The file is written atomically with mode 0600 in a 0700 directory.
 // Thread-compatible (plain functions over the file system).
 #pragma once
@@ -24,6 +25,9 @@ struct Config {
   std::string username;
   SecretString token;      // the access token (JWT); empty after logout
   std::string expires_at;  // RFC 3339 UTC; empty when unknown
+  // The CA (PEM) trusted for `root`, set only by a login (`canopy login --ca-file`,
+  // `--ca-fingerprint`, a CA accepted at the prompt, or `canopy up`); empty: the system's roots.
+  std::string ca_pem;
 
   bool HasToken() const { return !token.Reveal().empty(); }
 };

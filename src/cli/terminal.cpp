@@ -5,6 +5,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <string>
 
@@ -93,6 +94,34 @@ Result<SecretString> PromptPasswordOnTerminal(std::string_view prompt) {
   SecretString secret(line);
   OPENSSL_cleanse(line.data(), line.size());
   return secret;
+}
+
+Result<bool> ConfirmOnTerminal(std::string_view prompt) {
+  if (isatty(STDIN_FILENO) == 0) {
+    return Error::FailedPrecondition("standard input is not a terminal");
+  }
+  WriteStderr(prompt);
+  std::string line;
+  for (;;) {
+    char c = 0;
+    ssize_t n = read(STDIN_FILENO, &c, 1);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0 || c == '\n') {
+      break;
+    }
+    if (line.size() < 16) {
+      line += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+  }
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) {
+    line.pop_back();
+  }
+  while (!line.empty() && line.front() == ' ') {
+    line.erase(line.begin());
+  }
+  return line == "y" || line == "yes";
 }
 
 }  // namespace canopy::cli

@@ -1,5 +1,6 @@
-// Password prompt on the controlling terminal with echo turned off. Used by src/exe/canopy.cpp as
-// the cli::PasswordPrompt. Not thread-safe (changes terminal modes and signal handlers).
+// Password prompt on the controlling terminal with echo turned off, and a yes/no question. Used by
+// src/exe/canopy.cpp as the cli::PasswordPrompt and cli::ConfirmPrompt. Not thread-safe (changes
+// terminal modes and signal handlers).
 #pragma once
 
 #include <string_view>
@@ -12,5 +13,10 @@ namespace canopy::cli {
 // Writes `prompt` to stderr and reads one line from stdin with echo off. kFailedPrecondition when
 // stdin is not a terminal. Echo is restored even if the user interrupts with Ctrl-C.
 Result<SecretString> PromptPasswordOnTerminal(std::string_view prompt);
+
+// Writes `prompt` to stderr and reads one line from stdin: true for "y" or "yes" (any case), false
+// for anything else (end of input too). kFailedPrecondition, writing nothing, when stdin is not a
+// terminal.
+Result<bool> ConfirmOnTerminal(std::string_view prompt);
 
 }  // namespace canopy::cli

@@ -15,6 +15,7 @@
 
 #include "cli/api_client.h"
 #include "cli/config.h"
+#include "cli/trust.h"
 
 namespace canopy::cli {
 namespace {
@@ -114,6 +115,18 @@ Status WaitUntil(Child& child, const std::string& what, const fs::path& log, Pre
 
 constexpr const char* kLocalGateway = "198.18.0.1";
 
+// The URL the root wrote (root.url), with a wildcard listen address replaced by loopback.
+std::string ReachableUrl(std::string url) {
+  for (const auto& [any, local] :
+       {std::pair<std::string, std::string>{"//0.0.0.0:", "//127.0.0.1:"},
+        {"//[::]:", "//[::1]:"}}) {
+    if (size_t at = url.find(any); at != std::string::npos) {
+      url.replace(at, any.size(), local);
+    }
+  }
+  return url;
+}
+
 Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter,
              std::string* url_out) {
   if (::geteuid() != 0) {
@@ -136,9 +149,6 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter,
     return Error::FailedPrecondition("cannot create data dir " + dir.string());
   }
   std::string host = opts.listen.substr(0, colon);
-  std::string url =
-      "http://" + (host == "0.0.0.0" ? std::string("127.0.0.1") : host) + opts.listen.substr(colon);
-  *url_out = url;
 
   // Root. Instances reach the host at the local provider's bridge gateway (first address of its
   // default subnet 198.18.0.0/15): a listener that covers it serves them; otherwise the root gets
@@ -153,12 +163,26 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter,
   root_argv.insert(root_argv.end(), {"--ssh-source", std::string(kLocalGateway) + "/32",
                                      "--cluster-api-source", "198.18.0.0/15"});
   if (covers_gateway) {
-    root_argv.insert(root_argv.end(), {"--cluster-url", "http://" + cluster_listen});
+    root_argv.insert(root_argv.end(), {"--cluster-url", "https://" + cluster_listen});
   } else {
     root_argv.insert(root_argv.end(), {"--cluster-listen", cluster_listen});
   }
+  // root.url (https unless the API is on loopback) appears once the root serves; its CA
+  // (ca.crt) is made before. A root.url left by an earlier run must not count.
+  const fs::path url_file = dir / "root" / "root.url";
+  const fs::path ca_file = dir / "root" / "ca.crt";
+  fs::remove(url_file, ec);
   CANOPY_TRY(root.Start(root_argv, dir / "root.log"));
-  ApiClient anon(url, SecretString(""), ctx.transport);
+  CANOPY_TRY(WaitUntil(
+      root, "canopyd root", dir / "root.log",
+      [&] { return !ReadTrimmed(url_file).empty() && ReadCaFile(ca_file.string()).has_value(); },
+      30s));
+  std::string url = ReachableUrl(ReadTrimmed(url_file));
+  *url_out = url;
+  CANOPY_ASSIGN_OR_RETURN(std::string ca_pem, ReadCaFile(ca_file.string()));
+  const std::string ca_fingerprint = CaFingerprint(ca_pem);
+  const Transport transport = TransportFor(ctx, ca_pem);
+  ApiClient anon(url, SecretString(""), transport);
   CANOPY_TRY(WaitUntil(
       root, "canopyd root", dir / "root.log", [&] { return anon.Get("/healthz").has_value(); },
       30s));
@@ -183,16 +207,18 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter,
   cfg.root = url;
   cfg.username = "admin";
   cfg.token = SecretString(login->value("access_token", ""));
+  cfg.ca_pem = ca_pem;
   CANOPY_ASSIGN_OR_RETURN(fs::path cfg_path, ConfigPath(ctx.env));
   CANOPY_TRY(SaveConfig(cfg_path, cfg));
-  ApiClient api(url, cfg.token, ctx.transport);
+  ApiClient api(url, cfg.token, transport);
 
   // Local provider adapter: a registration token on first start, its saved identity later.
   fs::path adir = dir / "adapter-local";
-  std::vector<std::string> argv = {canopyd,       "provider",    "--type",
-                                   "local",       "--root",      url,
-                                   "--listen",    "127.0.0.1:0", "--data-dir",
-                                   adir.string(), "--state-dir", (dir / "local").string()};
+  std::vector<std::string> argv = {canopyd,       "provider",      "--type",
+                                   "local",       "--root",        url,
+                                   "--listen",    "127.0.0.1:0",   "--data-dir",
+                                   adir.string(), "--state-dir",   (dir / "local").string(),
+                                   "--ca-file",   ca_file.string()};
   if (!fs::exists(adir / "identity.json")) {
     CANOPY_ASSIGN_OR_RETURN(Json tok, api.Post("/api/v1/provider-tokens", Json::object()));
     argv.push_back("--token");
@@ -230,17 +256,20 @@ Status RunUp(Context& ctx, const UpOptions& opts, Child& root, Child& adapter,
     ctx.out << DumpJson(Json{{"url", url},
                              {"username", "admin"},
                              {"data_dir", dir.string()},
-                             {"credential", "local"}})
+                             {"credential", "local"},
+                             {"ca_fingerprint", ca_fingerprint}})
             << "\n";
   } else {
     ctx.out << "Canopy is up at " << url << "\n"
             << "  admin login:  username admin, password " << pw_note << "\n"
+            << "  root CA:      " << ca_fingerprint << " (" << ca_file.string()
+            << "; canopy login --ca-fingerprint takes it)\n"
             << "  this CLI is logged in (" << cfg_path.string() << ")\n"
             << "  provider:     local adapter live; credential \"local\" added\n"
             << "  reachable:    the API at " << url
             << (covers_gateway ? "" : " (this machine only)")
             << "; clusters on local instances dial "
-            << "http://" << cluster_listen << (covers_gateway ? "" : " (pairing and link only)")
+            << "https://" << cluster_listen << (covers_gateway ? "" : " (pairing and link only)")
             << "\n"
             << "  logs:         " << (dir / "root.log").string() << ", "
             << (dir / "adapter-local.log").string() << "\n"

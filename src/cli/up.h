@@ -1,7 +1,8 @@
 // `canopy up`: the embedded default of the product contract. Runs `canopyd root` and a local
 // provider adapter (`canopyd provider --type local`) as child processes in the foreground,
-// registers the adapter, logs the CLI in as admin, adds a credential named "local", prints the
-// URL and the admin login, and stops both children on SIGINT/SIGTERM (or when one of them dies).
+// registers the adapter, logs the CLI in as admin (trusting the root's CA, DATA_DIR/root/ca.crt),
+// adds a credential named "local", prints the URL, the admin login and the CA's fingerprint, and
+// stops both children on SIGINT/SIGTERM (or when one of them dies).
 // Needs root (the local provider makes network namespaces). Not thread-safe; one per process.
 #pragma once
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -174,23 +175,56 @@ Status ClusterService::Start() {
   if (ec) return Error::Internal("cannot create the data dir");
   ::chmod(opts_.data_dir.c_str(), 0700);
   CANOPY_ASSIGN_OR_RETURN(store_, store::OpenClusterStore(opts_.data_dir + "/cluster.db"));
+  if (opts_.token.empty() && !opts_.token_file.empty()) {
+    if (auto t = ReadFileString(opts_.token_file); t) {
+      opts_.token = *t;
+      while (!opts_.token.empty() && std::isspace(static_cast<unsigned char>(opts_.token.back()))) {
+        opts_.token.pop_back();
+      }
+    }
+  }
   CANOPY_ASSIGN_OR_RETURN(auto hp, net::ParseHostPort(opts_.listen));
+  CANOPY_ASSIGN_OR_RETURN(tls_, net::TierIdentity::Open(opts_.data_dir, "canopy-root", false));
+  if (secure()) {
+    CANOPY_TRY(EnsureNodeCaKey());
+    auto cert = ReadFileString(opts_.data_dir + "/node-ca.crt");
+    if (cert && tls_->has_ca()) {
+      auto ca = net::pki::Authority::Load(*cert, node_ca_key_);
+      if (ca && net::pki::VerifyChain(ca->cert_pem(), tls_->ca_pem())) node_ca_ = std::move(*ca);
+    }
+  }
+  if (!secure() && !net::IsLoopbackHost(hp.first)) {
+    // Plain HTTP stays on loopback: node tokens and job commands cross this listener.
+    return Error::InvalidArgument(fmt::format(
+        "the cluster listens on {} in plain HTTP: only loopback may; give it the root's https "
+        "URL (with --ca-fingerprint) so that it speaks TLS",
+        hp.first));
+  }
   net::ServerOptions so;
   so.host = hp.first;
   so.port = hp.second;
   so.worker_threads = 4;
+  if (secure()) {
+    // TLS from the start; without a certificate yet every handshake fails until pairing gives one.
+    auto pending = std::make_shared<net::TlsServerConfig>();
+    auto ready = node_ca_ ? tls_->Server(node_ca_->cert_pem(), true) : nullptr;
+    so.tls = ready ? ready : pending;
+  }
   CANOPY_ASSIGN_OR_RETURN(server_,
                           net::HttpServer::Start(so, MakeRouter(), net::ErrorResponse, nullptr));
+  const char* scheme = secure() ? "https" : "http";
   if (opts_.advertise_url.empty()) {
     std::string host = hp.first.find(':') != std::string::npos ? "[" + hp.first + "]" : hp.first;
-    opts_.advertise_url = fmt::format("http://{}:{}", host, server_->port());
+    opts_.advertise_url = fmt::format("{}://{}:{}", scheme, host, server_->port());
+  } else if (secure() && opts_.advertise_url.starts_with("http://")) {
+    opts_.advertise_url = "https://" + opts_.advertise_url.substr(7);
   }
   SPDLOG_INFO("Cluster node API listening url={}", opts_.advertise_url);
   {
     // The bound address (useful with port 0): supervisors and tests read it instead of guessing.
     std::string host = hp.first.find(':') != std::string::npos ? "[" + hp.first + "]" : hp.first;
     (void)WriteFileAtomic(opts_.data_dir + "/cluster.url",
-                          fmt::format("http://{}:{}\n", host, server_->port()));
+                          fmt::format("{}://{}:{}\n", scheme, host, server_->port()));
   }
   if (LoadIdentity()) {
     SPDLOG_INFO("Resuming cluster identity cluster={}", cluster_id_);
@@ -208,13 +242,99 @@ Status ClusterService::Start() {
   return st;
 }
 
+Status ClusterService::EnsureNodeCaKey() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (!node_ca_key_.Reveal().empty()) return OkStatus();
+  if (auto k = ReadFileString(opts_.data_dir + "/node-ca.key"); k) {
+    node_ca_key_ = SecretString(std::move(*k));
+    return OkStatus();
+  }
+  CANOPY_ASSIGN_OR_RETURN(node_ca_key_, net::pki::NewKey());
+  return WriteFileAtomic(opts_.data_dir + "/node-ca.key", node_ca_key_.Reveal(), 0600);
+}
+
+std::optional<net::pki::Authority> ClusterService::NodeCa() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return node_ca_;
+}
+
+void ClusterService::ApplyServerTls() {
+  auto ca = NodeCa();
+  if (!server_ || !ca) return;
+  auto cfg = tls_->Server(ca->cert_pem(), true);
+  if (!cfg) return;
+  if (auto st = server_->UpdateTls(cfg); !st) {
+    SPDLOG_ERROR("Cannot use the new certificate: {}", st.error().message);
+  }
+}
+
+// Takes what the root signed (pairing or link answer): the cluster's certificate and node CA.
+Status ClusterService::AcceptCertificates(const Json& answer) {
+  if (answer.contains("ca") && answer["ca"].is_string()) {
+    CANOPY_TRY(tls_->AcceptCa(answer["ca"].get<std::string>()));
+  }
+  bool changed = false;
+  if (answer.contains("certificate") && answer["certificate"].is_string()) {
+    CANOPY_TRY(tls_->AcceptCertificate(answer["certificate"].get<std::string>()));
+    changed = true;
+  }
+  if (answer.contains("node_ca_certificate") && answer["node_ca_certificate"].is_string()) {
+    std::string pem = answer["node_ca_certificate"].get<std::string>();
+    CANOPY_TRY(net::pki::VerifyChain(pem, tls_->ca_pem()));
+    SecretString key;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      key = node_ca_key_;
+    }
+    CANOPY_ASSIGN_OR_RETURN(auto ca, net::pki::Authority::Load(pem, key));
+    CANOPY_TRY(WriteFileAtomic(opts_.data_dir + "/node-ca.crt", pem, 0644));
+    std::lock_guard<std::mutex> l(mu_);
+    node_ca_ = std::move(ca);
+    changed = true;
+  }
+  if (changed) ApplyServerTls();
+  return OkStatus();
+}
+
+Result<std::string> ClusterService::IssueNodeCertificate(const std::string& node_id,
+                                                         const std::string& csr) {
+  auto ca = NodeCa();
+  if (!ca) return Error::FailedPrecondition("this cluster has no node CA yet");
+  CANOPY_ASSIGN_OR_RETURN(
+      std::string leaf,
+      ca->Issue(csr, "node:" + node_id, {}, net::pki::Usage::kClient, std::chrono::hours(24 * 30)));
+  return leaf + ca->cert_pem();
+}
+
 Status ClusterService::Pair() {
   net::JsonCall call;
   call.url = opts_.root_url + "/api/v1/clusters/pair";
   call.body = {{"token", opts_.token}, {"url", opts_.advertise_url}, {"version", opts_.version}};
+  if (secure()) {
+    CANOPY_TRY(tls_->EnsureCa(opts_.root_url, opts_.ca_fingerprint, opts_.ca_file));
+    CANOPY_TRY(EnsureNodeCaKey());
+    std::vector<std::string> names;
+    if (auto host = net::UrlHost(opts_.advertise_url); !host.empty()) names.push_back(host);
+    CANOPY_ASSIGN_OR_RETURN(std::string csr, tls_->Csr("cluster", names));
+    SecretString key;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      key = node_ca_key_;
+    }
+    CANOPY_ASSIGN_OR_RETURN(std::string node_ca_csr, net::pki::NewCsr(key, "cluster-ca", {}));
+    call.body["csr"] = csr;
+    call.body["node_ca_csr"] = node_ca_csr;
+    call.tls = tls_->Client();
+  }
   call.timeout = std::chrono::milliseconds(15000);
   call.peer = "root at " + opts_.root_url;
   CANOPY_ASSIGN_OR_RETURN(Json j, net::PostJson(call));
+  if (secure()) {
+    if (!j.contains("certificate")) {
+      return Error::FailedPrecondition("the root signed no certificate for this cluster");
+    }
+    CANOPY_TRY(AcceptCertificates(j));
+  }
   auto id = GetString(j, "cluster_id", 128);
   auto key = GetString(j, "cluster_key", 256);
   if (!id || !key) return Error::Internal("root sent a malformed pairing answer");
@@ -226,6 +346,11 @@ Status ClusterService::Pair() {
     if (iv && *iv) root_link_interval_ = **iv;
   }
   SPDLOG_INFO("Paired with root cluster={} link_interval_s={}", *id, LinkInterval().count());
+  if (!opts_.token_file.empty()) {
+    // Used up at the root; nothing on this machine keeps it.
+    std::error_code ec;
+    std::filesystem::remove(opts_.token_file, ec);
+  }
   return SaveIdentity();
 }
 
@@ -585,13 +710,44 @@ Status ClusterService::LinkOnce() {
     key = cluster_key_.Reveal();
   }
   net::JsonCall call;
-  call.url =
-      fmt::format("{}/api/v1/clusters/{}/link?wait={}", opts_.root_url, id, interval.count());
+  bool renewing = false;
+  if (secure()) {
+    auto now = std::chrono::system_clock::now();
+    auto ca = NodeCa();
+    bool node_ca_due =
+        !ca || net::pki::RenewalDue(
+                   net::pki::ReadCert(ca->cert_pem()).value_or(net::pki::CertInfo{}), now);
+    if (tls_->RenewalDue(now) || node_ca_due) {
+      std::vector<std::string> names;
+      if (auto host = net::UrlHost(opts_.advertise_url); !host.empty()) names.push_back(host);
+      CANOPY_ASSIGN_OR_RETURN(std::string csr, tls_->Csr("cluster", names));
+      body["csr"] = csr;
+      if (node_ca_due) {
+        SecretString nk;
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          nk = node_ca_key_;
+        }
+        CANOPY_ASSIGN_OR_RETURN(body["node_ca_csr"], net::pki::NewCsr(nk, "cluster-ca", {}));
+      }
+      renewing = true;
+    }
+    call.tls = tls_->Client();
+  }
+  call.url = fmt::format("{}/api/v1/clusters/{}/link?wait={}", opts_.root_url, id,
+                         renewing ? 0 : interval.count());
   call.bearer = SecretString(key);
   call.body = std::move(body);
   call.timeout = std::chrono::milliseconds((interval.count() + 10) * 1000);
   call.peer = "root at " + opts_.root_url;
   CANOPY_ASSIGN_OR_RETURN(Json j, net::PostJson(call));
+  if (renewing) {
+    if (auto st = AcceptCertificates(j); !st) {
+      SPDLOG_ERROR("Renewed certificate refused: {}", st.error().message);
+    } else {
+      SPDLOG_INFO("Cluster certificate renewed cluster={}", id);
+    }
+  }
   std::vector<std::string> confirmed;
   if (j.contains("acked") && j["acked"].is_array()) {
     for (const auto& a : j["acked"]) {
@@ -671,6 +827,12 @@ std::shared_ptr<net::Router> ClusterService::MakeRouter() {
   router->Add("GET", "/healthz", [this](const net::Request&) {
     return net::Response::FromJson(200, {{"status", "ok"}, {"cluster_id", cluster_id()}});
   });
+  // The root CA, for nodes to pin by its fingerprint (their tokens come with it).
+  router->Add("GET", "/ca.crt", [this](const net::Request&) {
+    std::string pem = tls_ ? tls_->ca_pem() : "";
+    if (pem.empty()) return net::ErrorResponse(Error::NotFound("this cluster has no CA"));
+    return net::Response::Text(200, pem, "application/x-pem-file");
+  });
   router->Add("POST", "/cluster/v1/nodes/register",
               wrap([this](const net::Request& req) -> Result<net::Response> {
                 CANOPY_ASSIGN_OR_RETURN(Json body, ParseJsonObject(req.body));
@@ -678,6 +840,11 @@ std::shared_ptr<net::Router> ClusterService::MakeRouter() {
                 CANOPY_ASSIGN_OR_RETURN(auto node_id, GetOptString(body, "node_id", 128));
                 CANOPY_ASSIGN_OR_RETURN(auto hostname, GetOptString(body, "hostname", 255));
                 CANOPY_ASSIGN_OR_RETURN(std::string address, ReadAddress(body, req));
+                CANOPY_ASSIGN_OR_RETURN(auto csr, GetOptString(body, "csr", 16384));
+                if (req.tls && (!csr || csr->empty())) {
+                  return Error::InvalidArgument("field 'csr' is required over TLS");
+                }
+                if (csr && !csr->empty()) CANOPY_TRY(net::pki::ReadCsr(*csr));
                 TimePoint now = clock_->Now();
                 core::NodeRecord n;
                 std::string key;
@@ -729,6 +896,10 @@ std::shared_ptr<net::Router> ClusterService::MakeRouter() {
                 Json out = {{"node_id", n.id},
                             {"heartbeat_interval_seconds", opts_.heartbeat_interval.count()}};
                 if (!key.empty()) out["node_key"] = key;
+                if (req.tls && csr) {
+                  CANOPY_ASSIGN_OR_RETURN(std::string chain, IssueNodeCertificate(n.id, *csr));
+                  out["certificate"] = chain;
+                }
                 return net::Response::FromJson(key.empty() ? 200 : 201, out);
               }));
   router->Add("POST", "/cluster/v1/nodes/{id}/heartbeat",
@@ -743,9 +914,19 @@ std::shared_ptr<net::Router> ClusterService::MakeRouter() {
                 }
                 if (!ConstantTimeEquals(Sha256Hex(presented), n->key_hash))
                   return Error::Unauthenticated("wrong node key");
+                if (req.tls && req.peer_cn != "node:" + n->id) {
+                  // Over TLS a node proves itself with its certificate too, not its key alone.
+                  return Error::Unauthenticated(
+                      "a node's heartbeat needs its client certificate from this cluster");
+                }
                 Json body = Json::object();
                 if (!req.body.empty()) {
                   CANOPY_ASSIGN_OR_RETURN(body, ParseJsonObject(req.body));
+                }
+                std::string renewed;
+                if (req.tls && body.contains("csr") && body["csr"].is_string()) {
+                  CANOPY_ASSIGN_OR_RETURN(
+                      renewed, IssueNodeCertificate(n->id, body["csr"].get<std::string>()));
                 }
                 CANOPY_ASSIGN_OR_RETURN(std::string address, ReadAddress(body, req));
                 if (address != n->address)
@@ -771,10 +952,11 @@ std::shared_ptr<net::Router> ClusterService::MakeRouter() {
                 CANOPY_ASSIGN_OR_RETURN(auto placed, store_->ListJobs(n->id));
                 Json desired = Json::array();
                 for (const auto& j : placed) desired.push_back(j.spec);
-                return net::Response::FromJson(
-                    200, {{"status", "ok"},
-                          {"heartbeat_interval_seconds", opts_.heartbeat_interval.count()},
-                          {"jobs", desired}});
+                Json out = {{"status", "ok"},
+                            {"heartbeat_interval_seconds", opts_.heartbeat_interval.count()},
+                            {"jobs", desired}};
+                if (!renewed.empty()) out["certificate"] = renewed;
+                return net::Response::FromJson(200, out);
               }));
   return router;
 }

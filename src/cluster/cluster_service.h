@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -21,13 +22,20 @@
 #include "common/result.h"
 #include "common/secret.h"
 #include "net/http.h"
+#include "net/pki.h"
+#include "net/tier_identity.h"
 #include "store/cluster_store.h"
 
 namespace canopy::cluster {
 
 struct ClusterOptions {
   std::string root_url;
-  std::string token;     // pairing token (first start only)
+  std::string token;  // pairing token (first start only)
+  // Or a 0600 file holding it (what the installer delivers): removed once pairing succeeded.
+  std::string token_file;
+  // The root CA, for an https root: its fingerprint (pinned at first contact) or a PEM file.
+  std::string ca_fingerprint;
+  std::string ca_file;
   std::string data_dir;  // identity.json, cluster.db
   std::string listen = "127.0.0.1:0";
   std::string advertise_url;                   // default: http://<listen host>:<port>
@@ -77,6 +85,13 @@ class ClusterService {
 
  private:
   Status Pair();
+  // TLS (an https root): the root CA known, this cluster's certificate and node CA from the root.
+  bool secure() const { return opts_.root_url.starts_with("https://"); }
+  Status EnsureNodeCaKey();
+  Status AcceptCertificates(const Json& answer);
+  void ApplyServerTls();
+  Result<std::string> IssueNodeCertificate(const std::string& node_id, const std::string& csr);
+  std::optional<net::pki::Authority> NodeCa() const;
   Status LinkOnce();
   bool LoadIdentity();
   Status SaveIdentity();
@@ -96,6 +111,9 @@ class ClusterService {
   IdGeneratorPtr ids_;
   store::ClusterStorePtr store_;
   std::unique_ptr<net::HttpServer> server_;
+  std::unique_ptr<net::TierIdentity> tls_;
+  SecretString node_ca_key_;                    // node-ca.key (under mu_)
+  std::optional<net::pki::Authority> node_ca_;  // with node-ca.crt from the root (under mu_)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

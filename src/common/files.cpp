@@ -1,6 +1,7 @@
 #include "common/files.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,6 +49,14 @@ Result<Json> ReadJsonObjectFile(const std::string& path) {
     return Error::InvalidArgument(path + " is not a JSON object");
   }
   return std::move(*j);
+}
+
+Result<std::string> ReadFileString(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error::NotFound(fmt::format("cannot read {}", path));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 }  // namespace canopy

@@ -13,12 +13,13 @@ constexpr std::string_view kTokenPrefix = "cpt_";
 }  // namespace
 
 Adapters::Adapters(store::Store& store, ClockPtr clock, IdGeneratorPtr ids,
-                   const auth::SecretBox& secrets, AdapterOptions opts)
+                   const auth::SecretBox& secrets, AdapterOptions opts, TierCa* ca)
     : store_(store),
       clock_(std::move(clock)),
       ids_(std::move(ids)),
       secrets_(secrets),
-      opts_(opts) {}
+      opts_(opts),
+      ca_(ca) {}
 
 Result<ProviderTokenGrant> Adapters::CreateToken(std::optional<std::chrono::seconds> ttl,
                                                  const std::string& user_id) {
@@ -36,10 +37,20 @@ Result<ProviderTokenGrant> Adapters::CreateToken(std::optional<std::chrono::seco
 }
 
 Result<AdapterIdentity> Adapters::Register(const AdapterRegistration& r) {
+  if (ca_ != nullptr && (r.csr.empty() || !r.url.starts_with("https://"))) {
+    return Error::InvalidArgument(
+        "this root reaches adapters over TLS only: register with an https 'url' and a 'csr' "
+        "(a canopyd provider older than the root?)");
+  }
   if (!r.adapter_id.empty() || !r.adapter_key.empty()) return Move(r);
   std::string adapter_key = RandomToken(32);
   core::ProviderRecord p;
   p.id = ids_->NewId("prv");
+  AdapterIdentity out{p.id, adapter_key, opts_.heartbeat_interval.count(), "", ""};
+  if (ca_ != nullptr) {
+    CANOPY_ASSIGN_OR_RETURN(out.certificate, ca_->IssueAdapter(p.id, r.csr, r.url));
+    out.ca_pem = ca_->ca_pem();
+  }
   p.type = r.type;
   p.url = r.url;
   p.capabilities = r.capabilities;
@@ -53,7 +64,7 @@ Result<AdapterIdentity> Adapters::Register(const AdapterRegistration& r) {
   }));
   SPDLOG_INFO("Registered provider adapter provider={} type={} url={} approved={}", p.id, p.type,
               p.url, p.approved);
-  return AdapterIdentity{p.id, adapter_key, opts_.heartbeat_interval.count()};
+  return out;
 }
 
 Result<AdapterIdentity> Adapters::Move(const AdapterRegistration& r) {
@@ -67,6 +78,11 @@ Result<AdapterIdentity> Adapters::Move(const AdapterRegistration& r) {
   }
   if (!p || p->type != r.type)
     return Error::Unauthenticated("unknown adapter or wrong adapter key");
+  AdapterIdentity out{p->id, r.adapter_key, opts_.heartbeat_interval.count(), "", ""};
+  if (ca_ != nullptr) {
+    CANOPY_ASSIGN_OR_RETURN(out.certificate, ca_->IssueAdapter(p->id, r.csr, r.url));
+    out.ca_pem = ca_->ca_pem();
+  }
   std::string from = p->url;
   p->url = r.url;
   p->version = r.version;
@@ -79,7 +95,7 @@ Result<AdapterIdentity> Adapters::Move(const AdapterRegistration& r) {
   }));
   SPDLOG_INFO("Provider adapter moved by registration provider={} from={} to={} approved={}", p->id,
               from, p->url, p->approved);
-  return AdapterIdentity{p->id, r.adapter_key, opts_.heartbeat_interval.count()};
+  return out;
 }
 
 Status Adapters::Approve(const std::string& id, const std::string& user_id) {
@@ -155,8 +171,9 @@ Result<core::ProviderRecord> Adapters::Keyed(const std::string& id, const std::s
   return p;
 }
 
-Status Adapters::Heartbeat(const std::string& id, const std::string& key,
-                           const std::optional<std::string>& url) {
+Result<std::string> Adapters::Heartbeat(const std::string& id, const std::string& key,
+                                        const std::optional<std::string>& url,
+                                        const std::string& csr) {
   if (key.empty()) return Error::Unauthenticated("missing adapter key");
   auto p = Keyed(id, key);
   if (!p) return std::move(p).error();
@@ -171,7 +188,14 @@ Status Adapters::Heartbeat(const std::string& id, const std::string& key,
                            p->url, *url))
         .WithReason(std::string(kReasonAdapterMoved));
   }
-  return store_.providers().Touch(p->id, clock_->Now());
+  std::string cert;
+  if (!csr.empty()) {
+    if (ca_ == nullptr) return Error::FailedPrecondition("this root issues no certificates");
+    CANOPY_ASSIGN_OR_RETURN(cert, ca_->IssueAdapter(p->id, csr, p->url));
+    SPDLOG_INFO("Provider adapter certificate renewed provider={}", p->id);
+  }
+  CANOPY_TRY(store_.providers().Touch(p->id, clock_->Now()));
+  return cert;
 }
 
 Result<std::vector<core::ProviderRecord>> Adapters::List() { return store_.providers().List(); }
@@ -244,10 +268,21 @@ Result<std::shared_ptr<providers::Provider>> AdapterOpener::ForAdapter(
                            adapter_id))
         .WithReason(std::string(kReasonNoLiveAdapter));
   }
+  net::TlsClientConfigPtr tls;
+  if (ca_ != nullptr) {
+    if (!adapter->url.starts_with("https://")) {
+      return Error::FailedPrecondition(
+                 fmt::format("the provider adapter {} has no certificate from this root; restart "
+                             "it with a new registration token",
+                             adapter_id))
+          .WithReason(std::string(kReasonAdapterUntrusted));
+    }
+    tls = ca_->ForAdapter(adapter->id);
+  }
   CANOPY_ASSIGN_OR_RETURN(SecretString key, adapters_.KeyOf(*adapter));
   return std::shared_ptr<providers::Provider>(std::make_shared<providers::remote::RemoteProvider>(
       adapter->url, std::move(key),
-      providers::ProviderInfo{adapter->type, adapter->version, {}, {}}));
+      providers::ProviderInfo{adapter->type, adapter->version, {}, {}}, std::move(tls)));
 }
 
 }  // namespace canopy::control

@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/json.h"
+#include "control/tier_ca.h"
 #include "core/types.h"
 #include "providers/provider.h"
 #include "store/store.h"
@@ -42,12 +43,16 @@ struct AdapterRegistration {  // what an adapter sends (validated by the HTTP la
   // Moving a registered adapter to a new URL: its id and key, with the fresh token.
   std::string adapter_id;
   std::string adapter_key;
+  // A CSR for the adapter's TLS key: required when the root has a CA (then `url` is https).
+  std::string csr;
 };
 
 struct AdapterIdentity {  // what the root answers
   std::string id;
   std::string adapter_key;
   int64_t heartbeat_interval_seconds = 0;
+  std::string certificate;  // signed by the root's CA for `csr` (empty without a CA)
+  std::string ca_pem;       // the root's CA
 };
 
 // Machine-readable reason of the kFailedPrecondition "no live provider adapter of type ...".
@@ -56,13 +61,15 @@ inline constexpr std::string_view kReasonNoLiveAdapter = "no_live_adapter";
 inline constexpr std::string_view kReasonAdapterMoved = "adapter_moved";
 // The adapter a credential is bound to awaits an infra user's approval.
 inline constexpr std::string_view kReasonAdapterNotApproved = "adapter_not_approved";
+// The adapter a credential is bound to has no certificate from this root (registered before TLS).
+inline constexpr std::string_view kReasonAdapterUntrusted = "adapter_untrusted";
 // The adapter a credential is bound to was detached.
 inline constexpr std::string_view kReasonAdapterGone = "adapter_gone";
 
 class Adapters {
  public:
   Adapters(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, const auth::SecretBox& secrets,
-           AdapterOptions opts);
+           AdapterOptions opts, TierCa* ca = nullptr);
 
   // ttl nullopt = options.provider_token_ttl.
   Result<ProviderTokenGrant> CreateToken(std::optional<std::chrono::seconds> ttl,
@@ -74,8 +81,9 @@ class Adapters {
   // An adapter's heartbeat with its key. A `url` other than the registered one is refused
   // (kConflict, reason kReasonAdapterMoved): credentials are never sent to a URL that only a
   // heartbeat announced.
-  Status Heartbeat(const std::string& id, const std::string& key,
-                   const std::optional<std::string>& url);
+  // With `csr` (renewal before expiry), answers a new certificate; "" otherwise.
+  Result<std::string> Heartbeat(const std::string& id, const std::string& key,
+                                const std::optional<std::string>& url, const std::string& csr = "");
   // An infra user approves an adapter (kNotFound); idempotent.
   Status Approve(const std::string& id, const std::string& user_id);
   // The adapter a new credential of `type` is bound to: `requested` (an adapter id: it must be of
@@ -100,6 +108,7 @@ class Adapters {
   IdGeneratorPtr ids_;
   const auth::SecretBox& secrets_;
   AdapterOptions opts_;
+  TierCa* ca_;
 };
 
 // How the root reaches a provider of a given type. Thread-safe.
@@ -122,13 +131,16 @@ class ProviderOpener {
 // live and approved.
 class AdapterOpener final : public ProviderOpener {
  public:
-  explicit AdapterOpener(Adapters& adapters) : adapters_(adapters) {}
+  // With a CA, adapters are reached only over mutual TLS, as the holder of the certificate the
+  // root issued to the adapter a credential is bound to.
+  explicit AdapterOpener(Adapters& adapters, TierCa* ca = nullptr) : adapters_(adapters), ca_(ca) {}
   Result<std::string> Bind(const std::string& type, const std::string& requested) override;
   Result<std::shared_ptr<providers::Provider>> ForAdapter(const std::string& type,
                                                           const std::string& adapter_id) override;
 
  private:
   Adapters& adapters_;
+  TierCa* ca_;
 };
 
 }  // namespace canopy::control

@@ -32,7 +32,7 @@ core::Cluster NewClusterRow(IdGenerator& ids, const Clock& clock, const std::str
 
 ClusterTier::ClusterTier(store::Store& store, ClockPtr clock, IdGeneratorPtr ids,
                          const auth::SecretBox& secrets, LinkHub& hub, ClusterCommands& commands,
-                         ServiceBoard& board, TierOptions opts)
+                         ServiceBoard& board, TierOptions opts, TierCa* ca)
     : store_(store),
       clock_(std::move(clock)),
       ids_(std::move(ids)),
@@ -40,7 +40,8 @@ ClusterTier::ClusterTier(store::Store& store, ClockPtr clock, IdGeneratorPtr ids
       hub_(hub),
       commands_(commands),
       board_(board),
-      opts_(opts) {}
+      opts_(opts),
+      ca_(ca) {}
 
 Result<ClusterTokenGrant> ClusterTier::CreateToken(const std::string& cluster_id,
                                                    std::chrono::seconds ttl,
@@ -79,8 +80,13 @@ Result<ClusterTokenGrant> ClusterTier::CreateEdgeCluster(const std::string& name
 }
 
 Result<PairResult> ClusterTier::Pair(const std::string& token, const std::string& url,
-                                     const std::string& version) {
+                                     const std::string& version, const ClusterCsrs& csrs) {
+  if (ca_ != nullptr && !csrs.csr.empty()) {
+    CANOPY_TRY(net::pki::ReadCsr(csrs.csr));  // a bad CSR must not use the token up
+  }
+  if (ca_ != nullptr && !csrs.node_ca_csr.empty()) CANOPY_TRY(net::pki::ReadCsr(csrs.node_ca_csr));
   std::string key;
+  ClusterCerts certs;
   core::Cluster cluster;
   TimePoint now = clock_->Now();
   CANOPY_TRY(store_.Transaction([&](store::Store& tx) -> Status {
@@ -91,13 +97,15 @@ Result<PairResult> ClusterTier::Pair(const std::string& token, const std::string
     if (c->state == core::ClusterState::kDeleting) {
       return Error::Conflict("cluster is DELETING and cannot pair");
     }
+    // A new key every time: pairing again (its data dir was lost, or it was re-installed)
+    // retires whatever key the old installation had.
     if (!c->key_ciphertext.empty()) {
-      // Paired before (e.g. its data dir was lost and it got a new token): same key and identity.
-      CANOPY_ASSIGN_OR_RETURN(SecretString k, secrets_.Open(c->key_ciphertext, c->id));
-      key = k.Reveal();
-    } else {
-      key = std::string(kClusterKeyPrefix) + RandomToken(32);
-      CANOPY_ASSIGN_OR_RETURN(c->key_ciphertext, secrets_.Seal(SecretString(key), c->id));
+      SPDLOG_INFO("Cluster pairs again; its key is replaced cluster={}", c->id);
+    }
+    key = std::string(kClusterKeyPrefix) + RandomToken(32);
+    CANOPY_ASSIGN_OR_RETURN(c->key_ciphertext, secrets_.Seal(SecretString(key), c->id));
+    if (ca_ != nullptr && !csrs.csr.empty()) {
+      CANOPY_ASSIGN_OR_RETURN(certs, ca_->IssueCluster(c->id, csrs.csr, csrs.node_ca_csr, url));
     }
     c->state = core::ClusterState::kActive;
     c->cluster_url = url;
@@ -112,7 +120,8 @@ Result<PairResult> ClusterTier::Pair(const std::string& token, const std::string
   }));
   SPDLOG_INFO("Cluster paired cluster={} name={} url={}", cluster.id, cluster.name,
               cluster.cluster_url);
-  return PairResult{cluster.id, key, opts_.link_interval.count()};
+  return PairResult{cluster.id, key, opts_.link_interval.count(), std::move(certs),
+                    ca_ != nullptr ? ca_->ca_pem() : std::string()};
 }
 
 Result<core::Cluster> ClusterTier::Authenticate(const std::string& cluster_id,
@@ -140,7 +149,26 @@ Result<LinkReply> ClusterTier::Reply(const std::string& cluster_id, const Json& 
                   st.error().ToString());
     }
   }
-  return LinkReply{std::move(pending), acked, interval};
+  for (auto& cmd : pending) {
+    if (!cmd.args.is_object() || !cmd.args.contains("secret_env_sealed")) continue;
+    // A service's secret values, sealed at rest under the service id: opened only for the
+    // cluster that runs the job, merged into the job's environment.
+    std::string sealed;
+    std::string service_id = cmd.args.value("service_id", "");
+    auto opened = Base64Decode(cmd.args["secret_env_sealed"].get<std::string>(), &sealed)
+                      ? secrets_.Open(sealed, service_id)
+                      : Result<SecretString>(Error::Internal("corrupt"));
+    cmd.args.erase("secret_env_sealed");
+    auto values = opened ? ParseJsonObject(opened->Reveal()) : Result<Json>(opened.error());
+    if (!values) {
+      SPDLOG_ERROR("Cannot open a service's secret values service={} command={}", service_id,
+                   cmd.id);
+      continue;
+    }
+    if (!cmd.args["env"].is_object()) cmd.args["env"] = Json::object();
+    for (const auto& [k, v] : values->items()) cmd.args["env"][k] = v;
+  }
+  return LinkReply{std::move(pending), acked, interval, {}};
 }
 
 void ClusterTier::Link(const core::Cluster& c, LinkReport report, std::chrono::seconds wait,
@@ -149,6 +177,17 @@ void ClusterTier::Link(const core::Cluster& c, LinkReport report, std::chrono::s
   if (!acked) return done(acked.error());
   if (c.state == core::ClusterState::kDeleting) {
     return done(Error::Conflict("cluster is DELETING"));
+  }
+  ClusterCerts certs;
+  if (!report.csrs.empty()) {
+    if (ca_ == nullptr) return done(Error::FailedPrecondition("this root issues no certificates"));
+    if (report.csrs.csr.empty()) return done(Error::InvalidArgument("field 'csr' is missing"));
+    auto issued = ca_->IssueCluster(c.id, report.csrs.csr, report.csrs.node_ca_csr,
+                                    report.url.value_or(c.cluster_url));
+    if (!issued) return done(issued.error());
+    certs = std::move(*issued);
+    wait = std::chrono::seconds(0);  // the cluster gets its renewed certificate at once
+    SPDLOG_INFO("Cluster certificate renewed cluster={}", c.id);
   }
   store::ClusterLinkRecord rec;
   rec.url = report.url.value_or(c.cluster_url);
@@ -168,7 +207,11 @@ void ClusterTier::Link(const core::Cluster& c, LinkReport report, std::chrono::s
   auto pending = store_.cluster_commands().ListPending(c.id, 1);
   if (!pending) return done(pending.error());
   const int64_t interval = rec.link_interval_seconds;
-  if (!pending->empty() || wait.count() <= 0) return done(Reply(c.id, *acked, interval));
+  if (!pending->empty() || wait.count() <= 0) {
+    auto reply = Reply(c.id, *acked, interval);
+    if (reply) reply->certs = std::move(certs);
+    return done(std::move(reply));
+  }
   wait = std::min(wait, opts_.max_link_wait);
   hub_.Park(c.id, seen, std::chrono::steady_clock::now() + wait,
             [this, id = c.id, acked = *acked, interval, done = std::move(done)]() {

@@ -17,6 +17,7 @@
 #include "control/cluster_commands.h"
 #include "control/link_hub.h"
 #include "control/service_board.h"
+#include "control/tier_ca.h"
 #include "core/types.h"
 #include "store/store.h"
 
@@ -35,10 +36,19 @@ struct ClusterTokenGrant {
   TimePoint expires_at{};
 };
 
+// Certificate signing requests a cluster sends at pairing and, to renew, on a link call.
+struct ClusterCsrs {
+  std::string csr;          // its TLS key's (server and client certificate)
+  std::string node_ca_csr;  // its node CA key's (optional)
+  bool empty() const { return csr.empty() && node_ca_csr.empty(); }
+};
+
 struct PairResult {
   std::string cluster_id;
   std::string cluster_key;  // the bearer key of the cluster's link calls
   int64_t link_interval_seconds = 0;
+  ClusterCerts certs;  // signed by the root's CA (empty when the root has none or none was asked)
+  std::string ca_pem;  // the root's CA (empty when it has none)
 };
 
 // What a cluster reports on a link call (validated by the HTTP layer).
@@ -50,12 +60,14 @@ struct LinkReport {
   Json resources = Json::object();
   Json acks;                 // [{id, ok, result?, error?}] or null
   std::optional<Json> jobs;  // its full job list, when it sent one
+  ClusterCsrs csrs;          // renewal of its certificates, when due
 };
 
 struct LinkReply {
   std::vector<core::ClusterCommand> commands;  // pending ones, counted as delivered
   Json acked = Json::array();                  // the ack ids taken
   int64_t link_interval_seconds = 0;
+  ClusterCerts certs;  // renewed certificates, when the report asked for them
 };
 
 // A new cluster row: fresh id, name, kind and state, created now by `user_id`.
@@ -67,7 +79,7 @@ class ClusterTier {
  public:
   ClusterTier(store::Store& store, ClockPtr clock, IdGeneratorPtr ids,
               const auth::SecretBox& secrets, LinkHub& hub, ClusterCommands& commands,
-              ServiceBoard& board, TierOptions opts);
+              ServiceBoard& board, TierOptions opts, TierCa* ca = nullptr);
 
   // A single-use pairing token for the existing cluster row `cluster_id` (e.g. a cloud cluster
   // the broker installs: passed to `canopyd cluster --token`). kNotFound for an unknown cluster.
@@ -78,10 +90,14 @@ class ClusterTier {
   // A new edge cluster (PAIRING) and its pairing token; kAlreadyExists for a taken name.
   Result<ClusterTokenGrant> CreateEdgeCluster(const std::string& name, std::chrono::seconds ttl,
                                               const std::string& user_id);
-  // Consumes a pairing token: the cluster is ACTIVE at `url` with a key (the same key again when
-  // it paired before). kUnauthenticated for a bad token; kConflict while DELETING.
+  // Consumes a pairing token: the cluster is ACTIVE at `url` with a new key (pairing again
+  // replaces the key: the old one stops working) and, when the root has a CA, certificates for
+  // `csrs`. kUnauthenticated for a bad token; kConflict while DELETING; kInvalidArgument for a
+  // bad CSR (the token is then not consumed).
   Result<PairResult> Pair(const std::string& token, const std::string& url,
-                          const std::string& version);
+                          const std::string& version, const ClusterCsrs& csrs = {});
+  // The root's CA (null: none; its tiers speak plain HTTP).
+  const TierCa* ca() const { return ca_; }
   // The cluster whose key `key` is (kUnauthenticated otherwise; kNotFound for an unknown id).
   Result<core::Cluster> Authenticate(const std::string& cluster_id, const std::string& key);
 
@@ -112,6 +128,7 @@ class ClusterTier {
   ClusterCommands& commands_;
   ServiceBoard& board_;
   TierOptions opts_;
+  TierCa* ca_;
 };
 
 }  // namespace canopy::control

@@ -166,6 +166,23 @@ Result<ServiceRequest> ParseServiceRequest(const Json& body) {
     }
     env = body["env"];
   }
+  // Secret values: sealed at rest by Services, never returned, delivered only to the job.
+  Json secret_env = Json::object();
+  if (body.contains("secret_env") && !body["secret_env"].is_null()) {
+    if (!body["secret_env"].is_object() || body["secret_env"].size() > 128) {
+      return Error::InvalidArgument("field 'secret_env' must be an object of at most 128 strings");
+    }
+    for (const auto& [k, v] : body["secret_env"].items()) {
+      if (!ValidEnvKey(k) || !v.is_string() || v.get<std::string>().size() > 4096) {
+        return Error::InvalidArgument("field 'secret_env' must map names like MY_VAR to strings");
+      }
+      if (env.contains(k)) {
+        return Error::InvalidArgument(
+            fmt::format("'{}' is in both 'env' and 'secret_env'; keep it in one", k));
+      }
+    }
+    secret_env = body["secret_env"];
+  }
   CANOPY_ASSIGN_OR_RETURN(Json ports, ParsePorts(body));
   CANOPY_ASSIGN_OR_RETURN(auto cpu, GetOptInt(body, "cpu_millis", 0, 1'000'000));
   CANOPY_ASSIGN_OR_RETURN(auto mem, GetOptInt(body, "memory_mib", 0, 10'000'000));
@@ -184,6 +201,7 @@ Result<ServiceRequest> ParseServiceRequest(const Json& body) {
             {"memory_mib", mem.value_or(64)},
             {"restart", rs},
             {"cluster_id", cluster && !cluster->empty() ? Json(*cluster) : Json(nullptr)}};
+  if (!secret_env.empty()) r.spec["secret_env"] = secret_env;
   return r;
 }
 

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/ids.h"
+
 namespace canopy::control {
 namespace {
 
@@ -13,8 +15,13 @@ Error NotFoundAs(Error e, const char* message) {
 
 }  // namespace
 
-Services::Services(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, ServiceBoard& board)
-    : store_(store), clock_(std::move(clock)), ids_(std::move(ids)), board_(board) {}
+Services::Services(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, ServiceBoard& board,
+                   const auth::SecretBox* secrets)
+    : store_(store),
+      clock_(std::move(clock)),
+      ids_(std::move(ids)),
+      board_(board),
+      secrets_(secrets) {}
 
 Result<std::map<std::string, std::string>> Services::NodeWorkers() {
   std::map<std::string, std::string> out;
@@ -43,11 +50,21 @@ Status Services::CheckCluster(const Json& spec) {
   return c ? OkStatus() : Status(std::move(c).error());
 }
 
-core::Service Services::NewService(const ServiceRequest& r, const std::string& user_id) {
+Result<core::Service> Services::NewService(const ServiceRequest& r, const std::string& user_id) {
   core::Service s;
   s.id = ids_->NewId("svc");
   s.name = r.name;
   s.spec = r.spec;
+  if (s.spec.contains("secret_env")) {
+    if (secrets_ == nullptr) return Error::NotSupported("this root cannot seal secret values");
+    Json keys = Json::array();
+    for (const auto& [k, v] : s.spec["secret_env"].items()) keys.push_back(k);
+    CANOPY_ASSIGN_OR_RETURN(std::string sealed,
+                            secrets_->Seal(SecretString(DumpJson(s.spec["secret_env"])), s.id));
+    s.spec.erase("secret_env");
+    s.spec["secret_env_sealed"] = Base64Encode(sealed);
+    s.spec["secret_env_keys"] = keys;
+  }
   s.replicas = r.replicas;
   s.created_by = user_id;
   s.created_at = s.updated_at = clock_->Now();
@@ -56,7 +73,7 @@ core::Service Services::NewService(const ServiceRequest& r, const std::string& u
 
 Result<ServiceView> Services::Create(const ServiceRequest& r, const std::string& user_id) {
   CANOPY_TRY(CheckCluster(r.spec));
-  core::Service s = NewService(r, user_id);
+  CANOPY_ASSIGN_OR_RETURN(core::Service s, NewService(r, user_id));
   CANOPY_TRY(store_.services().Create(s));
   SPDLOG_INFO("Created service service={} name={} by={}", s.id, s.name, user_id);
   return View(std::move(s));
@@ -67,7 +84,8 @@ Result<std::vector<ServiceView>> Services::Import(const std::vector<ServiceReque
   std::vector<core::Service> made;
   for (const auto& r : requests) {
     CANOPY_TRY(CheckCluster(r.spec));
-    made.push_back(NewService(r, user_id));
+    CANOPY_ASSIGN_OR_RETURN(core::Service s, NewService(r, user_id));
+    made.push_back(std::move(s));
   }
   CANOPY_TRY(store_.Transaction([&](store::Store& tx) -> Status {
     for (const auto& s : made) CANOPY_TRY(tx.services().Create(s));

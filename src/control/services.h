@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/secret_box.h"
 #include "common/clock.h"
 #include "common/ids.h"
 #include "control/service_board.h"
@@ -26,7 +27,9 @@ struct ServiceView {
 
 class Services {
  public:
-  Services(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, ServiceBoard& board);
+  // `secrets` seals services' `secret_env` (null: services with secret values are refused).
+  Services(store::Store& store, ClockPtr clock, IdGeneratorPtr ids, ServiceBoard& board,
+           const auth::SecretBox* secrets = nullptr);
 
   // kInvalidArgument when spec.cluster_id names no cluster; kAlreadyExists for a taken name.
   Result<ServiceView> Create(const ServiceRequest& r, const std::string& user_id);
@@ -43,9 +46,11 @@ class Services {
 
  private:
   Result<ServiceView> View(core::Service s);
+  // A new row; `secret_env` of the request sealed (`secret_env_sealed`, the service id as
+  // associated data) with only its names kept in clear (`secret_env_keys`).
+  Result<core::Service> NewService(const ServiceRequest& r, const std::string& user_id);
   Result<std::map<std::string, std::string>> NodeWorkers();
   Status CheckCluster(const Json& spec);
-  core::Service NewService(const ServiceRequest& r, const std::string& user_id);
   Result<ServiceView> Change(const std::string& id, const std::function<void(core::Service&)>& f,
                              const char* what);
 
@@ -53,6 +58,7 @@ class Services {
   ClockPtr clock_;
   IdGeneratorPtr ids_;
   ServiceBoard& board_;
+  const auth::SecretBox* secrets_;
 };
 
 }  // namespace canopy::control

@@ -30,6 +30,12 @@ AgentRoles::AgentRoles(CLI::App& app) {
   cluster_->add_option("--root", co_.root_url, "Root URL")->required();
   cluster_->add_option("--token", co_.token, "Cluster token (first start only)")
       ->envname("CANOPY_CLUSTER_TOKEN");
+  cluster_->add_option("--token-file", co_.token_file,
+                       "File holding the cluster token (removed once paired)");
+  cluster_->add_option("--ca-fingerprint", co_.ca_fingerprint,
+                       "SHA-256 fingerprint of the root's CA (sha256:HEX): an https root is "
+                       "trusted only with it (pinned at first contact)");
+  cluster_->add_option("--ca-file", co_.ca_file, "The root's CA certificate (PEM), instead");
   cluster_->add_option("--data-dir", co_.data_dir, "Directory for the cluster's identity and store")
       ->required();
   cluster_->add_option("--listen", co_.listen, "HOST:PORT to serve the node API on")
@@ -51,6 +57,12 @@ AgentRoles::AgentRoles(CLI::App& app) {
   node_->add_option("--cluster", no_.cluster_url, "Cluster URL")->required();
   node_->add_option("--token", no_.token, "Node token (first start only)")
       ->envname("CANOPY_NODE_TOKEN");
+  node_->add_option("--token-file", no_.token_file,
+                    "File holding the node token (removed once registered)");
+  node_->add_option("--ca-fingerprint", no_.ca_fingerprint,
+                    "SHA-256 fingerprint of the root's CA (sha256:HEX): an https cluster is "
+                    "trusted only with it (pinned at first contact)");
+  node_->add_option("--ca-file", no_.ca_file, "The root's CA certificate (PEM), instead");
   node_->add_option("--data-dir", no_.data_dir, "Directory keeping the node's identity")
       ->required();
   node_->add_option("--advertise-address", no_.advertise_address,

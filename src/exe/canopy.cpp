@@ -74,6 +74,12 @@ int main(int argc, char** argv) {
   AddOptional(login, "--username,-u", &login_opts->username, "User name");
   AddOptional(login, "--password", &login_opts->password,
               "Password (default: CANOPY_PASSWORD, then a prompt)");
+  auto* ca_file = AddOptional(login, "--ca-file", &login_opts->ca_file,
+                              "PEM CA certificate to trust for an https root (default: "
+                              "CANOPY_CA_FILE, then the CA of the last login, then the system's)");
+  AddOptional(login, "--ca-fingerprint", &login_opts->ca_fingerprint,
+              "Trust the root's CA (GET /ca.crt) only if its fingerprint is sha256:HEX")
+      ->excludes(ca_file);
   OnRun(login, &action, [login_opts](Context& c) { return cli::Login(c, *login_opts); });
   auto* logout = app.add_subcommand("logout", "Forget the stored token");
   OnRun(logout, &action, [](Context& c) { return cli::Logout(c); });
@@ -290,6 +296,11 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   service_create->add_option("--env", sc_opts->env, "Environment variable KEY=VALUE (repeatable)")
       ->allow_extra_args(false);
+  service_create
+      ->add_option("--secret-env", sc_opts->secret_env,
+                   "Secret environment variable KEY=VALUE or KEY=@FILE (repeatable): sealed at "
+                   "the root, given only to the job, never shown again")
+      ->allow_extra_args(false);
   AddOptionalInt(service_create, "--cpu", &sc_opts->cpu_millis,
                  "CPU in millicores (default: " + std::to_string(cli::kServiceCpuMillis) + ")");
   AddOptionalInt(service_create, "--memory", &sc_opts->memory_mib,
@@ -372,6 +383,9 @@ int main(int argc, char** argv) {
   ctx.global.root = root;
   ctx.global.output = *format;
   ctx.transport = cli::HttpTransport();
+  ctx.transport_for = cli::HttpTransportFactory();
+  ctx.fetch_ca = cli::HttpCaFetcher();
+  ctx.confirm = cli::ConfirmOnTerminal;
   ctx.sleep = cli::RealSleep;
   ctx.err_is_terminal = cli::StderrIsTerminal();
   if (!action) {

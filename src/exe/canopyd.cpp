@@ -191,6 +191,21 @@ int main(int argc, char** argv) {
   root->add_option("--cluster-api-source", ro.cluster_api_sources,
                    "CIDR allowed to installed clusters' API port: the clusters' private network, "
                    "edge nodes (repeatable; default: anywhere)");
+  root->add_flag("--tls", ro.tls_on_loopback,
+                 "Speak TLS on loopback listeners too (every other listener always does)");
+  root->add_option("--test-tier-cert-seconds", ro.test_tier_cert_seconds,
+                   "Tests only: lifetime of the certificates issued to clusters and adapters");
+  root->add_option("--tls-san", ro.tls_names,
+                   "Extra IP address or DNS name in the root's certificate, e.g. its public "
+                   "name behind NAT (repeatable)");
+  root->add_option("--tls-cert", ro.tls_cert_file,
+                   "PEM certificate chain for the --listen API instead of one from the root's CA "
+                   "(with --tls-key)");
+  root->add_option("--tls-key", ro.tls_key_file, "PEM key of --tls-cert");
+  root->add_option("--ca-cert", ro.ca_cert_file,
+                   "PEM CA certificate to issue the tiers' certificates with instead of the one "
+                   "made on first start (with --ca-key)");
+  root->add_option("--ca-key", ro.ca_key_file, "PEM key of --ca-cert");
   root->add_option("--ssh-wait", ro.ssh_wait_seconds,
                    "Seconds one install attempt waits for an instance's sshd")
       ->check(CLI::Range(1, 3600))
@@ -209,6 +224,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   prov->add_option("--advertise-url", po.advertise_url, "URL the root uses to reach this adapter");
   prov->add_option("--data-dir", po.data_dir, "Directory keeping the adapter's identity");
+  prov->add_option("--ca-fingerprint", po.ca_fingerprint,
+                   "SHA-256 fingerprint of the root's CA (sha256:HEX): an https root is trusted "
+                   "only with it (pinned at first contact)");
+  prov->add_option("--ca-file", po.ca_file, "The root's CA certificate (PEM), instead");
   prov->add_option("--test-kill-after-call", po.test_kill_after_call,
                    "Tests only: METHOD[#N] after whose N-th call the adapter kills itself once");
   LocalFlags lf;

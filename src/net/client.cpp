@@ -26,6 +26,8 @@
 #include <optional>
 #include <utility>
 
+#include "net/detail/tls_context.h"
+
 namespace canopy::net {
 namespace {
 
@@ -127,19 +129,23 @@ Result<Target> ParseUrl(std::string_view url) {
 // same origin.
 struct ThreadConn {
   asio::io_context ioc;
-  std::unique_ptr<asio::ssl::context> tls_ctx;  // made on the first https call
   std::unique_ptr<beast::tcp_stream> plain;
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
-  std::string key;  // scheme://host:port of the open connection
+  std::string key;  // scheme://host:port and TLS settings of the open connection
   beast::flat_buffer buffer;
 
-  asio::ssl::context& TlsContext() {
-    if (!tls_ctx) {
-      tls_ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
-      tls_ctx->set_default_verify_paths();
-      tls_ctx->set_verify_mode(asio::ssl::verify_peer);
+  std::shared_ptr<asio::ssl::context> tls_ctx;  // for `tls_cfg`, made on the first https call
+  TlsClientConfigPtr tls_cfg;                   // the settings of `tls_ctx` and of `tls`
+  static inline const TlsClientConfigPtr kSystem = std::make_shared<TlsClientConfig>();
+
+  Result<asio::ssl::context*> TlsContext(const TlsClientConfigPtr& cfg) {
+    const TlsClientConfigPtr& want = cfg ? cfg : kSystem;
+    if (!tls_ctx || tls_cfg != want) {
+      tls_ctx.reset();
+      CANOPY_ASSIGN_OR_RETURN(tls_ctx, detail::MakeClientContext(*want));
+      tls_cfg = want;
     }
-    return *tls_ctx;
+    return tls_ctx.get();
   }
   bool open() const { return plain != nullptr || tls != nullptr; }
   beast::tcp_stream& lowest() { return plain ? *plain : beast::get_lowest_layer(*tls); }
@@ -185,7 +191,9 @@ Error TransportError(const Target& t, const Outcome& o, std::chrono::millisecond
   return Error::Unavailable(fmt::format("request to {} failed: {}", t.origin(), o.ec.message()));
 }
 
-Outcome Connect(ThreadConn& c, const Target& t, Clock::time_point deadline) {
+Outcome Connect(ThreadConn& c, const Target& t, asio::ssl::context* tls_ctx,
+                const TlsClientConfig& tls_cfg, const std::string& key,
+                Clock::time_point deadline) {
   Outcome o;
   tcp::resolver resolver(c.ioc);
   tcp::resolver::results_type endpoints;
@@ -212,14 +220,18 @@ Outcome Connect(ThreadConn& c, const Target& t, Clock::time_point deadline) {
   if (!t.tls) {
     c.plain = std::move(stream);
   } else {
-    auto s =
-        std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), c.TlsContext());
-    if (!SSL_set_tlsext_host_name(s->native_handle(), t.host.c_str())) {
+    auto s = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*stream), *tls_ctx);
+    boost::system::error_code not_ip;
+    (void)asio::ip::make_address(t.host, not_ip);
+    // SNI carries host names only (RFC 6066), never an IP address.
+    if (not_ip && !SSL_set_tlsext_host_name(s->native_handle(), t.host.c_str())) {
       o.ec =
           beast::error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category());
       return o;
     }
-    s->set_verify_callback(asio::ssl::host_name_verification(t.host));
+    s->set_verify_callback([&tls_cfg, host = t.host](bool pre, asio::ssl::verify_context& v) {
+      return detail::VerifyServer(tls_cfg, host, pre, v);
+    });
     done = false;
     s->async_handshake(asio::ssl::stream_base::client, [&](beast::error_code ec) {
       o.ec = ec;
@@ -231,7 +243,7 @@ Outcome Connect(ThreadConn& c, const Target& t, Clock::time_point deadline) {
     if (o.timed_out || o.ec) return o;
     c.tls = std::move(s);
   }
-  c.key = t.origin();
+  c.key = key;
   return o;
 }
 
@@ -319,13 +331,23 @@ Result<ClientResponse> HttpClient::Do(const ClientRequest& req) const {
   auto deadline = start + req.timeout;
   auto connect_deadline = std::min(deadline, start + req.connect_timeout);
   thread_local ThreadConn conn;
-  if (conn.open() && conn.key != t.origin()) conn.Close();
+  asio::ssl::context* tls_ctx = nullptr;
+  std::string key = t.origin();
+  if (t.tls) {
+    if (conn.open() && conn.tls_cfg != (tls_ ? tls_ : ThreadConn::kSystem)) conn.Close();
+    auto made = conn.TlsContext(tls_);
+    if (!made) return made.error();
+    tls_ctx = *made;
+    key += fmt::format("#{}", static_cast<const void*>(conn.tls_cfg.get()));
+  }
+  if (conn.open() && conn.key != key) conn.Close();
 
   std::optional<http::response_parser<http::string_body>> parser;
   for (int attempt = 0;; ++attempt) {
     bool reused = conn.open();
     if (!reused) {
-      Outcome o = Connect(conn, t, connect_deadline);
+      Outcome o = Connect(conn, t, tls_ctx, tls_ctx ? *conn.tls_cfg : *ThreadConn::kSystem, key,
+                          connect_deadline);
       if (o.timed_out || o.ec) {
         conn.Close();
         return TransportError(

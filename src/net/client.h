@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/result.h"
+#include "net/tls.h"
 
 namespace canopy::net {
 
@@ -29,10 +30,18 @@ struct ClientResponse {
 
 class HttpClient {
  public:
+  HttpClient() = default;
+  // https calls trust `tls->ca_pem` (else the system's roots), check `tls->expect_cn` and present
+  // `tls`'s client certificate.
+  explicit HttpClient(TlsClientConfigPtr tls) : tls_(std::move(tls)) {}
+
   // Any HTTP status is a successful Result. Transport failures: connection refused/reset ->
   // kUnavailable, timeout -> kDeadlineExceeded, bad URL -> kInvalidArgument. Messages never
   // include request headers or bodies (they may carry secrets).
   Result<ClientResponse> Do(const ClientRequest& req) const;
+
+ private:
+  TlsClientConfigPtr tls_;
 };
 
 }  // namespace canopy::net

@@ -264,4 +264,18 @@ std::string UrlEncode(std::string_view in) {
   return out;
 }
 
+std::string UrlHost(std::string_view url) {
+  size_t start = url.find("://");
+  if (start == std::string_view::npos) return "";
+  std::string_view rest = url.substr(start + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (size_t at = rest.rfind('@'); at != std::string_view::npos) rest = rest.substr(at + 1);
+  std::string host(rest);
+  if (auto hp = ParseHostPort(rest); hp) host = hp->first;
+  if (!host.empty() && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  if (host == "0.0.0.0" || host == "::") return "";
+  return host;
+}
+
 }  // namespace canopy::net

@@ -16,6 +16,7 @@
 
 #include "common/json.h"
 #include "common/result.h"
+#include "net/tls.h"
 
 namespace canopy::net {
 
@@ -29,6 +30,8 @@ struct Request {
   std::string body;
   std::string remote_addr;  // peer IP address, without the port
   std::string route;        // the matched pattern, e.g. "/api/v1/users/{id}"
+  bool tls = false;         // it came over TLS
+  std::string peer_cn;      // the common name of the client's verified certificate, "" if none
 
   // Header by lower-case name, "" if absent.
   std::string Header(std::string_view lower_name) const;
@@ -128,6 +131,9 @@ struct ServerOptions {
   size_t max_connections_per_address = 0;
   std::chrono::seconds idle_timeout_under_load{5};
   size_t max_pending_requests = 0;
+  // TLS (null: plain HTTP). With a config whose chain is empty the listener is TLS but has no
+  // certificate until UpdateTls gives one (every handshake fails meanwhile).
+  TlsServerConfigPtr tls;
   // Fixed limits: request header 16 KiB (431 beyond). Handlers that throw get 500 "internal error".
 };
 
@@ -141,6 +147,9 @@ class HttpServer {
                                                    std::shared_ptr<Metrics> metrics);
   virtual ~HttpServer() = default;
   virtual uint16_t port() const = 0;
+  // New certificate/key/client CA for connections accepted from now on (rotation without
+  // downtime); open connections keep theirs. kFailedPrecondition on a plain listener.
+  virtual Status UpdateTls(TlsServerConfigPtr cfg) = 0;
   // Stops accepting, closes connections (idle ones and ones waiting for a handler), joins
   // threads. Idempotent. Responders called afterwards do nothing. Do not call from a handler.
   virtual void Stop() = 0;
@@ -148,6 +157,9 @@ class HttpServer {
 
 // Splits "host:port" ("[::1]:80" too). kInvalidArgument on bad input.
 Result<std::pair<std::string, uint16_t>> ParseHostPort(std::string_view s);
+// The host of "scheme://host:port/..." without brackets; "" when there is none or it is a
+// wildcard address (0.0.0.0, ::).
+std::string UrlHost(std::string_view url);
 // Percent-decoding; false on bad escapes.
 bool UrlDecode(std::string_view in, std::string* out, bool plus_as_space);
 std::string UrlEncode(std::string_view in);

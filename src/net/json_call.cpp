@@ -16,9 +16,11 @@ Result<Json> PostJson(const JsonCall& call) {
   req.body = DumpJson(call.body);
   req.timeout = call.timeout;
   req.connect_timeout = call.connect_timeout;
-  auto resp = HttpClient().Do(req);
+  auto resp = HttpClient(call.tls).Do(req);
   if (!resp) {
-    return Error::Unavailable("cannot reach " + call.peer);
+    // The transport's message names the origin and what failed (refused, timed out, a
+    // certificate that does not verify), never the request.
+    return Error::Unavailable("cannot reach " + call.peer + ": " + resp.error().message);
   }
   if (resp->status < 200 || resp->status > 299) {
     return ErrorFromResponse(*resp);

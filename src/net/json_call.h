@@ -9,6 +9,7 @@
 #include "common/json.h"
 #include "common/result.h"
 #include "common/secret.h"
+#include "net/tls.h"
 
 namespace canopy::net {
 
@@ -19,6 +20,8 @@ struct JsonCall {
   std::chrono::milliseconds timeout{10000};
   std::chrono::milliseconds connect_timeout{3000};
   std::string peer;  // for messages, e.g. "root at http://10.0.0.1:8080"
+  // For https: the CA to trust, the name to expect, the client certificate (null: system roots).
+  TlsClientConfigPtr tls;
 };
 
 /// POSTs call.body. A 2xx reply gives its JSON object ({} for an empty body). Transport failure:

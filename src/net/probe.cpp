@@ -17,7 +17,11 @@ namespace canopy::net {
 Status Probe(const std::string& url, std::chrono::milliseconds timeout) {
   using namespace std::chrono_literals;
   const auto until = std::chrono::steady_clock::now() + timeout;
-  HttpClient client;
+  // Reachability only: a TLS handshake with any certificate shows the tier above answers. Trust
+  // is the pinned connection's business (the CA fingerprint the tier was given).
+  auto reach_only = std::make_shared<TlsClientConfig>();
+  reach_only->unverified = true;
+  HttpClient client(reach_only);
   std::string last = "no attempt";
   for (;;) {
     ClientRequest req;

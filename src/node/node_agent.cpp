@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -62,6 +63,17 @@ Status NodeAgent::Start() {
     jo.job_user = opts_.job_user;
     jobs_ = std::make_unique<JobRunner>(jo);
   }
+  if (!tls_) {
+    CANOPY_ASSIGN_OR_RETURN(tls_, net::TierIdentity::Open(opts_.data_dir, "cluster:*"));
+  }
+  if (opts_.token.empty() && !opts_.token_file.empty()) {
+    if (auto t = ReadFileString(opts_.token_file); t) {
+      opts_.token = *t;
+      while (!opts_.token.empty() && std::isspace(static_cast<unsigned char>(opts_.token.back()))) {
+        opts_.token.pop_back();
+      }
+    }
+  }
   bool have_identity = LoadIdentity();
   if (!have_identity && opts_.token.empty()) {
     return Error::Unauthenticated("no node identity and no registration token: pass --token");
@@ -88,6 +100,11 @@ Status NodeAgent::Register(bool with_key) {
   net::JsonCall call;
   call.url = opts_.cluster_url + "/cluster/v1/nodes/register";
   call.peer = "cluster at " + opts_.cluster_url;
+  if (secure()) {
+    CANOPY_TRY(tls_->EnsureCa(opts_.cluster_url, opts_.ca_fingerprint, opts_.ca_file));
+    CANOPY_ASSIGN_OR_RETURN(body["csr"], tls_->Csr("node"));
+    call.tls = tls_->Client();
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     if (with_key) {
@@ -101,6 +118,12 @@ Status NodeAgent::Register(bool with_key) {
   CANOPY_ASSIGN_OR_RETURN(Json j, net::PostJson(call));
   auto id = GetString(j, "node_id", 128);
   if (!id) return Error::Internal("cluster sent a malformed registration answer");
+  if (secure()) {
+    if (!j.contains("certificate") || !j["certificate"].is_string()) {
+      return Error::FailedPrecondition("the cluster signed no certificate for this node");
+    }
+    CANOPY_TRY(tls_->AcceptCertificate(j["certificate"].get<std::string>()));
+  }
   auto key = GetOptString(j, "node_key", 256);
   auto hb = GetOptInt(j, "heartbeat_interval_seconds", 1, 3600);
   {
@@ -112,6 +135,10 @@ Status NodeAgent::Register(bool with_key) {
   }
   SPDLOG_INFO("Registered with cluster node={} heartbeat_s={} cpu_millis={} memory_mib={}", *id,
               heartbeat_.count(), res.cpu_millis, res.memory_mib);
+  if (!with_key && !opts_.token_file.empty()) {
+    std::error_code ec;  // used up at the cluster; nothing on this machine keeps it
+    std::filesystem::remove(opts_.token_file, ec);
+  }
   return SaveIdentity();
 }
 
@@ -150,6 +177,14 @@ Status NodeAgent::Heartbeat() {
   body["jobs"] = std::move(statuses);
   if (!opts_.advertise_address.empty()) body["address"] = opts_.advertise_address;
   net::JsonCall call;
+  bool renewing = false;
+  if (secure()) {
+    if (tls_->has_certificate() && tls_->RenewalDue(std::chrono::system_clock::now())) {
+      CANOPY_ASSIGN_OR_RETURN(body["csr"], tls_->Csr("node"));
+      renewing = true;
+    }
+    call.tls = tls_->Client();
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     call.url = fmt::format("{}/cluster/v1/nodes/{}/heartbeat", opts_.cluster_url, node_id_);
@@ -159,6 +194,13 @@ Status NodeAgent::Heartbeat() {
   call.timeout = std::chrono::milliseconds(5000);
   call.peer = "cluster at " + opts_.cluster_url;
   CANOPY_ASSIGN_OR_RETURN(Json reply, net::PostJson(call));
+  if (renewing && reply.contains("certificate") && reply["certificate"].is_string()) {
+    if (auto st = tls_->AcceptCertificate(reply["certificate"].get<std::string>()); !st) {
+      SPDLOG_ERROR("Renewed certificate refused: {}", st.error().message);
+    } else {
+      SPDLOG_INFO("Node certificate renewed");
+    }
+  }
   // `jobs` present: the full desired list for this node. Absent: leave the jobs alone.
   if (jobs_ && reply.is_object() && reply.contains("jobs") && reply["jobs"].is_array()) {
     std::vector<JobSpec> desired;

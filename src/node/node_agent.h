@@ -15,6 +15,7 @@
 
 #include "common/result.h"
 #include "common/secret.h"
+#include "net/tier_identity.h"
 #include "node/job_runner.h"
 #include "node/resources.h"
 
@@ -23,6 +24,11 @@ namespace canopy::node {
 struct NodeOptions {
   std::string cluster_url;
   std::string token;  // node registration token (first start only)
+  // Or a 0600 file holding it (what the installer delivers): removed once registered.
+  std::string token_file;
+  // The root CA, for an https cluster: its fingerprint (pinned at first contact) or a PEM file.
+  std::string ca_fingerprint;
+  std::string ca_file;
   std::string data_dir;
   std::string advertise_address;  // "" = the cluster sees our source address
   std::chrono::milliseconds job_stop_grace{5000};
@@ -64,7 +70,9 @@ class NodeAgent {
   std::string node_id_;
   SecretString node_key_;
   std::chrono::seconds heartbeat_{5};
-  std::unique_ptr<JobRunner> jobs_;  // created by Start(); stops its jobs when destroyed
+  std::unique_ptr<JobRunner> jobs_;         // created by Start(); stops its jobs when destroyed
+  std::unique_ptr<net::TierIdentity> tls_;  // an https cluster: the CA, this node's certificate
+  bool secure() const { return opts_.cluster_url.starts_with("https://"); }
 };
 
 }  // namespace canopy::node

@@ -26,6 +26,7 @@
 #include "control/operations.h"
 #include "control/service_board.h"
 #include "control/services.h"
+#include "control/tier_ca.h"
 #include "control/users.h"
 #include "net/http.h"
 #include "net/work_lane.h"
@@ -48,6 +49,9 @@ struct RootCoreOptions {
   size_t provider_threads = 8;
   size_t provider_queue = 128;
   control::LoginThrottleOptions login_throttle;
+  // The root's CA for its tiers (null: it issues no certificates; tiers and adapters are
+  // reached over plain HTTP — in-process tests).
+  std::shared_ptr<control::TierCa> ca;
 };
 
 class RootCore {

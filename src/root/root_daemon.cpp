@@ -8,9 +8,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include "api/api.h"
 #include "auth/jwt.h"
@@ -29,6 +33,7 @@
 #include "ops/engine.h"
 #include "ops/test_kind.h"
 #include "root/root_core.h"
+#include "root/root_pki.h"
 #include "scheduler/firewall_sync.h"
 #include "scheduler/service_scheduler.h"
 #include "store/store.h"
@@ -155,7 +160,39 @@ int RunRoot(const RootOptions& opts) {
 
   auto hp = net::ParseHostPort(opts.listen);
   if (!hp) return fail(hp.error());
+  std::optional<std::pair<std::string, uint16_t>> thp;
+  if (!opts.cluster_listen.empty()) {
+    auto parsed = net::ParseHostPort(opts.cluster_listen);
+    if (!parsed) return fail(parsed.error());
+    thp = *parsed;
+  }
+  // The root's CA and certificate: every listener not on loopback speaks TLS.
+  RootPkiOptions pko;
+  pko.data_dir = opts.data_dir;
+  std::vector<std::string> hosts = {hp->first};
+  if (thp) hosts.push_back(thp->first);
+  if (!opts.cluster_url.empty()) {
+    std::string rest = opts.cluster_url.substr(opts.cluster_url.find("://") + 3);
+    rest = rest.substr(0, rest.find('/'));
+    if (auto chp = net::ParseHostPort(rest); chp) hosts.push_back(chp->first);
+  }
+  pko.names = RootCertificateNames(hosts, opts.tls_names);
+  pko.ca_cert_file = opts.ca_cert_file;
+  pko.ca_key_file = opts.ca_key_file;
+  pko.api_cert_file = opts.tls_cert_file;
+  pko.api_key_file = opts.tls_key_file;
+  auto pki = LoadOrCreateRootPki(pko);
+  if (!pki) return fail(pki.error());
+  control::TierCaOptions tco;
+  if (opts.test_tier_cert_seconds > 0) {
+    tco.leaf_validity = tco.node_ca_validity = std::chrono::seconds(opts.test_tier_cert_seconds);
+  }
+  auto tier_ca = std::make_shared<control::TierCa>(pki->ca, pki->identity, tco);
+  auto tls_for = [&](const std::string& host) {
+    return opts.tls_on_loopback || !net::IsLoopbackHost(host);
+  };
   RootCoreOptions co;
+  co.ca = tier_ca;
   co.token_ttl = opts.token_ttl;
   co.adapters.heartbeat_interval = opts.heartbeat_interval;
   co.adapters.require_approval = opts.require_adapter_approval;
@@ -172,24 +209,24 @@ int RunRoot(const RootOptions& opts) {
   so.max_connections_per_address = opts.max_connections_per_address;
   so.max_pending_requests = opts.max_pending_requests;
   so.idle_timeout = opts.idle_timeout;
+  if (tls_for(hp->first)) so.tls = pki->api_tls;
   RaiseOpenFileLimit(opts.max_connections + 256);
   auto server = net::HttpServer::Start(so, core.Router(api::RouterScope::kAll, metrics),
                                        net::ErrorResponse, metrics);
   if (!server) return fail(server.error());
-  auto url_of = [](const std::string& host, uint16_t port) {
-    return fmt::format("http://{}:{}",
+  auto url_of = [&](const std::string& host, uint16_t port) {
+    return fmt::format("{}://{}:{}", tls_for(host) ? "https" : "http",
                        host.find(':') != std::string::npos ? "[" + host + "]" : host, port);
   };
   std::string url = url_of(hp->first, (*server)->port());
   std::unique_ptr<net::HttpServer> tier_server;
   std::string tier_url;
-  if (!opts.cluster_listen.empty()) {
-    auto thp = net::ParseHostPort(opts.cluster_listen);
-    if (!thp) return fail(thp.error());
+  if (thp) {
     net::ServerOptions to = so;
     to.host = thp->first;
     to.port = thp->second;
     to.freebind = true;
+    to.tls = tls_for(thp->first) ? pki->tier_tls : nullptr;
     auto ts = net::HttpServer::Start(to, core.Router(api::RouterScope::kTiers, metrics),
                                      net::ErrorResponse, metrics);
     if (!ts) return fail(ts.error());
@@ -248,12 +285,37 @@ int RunRoot(const RootOptions& opts) {
     (void)WriteFileAtomic(opts.data_dir + "/tier.url", tier_url + "\n");
   }
   (void)WriteFileAtomic(opts.data_dir + "/root.url", url + "\n");
-  SPDLOG_INFO("Root listening url={} tier_url={} data_dir={} cluster_url={} dist_binary={}", url,
-              tier_url.empty() ? "-" : tier_url, opts.data_dir, bo.cluster_root_url,
-              bo.canopyd_binary);
+  SPDLOG_INFO(
+      "Root listening url={} tier_url={} data_dir={} cluster_url={} dist_binary={} "
+      "ca_fingerprint={}",
+      url, tier_url.empty() ? "-" : tier_url, opts.data_dir, bo.cluster_root_url, bo.canopyd_binary,
+      tier_ca->fingerprint());
+
+  // Renews the root's certificate before it expires, without a restart: new connections get
+  // the new one.
+  std::jthread renewer([&](std::stop_token stop) {
+    std::mutex mu;
+    std::condition_variable_any cv;
+    while (!stop.stop_requested()) {
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait_for(l, stop, std::chrono::hours(1), [] { return false; });
+      if (stop.stop_requested()) break;
+      auto renewed = RenewRootCertificate(*pki, pko);
+      if (!renewed) {
+        SPDLOG_ERROR("Cannot renew the root's certificate: {}", renewed.error().message);
+        continue;
+      }
+      if (!*renewed) continue;
+      tier_ca->SetRootIdentity(pki->identity);
+      if (so.tls) (void)(*server)->UpdateTls(pki->api_tls);
+      if (tier_server && tls_for(thp->first)) (void)tier_server->UpdateTls(pki->tier_tls);
+    }
+  });
 
   int sig = 0;
   sigwait(&sigs, &sig);
+  renewer.request_stop();
+  renewer.join();
   SPDLOG_INFO("Stopping root signal={}", sig);
   sweeper.reset();
   services.Stop();

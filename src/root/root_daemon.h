@@ -54,6 +54,18 @@ struct RootOptions {
   // report them.
   int64_t sweep_interval = 600;
   bool sweep_delete = false;
+  // TLS (docs/security.md): listeners not on loopback always speak TLS; `tls_on_loopback` makes
+  // the loopback ones do too. The root's certificate carries the listen hosts, loopback and
+  // `tls_names`. The operator may bring the API listener's certificate and the CA.
+  bool tls_on_loopback = false;
+  // Tests only: lifetime of the certificates the root issues to clusters and adapters (0 = 30
+  // days), to see them renewed.
+  int64_t test_tier_cert_seconds = 0;
+  std::vector<std::string> tls_names;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string ca_cert_file;
+  std::string ca_key_file;
   // Tests only: "KIND/STEP" or "KIND/STEP@ACTION" (data.action) -> SIGKILL this process once, right
   // after that step of an operation of that kind returns and before the engine records it (a marker
   // file in the data dir makes it once per data dir, so the restarted root goes on).

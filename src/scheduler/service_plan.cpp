@@ -53,14 +53,18 @@ Json DeployArgs(const core::Service& s, const core::ServiceInstance& i) {
   for (const auto& p : s.spec.value("ports", Json::array())) {
     ports.push_back({{"port", p.value("port", 0)}, {"protocol", p.value("protocol", "tcp")}});
   }
-  return {{"job_id", i.job_id},
-          {"service_id", s.id},
-          {"command", s.spec.value("command", Json::array())},
-          {"env", s.spec.value("env", Json::object())},
-          {"ports", ports},
-          {"cpu_millis", s.spec.value("cpu_millis", int64_t{0})},
-          {"memory_mib", s.spec.value("memory_mib", int64_t{0})},
-          {"restart", s.spec.value("restart", "on-failure")}};
+  Json args = {{"job_id", i.job_id},
+               {"service_id", s.id},
+               {"command", s.spec.value("command", Json::array())},
+               {"env", s.spec.value("env", Json::object())},
+               {"ports", ports},
+               {"cpu_millis", s.spec.value("cpu_millis", int64_t{0})},
+               {"memory_mib", s.spec.value("memory_mib", int64_t{0})},
+               {"restart", s.spec.value("restart", "on-failure")}};
+  // Still sealed in the stored command; opened only when the command goes out on the cluster's
+  // (mutual TLS) link: ClusterTier.
+  if (s.spec.contains("secret_env_sealed")) args["secret_env_sealed"] = s.spec["secret_env_sealed"];
+  return args;
 }
 
 bool IsSchedulerJobId(const std::string& job_id) {

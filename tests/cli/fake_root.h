@@ -45,18 +45,27 @@ class FakeRoot {
     }
   }
 
-  // Serves the API on 127.0.0.1:<free port>.
-  Status StartServer() {
+  // Serves the API on 127.0.0.1:<free port>, over TLS when `tls` is given.
+  Status StartServer(net::TlsServerConfigPtr tls = nullptr) {
     net::ServerOptions opts;
     opts.port = 0;
     opts.io_threads = 1;
     opts.worker_threads = 2;
+    opts.tls = tls;
+    https_ = tls != nullptr;
     CANOPY_ASSIGN_OR_RETURN(server_,
                             net::HttpServer::Start(opts, router_, net::ErrorResponse, nullptr));
     return OkStatus();
   }
   std::string url() const {
-    return "http://127.0.0.1:" + std::to_string(server_ ? server_->port() : 0);
+    return std::string(https_ ? "https" : "http") +
+           "://127.0.0.1:" + std::to_string(server_ ? server_->port() : 0);
+  }
+  // Serves `pem` at GET /ca.crt (public), as every Canopy root does. Call before StartServer.
+  void ServeCa(std::string pem) {
+    router_->Add("GET", "/ca.crt", [pem = std::move(pem)](const net::Request&) {
+      return net::Response::Text(200, pem, "application/x-pem-file");
+    });
   }
 
   // Dispatches requests straight to the routes. With `unreachable` set it fails like a refused
@@ -903,6 +912,7 @@ class FakeRoot {
 
   std::shared_ptr<net::Router> router_;
   std::unique_ptr<net::HttpServer> server_;
+  bool https_ = false;
   mutable std::mutex mu_;
   std::vector<RecordedRequest> requests_;
   struct Script {

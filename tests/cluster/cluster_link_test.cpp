@@ -82,12 +82,15 @@ TEST_F(ClusterLink, PairingMakesTheClusterActiveAndTheTokenIsSingleUse) {
   // The key is stored sealed, never in clear.
   EXPECT_EQ(c->key_ciphertext.find(r.json["cluster_key"].get<std::string>()), std::string::npos);
   EXPECT_EQ(Pair(grant->token).status, 401);
-  // A fresh token for a cluster that already paired gives back the same key.
+  // A fresh token for a cluster that already paired (re-installed, data dir lost) replaces the
+  // key: the old one no longer links.
   auto again = tier().CreateToken(id);
   ASSERT_OK(again);
   auto r2 = Pair(again->token);
   ASSERT_EQ(r2.status, 200);
-  EXPECT_EQ(r2.json["cluster_key"], r.json["cluster_key"]);
+  EXPECT_NE(r2.json["cluster_key"], r.json["cluster_key"]);
+  EXPECT_EQ(Link(id, r.json["cluster_key"], Json::object(), 0).status, 401);
+  EXPECT_EQ(Link(id, r2.json["cluster_key"], Json::object(), 0).status, 200);
   EXPECT_EQ(tier().CreateToken("cls-none").error().code, ErrorCode::kNotFound);
 }
 

@@ -207,7 +207,7 @@ TEST_F(CanopyUp, ReadmeDemoScriptThenClusterCreateThenAServiceAnswersFromTheHost
   const auto ready = std::chrono::steady_clock::now();
 
   // The user API stays private: the bridge listener serves the lower tiers only.
-  const std::string tier = "http://198.18.0.1:" + std::to_string(port_);
+  const std::string tier = "https://198.18.0.1:" + std::to_string(port_);  // TLS off loopback
   EXPECT_EQ(CallApi(tier, "GET", "/healthz").status, 200) << ReadFile(Log());
   EXPECT_EQ(
       CallApi(tier, "POST", "/api/v1/auth/login", R"({"username":"admin","password":"x"})").status,

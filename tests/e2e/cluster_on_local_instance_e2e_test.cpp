@@ -57,17 +57,20 @@ TEST(ClusterOnLocalInstance, InstalledClusterPairsWithTheRootFromItsNamespace) {
   auto tok = root.Call("POST", "/api/v1/cluster-tokens", R"({"name":"cloud-1"})", admin);
   ASSERT_EQ(tok.status, 201) << tok.body;
   std::string cluster_id = tok.json["cluster_id"];
-  const std::string root_url = "http://" + net.gateway() + ":" + std::to_string(root.port());
-  const std::string cluster_url = "http://" + vm->address + ":7443";
+  // The root listens on every address: TLS, pinned by the fingerprint the token came with.
+  const std::string root_url = "https://" + net.gateway() + ":" + std::to_string(root.port());
+  const std::string cluster_url = "https://" + vm->address + ":7443";
+  const std::string fingerprint = tok.json.value("ca_fingerprint", "");
+  ASSERT_TRUE(fingerprint.starts_with("sha256:")) << tok.body;
 
   install::SshTarget target{vm->address, vm->ssh_port, vm->ssh_user, kp->private_key,
                             vm->host_key_sha256};
   install::ComponentSpec comp;
   comp.name = "cluster";
   comp.binary_path = CanopydPath() + "-dist";
-  comp.argv = {"cluster",  "--root",       root_url,          "--data-dir", "cluster-data",
-               "--listen", "0.0.0.0:7443", "--advertise-url", cluster_url,  "--link-interval",
-               "1"};
+  comp.argv = {"cluster",  "--root",           root_url,          "--data-dir", "cluster-data",
+               "--listen", "0.0.0.0:7443",     "--advertise-url", cluster_url,  "--link-interval",
+               "1",        "--ca-fingerprint", fingerprint};
   comp.env = {{"CANOPY_CLUSTER_TOKEN", tok.json["token"].get<std::string>()}};
   auto report = install::SshInstaller().Install(target, comp);
   ASSERT_OK(report);

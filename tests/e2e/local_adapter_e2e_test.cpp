@@ -129,8 +129,10 @@ class LocalAdapterE2E : public ::testing::Test {
     adapter_id_ = (*id)["id"].get<std::string>();
     providers::ProviderInfo info;
     info.type = "local";
+    // The adapter serves the root only (mutual TLS): the test calls it as the root.
     return std::make_unique<providers::remote::RemoteProvider>(
-        adapter_->url(), SecretString((*id)["adapter_key"].get<std::string>()), info);
+        adapter_->url(), SecretString((*id)["adapter_key"].get<std::string>()), info,
+        root_->TlsAsRoot("adapter:" + adapter_id_));
   }
 
   install::SshTarget Target(const Instance& in, const providers::KeyPair& kp) {
@@ -243,7 +245,8 @@ TEST_F(LocalAdapterE2E, AdapterLifecycleInstallFirewallAndInstanceLifecycle) {
   ASSERT_OK(firewall);
   ASSERT_OK(remote->AttachFirewall(ctx, running->handle, firewall->id));
   ASSERT_TRUE(WaitFor([&] { return Reachable(running->address, port); }, 5s));
-  auto health = canopy::testing::CallApi("http://" + running->address + ":" + std::to_string(port),
+  // A root listening on every address speaks TLS.
+  auto health = canopy::testing::CallApi("https://" + running->address + ":" + std::to_string(port),
                                          "GET", "/healthz");
   EXPECT_EQ(health.status, 200) << health.body;
   EXPECT_FALSE(Reachable(running->address, other));

@@ -10,6 +10,7 @@
 
 #include "common/ids.h"
 #include "common/json.h"
+#include "net/pki.h"
 #include "support/daemons.h"
 #include "support/local_env.h"
 #include "support/test_util.h"
@@ -182,10 +183,12 @@ TEST(Adapters, ACredentialGoesOnlyToItsOwnAdapterAndHeartbeatsCannotMoveOne) {
   EXPECT_EQ(moved.json["error"].value("reason", ""), "adapter_moved");
   EXPECT_EQ(root.Call("GET", "/api/v1/providers/" + b_id, "", admin).json.value("url", ""), b_url);
   // Moving takes a registration with a fresh token and the adapter's key: same id.
+  std::string csr = *net::pki::NewCsr(*net::pki::NewKey(), "adapter", {});
   auto wrong_key = root.Call("POST", "/api/v1/providers/register",
                              DumpJson({{"token", token()},
                                        {"type", "fake"},
-                                       {"url", "http://127.0.0.1:9"},
+                                       {"url", "https://127.0.0.1:9"},
+                                       {"csr", csr},
                                        {"adapter_id", b_id},
                                        {"adapter_key", "not-the-key"}}));
   EXPECT_EQ(wrong_key.status, 401) << wrong_key.body;
@@ -193,6 +196,7 @@ TEST(Adapters, ACredentialGoesOnlyToItsOwnAdapterAndHeartbeatsCannotMoveOne) {
                         DumpJson({{"token", token()},
                                   {"type", "fake"},
                                   {"url", b_url},
+                                  {"csr", csr},
                                   {"adapter_id", b_id},
                                   {"adapter_key", b_key}}));
   EXPECT_EQ(move.status, 201) << move.body;

@@ -14,6 +14,7 @@
 #include "api/api.h"
 #include "auth/jwt.h"
 #include "common/ids.h"
+#include "net/pki.h"
 #include "support/daemons.h"
 
 namespace canopy::testing {
@@ -341,7 +342,10 @@ TEST_F(RootWithAdapter, AdapterIsLiveThenDownThenLiveAgainWithSameId) {
   std::string id = list.json[0]["id"];
   // The token was single use.
   auto again = Call("POST", "/api/v1/providers/register",
-                    DumpJson({{"token", token_}, {"type", "fake"}, {"url", "http://127.0.0.1:1"}}));
+                    DumpJson({{"token", token_},
+                              {"type", "fake"},
+                              {"url", "https://127.0.0.1:1"},
+                              {"csr", *net::pki::NewCsr(*net::pki::NewKey(), "adapter", {})}}));
   EXPECT_EQ(again.status, 401);
 
   adapter_->KillHard();

@@ -121,9 +121,11 @@ std::unique_ptr<providers::Provider> BrokerEnv::Adapter() {
   auto id = ParseJsonObject(ReadFile((dir_.path() / "adapter" / "identity.json").string()));
   EXPECT_TRUE(id.has_value());
   if (!id) return nullptr;
+  // The adapter serves the root only: the test calls it as the root.
   return std::make_unique<providers::remote::RemoteProvider>(
       adapter_->url(), SecretString((*id)["adapter_key"].get<std::string>()),
-      providers::ProviderInfo{"local", "", {}, {}});
+      providers::ProviderInfo{"local", "", {}, {}},
+      root_->TlsAsRoot("adapter:" + (*id)["id"].get<std::string>()));
 }
 
 providers::CallContext BrokerEnv::LocalContext() {

@@ -26,6 +26,13 @@ std::string EnvOf(const install::ComponentSpec& spec, const std::string& name) {
   return "";
 }
 
+// The token the broker delivers: in the 0600 file given by --token-file (the spec's config),
+// else in the environment.
+std::string TokenOf(const install::ComponentSpec& spec, const std::string& env_name) {
+  if (ArgAfter(spec.argv, "--token-file") == "{config}") return spec.config.Reveal();
+  return EnvOf(spec, env_name);
+}
+
 }  // namespace
 
 Result<std::shared_ptr<providers::Provider>> SharedProviderOpener::ForAdapter(
@@ -67,7 +74,7 @@ Status FakeClusters::StartCluster(const std::string& host, const install::Compon
   std::lock_guard<std::mutex> l(mu_);
   if (by_url_.count(url)) return OkStatus();  // already installed and running
   CANOPY_ASSIGN_OR_RETURN(auto paired,
-                          tier_.Pair(EnvOf(spec, "CANOPY_CLUSTER_TOKEN"), url, "test"));
+                          tier_.Pair(TokenOf(spec, "CANOPY_CLUSTER_TOKEN"), url, "test"));
   auto c = std::make_unique<Cluster>();
   c->id = paired.cluster_id;
   c->key = paired.cluster_key;
@@ -82,7 +89,7 @@ Status FakeClusters::StartNode(const std::string& host, const install::Component
   std::lock_guard<std::mutex> l(mu_);
   auto it = by_url_.find(url);
   if (it == by_url_.end()) return Error::Unavailable("no cluster answers at " + url);
-  if (EnvOf(spec, "CANOPY_NODE_TOKEN").rfind("cnt_", 0) != 0) {
+  if (TokenOf(spec, "CANOPY_NODE_TOKEN").rfind("cnt_", 0) != 0) {
     return Error::Unauthenticated("the node has no node token");
   }
   it->second->nodes["nod-" + Sha256Hex(host).substr(0, 12)] = host;

@@ -21,7 +21,14 @@ ApiReply CallApi(const std::string& base, const std::string& method, const std::
   if (!token.empty()) req.headers["Authorization"] = "Bearer " + token;
   for (const auto& [k, v] : headers) req.headers[k] = v;
   req.timeout = std::chrono::milliseconds(20000);
-  net::HttpClient http;
+  // https daemons (adapters, tiers with TLS): tests that are about trust use their own
+  // clients; here any certificate will do.
+  static const auto any_cert = [] {
+    auto c = std::make_shared<net::TlsClientConfig>();
+    c->unverified = true;
+    return c;
+  }();
+  net::HttpClient http(any_cert);
   auto r = http.Do(req);
   ApiReply out;
   if (!r) return out;
@@ -41,6 +48,11 @@ void EndProcess(std::unique_ptr<Process>& proc, int sig) {
   proc->Kill(sig);
   proc->Wait();
   proc.reset();
+}
+
+// "https" when the URL file says so, else "http".
+std::string SchemeIn(const std::string& url_file) {
+  return ReadFile(url_file).starts_with("https://") ? "https" : "http";
 }
 
 // Waits until `url`/healthz answers 200 or the process exits; fails the test with its log.
@@ -65,7 +77,7 @@ uint16_t StartAndFindPort(std::unique_ptr<Process>& proc, std::vector<std::strin
   EXPECT_NE(port, 0) << what << " did not report its port in " << url_file << "; log:\n"
                      << ReadFile(log);
   if (port == 0) return 0;
-  ExpectHealthy(*proc, fmt::format("http://127.0.0.1:{}", port), log, what);
+  ExpectHealthy(*proc, fmt::format("{}://127.0.0.1:{}", SchemeIn(url_file), port), log, what);
   return port;
 }
 
@@ -88,7 +100,7 @@ void RootDaemon::Start() {
                        data_dir_ + "/root.url", log_path(), "root");
   if (port == 0) return;
   port_ = port;
-  url_ = fmt::format("http://127.0.0.1:{}", port_);
+  url_ = fmt::format("{}://127.0.0.1:{}", SchemeIn(data_dir_ + "/root.url"), port_);
   // A tier listener on port 0 keeps its port across restarts too (installed clusters dial it).
   tier_url_.clear();
   std::string tier = ReadFile(data_dir_ + "/tier.url");
@@ -105,6 +117,15 @@ void RootDaemon::Start() {
 }
 
 void RootDaemon::Stop() { EndProcess(proc_, SIGTERM); }
+
+net::TlsClientConfigPtr RootDaemon::TlsAsRoot(const std::string& expect_cn) const {
+  auto c = std::make_shared<net::TlsClientConfig>();
+  c->ca_pem = ReadFile(data_dir_ + "/ca.crt");
+  c->chain_pem = ReadFile(data_dir_ + "/tls.crt");
+  c->key_pem = SecretString(ReadFile(data_dir_ + "/tls.key"));
+  c->expect_cn = expect_cn;
+  return c;
+}
 
 void RootDaemon::KillHard() { EndProcess(proc_, SIGKILL); }
 
@@ -148,7 +169,7 @@ void AdapterDaemon::Start(const std::string& token) {
   }
   argv.insert(argv.end(), flags_.begin(), flags_.end());
   port_ = StartAndFindPort(proc_, argv, {}, data_dir_ + "/provider.url", log_path(), "adapter");
-  url_ = fmt::format("http://127.0.0.1:{}", port_);
+  url_ = fmt::format("{}://127.0.0.1:{}", SchemeIn(data_dir_ + "/provider.url"), port_);
 }
 
 void AdapterDaemon::KillHard() { EndProcess(proc_, SIGKILL); }
@@ -173,7 +194,7 @@ void ClusterDaemon::Start(const std::string& token) {
   }
   argv.insert(argv.end(), flags_.begin(), flags_.end());
   port_ = StartAndFindPort(proc_, argv, {}, data_dir_ + "/cluster.url", log_path(), "cluster");
-  url_ = fmt::format("http://127.0.0.1:{}", port_);
+  url_ = fmt::format("{}://127.0.0.1:{}", SchemeIn(data_dir_ + "/cluster.url"), port_);
 }
 
 void ClusterDaemon::Stop() { EndProcess(proc_, SIGTERM); }

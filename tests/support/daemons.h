@@ -14,6 +14,7 @@
 
 #include "common/json.h"
 #include "net/client.h"
+#include "net/tls.h"
 #include "support/test_util.h"
 
 namespace canopy::testing {
@@ -79,6 +80,9 @@ class RootDaemon {
   // Logs in and returns the token ("" on failure, with a test failure recorded).
   std::string Login(const std::string& user, const std::string& password) const;
   std::string AdminToken() const { return Login("admin", kAdminPassword); }
+  // TLS settings of a client that is this root (its CA, its certificate and key from the data
+  // dir), expecting the server's certificate to be named `expect_cn` (e.g. "adapter:prv-…").
+  net::TlsClientConfigPtr TlsAsRoot(const std::string& expect_cn) const;
   // Creates a user with the given roles; returns its id.
   std::string CreateUser(const std::string& admin_token, const std::string& name,
                          const std::vector<std::string>& roles, const std::string& password) const;

@@ -45,6 +45,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <cctype>
 #include <condition_variable>
 #include <ctime>
@@ -55,6 +56,7 @@
 #include <unordered_set>
 
 #include "common/log.h"
+#include "net/detail/tls_context.h"
 #include "net/http.h"
 
 namespace canopy::net {
@@ -271,6 +273,38 @@ class ServerImpl final : public HttpServer {
 
   uint16_t port() const override { return port_; }
 
+  Status UpdateTls(TlsServerConfigPtr cfg) override {
+    if (!tls_on_) {
+      return Error::FailedPrecondition("this listener serves plain HTTP");
+    }
+    if (!cfg) {
+      return Error::InvalidArgument("TLS settings are missing");
+    }
+    CANOPY_ASSIGN_OR_RETURN(auto ctx, detail::MakeServerContext(*cfg));
+    std::lock_guard<std::mutex> l(tls_mu_);
+    tls_ = std::move(ctx);
+    return OkStatus();
+  }
+
+  Status InitTls() {
+    if (!opts_.tls) {
+      return OkStatus();
+    }
+    tls_on_ = true;
+    if (opts_.tls->chain_pem.empty()) {
+      // No certificate yet (it comes later through UpdateTls): every handshake fails meanwhile.
+      std::lock_guard<std::mutex> l(tls_mu_);
+      tls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+      return OkStatus();
+    }
+    return UpdateTls(opts_.tls);
+  }
+
+  std::shared_ptr<asio::ssl::context> CurrentTls() {
+    std::lock_guard<std::mutex> l(tls_mu_);
+    return tls_;
+  }
+
   void Stop() override {
     std::lock_guard<std::mutex> stop_lock(stop_mu_);
     if (stopped_) {
@@ -389,7 +423,8 @@ class ServerImpl final : public HttpServer {
 
   // Answers 503 on a connection over a limit and closes it, without a coroutine: one
   // non-blocking write of a fixed reply (it fits any socket buffer), then close.
-  static void Refuse(tcp::socket& sock, std::string_view why) {
+  // A TLS listener only closes (a plaintext reply would not parse).
+  static void Refuse(tcp::socket& sock, std::string_view why, bool tls) {
     static const std::string reply = [] {
       std::string body =
           R"({"error":{"code":"unavailable","message":"too many connections; retry shortly"}})";
@@ -401,7 +436,9 @@ class ServerImpl final : public HttpServer {
     }();
     ErrorCodeT ec;
     sock.non_blocking(true, ec);
-    (void)sock.write_some(asio::buffer(reply), ec);
+    if (!tls) {
+      (void)sock.write_some(asio::buffer(reply), ec);
+    }
     sock.shutdown(tcp::socket::shutdown_send, ec);
     sock.close(ec);
     SPDLOG_DEBUG("HTTP connection refused reason={}", why);
@@ -425,7 +462,7 @@ class ServerImpl final : public HttpServer {
       }
       if (opts_.max_connections > 0 && conns_.size() >= opts_.max_connections) {
         refused_total_.fetch_add(1, std::memory_order_relaxed);
-        Refuse(sock, "max_connections");
+        Refuse(sock, "max_connections", tls_on_);
         return;
       }
       size_t& mine = per_address_[conn->address];
@@ -434,7 +471,7 @@ class ServerImpl final : public HttpServer {
           per_address_.erase(conn->address);
         }
         refused_total_.fetch_add(1, std::memory_order_relaxed);
-        Refuse(sock, "max_connections_per_address");
+        Refuse(sock, "max_connections_per_address", tls_on_);
         return;
       }
       ++mine;
@@ -509,19 +546,23 @@ class ServerImpl final : public HttpServer {
   }
 
   // Writes resp; false if the connection failed.
-  asio::awaitable<bool> Write(beast::tcp_stream& stream, Response resp, bool keep_alive) {
+  template <class Stream>
+  asio::awaitable<bool> Write(Stream& stream, Response resp, bool keep_alive) {
     auto res = ToBeast(std::move(resp), keep_alive);
     ErrorCodeT ec;
-    stream.expires_after(opts_.read_timeout);
+    beast::get_lowest_layer(stream).expires_after(opts_.read_timeout);
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     co_return !ec;
   }
 
   // Half-closes and drains what the client still sends, bounded in time and bytes.
-  asio::awaitable<void> LingerClose(beast::tcp_stream& stream) {
+  template <class Stream>
+  asio::awaitable<void> LingerClose(Stream& stream) {
     ErrorCodeT ec;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream.expires_after(kLingerTime);
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
+    beast::get_lowest_layer(stream).expires_after(kLingerTime);
     std::vector<char> sink(16 * 1024);
     size_t total = 0;
     while (!ec && total < kLingerBytes) {
@@ -532,35 +573,68 @@ class ServerImpl final : public HttpServer {
   }
 
   asio::awaitable<void> Session(std::shared_ptr<Conn> conn, tcp::socket socket) {
-    beast::tcp_stream stream(std::move(socket));
-    asio::steady_timer wake(stream.get_executor());
     ConnGuard guard{this, conn};
+    std::shared_ptr<asio::ssl::context> tls = CurrentTls();  // outlives the stream
+    if (tls) {
+      beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *tls);
+      co_await Run(conn, stream, true);
+    } else {
+      beast::tcp_stream stream(std::move(socket));
+      co_await Run(conn, stream, false);
+    }
+  }
+
+  template <class Stream>
+  asio::awaitable<void> Run(std::shared_ptr<Conn> conn, Stream& stream, bool tls) {
+    beast::tcp_stream& lowest = beast::get_lowest_layer(stream);
+    asio::steady_timer wake(lowest.get_executor());
     {
       std::lock_guard<std::mutex> l(conn->mu);
       if (conn->closing) {
         co_return;
       }
-      conn->stream = &stream;
+      conn->stream = &lowest;
       conn->wake = &wake;
     }
     try {
-      co_await Serve(conn, stream, wake);
+      std::string peer_cn;
+      bool ready = true;
+      if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
+        // Plain HTTP, a bad or untrusted client certificate, or silence: the handshake fails
+        // and the connection closes.
+        ErrorCodeT ec;
+        lowest.expires_after(opts_.read_timeout);
+        co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+          SPDLOG_DEBUG("TLS handshake failed peer={} error={}", conn->address, ec.message());
+          tls_failures_.fetch_add(1, std::memory_order_relaxed);
+          ready = false;
+        } else {
+          peer_cn = detail::PeerCommonName(stream.native_handle());
+        }
+      }
+      if (ready) {
+        co_await Serve(conn, stream, wake, tls, peer_cn);
+      }
     } catch (const std::exception& e) {
       SPDLOG_ERROR("HTTP connection failed error={}", e.what());
     }
     ErrorCodeT ec;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream.socket().close(ec);
+    lowest.socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest.socket().close(ec);
   }
 
   // References point into the awaiting Session frame, which outlives this coroutine.
-  asio::awaitable<void> Serve(const std::shared_ptr<Conn>& conn, beast::tcp_stream& stream,
-                              asio::steady_timer& wake) {
+  template <class Stream>
+  asio::awaitable<void> Serve(const std::shared_ptr<Conn>& conn, Stream& stream,
+                              asio::steady_timer& wake, bool tls, const std::string& peer_cn) {
     ErrorCodeT ec;
-    stream.socket().set_option(tcp::no_delay(true), ec);
+    beast::tcp_stream& lowest = beast::get_lowest_layer(stream);
+    lowest.socket().set_option(tcp::no_delay(true), ec);
     std::string remote;
     {
-      auto ep = stream.socket().remote_endpoint(ec);
+      auto ep = lowest.socket().remote_endpoint(ec);
       if (!ec) {
         remote = ep.address().to_string();
       }
@@ -572,7 +646,7 @@ class ServerImpl final : public HttpServer {
         if (buffer.capacity() > kShrinkAbove) {
           buffer.shrink_to_fit();
         }
-        stream.expires_after(IdleTimeout());
+        lowest.expires_after(IdleTimeout());
         size_t n = co_await stream.async_read_some(buffer.prepare(kIdleReadChunk),
                                                    asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
@@ -584,7 +658,7 @@ class ServerImpl final : public HttpServer {
       http::request_parser<http::string_body> parser;
       parser.header_limit(kHeaderLimit);
       parser.body_limit(static_cast<uint64_t>(opts_.max_body_bytes));
-      stream.expires_after(opts_.read_timeout);
+      lowest.expires_after(opts_.read_timeout);
       co_await http::async_read_header(stream, buffer, parser,
                                        asio::redirect_error(asio::use_awaitable, ec));
       if (!ec && !parser.is_done()) {
@@ -631,6 +705,8 @@ class ServerImpl final : public HttpServer {
       req.method = method;
       req.target = std::string(raw.target());
       req.remote_addr = remote;
+      req.tls = tls;
+      req.peer_cn = peer_cn;
       for (const auto& f : raw) {
         auto [it, inserted] =
             req.headers.emplace(Lower(Std(f.name_string())), std::string(f.value()));
@@ -753,6 +829,10 @@ class ServerImpl final : public HttpServer {
   bool stopping_ = false;
   std::atomic<size_t> pending_{0};  // handlers posted and not yet returned
   std::atomic<uint64_t> refused_total_{0};
+  std::atomic<uint64_t> tls_failures_{0};
+  bool tls_on_ = false;  // set before Run
+  std::mutex tls_mu_;
+  std::shared_ptr<asio::ssl::context> tls_;  // for new connections; swapped by UpdateTls
 
   asio::io_context ioc_;
   tcp::acceptor acceptor_;
@@ -773,6 +853,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const ServerOptions& opts,
   }
   auto server =
       std::make_unique<ServerImpl>(opts, std::move(router), std::move(errors), std::move(metrics));
+  CANOPY_TRY(server->InitTls());
   CANOPY_TRY(server->Listen());
   server->Run();
   return std::unique_ptr<HttpServer>(std::move(server));

@@ -93,6 +93,10 @@ Status AdapterServer::CheckKey(const net::Request& req) const {
   if (!key_set_.wait_for(l, kKeyWait, [this] { return !key_.Reveal().empty(); })) {
     return Error::Unavailable("the adapter is not registered with a root yet");
   }
+  if (req.tls && req.peer_cn != "canopy-root") {
+    return Error::Unauthenticated("only the root's certificate may call this adapter")
+        .WithReason(std::string(wire::kReasonAdapterKey));
+  }
   if (h.rfind("Bearer ", 0) != 0 || !ConstantTimeEquals(h.substr(7), key_.Reveal())) {
     return Error::Unauthenticated("missing or wrong adapter key")
         .WithReason(std::string(wire::kReasonAdapterKey));
@@ -214,7 +218,7 @@ Result<Json> AdapterServer::Dispatch(const std::string& method, const Json& body
   return Error::NotFound(fmt::format("unknown method '{}'", method));
 }
 
-Status AdapterServer::Start(const std::string& listen) {
+Status AdapterServer::Start(const std::string& listen, net::TlsServerConfigPtr tls) {
   CANOPY_ASSIGN_OR_RETURN(auto hp, net::ParseHostPort(listen));
   auto router = std::make_shared<net::Router>();
   router->Add("GET", "/healthz", [](const net::Request&) {
@@ -248,8 +252,14 @@ Status AdapterServer::Start(const std::string& listen) {
   so.host = hp.first;
   so.port = hp.second;
   so.worker_threads = 4;
+  so.tls = std::move(tls);
   CANOPY_ASSIGN_OR_RETURN(server_, net::HttpServer::Start(so, router, net::ErrorResponse, nullptr));
   return OkStatus();
+}
+
+Status AdapterServer::UpdateTls(net::TlsServerConfigPtr tls) {
+  if (!server_) return Error::FailedPrecondition("the adapter server is not started");
+  return server_->UpdateTls(std::move(tls));
 }
 
 }  // namespace canopy::providers::adapter

@@ -23,7 +23,10 @@ class AdapterServer {
   ~AdapterServer();
 
   /// Binds `listen` ("HOST:PORT", port 0 picks a free one) and serves.
-  Status Start(const std::string& listen);
+  /// With `tls`, speaks TLS (an empty chain: no handshake succeeds until UpdateTls) and then
+  /// serves calls only to a client presenting the root's certificate ("canopy-root").
+  Status Start(const std::string& listen, net::TlsServerConfigPtr tls = nullptr);
+  Status UpdateTls(net::TlsServerConfigPtr tls);
   void Stop();
   uint16_t port() const;
   void SetKey(SecretString key);

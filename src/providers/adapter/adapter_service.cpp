@@ -34,6 +34,13 @@ uint16_t AdapterService::port() const { return server_ ? server_->port() : 0; }
 
 Status AdapterService::Start() {
   CANOPY_ASSIGN_OR_RETURN(auto hp, net::ParseHostPort(opts_.listen));
+  if (!opts_.data_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(opts_.data_dir, ec);
+    ::chmod(opts_.data_dir.c_str(), 0700);
+  }
+  // The root reaches adapters over mutual TLS only: this key, a certificate from the root.
+  CANOPY_ASSIGN_OR_RETURN(tls_, net::TierIdentity::Open(opts_.data_dir, "canopy-root", false));
   server_ = std::make_unique<AdapterServer>(*provider_, SecretString());
   if (!opts_.test_kill_after_call.empty()) {
     std::string point = opts_.test_kill_after_call;
@@ -65,14 +72,15 @@ Status AdapterService::Start() {
       int port = std::atoi(last.c_str() + colon + 1);
       if (port > 0 && port < 65536 &&
           server_->Start(
-              fmt::format("{}:{}", opts_.listen.substr(0, opts_.listen.rfind(':')), port))) {
+              fmt::format("{}:{}", opts_.listen.substr(0, opts_.listen.rfind(':')), port),
+              ServerTls())) {
         listening = true;
       }
     }
   }
-  if (!listening) CANOPY_TRY(server_->Start(opts_.listen));
+  if (!listening) CANOPY_TRY(server_->Start(opts_.listen, ServerTls()));
   if (opts_.advertise_url.empty()) {
-    opts_.advertise_url = fmt::format("http://{}:{}", hp.first, server_->port());
+    opts_.advertise_url = fmt::format("https://{}:{}", hp.first, server_->port());
   }
   SPDLOG_INFO("Provider adapter listening type={} url={}", provider_->Info().type,
               opts_.advertise_url);
@@ -82,10 +90,19 @@ Status AdapterService::Start() {
     std::filesystem::create_directories(opts_.data_dir, ec);
     ::chmod(opts_.data_dir.c_str(), 0700);
     (void)WriteFileAtomic(opts_.data_dir + "/provider.url",
-                          fmt::format("http://{}:{}\n", hp.first, server_->port()));
+                          fmt::format("https://{}:{}\n", hp.first, server_->port()));
   }
 
-  if (LoadIdentity()) {
+  if (LoadIdentity() && !tls_->has_certificate()) {
+    // Registered before adapters spoke TLS: only a new registration gives it a certificate.
+    if (opts_.token.empty()) {
+      return Error::FailedPrecondition(
+          "this adapter has no certificate from the root yet: start it once with a new "
+          "registration token (canopy provider token)");
+    }
+    return Register(/*move=*/true);
+  }
+  if (!id_.empty()) {
     server_->SetKey(key_);
     auto hb = Heartbeat();
     if (hb) {
@@ -117,13 +134,19 @@ Status AdapterService::Register(bool move) {
   }
   ProviderInfo info = provider_->Info();
   net::JsonCall call;
+  CANOPY_TRY(tls_->EnsureCa(opts_.root_url, opts_.ca_fingerprint, opts_.ca_file));
+  call.tls = tls_->Client();
+  std::vector<std::string> names;
+  if (auto host = net::UrlHost(opts_.advertise_url); !host.empty()) names.push_back(host);
+  CANOPY_ASSIGN_OR_RETURN(std::string csr, tls_->Csr("adapter", names));
   call.url = opts_.root_url + "/api/v1/providers/register";
   call.body = {{"token", opts_.token},
                {"type", info.type},
                {"url", opts_.advertise_url},
                {"version", info.adapter_version},
                {"contract_versions", info.contract_versions},
-               {"capabilities", info.capabilities}};
+               {"capabilities", info.capabilities},
+               {"csr", csr}};
   if (move) {
     call.body["adapter_id"] = id_;
     call.body["adapter_key"] = key_.Reveal();
@@ -133,6 +156,15 @@ Status AdapterService::Register(bool move) {
   auto id = GetString(j, "id");
   auto key = GetString(j, "adapter_key");
   if (!id || !key) return Error::Internal("root sent a malformed registration answer");
+  auto ca = GetOptString(j, "ca", 16384);
+  auto cert = GetOptString(j, "certificate", 16384);
+  if (!ca || !*ca || !cert || !*cert) {
+    return Error::FailedPrecondition(
+        "the root signed no certificate for this adapter (a root older than the adapter?)");
+  }
+  CANOPY_TRY(tls_->AcceptCa(**ca, !opts_.root_url.starts_with("https://")));
+  CANOPY_TRY(tls_->AcceptCertificate(**cert));
+  CANOPY_TRY(server_->UpdateTls(ServerTls()));
   id_ = *id;
   key_ = SecretString(*key);
   server_->SetKey(key_);
@@ -177,8 +209,29 @@ Status AdapterService::Heartbeat() {
   call.body = {{"url", opts_.advertise_url}};
   call.timeout = std::chrono::milliseconds(5000);
   call.peer = "root at " + opts_.root_url;
-  CANOPY_TRY(net::PostJson(call));
+  call.tls = tls_->Client();
+  bool renewing = tls_->has_certificate() && tls_->RenewalDue(std::chrono::system_clock::now());
+  if (renewing) {
+    std::vector<std::string> names;
+    if (auto host = net::UrlHost(opts_.advertise_url); !host.empty()) names.push_back(host);
+    CANOPY_ASSIGN_OR_RETURN(call.body["csr"], tls_->Csr("adapter", names));
+  }
+  CANOPY_ASSIGN_OR_RETURN(Json j, net::PostJson(call));
+  if (renewing && j.contains("certificate") && j["certificate"].is_string()) {
+    if (auto st = tls_->AcceptCertificate(j["certificate"].get<std::string>()); !st) {
+      SPDLOG_ERROR("Renewed certificate refused: {}", st.error().message);
+    } else if (auto up = server_->UpdateTls(ServerTls()); !up) {
+      SPDLOG_ERROR("Cannot use the renewed certificate: {}", up.error().message);
+    } else {
+      SPDLOG_INFO("Adapter certificate renewed provider={}", id_);
+    }
+  }
   return OkStatus();
+}
+
+net::TlsServerConfigPtr AdapterService::ServerTls() const {
+  auto ready = tls_->Server(tls_->ca_pem(), false);
+  return ready ? ready : std::make_shared<net::TlsServerConfig>();
 }
 
 void AdapterService::Run() {

@@ -12,6 +12,7 @@
 
 #include "common/result.h"
 #include "common/secret.h"
+#include "net/tier_identity.h"
 #include "providers/adapter/adapter_server.h"
 #include "providers/provider.h"
 
@@ -22,7 +23,10 @@ struct AdapterOptions {
   std::string token;     // provider registration token (needed on first start only)
   std::string listen = "127.0.0.1:0";
   std::string advertise_url;  // URL the root uses to reach this adapter; default from listen
-  std::string data_dir;       // keeps identity.json (0600) across restarts
+  std::string data_dir;       // keeps identity.json (0600) and its TLS key across restarts
+  // The root CA, for an https root: its fingerprint (pinned at first contact) or a PEM file.
+  std::string ca_fingerprint;
+  std::string ca_file;
   // Tests only: "METHOD" or "METHOD#N" -> the adapter SIGKILLs itself once, after handling the
   // N-th call (default 1st) of METHOD and before answering it (a marker in data_dir makes it once).
   std::string test_kill_after_call;
@@ -45,12 +49,15 @@ class AdapterService {
   // Registers with the token; `move`: as the adapter of the saved identity, at a new URL.
   Status Register(bool move = false);
   Status Heartbeat();
+  // The server's TLS settings from the certificate the root signed (pending without one).
+  net::TlsServerConfigPtr ServerTls() const;
   bool LoadIdentity();
   Status SaveIdentity() const;
 
   ProviderPtr provider_;
   AdapterOptions opts_;
   std::unique_ptr<AdapterServer> server_;
+  std::unique_ptr<net::TierIdentity> tls_;  // its key, the root's certificate for it, the CA
   std::string id_;
   SecretString key_;
   std::chrono::seconds heartbeat_{5};

@@ -11,8 +11,12 @@ namespace {
 Status Done(const Result<Json>& r) { return r ? OkStatus() : Status(r.error()); }
 }  // namespace
 
-RemoteProvider::RemoteProvider(std::string base_url, SecretString adapter_key, ProviderInfo info)
-    : base_url_(std::move(base_url)), adapter_key_(std::move(adapter_key)), info_(std::move(info)) {
+RemoteProvider::RemoteProvider(std::string base_url, SecretString adapter_key, ProviderInfo info,
+                               net::TlsClientConfigPtr tls)
+    : base_url_(std::move(base_url)),
+      adapter_key_(std::move(adapter_key)),
+      info_(std::move(info)),
+      http_(std::move(tls)) {
   while (!base_url_.empty() && base_url_.back() == '/') {
     base_url_.pop_back();
   }

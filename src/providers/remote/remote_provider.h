@@ -14,7 +14,10 @@ namespace canopy::providers::remote {
 
 class RemoteProvider final : public Provider {
  public:
-  RemoteProvider(std::string base_url, SecretString adapter_key, ProviderInfo info);
+  // `tls`: how to reach an https adapter (the root's CA, the adapter's expected name, the root's
+  // client certificate); null: plain HTTP or the system's roots.
+  RemoteProvider(std::string base_url, SecretString adapter_key, ProviderInfo info,
+                 net::TlsClientConfigPtr tls = nullptr);
   ProviderInfo Info() const override { return info_; }
   Status ValidateCredential(const CallContext& ctx) override;
   Result<Offers> ListOffers(const CallContext& ctx) override;
