@@ -249,6 +249,8 @@ Result<std::string> NormalizeFingerprint(const std::string& text) {
   std::string s = text;
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.erase(0, 1);
+  // `openssl x509 -fingerprint -sha256` prints "sha256 Fingerprint=AB:CD:…".
+  if (size_t eq = s.find('='); eq != std::string::npos) s = s.substr(eq + 1);
   std::string lower;
   for (char c : s) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (lower.starts_with("sha256:")) lower = lower.substr(7);
