@@ -176,12 +176,7 @@ Status ClusterService::Start() {
   ::chmod(opts_.data_dir.c_str(), 0700);
   CANOPY_ASSIGN_OR_RETURN(store_, store::OpenClusterStore(opts_.data_dir + "/cluster.db"));
   if (opts_.token.empty() && !opts_.token_file.empty()) {
-    if (auto t = ReadFileString(opts_.token_file); t) {
-      opts_.token = *t;
-      while (!opts_.token.empty() && std::isspace(static_cast<unsigned char>(opts_.token.back()))) {
-        opts_.token.pop_back();
-      }
-    }
+    opts_.token = ReadTrimmedFile(opts_.token_file);
   }
   CANOPY_ASSIGN_OR_RETURN(auto hp, net::ParseHostPort(opts_.listen));
   CANOPY_ASSIGN_OR_RETURN(tls_, net::TierIdentity::Open(opts_.data_dir, "canopy-root", false));
@@ -253,6 +248,15 @@ Status ClusterService::EnsureNodeCaKey() {
   return WriteFileAtomic(opts_.data_dir + "/node-ca.key", node_ca_key_.Reveal(), 0600);
 }
 
+Result<std::string> ClusterService::NodeCaCsr() const {
+  SecretString key;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    key = node_ca_key_;
+  }
+  return net::pki::NewCsr(key, "cluster-ca", {});
+}
+
 std::optional<net::pki::Authority> ClusterService::NodeCa() const {
   std::lock_guard<std::mutex> l(mu_);
   return node_ca_;
@@ -313,17 +317,8 @@ Status ClusterService::Pair() {
   if (secure()) {
     CANOPY_TRY(tls_->EnsureCa(opts_.root_url, opts_.ca_fingerprint, opts_.ca_file));
     CANOPY_TRY(EnsureNodeCaKey());
-    std::vector<std::string> names;
-    if (auto host = net::UrlHost(opts_.advertise_url); !host.empty()) names.push_back(host);
-    CANOPY_ASSIGN_OR_RETURN(std::string csr, tls_->Csr("cluster", names));
-    SecretString key;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      key = node_ca_key_;
-    }
-    CANOPY_ASSIGN_OR_RETURN(std::string node_ca_csr, net::pki::NewCsr(key, "cluster-ca", {}));
-    call.body["csr"] = csr;
-    call.body["node_ca_csr"] = node_ca_csr;
+    CANOPY_ASSIGN_OR_RETURN(call.body["csr"], tls_->CsrForUrl("cluster", opts_.advertise_url));
+    CANOPY_ASSIGN_OR_RETURN(call.body["node_ca_csr"], NodeCaCsr());
     call.tls = tls_->Client();
   }
   call.timeout = std::chrono::milliseconds(15000);
@@ -718,17 +713,9 @@ Status ClusterService::LinkOnce() {
         !ca || net::pki::RenewalDue(
                    net::pki::ReadCert(ca->cert_pem()).value_or(net::pki::CertInfo{}), now);
     if (tls_->RenewalDue(now) || node_ca_due) {
-      std::vector<std::string> names;
-      if (auto host = net::UrlHost(opts_.advertise_url); !host.empty()) names.push_back(host);
-      CANOPY_ASSIGN_OR_RETURN(std::string csr, tls_->Csr("cluster", names));
-      body["csr"] = csr;
+      CANOPY_ASSIGN_OR_RETURN(body["csr"], tls_->CsrForUrl("cluster", opts_.advertise_url));
       if (node_ca_due) {
-        SecretString nk;
-        {
-          std::lock_guard<std::mutex> l(mu_);
-          nk = node_ca_key_;
-        }
-        CANOPY_ASSIGN_OR_RETURN(body["node_ca_csr"], net::pki::NewCsr(nk, "cluster-ca", {}));
+        CANOPY_ASSIGN_OR_RETURN(body["node_ca_csr"], NodeCaCsr());
       }
       renewing = true;
     }

@@ -92,6 +92,7 @@ class ClusterService {
   void ApplyServerTls();
   Result<std::string> IssueNodeCertificate(const std::string& node_id, const std::string& csr);
   std::optional<net::pki::Authority> NodeCa() const;
+  Result<std::string> NodeCaCsr() const;  // for the node CA's key
   Status LinkOnce();
   bool LoadIdentity();
   Status SaveIdentity();

@@ -20,6 +20,9 @@ Status WriteFileAtomic(const std::string& path, std::string_view content, mode_t
 /// The whole content of `path` (small files: keys, certificates). kNotFound when it cannot be read.
 Result<std::string> ReadFileString(const std::string& path);
 
+/// `path`'s content without trailing whitespace, "" when it cannot be read (token files).
+std::string ReadTrimmedFile(const std::string& path);
+
 /// The JSON object stored in `path`: kNotFound when the file is missing or unreadable,
 /// kInvalidArgument when it is not a JSON object.
 Result<Json> ReadJsonObjectFile(const std::string& path);

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/files.h"
+#include "net/http.h"
 
 namespace canopy::net {
 
@@ -122,6 +123,12 @@ Result<std::string> TierIdentity::Csr(const std::string& cn,
                                       const std::vector<std::string>& sans) const {
   std::lock_guard<std::mutex> l(mu_);
   return pki::NewCsr(id_.key_pem, cn, sans);
+}
+
+Result<std::string> TierIdentity::CsrForUrl(const std::string& cn, const std::string& url) const {
+  std::vector<std::string> names;
+  if (std::string host = UrlHost(url); !host.empty()) names.push_back(host);
+  return Csr(cn, names);
 }
 
 Status TierIdentity::AcceptCertificate(const std::string& chain_pem) {

@@ -42,6 +42,8 @@ class TierIdentity {
 
   // A CSR for this tier's key.
   Result<std::string> Csr(const std::string& cn, const std::vector<std::string>& sans = {}) const;
+  // A CSR naming the host of `url` (this tier's advertised URL; none for a wildcard host).
+  Result<std::string> CsrForUrl(const std::string& cn, const std::string& url) const;
   // Stores the chain signed for this key (leaf first) after checking it against the CA.
   Status AcceptCertificate(const std::string& chain_pem);
 

@@ -67,12 +67,7 @@ Status NodeAgent::Start() {
     CANOPY_ASSIGN_OR_RETURN(tls_, net::TierIdentity::Open(opts_.data_dir, "cluster:*"));
   }
   if (opts_.token.empty() && !opts_.token_file.empty()) {
-    if (auto t = ReadFileString(opts_.token_file); t) {
-      opts_.token = *t;
-      while (!opts_.token.empty() && std::isspace(static_cast<unsigned char>(opts_.token.back()))) {
-        opts_.token.pop_back();
-      }
-    }
+    opts_.token = ReadTrimmedFile(opts_.token_file);
   }
   bool have_identity = LoadIdentity();
   if (!have_identity && opts_.token.empty()) {

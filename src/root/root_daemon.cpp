@@ -171,11 +171,7 @@ int RunRoot(const RootOptions& opts) {
   pko.data_dir = opts.data_dir;
   std::vector<std::string> hosts = {hp->first};
   if (thp) hosts.push_back(thp->first);
-  if (!opts.cluster_url.empty()) {
-    std::string rest = opts.cluster_url.substr(opts.cluster_url.find("://") + 3);
-    rest = rest.substr(0, rest.find('/'));
-    if (auto chp = net::ParseHostPort(rest); chp) hosts.push_back(chp->first);
-  }
+  hosts.push_back(net::UrlHost(opts.cluster_url));  // "" for none (RootCertificateNames skips it)
   pko.names = RootCertificateNames(hosts, opts.tls_names);
   pko.ca_cert_file = opts.ca_cert_file;
   pko.ca_key_file = opts.ca_key_file;

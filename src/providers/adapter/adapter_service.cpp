@@ -136,9 +136,7 @@ Status AdapterService::Register(bool move) {
   net::JsonCall call;
   CANOPY_TRY(tls_->EnsureCa(opts_.root_url, opts_.ca_fingerprint, opts_.ca_file));
   call.tls = tls_->Client();
-  std::vector<std::string> names;
-  if (auto host = net::UrlHost(opts_.advertise_url); !host.empty()) names.push_back(host);
-  CANOPY_ASSIGN_OR_RETURN(std::string csr, tls_->Csr("adapter", names));
+  CANOPY_ASSIGN_OR_RETURN(std::string csr, tls_->CsrForUrl("adapter", opts_.advertise_url));
   call.url = opts_.root_url + "/api/v1/providers/register";
   call.body = {{"token", opts_.token},
                {"type", info.type},
@@ -212,9 +210,7 @@ Status AdapterService::Heartbeat() {
   call.tls = tls_->Client();
   bool renewing = tls_->has_certificate() && tls_->RenewalDue(std::chrono::system_clock::now());
   if (renewing) {
-    std::vector<std::string> names;
-    if (auto host = net::UrlHost(opts_.advertise_url); !host.empty()) names.push_back(host);
-    CANOPY_ASSIGN_OR_RETURN(call.body["csr"], tls_->Csr("adapter", names));
+    CANOPY_ASSIGN_OR_RETURN(call.body["csr"], tls_->CsrForUrl("adapter", opts_.advertise_url));
   }
   CANOPY_ASSIGN_OR_RETURN(Json j, net::PostJson(call));
   if (renewing && j.contains("certificate") && j["certificate"].is_string()) {
